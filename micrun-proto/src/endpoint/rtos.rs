@@ -1,0 +1,488 @@
+//! The RTOS side of a session: answers `Hello` and `Ping`, carries stdout/stderr
+//! to the host and console input from it, and reports the application's life.
+
+use heapless::{Deque, String};
+
+use super::session::{Counters, Role, SeqVerdict, Session, Timing};
+use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
+use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
+use crate::msg::{
+    features, CodecError, ExitReason, HelloAck, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
+    MAX_LOG, PROTOCOL_VERSION,
+};
+
+/// RTOS endpoint settings. Times in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct RtosConfig {
+    pub link: LinkKind,
+    pub features: u32,
+    pub rto_initial_ms: u32,
+    pub rto_max_ms: u32,
+    /// Reported in `HelloAck`; at most [`crate::msg::MAX_NAME`] bytes each
+    /// (longer values are cut at a character boundary).
+    pub agent_version: &'static str,
+    pub os: &'static str,
+    pub board: &'static str,
+}
+
+impl Default for RtosConfig {
+    fn default() -> Self {
+        Self {
+            link: LinkKind::Stream,
+            features: features::ALL,
+            rto_initial_ms: 100,
+            rto_max_ms: 2000,
+            agent_version: "",
+            os: "",
+            board: "",
+        }
+    }
+}
+
+/// Something the RTOS application should act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtosEvent {
+    /// A host opened a session.
+    Connected {
+        version: Version,
+        features: u32,
+    },
+    /// Stop within `grace_ms`, then report [`RtosEndpoint::send_exited`].
+    StopRequested {
+        grace_ms: u32,
+    },
+    Signal {
+        signo: u8,
+    },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// Answer with [`RtosEndpoint::send_stats`].
+    StatsRequested,
+    /// Console input is waiting in [`RtosEndpoint::read_stdin`].
+    Readable,
+    Error(ProtocolError),
+}
+
+/// Where the RTOS side's session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtosState {
+    /// No host has said `Hello` yet (output is buffered meanwhile).
+    Waiting,
+    Connected,
+}
+
+pub(crate) struct RtosRole;
+
+/// RTOS→host control messages waiting for delivery.
+#[derive(Debug, Clone)]
+pub(crate) enum RtosCtrl {
+    Ready,
+    Stats(Stats),
+    Exited(i32, ExitReason),
+    Log(LogLevel, String<MAX_LOG>),
+}
+
+impl Role for RtosRole {
+    type Ctrl = RtosCtrl;
+    const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
+    const RX: &'static [Stream] = &[Stream::Stdin];
+
+    fn encode_ctrl(c: &RtosCtrl, buf: &mut [u8]) -> Result<usize, CodecError> {
+        match c {
+            RtosCtrl::Ready => RtosMsg::Ready,
+            RtosCtrl::Stats(s) => RtosMsg::Stats(*s),
+            RtosCtrl::Exited(code, reason) => RtosMsg::Exited {
+                code: *code,
+                reason: *reason,
+            },
+            RtosCtrl::Log(level, text) => RtosMsg::Log {
+                level: *level,
+                text: text.as_str(),
+            },
+        }
+        .encode(buf)
+    }
+
+    fn encode_data(stream: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError> {
+        RtosMsg::ConsoleOut { stream, data }.encode(buf)
+    }
+
+    fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError> {
+        RtosMsg::Credit { stream, bytes }.encode(buf)
+    }
+
+    fn after_output(c: &RtosCtrl) -> bool {
+        matches!(c, RtosCtrl::Exited(..))
+    }
+}
+
+/// Events waiting for the application; a full queue holds back further sequenced
+/// input (the host retransmits), so nothing is lost.
+const EVENTS: usize = 4;
+
+/// The RTOS endpoint.
+///
+/// - `FRAME`: receive buffer for one encoded frame, at least 128 bytes; it bounds
+///   the frame size advertised to the host.
+/// - `OUT`: each of the stdout and stderr rings (power of two). Bytes stay there
+///   until the host acknowledges them.
+/// - `IN`: the console input ring (power of two); the host never sends more than
+///   its free space.
+pub struct RtosEndpoint<const FRAME: usize = 256, const OUT: usize = 1024, const IN: usize = 512> {
+    deframer: Deframer<FRAME>,
+    core: Core<OUT, IN>,
+}
+
+/// Everything but the receive buffer, so a frame borrowed from the buffer can be
+/// dispatched without copying it.
+struct Core<const OUT: usize, const IN: usize> {
+    cfg: RtosConfig,
+    state: RtosState,
+    session: Session<RtosRole, 2, OUT, 1, IN, 4, 4>,
+    events: Deque<RtosEvent, EVENTS>,
+    session_id: u32,
+    max_frame: usize,
+    hello_ack_due: bool,
+    /// Version to put in the next `HelloAck`.
+    ack_version: Version,
+    pong_due: Option<(u32, u64)>,
+}
+
+impl<const FRAME: usize, const OUT: usize, const IN: usize> core::fmt::Debug
+    for RtosEndpoint<FRAME, OUT, IN>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RtosEndpoint")
+            .field("state", &self.core.state)
+            .field("counters", &self.core.session.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+fn clip(s: &'static str) -> &'static str {
+    let mut end = s.len().min(crate::msg::MAX_NAME);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, OUT, IN> {
+    const FRAME_OK: () = assert!(FRAME >= 128, "FRAME must be at least 128 bytes");
+
+    /// Largest raw frame this endpoint accepts, as advertised in `HelloAck`.
+    pub const MAX_FRAME: usize = if FRAME > MAX_FRAME + MAX_FRAME / 254 + 1 {
+        MAX_FRAME
+    } else {
+        FRAME - FRAME / 254 - 1
+    };
+
+    pub fn new(cfg: RtosConfig) -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::FRAME_OK;
+        let cfg = RtosConfig {
+            agent_version: clip(cfg.agent_version),
+            os: clip(cfg.os),
+            board: clip(cfg.board),
+            ..cfg
+        };
+        Self {
+            deframer: Deframer::new(),
+            core: Core {
+                cfg,
+                state: RtosState::Waiting,
+                session: Session::new(Timing {
+                    rto_initial_ms: cfg.rto_initial_ms.max(1),
+                    rto_max_ms: cfg.rto_max_ms.max(cfg.rto_initial_ms.max(1)),
+                }),
+                events: Deque::new(),
+                session_id: 0,
+                max_frame: Self::MAX_FRAME,
+                hello_ack_due: false,
+                ack_version: PROTOCOL_VERSION,
+                pong_due: None,
+            },
+        }
+    }
+
+    pub fn state(&self) -> RtosState {
+        self.core.state
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.core.state == RtosState::Connected
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.core.session.counters
+    }
+
+    // ---- application API --------------------------------------------------------
+
+    /// Queues console output; returns how many bytes fit in the ring.
+    pub fn write(&mut self, stream: Stream, data: &[u8]) -> usize {
+        self.core.session.write(stream, data)
+    }
+
+    /// Free space in `stream`'s output ring.
+    pub fn write_free(&self, stream: Stream) -> usize {
+        self.core.session.tx_free(stream)
+    }
+
+    /// Takes console input. Reading returns credit to the host.
+    pub fn read_stdin(&mut self, out: &mut [u8]) -> usize {
+        self.core.session.read(Stream::Stdin, out)
+    }
+
+    /// Console input bytes waiting.
+    pub fn stdin_len(&self) -> usize {
+        self.core.session.readable(Stream::Stdin)
+    }
+
+    /// Whether `n` more control messages fit the queue.
+    pub fn can_send(&self, n: usize) -> bool {
+        self.core.session.ctrl_free() >= n
+    }
+
+    /// Reports that the application is up. `false` when the queue is full.
+    pub fn send_ready(&mut self) -> bool {
+        self.core.session.queue_ctrl(RtosCtrl::Ready).is_ok()
+    }
+
+    /// Answers a [`RtosEvent::StatsRequested`]. `false` when the queue is full.
+    pub fn send_stats(&mut self, stats: Stats) -> bool {
+        self.core.session.queue_ctrl(RtosCtrl::Stats(stats)).is_ok()
+    }
+
+    /// Reports the application's end. It reaches the host after every console byte
+    /// written before it. `false` when the queue is full.
+    pub fn send_exited(&mut self, code: i32, reason: ExitReason) -> bool {
+        self.core
+            .session
+            .queue_ctrl(RtosCtrl::Exited(code, reason))
+            .is_ok()
+    }
+
+    /// Sends a diagnostic line (cut to [`MAX_LOG`] bytes). `false` when the queue
+    /// is full.
+    pub fn send_log(&mut self, level: LogLevel, text: &str) -> bool {
+        let mut end = text.len().min(MAX_LOG);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut t = String::new();
+        let _ = t.push_str(&text[..end]);
+        self.core
+            .session
+            .queue_ctrl(RtosCtrl::Log(level, t))
+            .is_ok()
+    }
+
+    /// Everything queued so far (console bytes and control messages) has been
+    /// acknowledged by the host.
+    pub fn is_flushed(&self) -> bool {
+        self.core.session.is_flushed()
+    }
+
+    pub fn poll_event(&mut self) -> Option<RtosEvent> {
+        self.core.events.pop_front()
+    }
+
+    // ---- driving ----------------------------------------------------------------
+
+    /// Feeds bytes received from the link (any split). On a message link each call
+    /// must be exactly one message. Bytes beyond a frame's bound are dropped and
+    /// counted.
+    pub fn handle_input(&mut self, now_ms: u64, data: &[u8]) {
+        match self.core.cfg.link {
+            LinkKind::Message => {
+                if data.len() > Self::MAX_FRAME {
+                    self.core.session.counters.oversized_frames += 1;
+                    return;
+                }
+                self.core.handle_frame(now_ms, data);
+            }
+            LinkKind::Stream => {
+                let mut rest = data;
+                while !rest.is_empty() {
+                    let (used, res) = self.deframer.push(rest);
+                    rest = &rest[used..];
+                    match res {
+                        Some(Ok(len)) => self.core.handle_frame(now_ms, self.deframer.frame(len)),
+                        Some(Err(e)) => count_frame_error(&mut self.core.session.counters, e),
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next time [`RtosEndpoint::handle_timeout`] has work, if any.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.core.session.poll_timeout()
+    }
+
+    /// Runs the retransmission timer.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.core.state == RtosState::Connected {
+            self.core.session.handle_timeout(now_ms);
+        }
+    }
+
+    /// Writes the next frame for the link into `buf` and returns its length, or
+    /// `None` when there is nothing to send. `buf` should hold
+    /// [`super::transmit_buf_len`]`(link, Self::MAX_FRAME)` bytes; a smaller one
+    /// (at least 128) only makes console chunks smaller.
+    pub fn poll_transmit(&mut self, now_ms: u64, buf: &mut [u8]) -> Option<usize> {
+        let c = &mut self.core;
+        let (offset, room) = raw_layout(c.cfg.link, buf.len(), c.max_frame);
+        if room < MIN_FRAME {
+            return None;
+        }
+        let raw = &mut buf[offset..offset + room];
+        let len = if c.hello_ack_due {
+            c.hello_ack_due = false;
+            let ack = RtosMsg::HelloAck(HelloAck {
+                version: c.ack_version,
+                features: c.cfg.features,
+                max_frame: Self::MAX_FRAME as u16,
+                session: c.session_id,
+                agent_version: c.cfg.agent_version,
+                os: c.cfg.os,
+                board: c.cfg.board,
+            });
+            let n = ack.encode(&mut raw[HEADER_LEN..]).ok()?;
+            c.session.seal_unsequenced(raw, n)
+        } else if c.state != RtosState::Connected {
+            return None;
+        } else if let Some((nonce, uptime_ms)) = c.pong_due.take() {
+            let n = RtosMsg::Pong { nonce, uptime_ms }
+                .encode(&mut raw[HEADER_LEN..])
+                .ok()?;
+            c.session.seal_unsequenced(raw, n)
+        } else {
+            c.session.next_frame(raw, room, now_ms)?
+        };
+        Some(to_wire(c.cfg.link, buf, offset, len))
+    }
+}
+
+impl<const OUT: usize, const IN: usize> Core<OUT, IN> {
+    fn push_event(&mut self, e: RtosEvent) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(e);
+    }
+
+    fn handle_frame(&mut self, now: u64, raw: &[u8]) {
+        let (header, payload) = match frame::open(raw) {
+            Ok(x) => x,
+            Err(e) => return count_frame_error(&mut self.session.counters, e),
+        };
+        let msg = if payload.is_empty() {
+            None
+        } else {
+            match HostMsg::decode(payload) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    self.session.counters.unknown_messages += 1;
+                    // Acknowledge it anyway so a newer host's message cannot stall us.
+                    if let (Some(seq), RtosState::Connected) = (header.seq, self.state) {
+                        self.session.on_ack(header.ack, now);
+                        if self.session.check_seq(seq) == SeqVerdict::Deliver {
+                            self.session.accept_seq();
+                        }
+                    }
+                    return;
+                }
+            }
+        };
+        if let Some(HostMsg::Hello(hello)) = msg {
+            return self.on_hello(&hello);
+        }
+        if self.state != RtosState::Connected {
+            self.session.counters.unexpected += 1;
+            return;
+        }
+        self.session.on_ack(header.ack, now);
+        let Some(msg) = msg else { return };
+        match header.seq {
+            None => match msg {
+                HostMsg::Ping { nonce } => self.pong_due = Some((nonce, now)),
+                _ => self.session.counters.unexpected += 1,
+            },
+            Some(seq) => {
+                // Hold back while the application has not taken its events: the
+                // host will send it again.
+                if self.events.is_full() {
+                    return;
+                }
+                if self.session.check_seq(seq) == SeqVerdict::Drop {
+                    return;
+                }
+                self.session.accept_seq();
+                self.deliver(msg);
+            }
+        }
+    }
+
+    fn deliver(&mut self, msg: HostMsg<'_>) {
+        let event = match msg {
+            HostMsg::Stop { grace_ms } => RtosEvent::StopRequested { grace_ms },
+            HostMsg::Signal { signo } => RtosEvent::Signal { signo },
+            HostMsg::Resize { rows, cols } => RtosEvent::Resize { rows, cols },
+            HostMsg::StatsRequest => RtosEvent::StatsRequested,
+            HostMsg::ConsoleIn { data } => {
+                let was_empty = self.session.readable(Stream::Stdin) == 0;
+                self.session.ingest(Stream::Stdin, data);
+                if !(was_empty && self.session.readable(Stream::Stdin) > 0) {
+                    return;
+                }
+                RtosEvent::Readable
+            }
+            HostMsg::Credit { stream, bytes } => {
+                self.session.add_credit(stream, bytes);
+                return;
+            }
+            HostMsg::Hello(_) | HostMsg::Ping { .. } => {
+                self.session.counters.unexpected += 1;
+                return;
+            }
+        };
+        self.push_event(event);
+    }
+
+    fn on_hello(&mut self, hello: &crate::msg::Hello) {
+        // Always answer, so the host learns our version even when we cannot talk.
+        self.hello_ack_due = true;
+        if self.state == RtosState::Connected && hello.session == self.session_id {
+            return; // a repeated Hello: our HelloAck was lost
+        }
+        self.session_id = hello.session;
+        self.ack_version = PROTOCOL_VERSION;
+        if !PROTOCOL_VERSION.compatible(hello.version) {
+            self.state = RtosState::Waiting;
+            return self.push_event(RtosEvent::Error(ProtocolError::IncompatibleVersion {
+                ours: PROTOCOL_VERSION,
+                peer: hello.version,
+            }));
+        }
+        if usize::from(hello.max_frame) < MIN_FRAME {
+            self.state = RtosState::Waiting;
+            return self.push_event(RtosEvent::Error(ProtocolError::FrameTooSmall {
+                peer_max_frame: hello.max_frame,
+            }));
+        }
+        self.max_frame = self.max_frame.min(usize::from(hello.max_frame));
+        self.session.restart();
+        self.state = RtosState::Connected;
+        let version = PROTOCOL_VERSION.negotiate(hello.version);
+        self.push_event(RtosEvent::Connected {
+            version,
+            features: self.cfg.features & hello.features,
+        });
+    }
+}

@@ -1,0 +1,523 @@
+//! The part both endpoints share: sequence numbers, cumulative acknowledgements,
+//! go-back-N retransmission with back-off, console streams under credit-based flow
+//! control, and the queue of control messages.
+//!
+//! Every sequenced frame occupies one [`Slot`] until the peer acknowledges it. A slot
+//! describes how to rebuild the frame (a control message at the front of the queue,
+//! a range of a console ring, a credit grant), so a retransmission replays exactly
+//! the bytes first sent without keeping a copy of the frame.
+
+use heapless::Deque;
+
+use crate::frame::{self, Header, HEADER_LEN, OVERHEAD};
+use crate::msg::{CodecError, Stream};
+use crate::ring::Ring;
+
+/// Encodes one side's messages; implemented by the host and RTOS roles.
+pub(crate) trait Role {
+    /// A queued control message (owned, small).
+    type Ctrl: Clone + core::fmt::Debug;
+    /// Streams this side sends, by index.
+    const TX: &'static [Stream];
+    /// Streams this side receives, by index.
+    const RX: &'static [Stream];
+    fn encode_ctrl(c: &Self::Ctrl, buf: &mut [u8]) -> Result<usize, CodecError>;
+    fn encode_data(stream: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError>;
+    fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError>;
+    /// Whether `c` must wait until every console byte written before it was sent
+    /// (so an exit report never overtakes the output that preceded it).
+    fn after_output(c: &Self::Ctrl) -> bool;
+}
+
+/// Bytes a console message adds around its data: variant, stream, length varint.
+pub(crate) const DATA_MSG_OVERHEAD: usize = 4;
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Ctrl,
+    Data { stream: u8, start: u32, len: u16 },
+    Credit { stream: u8, bytes: u32 },
+}
+
+#[derive(Debug)]
+struct TxStream<const N: usize> {
+    ring: Ring<N>,
+    /// Bytes before this position have been sent at least once.
+    sent: u32,
+    /// Bytes the peer can still take.
+    credit: u32,
+}
+
+#[derive(Debug)]
+struct RxStream<const N: usize> {
+    ring: Ring<N>,
+    /// Stream position up to which the peer has been allowed to send.
+    granted: u32,
+}
+
+/// Retransmission timing, from the endpoint's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub rto_initial_ms: u32,
+    pub rto_max_ms: u32,
+}
+
+/// Counters of discarded or repeated traffic. They only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames dropped for a CRC mismatch.
+    pub crc_errors: u32,
+    /// Frames dropped for invalid COBS stuffing or a length below the header.
+    pub malformed_frames: u32,
+    /// Frames longer than the receive buffer.
+    pub oversized_frames: u32,
+    /// Valid frames whose payload is not a message we know (acknowledged, dropped).
+    pub unknown_messages: u32,
+    /// Sequenced frames received again (already delivered) or out of order.
+    pub duplicates: u32,
+    /// Retransmission rounds.
+    pub retransmits: u32,
+    /// Console bytes the peer sent beyond the credit it had (dropped).
+    pub credit_violations: u32,
+    /// Frames that made no sense in the current state (e.g. data before the handshake).
+    pub unexpected: u32,
+}
+
+impl Counters {
+    /// Total frames or bytes rejected for any reason other than repetition.
+    pub fn errors(&self) -> u32 {
+        self.crc_errors
+            .saturating_add(self.malformed_frames)
+            .saturating_add(self.oversized_frames)
+            .saturating_add(self.unknown_messages)
+            .saturating_add(self.credit_violations)
+    }
+}
+
+/// What to do with a received sequenced frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeqVerdict {
+    /// In order: deliver it, then call [`Session::accept_seq`].
+    Deliver,
+    /// Already delivered or out of order: drop it (an ack is scheduled).
+    Drop,
+}
+
+#[derive(Debug)]
+pub(crate) struct Session<
+    R: Role,
+    const NTX: usize,
+    const TXN: usize,
+    const NRX: usize,
+    const RXN: usize,
+    const Q: usize,
+    const W: usize,
+> {
+    tx: [TxStream<TXN>; NTX],
+    rx: [RxStream<RXN>; NRX],
+    ctrl: Deque<R::Ctrl, Q>,
+    /// In-flight sequenced frames, oldest first; `slots[i]` has seq `una + i`.
+    slots: Deque<Slot, W>,
+    una: u8,
+    /// Slots before this index were (re)sent in the current round.
+    replay: usize,
+    rx_expected: u8,
+    ack_pending: bool,
+    rto_ms: u32,
+    retransmit_at: Option<u64>,
+    timing: Timing,
+    next_tx_stream: usize,
+    pub counters: Counters,
+}
+
+impl<
+        R: Role,
+        const NTX: usize,
+        const TXN: usize,
+        const NRX: usize,
+        const RXN: usize,
+        const Q: usize,
+        const W: usize,
+    > Session<R, NTX, TXN, NRX, RXN, Q, W>
+{
+    pub(crate) fn new(timing: Timing) -> Self {
+        Self {
+            tx: core::array::from_fn(|_| TxStream {
+                ring: Ring::new(),
+                sent: 0,
+                credit: 0,
+            }),
+            rx: core::array::from_fn(|_| RxStream {
+                ring: Ring::new(),
+                granted: 0,
+            }),
+            ctrl: Deque::new(),
+            slots: Deque::new(),
+            una: 0,
+            replay: 0,
+            rx_expected: 0,
+            ack_pending: false,
+            rto_ms: timing.rto_initial_ms,
+            retransmit_at: None,
+            timing,
+            next_tx_stream: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Starts a new session with the peer: sequence numbers restart at 0, nothing is
+    /// in flight, the peer's credits are gone. Unacknowledged console bytes and
+    /// control messages stay queued and go out again in the new session.
+    pub(crate) fn restart(&mut self) {
+        self.slots.clear();
+        self.una = 0;
+        self.replay = 0;
+        self.rx_expected = 0;
+        self.ack_pending = false;
+        self.rto_ms = self.timing.rto_initial_ms;
+        self.retransmit_at = None;
+        for s in &mut self.tx {
+            s.sent = s.ring.tail();
+            s.credit = 0;
+        }
+        for s in &mut self.rx {
+            s.granted = s.ring.head();
+        }
+    }
+
+    fn tx_index(stream: Stream) -> Option<usize> {
+        R::TX.iter().position(|&s| s == stream)
+    }
+
+    fn rx_index(stream: Stream) -> Option<usize> {
+        R::RX.iter().position(|&s| s == stream)
+    }
+
+    // ---- application side -------------------------------------------------------
+
+    pub(crate) fn write(&mut self, stream: Stream, data: &[u8]) -> usize {
+        match Self::tx_index(stream) {
+            Some(i) => self.tx[i].ring.push(data),
+            None => 0,
+        }
+    }
+
+    pub(crate) fn tx_free(&self, stream: Stream) -> usize {
+        Self::tx_index(stream).map_or(0, |i| self.tx[i].ring.free())
+    }
+
+    /// Bytes written but not yet acknowledged by the peer, over all streams.
+    pub(crate) fn tx_unacked(&self) -> usize {
+        self.tx.iter().map(|s| s.ring.len()).sum()
+    }
+
+    pub(crate) fn read(&mut self, stream: Stream, out: &mut [u8]) -> usize {
+        match Self::rx_index(stream) {
+            Some(i) => self.rx[i].ring.pop(out),
+            None => 0,
+        }
+    }
+
+    pub(crate) fn readable(&self, stream: Stream) -> usize {
+        Self::rx_index(stream).map_or(0, |i| self.rx[i].ring.len())
+    }
+
+    pub(crate) fn queue_ctrl(&mut self, c: R::Ctrl) -> Result<(), R::Ctrl> {
+        self.ctrl.push_back(c)
+    }
+
+    pub(crate) fn ctrl_free(&self) -> usize {
+        Q - self.ctrl.len()
+    }
+
+    /// Nothing queued, nothing in flight.
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.slots.is_empty() && self.ctrl.is_empty() && self.tx_unacked() == 0
+    }
+
+    // ---- receive side -----------------------------------------------------------
+
+    /// Processes the cumulative acknowledgement carried by every frame.
+    pub(crate) fn on_ack(&mut self, ack: u8, now: u64) {
+        let n = ack.wrapping_sub(self.una) as usize;
+        if n == 0 || n > self.slots.len() {
+            return;
+        }
+        for _ in 0..n {
+            match self.slots.pop_front() {
+                Some(Slot::Ctrl) => {
+                    self.ctrl.pop_front();
+                }
+                Some(Slot::Data { stream, len, .. }) => {
+                    self.tx[stream as usize].ring.consume(len as usize);
+                }
+                Some(Slot::Credit { .. }) | None => {}
+            }
+        }
+        self.una = ack;
+        self.replay = self.replay.saturating_sub(n);
+        self.rto_ms = self.timing.rto_initial_ms;
+        self.retransmit_at = if self.slots.is_empty() {
+            None
+        } else {
+            Some(now + u64::from(self.rto_ms))
+        };
+    }
+
+    pub(crate) fn check_seq(&mut self, seq: u8) -> SeqVerdict {
+        self.ack_pending = true;
+        if seq == self.rx_expected {
+            SeqVerdict::Deliver
+        } else {
+            self.counters.duplicates += 1;
+            SeqVerdict::Drop
+        }
+    }
+
+    pub(crate) fn accept_seq(&mut self) {
+        self.rx_expected = self.rx_expected.wrapping_add(1);
+    }
+
+    /// Room to take a console message of `len` bytes on `stream` without
+    /// exceeding what was granted. Data beyond the grant is a protocol violation.
+    pub(crate) fn ingest(&mut self, stream: Stream, data: &[u8]) {
+        let Some(i) = Self::rx_index(stream) else {
+            self.counters.unexpected += 1;
+            return;
+        };
+        let s = &mut self.rx[i];
+        let allowed = s.granted.wrapping_sub(s.ring.head()) as usize;
+        let allowed = allowed.min(s.ring.free());
+        let n = data.len().min(allowed);
+        s.ring.push(&data[..n]);
+        if n < data.len() {
+            self.counters.credit_violations = self
+                .counters
+                .credit_violations
+                .saturating_add((data.len() - n) as u32);
+        }
+    }
+
+    pub(crate) fn add_credit(&mut self, stream: Stream, bytes: u32) {
+        match Self::tx_index(stream) {
+            Some(i) => {
+                let s = &mut self.tx[i];
+                // A peer cannot grant more than fits in a u32 window.
+                s.credit = s.credit.saturating_add(bytes);
+            }
+            None => self.counters.unexpected += 1,
+        }
+    }
+
+    // ---- timers -----------------------------------------------------------------
+
+    pub(crate) fn poll_timeout(&self) -> Option<u64> {
+        self.retransmit_at
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: u64) {
+        if let Some(at) = self.retransmit_at {
+            if now >= at && !self.slots.is_empty() {
+                self.replay = 0;
+                self.rto_ms = (self.rto_ms.saturating_mul(2)).min(self.timing.rto_max_ms);
+                self.retransmit_at = Some(now + u64::from(self.rto_ms));
+                self.counters.retransmits = self.counters.retransmits.saturating_add(1);
+            }
+        }
+    }
+
+    // ---- transmit side ----------------------------------------------------------
+
+    /// Credit to grant on `rx[i]` now, if worth a message: a quarter of the ring, or
+    /// everything once the reader has drained it.
+    fn grant_due(&self, i: usize) -> u32 {
+        let s = &self.rx[i];
+        let edge = s.ring.tail().wrapping_add(RXN as u32);
+        let due = edge.wrapping_sub(s.granted);
+        if due as usize >= (RXN / 4).max(1) || (due > 0 && s.ring.len() == 0) {
+            due
+        } else {
+            0
+        }
+    }
+
+    fn in_flight_ctrl(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Ctrl))
+            .count()
+    }
+
+    fn output_pending(&self) -> bool {
+        self.tx.iter().any(|s| s.sent != s.ring.head())
+    }
+
+    /// Writes the payload of `slot` into `buf`.
+    fn encode_slot(
+        &self,
+        slot: Slot,
+        ctrl_index: usize,
+        buf: &mut [u8],
+    ) -> Result<usize, CodecError> {
+        match slot {
+            Slot::Ctrl => match self.ctrl.iter().nth(ctrl_index) {
+                Some(c) => R::encode_ctrl(c, buf),
+                None => Err(CodecError::Malformed),
+            },
+            Slot::Data { stream, start, len } => {
+                let s = &self.tx[stream as usize];
+                let data = s.ring.contiguous(start, len as usize);
+                R::encode_data(R::TX[stream as usize], data, buf)
+            }
+            Slot::Credit { stream, bytes } => R::encode_credit(R::RX[stream as usize], bytes, buf),
+        }
+    }
+
+    /// Builds the next sequenced frame, or a pure acknowledgement, into `buf` (raw,
+    /// before COBS). `max_frame` is the negotiated frame size. Returns the length.
+    pub(crate) fn next_frame(
+        &mut self,
+        buf: &mut [u8],
+        max_frame: usize,
+        now: u64,
+    ) -> Option<usize> {
+        let max_frame = max_frame.min(buf.len());
+        let payload_room = max_frame - OVERHEAD;
+        let seq = self.una.wrapping_add(self.replay as u8);
+
+        // 1. Replay of a retransmission round.
+        if self.replay < self.slots.len() {
+            let slot = *self.slots.get(self.replay)?;
+            let ctrl_index = self
+                .slots
+                .iter()
+                .take(self.replay)
+                .filter(|s| matches!(s, Slot::Ctrl))
+                .count();
+            let body = &mut buf[HEADER_LEN..HEADER_LEN + payload_room];
+            if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
+                self.replay += 1;
+                return Some(self.finish(buf, Some(seq), n, now));
+            }
+            // Cannot happen for slots we built ourselves; drop the round rather than spin.
+            self.replay = self.slots.len();
+        }
+
+        // 2. A new sequenced frame, if the window has room.
+        if !self.slots.is_full() {
+            if let Some(slot) = self.pick_new(payload_room) {
+                let ctrl_index = self.in_flight_ctrl();
+                let body = &mut buf[HEADER_LEN..HEADER_LEN + payload_room];
+                if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
+                    self.commit_new(slot);
+                    // `seq` of a new slot is una + (slots before it); replay == slots.len() here.
+                    let seq = self.una.wrapping_add((self.slots.len() - 1) as u8);
+                    self.replay = self.slots.len();
+                    return Some(self.finish(buf, Some(seq), n, now));
+                }
+                // A control message that does not fit the negotiated frame can never be
+                // sent: drop it so it does not block the queue.
+                if matches!(slot, Slot::Ctrl) {
+                    self.drop_ctrl_at(ctrl_index);
+                }
+            }
+        }
+
+        // 3. A pure acknowledgement.
+        if self.ack_pending {
+            return Some(self.finish(buf, None, 0, now));
+        }
+        None
+    }
+
+    fn drop_ctrl_at(&mut self, index: usize) {
+        // Only the first not-yet-sent message can be dropped; it sits at `index`.
+        let mut kept: Deque<R::Ctrl, Q> = Deque::new();
+        let mut i = 0;
+        while let Some(c) = self.ctrl.pop_front() {
+            if i != index {
+                let _ = kept.push_back(c);
+            }
+            i += 1;
+        }
+        self.ctrl = kept;
+        self.counters.unexpected += 1;
+    }
+
+    fn pick_new(&mut self, payload_room: usize) -> Option<Slot> {
+        // Credits first: they unblock the peer.
+        for i in 0..NRX {
+            let due = self.grant_due(i);
+            if due > 0 {
+                return Some(Slot::Credit {
+                    stream: i as u8,
+                    bytes: due,
+                });
+            }
+        }
+        // Control messages in order.
+        let in_flight = self.in_flight_ctrl();
+        if let Some(c) = self.ctrl.iter().nth(in_flight) {
+            if !(R::after_output(c) && self.output_pending()) {
+                return Some(Slot::Ctrl);
+            }
+        }
+        // Console data, streams in turn.
+        let data_room = payload_room.saturating_sub(DATA_MSG_OVERHEAD);
+        for k in 0..NTX {
+            let i = (self.next_tx_stream + k) % NTX;
+            let s = &self.tx[i];
+            let max = data_room.min(s.credit as usize).min(u16::MAX as usize);
+            let chunk = s.ring.contiguous(s.sent, max);
+            if !chunk.is_empty() {
+                self.next_tx_stream = (i + 1) % NTX;
+                return Some(Slot::Data {
+                    stream: i as u8,
+                    start: s.sent,
+                    len: chunk.len() as u16,
+                });
+            }
+        }
+        None
+    }
+
+    fn commit_new(&mut self, slot: Slot) {
+        match slot {
+            Slot::Data { stream, len, .. } => {
+                let s = &mut self.tx[stream as usize];
+                s.sent = s.sent.wrapping_add(u32::from(len));
+                s.credit -= u32::from(len);
+            }
+            Slot::Credit { stream, bytes } => {
+                let s = &mut self.rx[stream as usize];
+                s.granted = s.granted.wrapping_add(bytes);
+            }
+            Slot::Ctrl => {}
+        }
+        // The window was checked by the caller.
+        let _ = self.slots.push_back(slot);
+    }
+
+    /// Header, CRC, ack bookkeeping and the retransmit timer for a frame whose
+    /// payload of `n` bytes is already at `buf[HEADER_LEN..]`.
+    fn finish(&mut self, buf: &mut [u8], seq: Option<u8>, n: usize, now: u64) -> usize {
+        frame::write_header(
+            buf,
+            Header {
+                seq,
+                ack: self.rx_expected,
+            },
+        );
+        self.ack_pending = false;
+        if seq.is_some() && self.retransmit_at.is_none() {
+            self.retransmit_at = Some(now + u64::from(self.rto_ms));
+        }
+        frame::seal(buf, HEADER_LEN + n)
+    }
+
+    /// Seals an unsequenced frame (payload of `n` bytes already at
+    /// `buf[HEADER_LEN..]`); it still carries the current acknowledgement.
+    pub(crate) fn seal_unsequenced(&mut self, buf: &mut [u8], n: usize) -> usize {
+        self.finish(buf, None, n, 0)
+    }
+}

@@ -1,0 +1,239 @@
+//! Frame layout, CRC-16 and COBS stuffing.
+//!
+//! A frame is `flags | seq | ack | payload | crc16-le` (see `docs/protocol.md`):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | flags: bit 0 = [`FLAG_SEQ`] (the frame carries a sequenced message), bits 1–7 reserved, sent as 0, ignored |
+//! | 1 | 1 | seq: sequence number of this frame when `FLAG_SEQ` is set, else 0 |
+//! | 2 | 1 | ack: the next sequence number the sender expects from its peer |
+//! | 3 | n | payload: one postcard message, empty for a pure acknowledgement |
+//! | 3+n | 2 | CRC-16/CCITT-FALSE of bytes `0..3+n`, little-endian |
+//!
+//! On byte-stream links each frame is COBS-encoded and followed by one `0x00`.
+//! On message links (rpmsg endpoints) one message carries one frame, unencoded.
+
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 3;
+/// Bytes after the payload.
+pub const CRC_LEN: usize = 2;
+/// Header plus CRC: the size of a pure acknowledgement.
+pub const OVERHEAD: usize = HEADER_LEN + CRC_LEN;
+/// Largest frame either side may ever send: one rpmsg payload.
+pub const MAX_FRAME: usize = 496;
+/// Smallest `max_frame` a peer may advertise; the handshake fits in it.
+pub const MIN_FRAME: usize = 96;
+/// Flag bit: the frame carries a sequenced (reliably delivered) message.
+pub const FLAG_SEQ: u8 = 0x01;
+/// Frame delimiter on byte-stream links.
+pub const DELIMITER: u8 = 0x00;
+
+/// Length of the COBS encoding of `n` bytes, without the delimiter.
+pub const fn cobs_max_len(n: usize) -> usize {
+    n + n / 254 + 1
+}
+
+/// Bytes a byte-stream link needs to carry a frame of `n` bytes: COBS plus delimiter.
+pub const fn wire_len(n: usize) -> usize {
+    cobs_max_len(n) + 1
+}
+
+/// CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor).
+/// Bitwise on purpose: a table would cost 512 bytes of flash on the RTOS.
+pub fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0xFFFF;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// A frame's header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// `Some(seq)` for a sequenced frame.
+    pub seq: Option<u8>,
+    /// The next sequence number the sender expects.
+    pub ack: u8,
+}
+
+/// Why a received frame was discarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// Shorter than header + CRC.
+    Short,
+    /// CRC mismatch.
+    Crc,
+    /// Invalid COBS stuffing.
+    Cobs,
+    /// Longer than the receive buffer.
+    Oversized,
+}
+
+/// Writes the header into `buf[..HEADER_LEN]`.
+pub fn write_header(buf: &mut [u8], h: Header) {
+    buf[0] = if h.seq.is_some() { FLAG_SEQ } else { 0 };
+    buf[1] = h.seq.unwrap_or(0);
+    buf[2] = h.ack;
+}
+
+/// Appends the CRC over `buf[..len]` at `buf[len..len + 2]`; returns the frame length.
+pub fn seal(buf: &mut [u8], len: usize) -> usize {
+    let crc = crc16(&buf[..len]);
+    buf[len..len + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+    len + CRC_LEN
+}
+
+/// Checks a raw frame's CRC and splits it into header and payload.
+pub fn open(frame: &[u8]) -> Result<(Header, &[u8]), FrameError> {
+    if frame.len() < OVERHEAD {
+        return Err(FrameError::Short);
+    }
+    let body = frame.len() - CRC_LEN;
+    let want = u16::from_le_bytes([frame[body], frame[body + 1]]);
+    if crc16(&frame[..body]) != want {
+        return Err(FrameError::Crc);
+    }
+    let seq = if frame[0] & FLAG_SEQ != 0 {
+        Some(frame[1])
+    } else {
+        None
+    };
+    Ok((Header { seq, ack: frame[2] }, &frame[HEADER_LEN..body]))
+}
+
+/// COBS-encodes `buf[start..start + len]` into `buf[0..]` and appends the delimiter.
+/// Returns the wire length. `start` must be at least `len / 254 + 1` so that the
+/// output never overtakes the input; `buf` must hold [`wire_len`]`(len)` bytes.
+pub fn cobs_encode_in_place(buf: &mut [u8], start: usize, len: usize) -> usize {
+    debug_assert!(start > len / 254);
+    let mut out = 1; // first code byte at 0
+    let mut code_at = 0;
+    let mut code: u8 = 1;
+    for i in 0..len {
+        let b = buf[start + i];
+        if b == 0 {
+            buf[code_at] = code;
+            code_at = out;
+            out += 1;
+            code = 1;
+        } else {
+            buf[out] = b;
+            out += 1;
+            code += 1;
+            if code == 0xFF {
+                buf[code_at] = code;
+                code_at = out;
+                out += 1;
+                code = 1;
+            }
+        }
+    }
+    buf[code_at] = code;
+    buf[out] = DELIMITER;
+    out + 1
+}
+
+/// COBS-decodes `buf[..len]` (without delimiter) in place; returns the decoded length.
+pub fn cobs_decode_in_place(buf: &mut [u8], len: usize) -> Result<usize, FrameError> {
+    let mut read = 0;
+    let mut write = 0;
+    while read < len {
+        let code = buf[read] as usize;
+        if code == 0 || read + code > len {
+            return Err(FrameError::Cobs);
+        }
+        read += 1;
+        for _ in 1..code {
+            buf[write] = buf[read];
+            write += 1;
+            read += 1;
+        }
+        if code != 0xFF && read < len {
+            buf[write] = 0;
+            write += 1;
+        }
+    }
+    Ok(write)
+}
+
+/// Accumulates bytes from a byte-stream link and yields complete, CRC-checked
+/// frames. `N` is the largest wire frame (COBS-encoded, without delimiter) accepted.
+///
+/// Garbage is skipped up to the next delimiter; every discarded frame is counted.
+#[derive(Debug)]
+pub struct Deframer<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    overflow: bool,
+}
+
+impl<const N: usize> Default for Deframer<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Deframer<N> {
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    /// Feeds bytes until one frame is complete. Returns how many bytes of `input`
+    /// were consumed and, if a delimiter was reached, the outcome for that frame.
+    /// Call [`Deframer::frame`] after `Some(Ok(len))` to read the frame.
+    pub fn push(&mut self, input: &[u8]) -> (usize, Option<Result<usize, FrameError>>) {
+        for (i, &b) in input.iter().enumerate() {
+            if b == DELIMITER {
+                let len = self.len;
+                let overflow = self.overflow;
+                self.len = 0;
+                self.overflow = false;
+                if overflow {
+                    return (i + 1, Some(Err(FrameError::Oversized)));
+                }
+                if len == 0 {
+                    // Back-to-back delimiters: a link keeps-alive or line noise; not a frame.
+                    continue;
+                }
+                let res = cobs_decode_in_place(&mut self.buf, len).and_then(|n| {
+                    if n < OVERHEAD {
+                        Err(FrameError::Short)
+                    } else {
+                        Ok(n)
+                    }
+                });
+                return (i + 1, Some(res));
+            }
+            if self.len < N {
+                self.buf[self.len] = b;
+                self.len += 1;
+            } else {
+                self.overflow = true;
+            }
+        }
+        (input.len(), None)
+    }
+
+    /// The decoded frame after `push` returned `Some(Ok(len))`.
+    pub fn frame(&self, len: usize) -> &[u8] {
+        &self.buf[..len]
+    }
+
+    /// Drops any partial frame (used when a session restarts).
+    pub fn reset(&mut self) {
+        self.len = 0;
+        self.overflow = false;
+    }
+}

@@ -1,0 +1,91 @@
+//! Fixed-size byte ring addressed by absolute stream positions.
+//!
+//! Positions are `u32` byte counts since the ring was created and wrap around; the
+//! capacity is a power of two so that `pos % N` stays consistent across the wrap.
+//! The sender keeps unacknowledged console bytes here until the peer acknowledges
+//! them, so retransmission needs no second buffer.
+
+#[derive(Debug)]
+pub(crate) struct Ring<const N: usize> {
+    buf: [u8; N],
+    /// Position of the first byte held.
+    tail: u32,
+    /// Position one past the last byte held.
+    head: u32,
+}
+
+impl<const N: usize> Ring<N> {
+    const POWER_OF_TWO: () = assert!(
+        N.is_power_of_two() && N <= (1 << 30),
+        "ring capacity must be a power of two"
+    );
+
+    pub(crate) const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::POWER_OF_TWO;
+        Self {
+            buf: [0; N],
+            tail: 0,
+            head: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.head.wrapping_sub(self.tail) as usize
+    }
+
+    pub(crate) fn free(&self) -> usize {
+        N - self.len()
+    }
+
+    pub(crate) fn head(&self) -> u32 {
+        self.head
+    }
+
+    pub(crate) fn tail(&self) -> u32 {
+        self.tail
+    }
+
+    /// Appends as much of `data` as fits; returns the count.
+    pub(crate) fn push(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        for &b in &data[..n] {
+            self.buf[self.head as usize % N] = b;
+            self.head = self.head.wrapping_add(1);
+        }
+        n
+    }
+
+    /// The longest contiguous run of held bytes starting at `pos`, at most `max`.
+    pub(crate) fn contiguous(&self, pos: u32, max: usize) -> &[u8] {
+        let avail = self.head.wrapping_sub(pos) as usize;
+        if avail > self.len() {
+            return &[];
+        }
+        let start = pos as usize % N;
+        let n = avail.min(max).min(N - start);
+        &self.buf[start..start + n]
+    }
+
+    /// Drops `n` bytes from the front.
+    pub(crate) fn consume(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.tail = self.tail.wrapping_add(n as u32);
+    }
+
+    /// Moves bytes from the front into `out`; returns the count.
+    pub(crate) fn pop(&mut self, out: &mut [u8]) -> usize {
+        let mut done = 0;
+        while done < out.len() {
+            let chunk = self.contiguous(self.tail, out.len() - done);
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            out[done..done + n].copy_from_slice(chunk);
+            done += n;
+            self.consume(n);
+        }
+        done
+    }
+}

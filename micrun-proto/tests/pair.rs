@@ -1,0 +1,505 @@
+//! A host and an RTOS endpoint wired together over a simulated link that splits,
+//! drops and corrupts bytes, stepped deterministically with a fake clock.
+
+use micrun_proto::endpoint::{transmit_buf_len, HostState, RtosState};
+use micrun_proto::frame::{self, MAX_FRAME};
+use micrun_proto::msg::{Hello, HelloAck, Version};
+use micrun_proto::{
+    ExitReason, HostConfig, HostEndpoint, HostEvent, HostMsg, LinkKind, LogLevel, ProtocolError,
+    RtosConfig, RtosEndpoint, RtosEvent, RtosMsg, Stats, Stream,
+};
+
+/// xorshift64*: deterministic, seedable, no dependencies.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+/// Impairments applied to each frame written to the link.
+#[derive(Clone, Copy)]
+struct Impair {
+    drop_frame: u64,
+    drop_byte: u64,
+    flip_byte: u64,
+    garbage: u64,
+}
+
+const CLEAN: Impair = Impair {
+    drop_frame: 0,
+    drop_byte: 0,
+    flip_byte: 0,
+    garbage: 0,
+};
+const LOSSY: Impair = Impair {
+    drop_frame: 30,
+    drop_byte: 30,
+    flip_byte: 30,
+    garbage: 20,
+};
+
+/// One direction of the link: bytes in flight, delivered in random-sized pieces.
+struct Pipe {
+    bytes: std::collections::VecDeque<u8>,
+    impair: Impair,
+}
+
+impl Pipe {
+    fn send(&mut self, rng: &mut Rng, frame: &[u8]) {
+        let im = self.impair;
+        if rng.chance(im.drop_frame) {
+            return;
+        }
+        let mut f = frame.to_vec();
+        if rng.chance(im.drop_byte) && !f.is_empty() {
+            let i = rng.below(f.len() as u64) as usize;
+            f.remove(i);
+        }
+        if rng.chance(im.flip_byte) && !f.is_empty() {
+            let i = rng.below(f.len() as u64) as usize;
+            f[i] ^= 1 << rng.below(8);
+        }
+        if rng.chance(im.garbage) {
+            for _ in 0..rng.below(40) {
+                f.insert(0, rng.next() as u8);
+            }
+        }
+        self.bytes.extend(f);
+    }
+
+    fn take(&mut self, rng: &mut Rng) -> Vec<u8> {
+        let n = (rng.below(300) as usize).min(self.bytes.len());
+        self.bytes.drain(..n).collect()
+    }
+}
+
+struct Pair {
+    now: u64,
+    rng: Rng,
+    host: HostEndpoint<1024, 4096>,
+    rtos: RtosEndpoint<256, 1024, 512>,
+    to_rtos: Pipe,
+    to_host: Pipe,
+    host_events: Vec<HostEvent>,
+    rtos_events: Vec<RtosEvent>,
+    /// The RTOS stops servicing the link (a hung partition).
+    rtos_hung: bool,
+}
+
+impl Pair {
+    fn new(seed: u64, impair: Impair, host_cfg: HostConfig) -> Self {
+        Pair {
+            now: 0,
+            rng: Rng(seed | 1),
+            host: HostEndpoint::new(host_cfg, 0),
+            rtos: RtosEndpoint::new(RtosConfig {
+                agent_version: "0.1.0",
+                os: "testos",
+                board: "pair",
+                ..RtosConfig::default()
+            }),
+            to_rtos: Pipe {
+                bytes: Default::default(),
+                impair,
+            },
+            to_host: Pipe {
+                bytes: Default::default(),
+                impair,
+            },
+            host_events: vec![],
+            rtos_events: vec![],
+            rtos_hung: false,
+        }
+    }
+
+    /// Advances the clock by 1 ms and moves everything that is ready.
+    fn step(&mut self) {
+        self.now += 1;
+        let now = self.now;
+        let mut buf = [0u8; transmit_buf_len(LinkKind::Stream, MAX_FRAME)];
+
+        if self.host.poll_timeout().is_some_and(|t| t <= now) {
+            self.host.handle_timeout(now);
+        }
+        while let Some(n) = self.host.poll_transmit(now, &mut buf) {
+            assert!(n <= buf.len());
+            assert_eq!(buf[n - 1], 0, "frames end with the delimiter");
+            self.to_rtos.send(&mut self.rng, &buf[..n]);
+        }
+        let bytes = self.to_host.take(&mut self.rng);
+        self.host.handle_input(now, &bytes);
+        while let Some(e) = self.host.poll_event() {
+            self.host_events.push(e);
+        }
+
+        if !self.rtos_hung {
+            let bytes = self.to_rtos.take(&mut self.rng);
+            self.rtos.handle_input(now, &bytes);
+            if self.rtos.poll_timeout().is_some_and(|t| t <= now) {
+                self.rtos.handle_timeout(now);
+            }
+            let mut rbuf = [0u8; 260];
+            while let Some(n) = self.rtos.poll_transmit(now, &mut rbuf) {
+                self.to_host.send(&mut self.rng, &rbuf[..n]);
+            }
+            while let Some(e) = self.rtos.poll_event() {
+                self.rtos_events.push(e);
+            }
+        }
+    }
+
+    fn run_until(&mut self, limit_ms: u64, mut done: impl FnMut(&mut Self) -> bool) {
+        let end = self.now + limit_ms;
+        while !done(self) {
+            assert!(
+                self.now < end,
+                "not done within {limit_ms} ms of simulated time"
+            );
+            self.step();
+        }
+    }
+
+    fn connect(&mut self) {
+        self.run_until(5_000, |p| p.host.is_connected() && p.rtos.is_connected());
+    }
+}
+
+fn flood_byte(i: usize) -> u8 {
+    (i * 7 + i / 251) as u8
+}
+
+/// Everything a user relies on, over a link with the given impairments.
+fn full_session(seed: u64, impair: Impair) {
+    let mut p = Pair::new(seed, impair, HostConfig::default());
+    p.connect();
+    match &p.host_events[0] {
+        HostEvent::Connected(info) => {
+            assert_eq!(info.os, "testos");
+            assert_eq!(info.board, "pair");
+            assert_eq!(info.agent_version, "0.1.0");
+            assert_eq!(
+                usize::from(info.max_frame),
+                RtosEndpoint::<256, 1024, 512>::MAX_FRAME
+            );
+        }
+        e => panic!("first host event should be Connected, got {e:?}"),
+    }
+    assert!(matches!(p.rtos_events[0], RtosEvent::Connected { .. }));
+
+    // Control messages both ways.
+    assert!(p.rtos.send_ready());
+    assert!(p.rtos.send_log(LogLevel::Info, "booted"));
+    p.host.send_resize(24, 80).unwrap();
+    p.host.send_signal(10).unwrap();
+    p.host.request_stats().unwrap();
+    p.run_until(20_000, |p| {
+        p.rtos_events
+            .iter()
+            .any(|e| *e == RtosEvent::StatsRequested)
+    });
+    assert!(p.rtos.send_stats(Stats {
+        uptime_ms: 42,
+        cpu_load_permille: 7,
+        mem_used_kib: 100,
+        mem_total_kib: 200
+    }));
+
+    // Console: 64 KiB out of the RTOS (through a 1 KiB ring, 4 KiB host rings, and
+    // a host reader that takes at most 100 bytes per ms), 8 KiB into it (through a
+    // 512-byte ring and an RTOS reader that takes at most 50 bytes per ms).
+    const OUT: usize = 64 * 1024;
+    const IN: usize = 8 * 1024;
+    let (mut written, mut got_out, mut typed, mut got_in) =
+        (0usize, Vec::new(), 0usize, Vec::new());
+    let mut stderr_seen = Vec::new();
+    let end = p.now + 120_000;
+    while got_out.len() < OUT || got_in.len() < IN {
+        assert!(
+            p.now < end,
+            "console transfer stalled: out {} in {}",
+            got_out.len(),
+            got_in.len()
+        );
+        while written < OUT {
+            let chunk: Vec<u8> = (written..OUT.min(written + 300)).map(flood_byte).collect();
+            let n = p.rtos.write(Stream::Stdout, &chunk);
+            if n == 0 {
+                break;
+            }
+            written += n;
+        }
+        if typed < IN {
+            let chunk: Vec<u8> = (typed..IN.min(typed + 200))
+                .map(|i| flood_byte(i + 3))
+                .collect();
+            typed += p.host.write_stdin(&chunk);
+        }
+        p.step();
+        let mut b = [0u8; 100];
+        let n = p.host.read_console(Stream::Stdout, &mut b);
+        got_out.extend_from_slice(&b[..n]);
+        let n = p.host.read_console(Stream::Stderr, &mut b);
+        stderr_seen.extend_from_slice(&b[..n]);
+        let mut b = [0u8; 50];
+        let n = p.rtos.read_stdin(&mut b);
+        got_in.extend_from_slice(&b[..n]);
+        assert!(p.rtos.stdin_len() <= 512);
+    }
+    assert!(
+        got_out.iter().enumerate().all(|(i, &b)| b == flood_byte(i)),
+        "stdout corrupted"
+    );
+    assert!(
+        got_in
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == flood_byte(i + 3)),
+        "stdin corrupted"
+    );
+    assert!(stderr_seen.is_empty());
+    assert_eq!(p.host.counters().credit_violations, 0);
+    assert_eq!(p.rtos.counters().credit_violations, 0);
+
+    // Output then exit: the exit report arrives after the last byte.
+    assert_eq!(p.rtos.write(Stream::Stderr, b"bye\n"), 4);
+    assert!(p.rtos.send_exited(3, ExitReason::Normal));
+    p.host.send_stop(1000).unwrap();
+    p.run_until(20_000, |p| {
+        p.rtos.is_flushed()
+            && p.host.stdin_unacked() == 0
+            && p.rtos_events
+                .iter()
+                .any(|e| matches!(e, RtosEvent::StopRequested { .. }))
+    });
+    let mut b = [0u8; 16];
+    assert_eq!(p.host.read_console(Stream::Stderr, &mut b), 4);
+    assert_eq!(&b[..4], b"bye\n");
+
+    // Every control message exactly once, in order.
+    let host_ctrl: Vec<_> = p
+        .host_events
+        .iter()
+        .filter(|e| !matches!(e, HostEvent::Pong { .. } | HostEvent::Readable(_)))
+        .cloned()
+        .collect();
+    assert_eq!(host_ctrl.len(), 5, "{host_ctrl:?}");
+    assert!(matches!(host_ctrl[0], HostEvent::Connected(_)));
+    assert_eq!(host_ctrl[1], HostEvent::Ready);
+    assert!(
+        matches!(&host_ctrl[2], HostEvent::Log { level: LogLevel::Info, text } if text == "booted")
+    );
+    assert!(matches!(
+        host_ctrl[3],
+        HostEvent::Stats(Stats { uptime_ms: 42, .. })
+    ));
+    assert_eq!(
+        host_ctrl[4],
+        HostEvent::Exited {
+            code: 3,
+            reason: ExitReason::Normal
+        }
+    );
+    let rtos_ctrl: Vec<_> = p
+        .rtos_events
+        .iter()
+        .filter(|e| !matches!(e, RtosEvent::Readable))
+        .cloned()
+        .collect();
+    assert_eq!(rtos_ctrl.len(), 5, "{rtos_ctrl:?}");
+    assert_eq!(rtos_ctrl[1], RtosEvent::Resize { rows: 24, cols: 80 });
+    assert_eq!(rtos_ctrl[2], RtosEvent::Signal { signo: 10 });
+    assert_eq!(rtos_ctrl[3], RtosEvent::StatsRequested);
+    assert_eq!(rtos_ctrl[4], RtosEvent::StopRequested { grace_ms: 1000 });
+    p.run_until(3000, |p| {
+        p.host_events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Pong { .. }))
+    });
+    assert!(p.host.is_connected(), "no false peer loss");
+
+    if impair.drop_frame > 0 {
+        let c = p.host.counters();
+        let r = p.rtos.counters();
+        assert!(
+            c.retransmits + r.retransmits > 0,
+            "the lossy link exercised retransmission"
+        );
+        assert!(
+            c.crc_errors + r.crc_errors > 0,
+            "the lossy link exercised the CRC"
+        );
+    }
+}
+
+#[test]
+fn clean_link_session() {
+    full_session(1, CLEAN);
+}
+
+#[test]
+fn lossy_link_sessions() {
+    for seed in 1..=12 {
+        full_session(seed * 7919, LOSSY);
+    }
+}
+
+#[test]
+fn hung_peer_is_lost_within_the_window() {
+    let cfg = HostConfig {
+        ping_interval_ms: 200,
+        peer_timeout_ms: 1000,
+        ..HostConfig::default()
+    };
+    let mut p = Pair::new(5, CLEAN, cfg);
+    p.connect();
+    p.run_until(3000, |p| p.now > 2500);
+    assert!(p.host.is_connected(), "a live peer is not declared lost");
+    p.rtos_hung = true;
+    let hung_at = p.now;
+    p.run_until(5_000, |p| p.host.state() == HostState::Closed);
+    let lost_after = p.now - hung_at;
+    assert!(lost_after <= 1000 + 1, "lost after {lost_after} ms");
+    assert!(lost_after >= 1000 - 200, "lost too early: {lost_after} ms");
+    assert!(
+        matches!(p.host_events.last(), Some(HostEvent::PeerLost { silent_ms }) if *silent_ms >= 1000)
+    );
+}
+
+#[test]
+fn agent_reboot_is_a_new_session() {
+    let mut p = Pair::new(9, CLEAN, HostConfig::default());
+    p.connect();
+    // The partition reboots: a fresh agent on the same link. The host notices the
+    // silence... or, here, opens a new session explicitly.
+    p.rtos = RtosEndpoint::new(RtosConfig::default());
+    p.host.reconnect(p.now, 2);
+    p.connect();
+    assert_eq!(p.rtos.write(Stream::Stdout, b"again"), 5);
+    p.run_until(1000, |p| p.host.readable(Stream::Stdout) == 5);
+}
+
+fn seal(seq: Option<u8>, payload: &[u8]) -> Vec<u8> {
+    let mut raw = vec![0u8; 3 + payload.len() + 2];
+    frame::write_header(&mut raw, frame::Header { seq, ack: 0 });
+    raw[3..3 + payload.len()].copy_from_slice(payload);
+    let n = frame::seal(&mut raw, 3 + payload.len());
+    let mut wire = vec![0u8; frame::wire_len(n) + 8];
+    let off = n / 254 + 1;
+    wire[off..off + n].copy_from_slice(&raw[..n]);
+    let len = frame::cobs_encode_in_place(&mut wire, off, n);
+    wire.truncate(len);
+    wire
+}
+
+#[test]
+fn future_major_version_is_an_error_on_both_sides() {
+    let future = Version { major: 2, minor: 0 };
+    // RTOS side: a Hello from a future host.
+    let mut rtos: RtosEndpoint = RtosEndpoint::new(RtosConfig::default());
+    let mut payload = [0u8; 64];
+    let n = HostMsg::Hello(Hello {
+        version: future,
+        features: 0,
+        max_frame: 496,
+        session: 7,
+    })
+    .encode(&mut payload)
+    .unwrap();
+    rtos.handle_input(0, &seal(None, &payload[..n]));
+    assert_eq!(
+        rtos.poll_event(),
+        Some(RtosEvent::Error(ProtocolError::IncompatibleVersion {
+            ours: micrun_proto::PROTOCOL_VERSION,
+            peer: future
+        }))
+    );
+    assert_eq!(rtos.state(), RtosState::Waiting);
+    // It still answers, so the host can tell the user what it runs.
+    let mut out = [0u8; 300];
+    assert!(rtos.poll_transmit(1, &mut out).is_some());
+
+    // Host side: a HelloAck from a future agent.
+    let mut host: HostEndpoint = HostEndpoint::new(
+        HostConfig {
+            session: 7,
+            ..HostConfig::default()
+        },
+        0,
+    );
+    let n = RtosMsg::HelloAck(HelloAck {
+        version: future,
+        features: 0,
+        max_frame: 496,
+        session: 7,
+        agent_version: "9",
+        os: "x",
+        board: "y",
+    })
+    .encode(&mut payload)
+    .unwrap();
+    host.handle_input(1, &seal(None, &payload[..n]));
+    assert!(matches!(
+        host.poll_event(),
+        Some(HostEvent::Error(ProtocolError::IncompatibleVersion { peer, .. })) if peer == future
+    ));
+    assert_eq!(host.state(), HostState::Closed);
+}
+
+#[test]
+fn handshake_timeout_reports_once() {
+    let mut host: HostEndpoint = HostEndpoint::new(
+        HostConfig {
+            handshake_timeout_ms: Some(300),
+            ..HostConfig::default()
+        },
+        0,
+    );
+    let mut buf = [0u8; 600];
+    let mut hellos = 0;
+    for now in 0..1000 {
+        if host.poll_timeout().is_some_and(|t| t <= now) {
+            host.handle_timeout(now);
+        }
+        while host.poll_transmit(now, &mut buf).is_some() {
+            hellos += 1;
+        }
+    }
+    assert_eq!(hellos, 3, "Hello at 0, 100, 200 ms");
+    assert_eq!(
+        host.poll_event(),
+        Some(HostEvent::Error(ProtocolError::HandshakeTimeout))
+    );
+    assert_eq!(host.poll_event(), None);
+}
+
+#[test]
+fn unknown_sequenced_message_is_acked_and_counted() {
+    let mut p = Pair::new(3, CLEAN, HostConfig::default());
+    p.connect();
+    // A message index from the future (0x7f), in sequence number 0 from the agent.
+    let frame = seal(Some(0), &[0x7f, 1, 2, 3]);
+    p.host.handle_input(p.now, &frame);
+    assert_eq!(p.host.counters().unknown_messages, 1);
+    // The next real message (seq 1) is still delivered.
+    let mut payload = [0u8; 8];
+    let n = RtosMsg::Ready.encode(&mut payload).unwrap();
+    let mut f = seal(Some(1), &payload[..n]);
+    // ack field 0: nothing of ours acknowledged.
+    p.host.handle_input(p.now, &f);
+    assert!(std::iter::from_fn(|| p.host.poll_event()).any(|e| e == HostEvent::Ready));
+    // And a replay of it is suppressed.
+    p.host.handle_input(p.now, &f);
+    f.clear();
+    assert!(std::iter::from_fn(|| p.host.poll_event()).all(|e| e != HostEvent::Ready));
+    assert!(p.host.counters().duplicates >= 1);
+}
