@@ -1,0 +1,257 @@
+//! micrun-rtos: the agent that runs inside an RTOS partition.
+//!
+//! ```text
+//!   RTOS application ──write_stdout/stderr──► output rings ─┐
+//!        ▲   ▲  read_stdin ◄── input ring ◄─┐               │
+//!        │   └─ App hooks (stop, signal,    │               ▼
+//!        │      resize, stats)          RtosEndpoint (micrun-proto, sans-IO)
+//!        │                                   ▲ handle_input     │ poll_transmit
+//!     Agent::poll(now_ms) ── Link::read ─────┘                  └── Link::write
+//! ```
+//!
+//! The [`Agent`] owns a [`micrun_proto::RtosEndpoint`] and a [`Link`] (UART, rpmsg
+//! tty, pipe). Each [`Agent::poll`] reads what the link has, runs the protocol's
+//! timers with the caller's clock, turns host requests into [`App`] hook calls, and
+//! writes the frames that are due. The application writes console output into
+//! rings sized by const generics; the agent sends it as the host grants credit, so
+//! a slow host never makes the agent drop or block — `write_stdout` simply accepts
+//! fewer bytes until there is room.
+//!
+//! No allocator, no clock, no I/O of its own: the board supplies the [`Link`] and
+//! the time. The `capi` feature adds a C ABI (see [`capi`]) for C RTOSes; the
+//! `demo` feature adds the demo shell used by the simulator and the QEMU board.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+#[cfg(feature = "capi")]
+pub mod capi;
+#[cfg(feature = "demo")]
+pub mod demo;
+
+pub use micrun_proto::{ExitReason, LogLevel, ProtocolError, Stats, Stream};
+use micrun_proto::{LinkKind, RtosConfig, RtosEndpoint, RtosEvent};
+
+/// The byte link to the host.
+pub trait Link {
+    /// Reads what has arrived, without blocking; 0 when nothing has.
+    fn read(&mut self, buf: &mut [u8]) -> usize;
+    /// Writes all of `data`; may block until the link takes it (e.g. a UART FIFO).
+    fn write(&mut self, data: &[u8]);
+}
+
+/// What the application does when the host asks. Every hook has a default, so an
+/// application implements only what it supports.
+pub trait App {
+    /// The host wants the application to stop within `grace_ms`; it should finish
+    /// and call [`Agent::exit`].
+    fn stop_requested(&mut self, grace_ms: u32) {
+        let _ = grace_ms;
+    }
+    /// A POSIX signal number forwarded by the host (`kill -s USR1`, …).
+    fn signal(&mut self, signo: u8) {
+        let _ = signo;
+    }
+    /// The host terminal changed size.
+    fn resize(&mut self, rows: u16, cols: u16) {
+        let _ = (rows, cols);
+    }
+    /// Resource usage to report; `uptime_ms` is the agent's clock.
+    fn stats(&mut self, uptime_ms: u64) -> Stats {
+        Stats {
+            uptime_ms,
+            ..Stats::default()
+        }
+    }
+    /// The session failed (e.g. the host speaks an incompatible version). The
+    /// agent keeps running and answers the next `Hello`.
+    fn protocol_error(&mut self, error: ProtocolError) {
+        let _ = error;
+    }
+}
+
+/// How the agent describes itself in the handshake (each at most 24 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct AgentInfo {
+    /// RTOS name, e.g. `zephyr`, `uniproton`, `bare-metal`.
+    pub os: &'static str,
+    /// Board or platform, e.g. `qemu-virt`.
+    pub board: &'static str,
+}
+
+/// The agent's version, sent in `HelloAck`.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The agent.
+///
+/// - `FRAME`: receive and transmit buffers, one frame each (≥ 128; 256 is a good
+///   default, 496 the maximum useful);
+/// - `OUT`: stdout and stderr rings each (power of two);
+/// - `IN`: the console input ring (power of two).
+pub struct Agent<L: Link, const FRAME: usize = 256, const OUT: usize = 1024, const IN: usize = 512>
+{
+    link: L,
+    ep: RtosEndpoint<FRAME, OUT, IN>,
+    tx: [u8; FRAME],
+    now: u64,
+    exit: ExitState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExitState {
+    Running,
+    /// `exit` was called; the report is not queued yet (queue full).
+    Pending(i32, ExitReason),
+    Queued,
+}
+
+impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize> core::fmt::Debug
+    for Agent<L, FRAME, OUT, IN>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Agent")
+            .field("endpoint", &self.ep)
+            .field("now", &self.now)
+            .field("exit", &self.exit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize> Agent<L, FRAME, OUT, IN> {
+    /// An agent on a byte-stream link (UART, tty, pipe).
+    pub fn new(link: L, info: AgentInfo) -> Self {
+        Self::with_link_kind(link, info, LinkKind::Stream)
+    }
+
+    /// An agent on a link of the given kind; [`LinkKind::Message`] when every
+    /// `Link::read` returns exactly one message and every `Link::write` sends one
+    /// (an rpmsg endpoint).
+    pub fn with_link_kind(link: L, info: AgentInfo, kind: LinkKind) -> Self {
+        Self {
+            link,
+            ep: RtosEndpoint::new(RtosConfig {
+                link: kind,
+                agent_version: AGENT_VERSION,
+                os: info.os,
+                board: info.board,
+                ..RtosConfig::default()
+            }),
+            tx: [0; FRAME],
+            now: 0,
+            exit: ExitState::Running,
+        }
+    }
+
+    /// The link, e.g. to service its interrupts.
+    pub fn link(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    /// Whether a host is connected.
+    pub fn is_connected(&self) -> bool {
+        self.ep.is_connected()
+    }
+
+    /// Counters of bad frames, retransmissions, etc.
+    pub fn counters(&self) -> micrun_proto::Counters {
+        self.ep.counters()
+    }
+
+    /// Queues stdout bytes; returns how many fit (call again with the rest later).
+    /// Before a host connects, output waits in the ring.
+    pub fn write_stdout(&mut self, data: &[u8]) -> usize {
+        self.ep.write(Stream::Stdout, data)
+    }
+
+    /// Queues stderr bytes; returns how many fit.
+    pub fn write_stderr(&mut self, data: &[u8]) -> usize {
+        self.ep.write(Stream::Stderr, data)
+    }
+
+    /// Takes console input from the host.
+    pub fn read_stdin(&mut self, buf: &mut [u8]) -> usize {
+        self.ep.read_stdin(buf)
+    }
+
+    /// Sends a diagnostic line; `false` if the control queue is full right now.
+    pub fn log(&mut self, level: LogLevel, text: &str) -> bool {
+        self.ep.send_log(level, text)
+    }
+
+    /// Reports the application's end. The report follows all output written
+    /// before; once [`Agent::exit_delivered`] the partition may power off.
+    pub fn exit(&mut self, code: i32, reason: ExitReason) {
+        if self.exit == ExitState::Running {
+            self.exit = ExitState::Pending(code, reason);
+            self.queue_exit();
+        }
+    }
+
+    fn queue_exit(&mut self) {
+        if let ExitState::Pending(code, reason) = self.exit {
+            if self.ep.send_exited(code, reason) {
+                self.exit = ExitState::Queued;
+            }
+        }
+    }
+
+    /// The host has acknowledged the exit report and all output before it.
+    pub fn exit_delivered(&self) -> bool {
+        self.exit == ExitState::Queued && self.ep.is_connected() && self.ep.is_flushed()
+    }
+
+    /// Bytes received some other way (an rpmsg callback, a UART interrupt
+    /// buffer) instead of through [`Link::read`].
+    pub fn feed(&mut self, data: &[u8]) {
+        self.ep.handle_input(self.now, data);
+    }
+
+    /// When [`Agent::poll`] next has timed work, in the caller's milliseconds.
+    /// Poll earlier whenever the link has input or the application wrote output.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.ep.poll_timeout()
+    }
+
+    /// Does all pending work at time `now_ms` (monotonic milliseconds, e.g. since
+    /// boot): reads the link, runs timers, calls `app`'s hooks, writes frames.
+    pub fn poll(&mut self, now_ms: u64, app: &mut impl App) {
+        self.now = now_ms;
+        // Bounded, so a babbling link cannot starve the application.
+        let mut chunk = [0u8; 64];
+        for _ in 0..(4 * FRAME / chunk.len()).max(1) {
+            let n = self.link.read(&mut chunk);
+            if n == 0 {
+                break;
+            }
+            self.ep.handle_input(now_ms, &chunk[..n.min(chunk.len())]);
+        }
+        if self.ep.poll_timeout().is_some_and(|t| t <= now_ms) {
+            self.ep.handle_timeout(now_ms);
+        }
+        while let Some(event) = self.ep.poll_event() {
+            match event {
+                RtosEvent::Connected { .. } => {
+                    self.ep.send_ready();
+                }
+                RtosEvent::StopRequested { grace_ms } => app.stop_requested(grace_ms),
+                RtosEvent::Signal { signo } => app.signal(signo),
+                RtosEvent::Resize { rows, cols } => app.resize(rows, cols),
+                RtosEvent::StatsRequested => {
+                    let stats = app.stats(now_ms);
+                    self.ep.send_stats(stats);
+                }
+                RtosEvent::Readable => {}
+                RtosEvent::Error(e) => app.protocol_error(e),
+            }
+        }
+        self.queue_exit();
+        self.flush(now_ms);
+    }
+
+    /// Writes every frame that is due.
+    fn flush(&mut self, now_ms: u64) {
+        while let Some(n) = self.ep.poll_transmit(now_ms, &mut self.tx) {
+            self.link.write(&self.tx[..n]);
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The committed C headers in `include/` match what cbindgen generates from the
+//! sources. Regenerate with `MICRUN_BLESS=1 cargo test -p micrun-tests --test headers`.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Generates `header` from the C-facing source files `srcs` of `crate_dir` (only
+/// those, so that Rust-only public items stay out of the header).
+fn check(crate_dir: &str, srcs: &[&str], header: &str) {
+    let crate_dir = root().join(crate_dir);
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).unwrap();
+    let mut out = Vec::new();
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for src in srcs {
+        builder = builder.with_src(crate_dir.join(src));
+    }
+    builder
+        .generate()
+        .expect("cbindgen failed")
+        .write(&mut out);
+    let path = root().join("include").join(header);
+    if std::env::var_os("MICRUN_BLESS").is_some() {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let committed = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        committed == out,
+        "include/{header} is stale: run `MICRUN_BLESS=1 cargo test -p micrun-tests --test headers` and commit it"
+    );
+}
+
+#[test]
+fn agent_header_is_fresh() {
+    check("rtos-side", &["src/capi.rs"], "micrun_agent.h");
+}
