@@ -203,9 +203,7 @@ fn full_session(seed: u64, impair: Impair) {
     p.host.send_signal(10).unwrap();
     p.host.request_stats().unwrap();
     p.run_until(20_000, |p| {
-        p.rtos_events
-            .iter()
-            .any(|e| *e == RtosEvent::StatsRequested)
+        p.rtos_events.contains(&RtosEvent::StatsRequested)
     });
     assert!(p.rtos.send_stats(Stats {
         uptime_ms: 42,

@@ -186,7 +186,11 @@ fn static_str(p: *const c_char) -> &'static str {
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i32 {
     if cfg.is_null() || SLOT.busy.get() {
-        return if cfg.is_null() { MICRUN_AGENT_EINVAL } else { MICRUN_AGENT_EBUSY };
+        return if cfg.is_null() {
+            MICRUN_AGENT_EINVAL
+        } else {
+            MICRUN_AGENT_EBUSY
+        };
     }
     // SAFETY: checked non-null; valid per contract.
     let cfg = unsafe { *cfg };

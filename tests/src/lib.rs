@@ -36,11 +36,17 @@ pub fn firmware(raw: bool) -> PathBuf {
         .join("rtos-side/firmware/target")
         .join(if raw { "raw" } else { "agent" });
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--release", "--quiet", "--target", "aarch64-unknown-none"])
-        .arg("--manifest-path")
-        .arg(root.join("rtos-side/firmware/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--quiet",
+        "--target",
+        "aarch64-unknown-none",
+    ])
+    .arg("--manifest-path")
+    .arg(root.join("rtos-side/firmware/Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
     if raw {
         cmd.args(["--features", "raw"]);
     }
@@ -92,15 +98,25 @@ impl Qemu {
         let child = Command::new("qemu-system-aarch64")
             .args(["-M", "virt", "-cpu", "cortex-a53"])
             .args(["-smp", &smp.to_string(), "-m", &mem_mib.to_string()])
-            .args(["-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot"])
+            .args([
+                "-nodefaults",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ])
             .arg("-kernel")
             .arg(fw)
             .arg("-chardev")
-            .arg(format!("socket,id=link,path={},server=on,wait=on", sock.display()))
+            .arg(format!(
+                "socket,id=link,path={},server=on,wait=on",
+                sock.display()
+            ))
             .args(["-serial", "chardev:link"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(dir.path().join("qemu.log")).expect("qemu log file"))
             .spawn()
             .expect("start qemu-system-aarch64 (package qemu-system-arm)");
         let mut q = Qemu {
@@ -118,9 +134,13 @@ impl Qemu {
                 }
                 Err(e) => {
                     if let Some(status) = q.try_wait() {
-                        panic!("qemu exited before opening its UART socket: {status}");
+                        let log = std::fs::read_to_string(q._dir.path().join("qemu.log"));
+                        panic!("qemu exited before opening its UART socket: {status}: {log:?}");
                     }
-                    assert!(Instant::now() < deadline, "qemu UART socket never appeared: {e}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "qemu UART socket never appeared: {e}"
+                    );
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -129,7 +149,9 @@ impl Qemu {
 
     /// QEMU's exit status if it has ended.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits up to `timeout` for QEMU to end by itself.
@@ -236,7 +258,9 @@ impl<S: Read + Write + Timeout> HostSession<S> {
             .ep
             .poll_timeout()
             .map_or(20, |t| t.saturating_sub(now).clamp(1, 20));
-        let _ = self.link.set_read_timeout(Some(Duration::from_millis(wait)));
+        let _ = self
+            .link
+            .set_read_timeout(Some(Duration::from_millis(wait)));
         let mut rx = [0u8; 4096];
         if !self.link_closed {
             match self.link.read(&mut rx) {

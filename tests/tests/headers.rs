@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Generates `header` from the C-facing source files `srcs` of `crate_dir` (only
@@ -17,10 +20,7 @@ fn check(crate_dir: &str, srcs: &[&str], header: &str) {
     for src in srcs {
         builder = builder.with_src(crate_dir.join(src));
     }
-    builder
-        .generate()
-        .expect("cbindgen failed")
-        .write(&mut out);
+    builder.generate().expect("cbindgen failed").write(&mut out);
     let path = root().join("include").join(header);
     if std::env::var_os("MICRUN_BLESS").is_some() {
         std::fs::write(&path, &out).unwrap();

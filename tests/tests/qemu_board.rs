@@ -31,7 +31,9 @@ fn agent_session_handshake_echo_stats_exit() {
     s.type_line("stats");
     let at = s.expect_stdout(at, "mem_total_kib=", T);
     s.ep.request_stats().unwrap();
-    s.until(T, "Stats event", |s| s.events.iter().any(|e| matches!(e, HostEvent::Stats(_))));
+    s.until(T, "Stats event", |s| {
+        s.events.iter().any(|e| matches!(e, HostEvent::Stats(_)))
+    });
     let stats = s
         .events
         .iter()
@@ -46,13 +48,23 @@ fn agent_session_handshake_echo_stats_exit() {
     assert_eq!(stats.mem_total_kib, 64 * 1024, "{stats:?}");
 
     s.type_line("exit 3");
-    s.until(T, "Exited", |s| s.events.iter().any(|e| matches!(e, HostEvent::Exited { .. })));
-    assert!(s.events.contains(&HostEvent::Exited { code: 3, reason: ExitReason::Normal }));
+    s.until(T, "Exited", |s| {
+        s.events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Exited { .. }))
+    });
+    assert!(s.events.contains(&HostEvent::Exited {
+        code: 3,
+        reason: ExitReason::Normal
+    }));
     let _ = at;
     // The board powers off (PSCI SYSTEM_OFF) once the report is acknowledged.
     let deadline = Instant::now() + T;
     while q.try_wait().is_none() {
-        assert!(Instant::now() < deadline, "QEMU did not power off after exit");
+        assert!(
+            Instant::now() < deadline,
+            "QEMU did not power off after exit"
+        );
         s.step();
     }
     assert_eq!(s.ep.counters().errors(), 0, "{:?}", s.ep.counters());
@@ -65,8 +77,15 @@ fn agent_stop_request_exits_zero() {
     let mut s = HostSession::new(q.uart.try_clone().unwrap(), HostConfig::default());
     s.until(T, "connect", |s| s.ep.is_connected());
     s.ep.send_stop(1000).unwrap();
-    s.until(T, "Exited", |s| s.events.iter().any(|e| matches!(e, HostEvent::Exited { .. })));
-    assert!(s.events.contains(&HostEvent::Exited { code: 0, reason: ExitReason::Normal }));
+    s.until(T, "Exited", |s| {
+        s.events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Exited { .. }))
+    });
+    assert!(s.events.contains(&HostEvent::Exited {
+        code: 0,
+        reason: ExitReason::Normal
+    }));
     s.expect_stdout(0, "stopping\r\n", T);
     assert!(q.wait_exit(T).is_some(), "QEMU powered off");
 }
@@ -75,12 +94,18 @@ fn agent_stop_request_exits_zero() {
 fn raw_image_is_a_plain_console() {
     let fw = firmware(true);
     let mut q = Qemu::boot(&fw, 1, 64);
-    q.uart.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    q.uart
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut out = Vec::new();
     let read_until = |q: &mut Qemu, out: &mut Vec<u8>, needle: &str| {
         let deadline = Instant::now() + T;
         while find(out, needle.as_bytes()).is_none() {
-            assert!(Instant::now() < deadline, "no {needle:?} in {:?}", String::from_utf8_lossy(out));
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in {:?}",
+                String::from_utf8_lossy(out)
+            );
             let mut b = [0u8; 512];
             if let Ok(n) = q.uart.read(&mut b) {
                 out.extend_from_slice(&b[..n]);
@@ -92,7 +117,10 @@ fn raw_image_is_a_plain_console() {
     q.uart.write_all(b"echo raw works\r").unwrap();
     read_until(&mut q, &mut out, "raw works\r\n");
     q.uart.write_all(b"exit 3\r").unwrap();
-    assert!(q.wait_exit(T).is_some(), "QEMU powered off after exit in raw mode");
+    assert!(
+        q.wait_exit(T).is_some(),
+        "QEMU powered off after exit in raw mode"
+    );
 }
 
 fn micrun_rtos_version() -> &'static str {
