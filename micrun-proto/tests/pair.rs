@@ -501,3 +501,130 @@ fn unknown_sequenced_message_is_acked_and_counted() {
     assert!(std::iter::from_fn(|| p.host.poll_event()).all(|e| e != HostEvent::Ready));
     assert!(p.host.counters().duplicates >= 1);
 }
+
+/// A host endpoint that has completed a handshake with a hand-made `HelloAck`.
+fn connected_host(session: u32) -> HostEndpoint<1024, 4096> {
+    let mut host = HostEndpoint::new(
+        HostConfig {
+            session,
+            ..HostConfig::default()
+        },
+        0,
+    );
+    let mut payload = [0u8; 128];
+    let n = RtosMsg::HelloAck(HelloAck {
+        version: micrun_proto::PROTOCOL_VERSION,
+        features: 0,
+        max_frame: 496,
+        session,
+        agent_version: "x",
+        os: "x",
+        board: "x",
+    })
+    .encode(&mut payload)
+    .unwrap();
+    host.handle_input(0, &seal(None, &payload[..n]));
+    assert!(host.is_connected());
+    host
+}
+
+fn cobs(raw: &[u8]) -> Vec<u8> {
+    let mut wire = vec![0u8; frame::wire_len(raw.len()) + 8];
+    let off = raw.len() / 254 + 1;
+    wire[off..off + raw.len()].copy_from_slice(raw);
+    let len = frame::cobs_encode_in_place(&mut wire, off, raw.len());
+    wire.truncate(len);
+    wire
+}
+
+#[test]
+fn bad_frames_are_counted_and_the_stream_resynchronises() {
+    let mut host = connected_host(11);
+    let mut payload = [0u8; 16];
+    let n = RtosMsg::Ready.encode(&mut payload).unwrap();
+    let good = seal(Some(0), &payload[..n]);
+
+    // Oversized: 2000 non-zero bytes before a delimiter.
+    let mut junk = vec![0x55u8; 2000];
+    junk.push(0);
+    host.handle_input(1, &junk);
+    // Wrong CRC: a payload bit flipped before stuffing.
+    let mut raw = vec![frame::FLAG_SEQ, 0, 0];
+    raw.extend_from_slice(&payload[..n]);
+    raw.extend_from_slice(&frame::crc16(&raw).wrapping_add(1).to_le_bytes());
+    host.handle_input(1, &cobs(&raw));
+    // Invalid COBS (a code byte pointing past the delimiter) and a too-short frame.
+    host.handle_input(1, &[0x09, 1, 2, 0]);
+    host.handle_input(1, &[0x02, 7, 0]);
+    // Garbage without a delimiter spoils only the frame it precedes; a lone
+    // delimiter resynchronises.
+    host.handle_input(1, &[1, 2, 3, 4, 5, 0]);
+    host.handle_input(1, &good);
+
+    let c = host.counters();
+    assert_eq!(c.oversized_frames, 1, "{c:?}");
+    assert_eq!(c.crc_errors, 1, "{c:?}");
+    assert_eq!(c.malformed_frames, 3, "{c:?}"); // bad COBS, short, the garbage
+    assert!(std::iter::from_fn(|| host.poll_event()).any(|e| e == HostEvent::Ready));
+    assert!(host.is_connected());
+}
+
+#[test]
+fn a_flooding_peer_cannot_overrun_the_host() {
+    // An agent that ignores credits and sends 64 KiB of console output at once.
+    let mut host = connected_host(5);
+    let mut payload = [0u8; 600];
+    let data = [b'z'; 480];
+    for seq in 0..137u32 {
+        let n = RtosMsg::ConsoleOut {
+            stream: Stream::Stdout,
+            data: &data,
+        }
+        .encode(&mut payload)
+        .unwrap();
+        host.handle_input(1, &seal(Some(seq as u8), &payload[..n]));
+    }
+    assert!(host.readable(Stream::Stdout) <= 4096);
+    assert!(host.counters().credit_violations > 0);
+    // Unsequenced junk messages in a sequenced slot do not break the session either.
+    assert!(host.is_connected());
+}
+
+#[test]
+fn message_links_carry_one_frame_per_message() {
+    let cfg = HostConfig {
+        link: LinkKind::Message,
+        ..HostConfig::default()
+    };
+    let mut host: HostEndpoint = HostEndpoint::new(cfg, 0);
+    let mut rtos: RtosEndpoint = RtosEndpoint::new(RtosConfig {
+        link: LinkKind::Message,
+        ..RtosConfig::default()
+    });
+    let mut buf = [0u8; 496];
+    let mut now = 0;
+    while !(host.is_connected() && rtos.is_connected()) {
+        now += 1;
+        assert!(now < 1000);
+        host.handle_timeout(now);
+        while let Some(n) = host.poll_transmit(now, &mut buf) {
+            assert!(n <= 496);
+            rtos.handle_input(now, &buf[..n]);
+        }
+        while let Some(n) = rtos.poll_transmit(now, &mut buf) {
+            host.handle_input(now, &buf[..n]);
+        }
+    }
+    rtos.write(Stream::Stdout, b"rpmsg");
+    for _ in 0..3 {
+        while let Some(n) = rtos.poll_transmit(now, &mut buf) {
+            host.handle_input(now, &buf[..n]);
+        }
+        while let Some(n) = host.poll_transmit(now, &mut buf) {
+            rtos.handle_input(now, &buf[..n]);
+        }
+    }
+    let mut out = [0u8; 8];
+    assert_eq!(host.read_console(Stream::Stdout, &mut out), 5);
+    assert_eq!(&out[..5], b"rpmsg");
+}
