@@ -300,3 +300,37 @@ fn connected_idle_sim_sleeps() {
     let used = cpu_ticks(host.child.0.id()) - before;
     assert!(used <= 10, "idle sim used {used} ticks of CPU in 1 s");
 }
+
+#[test]
+fn hang_is_detected_as_peer_lost() {
+    let mut host = Host::spawn(&["--board", "sim"]);
+    host.ep = HostEndpoint::new(
+        HostConfig {
+            ping_interval_ms: 100,
+            peer_timeout_ms: 500,
+            ..HostConfig::default()
+        },
+        host.now(),
+    );
+    host.until("Connected", |h| h.ep.is_connected());
+    host.until("Pong", |h| {
+        h.events.iter().any(|e| matches!(e, HostEvent::Pong { .. }))
+    });
+    host.send_line("hang\r");
+    host.until("PeerLost", |h| {
+        h.events
+            .iter()
+            .any(|e| matches!(e, HostEvent::PeerLost { .. }))
+    });
+    let silent = host
+        .events
+        .iter()
+        .find_map(|e| match e {
+            HostEvent::PeerLost { silent_ms } => Some(*silent_ms),
+            _ => None,
+        })
+        .unwrap();
+    assert!((500..2000).contains(&silent), "silent for {silent} ms");
+    // The process is still alive: only the host's liveness check found the hang.
+    assert!(host.child.0.try_wait().unwrap().is_none());
+}
