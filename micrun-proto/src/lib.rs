@@ -11,7 +11,7 @@
 //! Layers, bottom up:
 //! - [`frame`]: CRC-16 and COBS framing. A frame is a 3-byte header (flags, seq,
 //!   ack), a payload and a CRC; byte links COBS-encode it and end it with `0x00`.
-//! - [`msg`]: the messages ([`HostMsg`], [`RtosMsg`]) as postcard payloads.
+//! - [`msg`]: the messages ([`HostMsg`], [`RtosMsg`]) in postcard's wire format.
 //! - [`endpoint`]: sans-IO state machines. [`HostEndpoint`] and [`RtosEndpoint`]
 //!   do the handshake and version check, deliver sequenced messages exactly once
 //!   and in order (go-back-N with cumulative acks and retransmit back-off), carry

@@ -120,10 +120,11 @@ pub(crate) enum HostCtrl {
 
 impl Role for HostRole {
     type Ctrl = HostCtrl;
+    type Extra = ();
     const TX: &'static [Stream] = &[Stream::Stdin];
     const RX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
 
-    fn encode_ctrl(c: &HostCtrl, buf: &mut [u8]) -> Result<usize, CodecError> {
+    fn encode_ctrl(c: &HostCtrl, _: &(), buf: &mut [u8]) -> Result<usize, CodecError> {
         match *c {
             HostCtrl::Stop(grace_ms) => HostMsg::Stop { grace_ms },
             HostCtrl::Signal(signo) => HostMsg::Signal { signo },

@@ -81,15 +81,21 @@ pub(crate) enum RtosCtrl {
     Ready,
     Stats(Stats),
     Exited(i32, ExitReason),
-    Log(LogLevel, String<MAX_LOG>),
+    /// The text is in the session's extra storage: one log line in flight at a time.
+    Log(LogLevel),
 }
 
 impl Role for RtosRole {
     type Ctrl = RtosCtrl;
+    type Extra = String<MAX_LOG>;
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
     const RX: &'static [Stream] = &[Stream::Stdin];
 
-    fn encode_ctrl(c: &RtosCtrl, buf: &mut [u8]) -> Result<usize, CodecError> {
+    fn encode_ctrl(
+        c: &RtosCtrl,
+        log: &String<MAX_LOG>,
+        buf: &mut [u8],
+    ) -> Result<usize, CodecError> {
         match c {
             RtosCtrl::Ready => RtosMsg::Ready,
             RtosCtrl::Stats(s) => RtosMsg::Stats(*s),
@@ -97,9 +103,9 @@ impl Role for RtosRole {
                 code: *code,
                 reason: *reason,
             },
-            RtosCtrl::Log(level, text) => RtosMsg::Log {
+            RtosCtrl::Log(level) => RtosMsg::Log {
                 level: *level,
-                text: text.as_str(),
+                text: log.as_str(),
             },
         }
         .encode(buf)
@@ -120,7 +126,7 @@ impl Role for RtosRole {
 
 /// Events waiting for the application; a full queue holds back further sequenced
 /// input (the host retransmits), so nothing is lost.
-const EVENTS: usize = 4;
+const EVENTS: usize = 3;
 
 /// The RTOS endpoint.
 ///
@@ -145,9 +151,8 @@ struct Core<const OUT: usize, const IN: usize> {
     session_id: u32,
     max_frame: usize,
     hello_ack_due: bool,
-    /// Version to put in the next `HelloAck`.
-    ack_version: Version,
-    pong_due: Option<(u32, u64)>,
+    /// Nonce of a `Ping` to answer; the uptime is taken when the `Pong` is sent.
+    pong_due: Option<u32>,
 }
 
 impl<const FRAME: usize, const OUT: usize, const IN: usize> core::fmt::Debug
@@ -201,7 +206,6 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, 
                 session_id: 0,
                 max_frame: Self::MAX_FRAME,
                 hello_ack_due: false,
-                ack_version: PROTOCOL_VERSION,
                 pong_due: None,
             },
         }
@@ -266,18 +270,20 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, 
     }
 
     /// Sends a diagnostic line (cut to [`MAX_LOG`] bytes). `false` when the queue
-    /// is full.
+    /// is full or the previous line is not yet acknowledged (one at a time keeps
+    /// the RAM cost at one line).
     pub fn send_log(&mut self, level: LogLevel, text: &str) -> bool {
+        let s = &mut self.core.session;
+        if s.ctrl_free() == 0 || s.ctrl_queued(|c| matches!(c, RtosCtrl::Log(_))) {
+            return false;
+        }
         let mut end = text.len().min(MAX_LOG);
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        let mut t = String::new();
-        let _ = t.push_str(&text[..end]);
-        self.core
-            .session
-            .queue_ctrl(RtosCtrl::Log(level, t))
-            .is_ok()
+        s.extra.clear();
+        let _ = s.extra.push_str(&text[..end]);
+        s.queue_ctrl(RtosCtrl::Log(level)).is_ok()
     }
 
     /// Everything queued so far (console bytes and control messages) has been
@@ -321,7 +327,11 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, 
 
     /// The next time [`RtosEndpoint::handle_timeout`] has work, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.core.session.poll_timeout()
+        // Only while connected: `handle_timeout` does nothing otherwise.
+        self.core
+            .session
+            .poll_timeout()
+            .filter(|_| self.is_connected())
     }
 
     /// Runs the retransmission timer.
@@ -345,7 +355,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, 
         let len = if c.hello_ack_due {
             c.hello_ack_due = false;
             let ack = RtosMsg::HelloAck(HelloAck {
-                version: c.ack_version,
+                version: PROTOCOL_VERSION,
                 features: c.cfg.features,
                 max_frame: Self::MAX_FRAME as u16,
                 session: c.session_id,
@@ -357,10 +367,13 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, 
             c.session.seal_unsequenced(raw, n)
         } else if c.state != RtosState::Connected {
             return None;
-        } else if let Some((nonce, uptime_ms)) = c.pong_due.take() {
-            let n = RtosMsg::Pong { nonce, uptime_ms }
-                .encode(&mut raw[HEADER_LEN..])
-                .ok()?;
+        } else if let Some(nonce) = c.pong_due.take() {
+            let n = RtosMsg::Pong {
+                nonce,
+                uptime_ms: now_ms,
+            }
+            .encode(&mut raw[HEADER_LEN..])
+            .ok()?;
             c.session.seal_unsequenced(raw, n)
         } else {
             c.session.next_frame(raw, room, now_ms)?
@@ -411,7 +424,7 @@ impl<const OUT: usize, const IN: usize> Core<OUT, IN> {
         let Some(msg) = msg else { return };
         match header.seq {
             None => match msg {
-                HostMsg::Ping { nonce } => self.pong_due = Some((nonce, now)),
+                HostMsg::Ping { nonce } => self.pong_due = Some(nonce),
                 _ => self.session.counters.unexpected += 1,
             },
             Some(seq) => {
@@ -462,7 +475,6 @@ impl<const OUT: usize, const IN: usize> Core<OUT, IN> {
             return; // a repeated Hello: our HelloAck was lost
         }
         self.session_id = hello.session;
-        self.ack_version = PROTOCOL_VERSION;
         if !PROTOCOL_VERSION.compatible(hello.version) {
             self.state = RtosState::Waiting;
             return self.push_event(RtosEvent::Error(ProtocolError::IncompatibleVersion {

@@ -17,11 +17,18 @@ use crate::ring::Ring;
 pub(crate) trait Role {
     /// A queued control message (owned, small).
     type Ctrl: Clone + core::fmt::Debug;
+    /// Side storage that control messages may refer to (the RTOS keeps the text of
+    /// its one pending log line here instead of in every queue entry).
+    type Extra: Default + core::fmt::Debug;
     /// Streams this side sends, by index.
     const TX: &'static [Stream];
     /// Streams this side receives, by index.
     const RX: &'static [Stream];
-    fn encode_ctrl(c: &Self::Ctrl, buf: &mut [u8]) -> Result<usize, CodecError>;
+    fn encode_ctrl(
+        c: &Self::Ctrl,
+        extra: &Self::Extra,
+        buf: &mut [u8],
+    ) -> Result<usize, CodecError>;
     fn encode_data(stream: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError>;
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError>;
     /// Whether `c` must wait until every console byte written before it was sent
@@ -116,6 +123,7 @@ pub(crate) struct Session<
     tx: [TxStream<TXN>; NTX],
     rx: [RxStream<RXN>; NRX],
     ctrl: Deque<R::Ctrl, Q>,
+    pub(crate) extra: R::Extra,
     /// In-flight sequenced frames, oldest first; `slots[i]` has seq `una + i`.
     slots: Deque<Slot, W>,
     una: u8,
@@ -126,7 +134,7 @@ pub(crate) struct Session<
     rto_ms: u32,
     retransmit_at: Option<u64>,
     timing: Timing,
-    next_tx_stream: usize,
+    next_tx_stream: u8,
     pub counters: Counters,
 }
 
@@ -152,6 +160,7 @@ impl<
                 granted: 0,
             }),
             ctrl: Deque::new(),
+            extra: R::Extra::default(),
             slots: Deque::new(),
             una: 0,
             replay: 0,
@@ -224,6 +233,11 @@ impl<
 
     pub(crate) fn queue_ctrl(&mut self, c: R::Ctrl) -> Result<(), R::Ctrl> {
         self.ctrl.push_back(c)
+    }
+
+    /// Whether a queued (unacknowledged) control message matches `f`.
+    pub(crate) fn ctrl_queued(&self, f: impl Fn(&R::Ctrl) -> bool) -> bool {
+        self.ctrl.iter().any(f)
     }
 
     pub(crate) fn ctrl_free(&self) -> usize {
@@ -361,7 +375,7 @@ impl<
     ) -> Result<usize, CodecError> {
         match slot {
             Slot::Ctrl => match self.ctrl.iter().nth(ctrl_index) {
-                Some(c) => R::encode_ctrl(c, buf),
+                Some(c) => R::encode_ctrl(c, &self.extra, buf),
                 None => Err(CodecError::Malformed),
             },
             Slot::Data { stream, start, len } => {
@@ -465,12 +479,12 @@ impl<
         // Console data, streams in turn.
         let data_room = payload_room.saturating_sub(DATA_MSG_OVERHEAD);
         for k in 0..NTX {
-            let i = (self.next_tx_stream + k) % NTX;
+            let i = (usize::from(self.next_tx_stream) + k) % NTX;
             let s = &self.tx[i];
             let max = data_room.min(s.credit as usize).min(u16::MAX as usize);
             let chunk = s.ring.contiguous(s.sent, max);
             if !chunk.is_empty() {
-                self.next_tx_stream = (i + 1) % NTX;
+                self.next_tx_stream = ((i + 1) % NTX) as u8;
                 return Some(Slot::Data {
                     stream: i as u8,
                     start: s.sent,
