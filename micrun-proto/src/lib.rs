@@ -34,8 +34,8 @@ pub mod msg;
 mod ring;
 
 pub use endpoint::{
-    Counters, HostConfig, HostEndpoint, HostEvent, LinkKind, PeerInfo, ProtocolError, RtosConfig,
-    RtosEndpoint, RtosEvent,
+    Counters, HostConfig, HostEndpoint, HostEvent, HostState, LinkKind, PeerInfo, ProtocolError,
+    QueueFull, RtosConfig, RtosEndpoint, RtosEvent, RtosState,
 };
 pub use msg::{
     features, ExitReason, Hello, HelloAck, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,

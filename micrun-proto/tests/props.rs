@@ -382,9 +382,9 @@ proptest! {
         bytes in payload_like(host_msg(), |m: &HostOwned| encode_host(&m.view()))
     ) {
         if let Ok(m) = HostMsg::decode(&bytes) {
-            // postcard accepts over-long (non-canonical) varints, e.g. `81 00` for 1,
-            // so the bytes need not come back identical; the message must, and the
-            // canonical form is never longer.
+            // The decoder accepts over-long (non-canonical) varints, as postcard
+            // does, e.g. `81 00` for 1, so the bytes need not come back identical;
+            // the message must, and the canonical form is never longer.
             let again = encode_host(&m);
             prop_assert!(again.len() <= bytes.len());
             prop_assert_eq!(HostMsg::decode(&again), Ok(m));
@@ -512,8 +512,10 @@ proptest! {
 }
 
 /// The non-canonical case the decode properties allow for, pinned down so that a
-/// postcard upgrade that starts rejecting it is noticed (then the properties can
-/// demand byte-exact re-encoding).
+/// decoder change that starts rejecting it is noticed (then the properties can
+/// demand byte-exact re-encoding). Accepting it is harmless: nothing relies on
+/// payload bytes being canonical (duplicates are recognised by sequence number,
+/// not by content).
 #[test]
 fn overlong_varints_are_accepted() {
     // Ping with variant index 1 written as `81 00` and nonce 0 as `80 00`.

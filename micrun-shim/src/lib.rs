@@ -3,3 +3,11 @@
 //! Not yet implemented: see the shim issue. This crate will turn an OCI bundle into an
 //! instance spec, boot it on a pedestal (qemu, sim, xen, baremetal) and bridge its
 //! console and lifecycle to containerd over the micrun-proto host endpoint.
+
+pub mod annotations;
+pub mod config;
+pub mod firmware;
+pub mod instance;
+pub mod pedestal;
+pub mod resources;
+pub mod spec;

@@ -7,6 +7,9 @@
 //! - [`HostSession`] drives a [`micrun_proto::HostEndpoint`] over a byte stream
 //!   with the real clock: what the shim does, in a test-sized form.
 
+pub mod containerd;
+pub mod oci;
+
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -53,6 +56,33 @@ pub fn firmware(raw: bool) -> PathBuf {
     let status = cmd.status().expect("run cargo to build the QEMU firmware");
     assert!(status.success(), "building the QEMU firmware failed");
     target_dir.join("aarch64-unknown-none/release/micrun-fw-qemu-virt")
+}
+
+/// Builds the host simulator `micrun-rtos-sim` (the `sim` pedestal's firmware) and
+/// returns its path. Uses its own target directory, so it never waits for the
+/// build lock of the `cargo test` that runs us.
+pub fn sim_binary() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo_root();
+    let target_dir = root.join("target/sim-for-tests");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "micrun-rtos-sim",
+            "--bin",
+            "micrun-rtos-sim",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .expect("run cargo to build micrun-rtos-sim");
+    assert!(status.success(), "building micrun-rtos-sim failed");
+    target_dir.join("debug/micrun-rtos-sim")
 }
 
 /// A private temporary directory, removed on drop.

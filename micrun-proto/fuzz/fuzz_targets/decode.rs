@@ -26,13 +26,13 @@ type Rtos = RtosEndpoint<128, 256, 128>;
 
 fn check_decoders(data: &[u8]) {
     if let Ok(m) = HostMsg::decode(data) {
-        let mut buf = [0u8; 1024];
+        let mut buf = vec![0u8; data.len()];
         let n = m.encode(&mut buf).expect("a decoded message re-encodes");
         assert!(n <= data.len(), "canonical form is never longer");
         assert_eq!(HostMsg::decode(&buf[..n]), Ok(m));
     }
     if let Ok(m) = RtosMsg::decode(data) {
-        let mut buf = [0u8; 1024];
+        let mut buf = vec![0u8; data.len()];
         let n = m.encode(&mut buf).expect("a decoded message re-encodes");
         assert!(n <= data.len(), "canonical form is never longer");
         assert_eq!(RtosMsg::decode(&buf[..n]), Ok(m));

@@ -3,7 +3,7 @@
 
 use heapless::{Deque, String};
 
-use super::session::{Counters, Role, SeqVerdict, Session, Timing};
+use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
@@ -227,6 +227,15 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         self.start_handshake(now_ms);
     }
 
+    /// Restarts the liveness clock at `now_ms`, e.g. after the partition was paused
+    /// (a paused partition cannot answer pings, and that is not a lost peer). Call
+    /// it on resume; do not call `handle_timeout` while paused.
+    pub fn reset_liveness(&mut self, now_ms: u64) {
+        self.last_rx = now_ms;
+        self.next_ping = now_ms + u64::from(self.cfg.ping_interval_ms.max(1));
+        self.ping_due = false;
+    }
+
     pub fn state(&self) -> HostState {
         self.state
     }
@@ -308,7 +317,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             LinkKind::Message => {
                 let mut buf = [0u8; MAX_FRAME];
                 if data.len() > MAX_FRAME {
-                    self.session.counters.oversized_frames += 1;
+                    bump(&mut self.session.counters.oversized_frames);
                     return;
                 }
                 buf[..data.len()].copy_from_slice(data);
@@ -324,7 +333,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
                             let mut buf = [0u8; MAX_FRAME];
                             let frame = self.deframer.frame(len);
                             if frame.len() > MAX_FRAME {
-                                self.session.counters.oversized_frames += 1;
+                                bump(&mut self.session.counters.oversized_frames);
                                 continue;
                             }
                             buf[..frame.len()].copy_from_slice(frame);
@@ -360,7 +369,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             match RtosMsg::decode(payload) {
                 Ok(m) => Some(m),
                 Err(_) => {
-                    self.session.counters.unknown_messages += 1;
+                    bump(&mut self.session.counters.unknown_messages);
                     // Acknowledge it anyway so a newer agent's message cannot stall us.
                     if let (Some(seq), HostState::Connected) = (header.seq, self.state) {
                         self.session.on_ack(header.ack, now);
@@ -377,7 +386,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             return self.on_hello_ack(now, &ack);
         }
         if self.state != HostState::Connected {
-            self.session.counters.unexpected += 1;
+            bump(&mut self.session.counters.unexpected);
             return;
         }
         self.session.on_ack(header.ack, now);
@@ -387,7 +396,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
                 if let RtosMsg::Pong { nonce, uptime_ms } = msg {
                     self.push_event(HostEvent::Pong { nonce, uptime_ms });
                 } else {
-                    self.session.counters.unexpected += 1;
+                    bump(&mut self.session.counters.unexpected);
                 }
             }
             Some(seq) => {
@@ -428,7 +437,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             }
             RtosMsg::HelloAck(_) | RtosMsg::Pong { .. } => {
                 // Unsequenced kinds in a sequenced frame: accepted, ignored.
-                self.session.counters.unexpected += 1;
+                bump(&mut self.session.counters.unexpected);
                 return;
             }
         };

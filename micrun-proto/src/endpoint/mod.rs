@@ -83,11 +83,9 @@ fn to_wire(link: LinkKind, buf: &mut [u8], offset: usize, len: usize) -> usize {
 }
 
 fn count_frame_error(c: &mut Counters, e: FrameError) {
-    match e {
-        FrameError::Crc => c.crc_errors = c.crc_errors.saturating_add(1),
-        FrameError::Oversized => c.oversized_frames = c.oversized_frames.saturating_add(1),
-        FrameError::Short | FrameError::Cobs => {
-            c.malformed_frames = c.malformed_frames.saturating_add(1)
-        }
-    }
+    session::bump(match e {
+        FrameError::Crc => &mut c.crc_errors,
+        FrameError::Oversized => &mut c.oversized_frames,
+        FrameError::Short | FrameError::Cobs => &mut c.malformed_frames,
+    })
 }

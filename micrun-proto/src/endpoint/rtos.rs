@@ -3,7 +3,7 @@
 
 use heapless::{Deque, String};
 
-use super::session::{Counters, Role, SeqVerdict, Session, Timing};
+use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
@@ -305,7 +305,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, 
         match self.core.cfg.link {
             LinkKind::Message => {
                 if data.len() > Self::MAX_FRAME {
-                    self.core.session.counters.oversized_frames += 1;
+                    bump(&mut self.core.session.counters.oversized_frames);
                     return;
                 }
                 self.core.handle_frame(now_ms, data);
@@ -401,7 +401,7 @@ impl<const OUT: usize, const IN: usize> Core<OUT, IN> {
             match HostMsg::decode(payload) {
                 Ok(m) => Some(m),
                 Err(_) => {
-                    self.session.counters.unknown_messages += 1;
+                    bump(&mut self.session.counters.unknown_messages);
                     // Acknowledge it anyway so a newer host's message cannot stall us.
                     if let (Some(seq), RtosState::Connected) = (header.seq, self.state) {
                         self.session.on_ack(header.ack, now);
@@ -417,7 +417,7 @@ impl<const OUT: usize, const IN: usize> Core<OUT, IN> {
             return self.on_hello(&hello);
         }
         if self.state != RtosState::Connected {
-            self.session.counters.unexpected += 1;
+            bump(&mut self.session.counters.unexpected);
             return;
         }
         self.session.on_ack(header.ack, now);
@@ -425,7 +425,7 @@ impl<const OUT: usize, const IN: usize> Core<OUT, IN> {
         match header.seq {
             None => match msg {
                 HostMsg::Ping { nonce } => self.pong_due = Some(nonce),
-                _ => self.session.counters.unexpected += 1,
+                _ => bump(&mut self.session.counters.unexpected),
             },
             Some(seq) => {
                 // Hold back while the application has not taken its events: the
@@ -461,7 +461,7 @@ impl<const OUT: usize, const IN: usize> Core<OUT, IN> {
                 return;
             }
             HostMsg::Hello(_) | HostMsg::Ping { .. } => {
-                self.session.counters.unexpected += 1;
+                bump(&mut self.session.counters.unexpected);
                 return;
             }
         };

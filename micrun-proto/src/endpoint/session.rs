@@ -101,6 +101,12 @@ impl Counters {
     }
 }
 
+/// Counts one more; counters saturate instead of wrapping (a peer can send 2³²
+/// bad frames, and a debug build must not panic on it).
+pub(crate) fn bump(counter: &mut u32) {
+    *counter = counter.saturating_add(1);
+}
+
 /// What to do with a received sequenced frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SeqVerdict {
@@ -283,7 +289,7 @@ impl<
         if seq == self.rx_expected {
             SeqVerdict::Deliver
         } else {
-            self.counters.duplicates += 1;
+            bump(&mut self.counters.duplicates);
             SeqVerdict::Drop
         }
     }
@@ -296,7 +302,7 @@ impl<
     /// exceeding what was granted. Data beyond the grant is a protocol violation.
     pub(crate) fn ingest(&mut self, stream: Stream, data: &[u8]) {
         let Some(i) = Self::rx_index(stream) else {
-            self.counters.unexpected += 1;
+            bump(&mut self.counters.unexpected);
             return;
         };
         let s = &mut self.rx[i];
@@ -319,7 +325,7 @@ impl<
                 // A peer cannot grant more than fits in a u32 window.
                 s.credit = s.credit.saturating_add(bytes);
             }
-            None => self.counters.unexpected += 1,
+            None => bump(&mut self.counters.unexpected),
         }
     }
 
@@ -335,7 +341,7 @@ impl<
                 self.replay = 0;
                 self.rto_ms = (self.rto_ms.saturating_mul(2)).min(self.timing.rto_max_ms);
                 self.retransmit_at = Some(now + u64::from(self.rto_ms));
-                self.counters.retransmits = self.counters.retransmits.saturating_add(1);
+                bump(&mut self.counters.retransmits);
             }
         }
     }
@@ -455,7 +461,7 @@ impl<
             i += 1;
         }
         self.ctrl = kept;
-        self.counters.unexpected += 1;
+        bump(&mut self.counters.unexpected);
     }
 
     fn pick_new(&mut self, payload_room: usize) -> Option<Slot> {

@@ -1,0 +1,960 @@
+//! One RTOS container: its partition, its link, and the console relay between the
+//! link and containerd's FIFOs.
+//!
+//! ```text
+//!  stdin FIFO ──► ConsoleIn / raw bytes ──► link ──► partition (agent or raw console)
+//!  stdout/stderr FIFO ◄── ConsoleOut / raw bytes ◄── link ◄──┘
+//!  Kill/Resize/Stats ──► Command channel ──► I/O loop (HostEndpoint: Stop, Signal, ...)
+//! ```
+//!
+//! The I/O loop runs on its own thread (`smol::block_on`) from Start until the
+//! instance has ended. Lifecycle calls (`start`, `kill`, `pause`, ...) come from the
+//! task service's threads and act on the [`Partition`] directly; what needs the
+//! protocol goes to the loop as a [`Command`].
+//!
+//! # Exit status
+//! The first of these that applies:
+//! 1. the instance was ended by micrun: `128 + signal` (SIGKILL → 137; SIGTERM
+//!    when the agent did not stop in the grace time, or in raw mode → 143); a peer
+//!    that stops answering the protocol is destroyed and reports 137;
+//! 2. the agent's `Exited` code (its low 8 bits, like a POSIX exit status);
+//! 3. the exit code of the partition's host process (sim);
+//! 4. 0 (a raw-mode partition that powered itself off).
+//!
+//! # Console flow control
+//! Agent mode reads console data from the endpoint only as fast as the FIFO takes
+//! it, so a slow or absent reader stops credits and the RTOS waits. Raw mode has no
+//! way to slow the RTOS: it keeps up to [`RAW_BUFFER`] bytes and drops the rest,
+//! counting them in the log. The FIFOs are opened read-write so that a detached
+//! `ctr` neither blocks nor breaks the relay; output waits in the pipe for the next
+//! attach.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use micrun_proto::endpoint::transmit_buf_len;
+use micrun_proto::frame::MAX_FRAME;
+use micrun_proto::{HostConfig, HostEndpoint, HostEvent, HostState, LinkKind, Stats, Stream};
+use smol::channel as async_channel;
+use smol::future;
+use smol::{Async, Timer};
+
+use crate::annotations::AgentMode;
+use crate::config::LifecycleConfig;
+use crate::pedestal::{Link, Partition, PartitionState, PartitionStats, PedestalError};
+use crate::spec::InstanceSpec;
+
+/// Raw-mode output kept for a slow reader before bytes are dropped.
+pub const RAW_BUFFER: usize = 256 * 1024;
+/// How long a partition may take to end by itself after reporting `Exited`.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// The console FIFOs containerd gave the task (any may be absent).
+#[derive(Debug, Clone, Default)]
+pub struct IoPaths {
+    pub stdin: Option<PathBuf>,
+    pub stdout: Option<PathBuf>,
+    pub stderr: Option<PathBuf>,
+}
+
+/// What containerd sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// How the host talks to the partition, once known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Not started, or waiting for the agent's handshake.
+    Unknown,
+    Agent,
+    Raw,
+}
+
+/// How the instance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: u32,
+    pub at: SystemTime,
+}
+
+/// Errors of lifecycle calls, mapped to ttrpc status codes by the service.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    Pedestal(#[from] PedestalError),
+    /// The call does not fit the instance's state or mode.
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Requests for the I/O loop.
+#[derive(Debug)]
+enum Command {
+    /// Ask the agent to stop; force after `grace` with `128 + signo`.
+    Stop {
+        signo: u8,
+        grace: Duration,
+    },
+    Signal(u8),
+    Resize(u16, u16),
+    Stats(async_channel::Sender<Stats>),
+    CloseStdin,
+    Paused,
+    Resumed,
+    /// The partition was ended from outside the loop; look for the end.
+    Check,
+}
+
+#[derive(Debug)]
+struct State {
+    status: Status,
+    mode: Mode,
+    exit: Option<ExitInfo>,
+    /// Set when micrun ended the partition.
+    forced_code: Option<u32>,
+    agent_code: Option<u32>,
+    process_code: Option<i32>,
+    peer: Option<micrun_proto::PeerInfo>,
+}
+
+type ExitHook = Box<dyn Fn(&ExitInfo) + Send + Sync>;
+
+/// One container's RTOS instance.
+pub struct Instance {
+    pub spec: InstanceSpec,
+    partition: Arc<Mutex<Box<dyn Partition>>>,
+    state: Arc<(Mutex<State>, Condvar)>,
+    cmd_tx: async_channel::Sender<Command>,
+    io_parts: Mutex<Option<(Link, IoPaths, async_channel::Receiver<Command>)>>,
+    lifecycle: LifecycleConfig,
+    on_exit: Arc<Mutex<Option<ExitHook>>>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("id", &self.spec.id)
+            .field("state", &self.state.0.lock().map(|s| s.status).ok())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Instance {
+    /// Wraps a created partition. Its link is taken now; the relay starts at
+    /// [`Instance::start`].
+    pub fn new(
+        spec: InstanceSpec,
+        mut partition: Box<dyn Partition>,
+        io: IoPaths,
+        lifecycle: LifecycleConfig,
+    ) -> Result<Instance, InstanceError> {
+        let link = partition
+            .take_link()
+            .ok_or_else(|| InstanceError::Io("the partition has no link".into()))?;
+        let (cmd_tx, cmd_rx) = async_channel::unbounded();
+        Ok(Instance {
+            spec,
+            partition: Arc::new(Mutex::new(partition)),
+            state: Arc::new((
+                Mutex::new(State {
+                    status: Status::Created,
+                    mode: Mode::Unknown,
+                    exit: None,
+                    forced_code: None,
+                    agent_code: None,
+                    process_code: None,
+                    peer: None,
+                }),
+                Condvar::new(),
+            )),
+            cmd_tx,
+            io_parts: Mutex::new(Some((link, io, cmd_rx))),
+            lifecycle,
+            on_exit: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Called once when the instance ends (to publish TaskExit).
+    pub fn set_exit_hook(&self, hook: impl Fn(&ExitInfo) + Send + Sync + 'static) {
+        *lock(&self.on_exit) = Some(Box::new(hook));
+    }
+
+    pub fn status(&self) -> Status {
+        lock(&self.state.0).status
+    }
+
+    pub fn mode(&self) -> Mode {
+        lock(&self.state.0).mode
+    }
+
+    pub fn exit(&self) -> Option<ExitInfo> {
+        lock(&self.state.0).exit
+    }
+
+    /// The agent's identity, in agent mode.
+    pub fn peer(&self) -> Option<micrun_proto::PeerInfo> {
+        lock(&self.state.0).peer.clone()
+    }
+
+    /// The pid of the partition's host process, if it has one.
+    pub fn pid(&self) -> Option<u32> {
+        lock(&self.partition).pid()
+    }
+
+    pub fn leftovers(&self) -> crate::pedestal::Leftovers {
+        lock(&self.partition).leftovers()
+    }
+
+    /// Starts the partition and the console relay.
+    pub fn start(&self) -> Result<(), InstanceError> {
+        {
+            let st = lock(&self.state.0);
+            if st.status != Status::Created {
+                return Err(InstanceError::Precondition(format!(
+                    "container {} is {:?}, not created",
+                    self.spec.id, st.status
+                )));
+            }
+        }
+        let Some((link, io, cmd_rx)) = lock(&self.io_parts).take() else {
+            return Err(InstanceError::Precondition("already started".into()));
+        };
+        let relay = Relay::open(&self.spec, link, io)
+            .map_err(|e| InstanceError::Io(format!("container {}: console: {e}", self.spec.id)))?;
+        lock(&self.partition).start()?;
+        lock(&self.state.0).status = Status::Running;
+        let ctx = LoopCtx {
+            id: self.spec.id.clone(),
+            agent: self.spec.agent_mode(),
+            lifecycle: self.lifecycle.clone(),
+            state: self.state.clone(),
+            on_exit: self.on_exit.clone(),
+            has_process: lock(&self.partition).pid().is_some(),
+            partition: self.partition.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("io-{}", self.spec.id))
+            .stack_size(1 << 20)
+            .spawn(move || smol::block_on(run(ctx, relay, cmd_rx)))
+            .map_err(|e| InstanceError::Io(format!("spawn the console thread: {e}")))?;
+        if self.spec.agent_mode() == AgentMode::On {
+            self.wait_mode(self.lifecycle.handshake_wait + Duration::from_millis(500))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the mode is known; in `agent=on` mode a missing agent is an error
+    /// and the partition is destroyed.
+    fn wait_mode(&self, timeout: Duration) -> Result<(), InstanceError> {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.state;
+        let mut st = lock(m);
+        while st.mode == Mode::Unknown && st.exit.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = cv
+                .wait_timeout(st, deadline - now)
+                .map(|r| r.0)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if st.mode == Mode::Agent {
+            return Ok(());
+        }
+        drop(st);
+        self.force_end(137);
+        Err(InstanceError::Precondition(format!(
+            "container {}: annotation org.openeuler.micrun.container.agent=on, but the firmware \
+             did not answer the micrun handshake within {:?}; use agent=auto or off for a \
+             firmware without the agent",
+            self.spec.id, self.lifecycle.handshake_wait
+        )))
+    }
+
+    /// Ends the partition now and reports `code`.
+    fn force_end(&self, code: u32) {
+        {
+            let mut st = lock(&self.state.0);
+            if st.exit.is_some() {
+                return;
+            }
+            st.forced_code.get_or_insert(code);
+        }
+        if let Err(e) = lock(&self.partition).destroy() {
+            log::warn!("{}: destroy: {e}", self.spec.id);
+        }
+        if self.status() == Status::Created || lock(&self.io_parts).is_some() {
+            // No loop is running to notice: finish here.
+            lock(&self.io_parts).take();
+            finish(&self.state, &self.on_exit, &self.spec.id);
+        } else {
+            let _ = self.cmd_tx.try_send(Command::Check);
+        }
+    }
+
+    /// Delivers a signal the way a container user expects (see the module doc).
+    pub fn kill(&self, signo: u32) -> Result<(), InstanceError> {
+        use nix::sys::signal::Signal;
+        let sig = Signal::try_from(signo as i32)
+            .map_err(|_| InstanceError::Precondition(format!("{signo} is not a signal number")))?;
+        let status = self.status();
+        if status == Status::Stopped {
+            return Ok(());
+        }
+        match sig {
+            Signal::SIGKILL => self.force_end(137),
+            Signal::SIGTERM | Signal::SIGINT => {
+                if status == Status::Running && self.mode() == Mode::Agent {
+                    let _ = self.cmd_tx.try_send(Command::Stop {
+                        signo: signo as u8,
+                        grace: self.lifecycle.stop_grace,
+                    });
+                } else {
+                    self.force_end(128 + signo);
+                }
+            }
+            Signal::SIGSTOP => self.pause()?,
+            Signal::SIGCONT => self.resume()?,
+            _ => {
+                if status == Status::Running && self.mode() == Mode::Agent {
+                    let _ = self.cmd_tx.try_send(Command::Signal(signo as u8));
+                } else {
+                    return Err(InstanceError::Precondition(format!(
+                        "container {} runs without the micrun agent (raw console), so signal \
+                         {} ({sig}) cannot be delivered; only SIGTERM, SIGINT, SIGKILL, SIGSTOP \
+                         and SIGCONT work in raw mode",
+                        self.spec.id, signo
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn pause(&self) -> Result<(), InstanceError> {
+        if self.status() != Status::Running {
+            return Err(InstanceError::Precondition(format!(
+                "container {} is not running",
+                self.spec.id
+            )));
+        }
+        lock(&self.partition).pause()?;
+        lock(&self.state.0).status = Status::Paused;
+        let _ = self.cmd_tx.try_send(Command::Paused);
+        Ok(())
+    }
+
+    pub fn resume(&self) -> Result<(), InstanceError> {
+        if self.status() != Status::Paused {
+            return Err(InstanceError::Precondition(format!(
+                "container {} is not paused",
+                self.spec.id
+            )));
+        }
+        lock(&self.partition).resume()?;
+        lock(&self.state.0).status = Status::Running;
+        let _ = self.cmd_tx.try_send(Command::Resumed);
+        Ok(())
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) {
+        let _ = self.cmd_tx.try_send(Command::Resize(rows, cols));
+    }
+
+    pub fn close_stdin(&self) {
+        let _ = self.cmd_tx.try_send(Command::CloseStdin);
+    }
+
+    pub fn update(&self, resources: &crate::resources::Resources) -> Result<(), InstanceError> {
+        lock(&self.partition).update(resources)?;
+        Ok(())
+    }
+
+    /// Pedestal figures, and the agent's own report when it answers within 1 s.
+    pub fn stats(&self) -> Result<(PartitionStats, Option<Stats>), InstanceError> {
+        let ped = lock(&self.partition).stats()?;
+        let mut agent = None;
+        if self.status() == Status::Running && self.mode() == Mode::Agent {
+            let (tx, rx) = async_channel::bounded(1);
+            if self.cmd_tx.try_send(Command::Stats(tx)).is_ok() {
+                agent = smol::block_on(future::or(async { rx.recv().await.ok() }, async {
+                    Timer::after(Duration::from_secs(1)).await;
+                    None
+                }));
+            }
+        }
+        Ok((ped, agent))
+    }
+
+    /// The reaper saw the partition's host process end.
+    pub fn process_exited(&self, code: i32) {
+        lock(&self.partition).process_exited(code);
+        lock(&self.state.0).process_code = Some(code);
+        if lock(&self.io_parts).is_some() {
+            // Never started: nothing else will notice.
+            lock(&self.io_parts).take();
+            finish(&self.state, &self.on_exit, &self.spec.id);
+        } else {
+            let _ = self.cmd_tx.try_send(Command::Check);
+        }
+    }
+
+    /// Blocks until the instance has ended.
+    pub fn wait(&self) -> ExitInfo {
+        let (m, cv) = &*self.state;
+        let mut st = lock(m);
+        loop {
+            if let Some(e) = st.exit {
+                return e;
+            }
+            st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Like [`Instance::wait`], at most `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitInfo> {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.state;
+        let mut st = lock(m);
+        loop {
+            if let Some(e) = st.exit {
+                return Some(e);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = cv
+                .wait_timeout(st, deadline - now)
+                .map(|r| r.0)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Destroys what is left of the partition (Delete). Never blocks on the RTOS.
+    pub fn destroy(&self) {
+        if self.exit().is_none() {
+            self.force_end(137);
+        }
+        if let Err(e) = lock(&self.partition).destroy() {
+            log::warn!("{}: destroy: {e}", self.spec.id);
+        }
+        if let PartitionState::Running | PartitionState::Paused = lock(&self.partition).state() {
+            log::warn!(
+                "{}: partition still reported alive after destroy",
+                self.spec.id
+            );
+        }
+    }
+}
+
+/// Records the end and tells everyone, once.
+fn finish(state: &Arc<(Mutex<State>, Condvar)>, on_exit: &Arc<Mutex<Option<ExitHook>>>, id: &str) {
+    let info = {
+        let mut st = lock(&state.0);
+        if st.exit.is_some() {
+            return;
+        }
+        let code = st
+            .forced_code
+            .or(st.agent_code)
+            .or(st.process_code.map(|c| c as u32 & 0xff))
+            .unwrap_or(0);
+        let info = ExitInfo {
+            code,
+            at: SystemTime::now(),
+        };
+        st.exit = Some(info);
+        st.status = Status::Stopped;
+        state.1.notify_all();
+        info
+    };
+    log::info!("{id}: exited with status {}", info.code);
+    if let Some(hook) = lock(on_exit).as_ref() {
+        hook(&info);
+    }
+}
+
+struct LoopCtx {
+    id: String,
+    agent: AgentMode,
+    lifecycle: LifecycleConfig,
+    state: Arc<(Mutex<State>, Condvar)>,
+    on_exit: Arc<Mutex<Option<ExitHook>>>,
+    has_process: bool,
+    partition: Arc<Mutex<Box<dyn Partition>>>,
+}
+
+/// The open ends of the relay.
+struct Relay {
+    link_rx: Async<File>,
+    link_tx: Async<File>,
+    stdin: Option<Async<File>>,
+    stdout: Option<Async<File>>,
+    stderr: Option<Async<File>>,
+}
+
+fn open_fifo(path: &Option<PathBuf>) -> io::Result<Option<Async<File>>> {
+    match path {
+        Some(p) if !p.as_os_str().is_empty() => {
+            // Read-write: never blocks at open, never EPIPE when no reader is attached.
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            Async::new(f).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+impl Relay {
+    fn open(spec: &InstanceSpec, link: Link, io: IoPaths) -> io::Result<Relay> {
+        let stderr = if spec.terminal {
+            None
+        } else {
+            open_fifo(&io.stderr)?
+        };
+        Ok(Relay {
+            link_rx: Async::new(File::from(link.rx))?,
+            link_tx: Async::new(File::from(link.tx))?,
+            stdin: open_fifo(&io.stdin)?,
+            stdout: open_fifo(&io.stdout)?,
+            stderr,
+        })
+    }
+}
+
+/// Bytes waiting for one output FIFO.
+#[derive(Default)]
+struct Out {
+    buf: Vec<u8>,
+    dropped: u64,
+}
+
+enum Wake {
+    LinkIn,
+    LinkOut,
+    Stdin,
+    Stdout,
+    Stderr,
+    Timer,
+    Cmd(Option<Command>),
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted
+}
+
+/// The I/O loop of one instance (see the module doc).
+async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Command>) {
+    let t0 = Instant::now();
+    let now_ms = || t0.elapsed().as_millis() as u64;
+    let cfg = HostConfig {
+        session: (SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u32))
+            | 1,
+        link: LinkKind::Stream,
+        hello_interval_ms: 250,
+        ping_interval_ms: ctx.lifecycle.ping_interval.as_millis() as u32,
+        peer_timeout_ms: ctx.lifecycle.liveness_window.as_millis() as u32,
+        ..HostConfig::default()
+    };
+    // Boxed: the rings are large for a stack.
+    let mut ep: Box<HostEndpoint<4096, 16384>> = Box::new(HostEndpoint::new(cfg, 0));
+    let mut mode = match ctx.agent {
+        AgentMode::Off => Mode::Raw,
+        _ => Mode::Unknown,
+    };
+    set_mode(&ctx, mode);
+    let detect_deadline = t0 + ctx.lifecycle.handshake_wait;
+    let mut backlog: Vec<u8> = Vec::new();
+    let mut stdout = Out::default();
+    let mut stderr = Out::default();
+    let mut link_out: Vec<u8> = Vec::new();
+    let mut stdin_open = relay.stdin.is_some();
+    let mut link_eof = false;
+    let mut paused = false;
+    let mut stop_deadline: Option<(Instant, u8)> = None;
+    let mut exit_deadline: Option<Instant> = None;
+    let mut process_gone_at: Option<Instant> = None;
+    let mut stats_waiters: Vec<async_channel::Sender<Stats>> = Vec::new();
+    let mut frame = vec![0u8; transmit_buf_len(LinkKind::Stream, MAX_FRAME)];
+    let mut rbuf = vec![0u8; 16 * 1024];
+
+    loop {
+        // ---- protocol work that needs no waiting ----
+        if mode != Mode::Raw && !paused {
+            let now = now_ms();
+            if ep.poll_timeout().is_some_and(|t| t <= now) {
+                ep.handle_timeout(now);
+            }
+            while link_out.len() < 64 * 1024 {
+                match ep.poll_transmit(now, &mut frame) {
+                    Some(n) => link_out.extend_from_slice(&frame[..n]),
+                    None => break,
+                }
+            }
+            while let Some(ev) = ep.poll_event() {
+                match ev {
+                    HostEvent::Connected(peer) => {
+                        log::info!(
+                            "{}: agent {} on {} ({}), protocol {}.{}",
+                            ctx.id,
+                            peer.agent_version,
+                            peer.board,
+                            peer.os,
+                            peer.version.major,
+                            peer.version.minor
+                        );
+                        mode = Mode::Agent;
+                        backlog = Vec::new();
+                        lock(&ctx.state.0).peer = Some(peer);
+                        set_mode(&ctx, mode);
+                    }
+                    HostEvent::Ready => log::debug!("{}: application ready", ctx.id),
+                    HostEvent::Pong { .. } | HostEvent::Readable(_) => {}
+                    HostEvent::Stats(s) => {
+                        for w in stats_waiters.drain(..) {
+                            let _ = w.try_send(s);
+                        }
+                    }
+                    HostEvent::Exited { code, reason } => {
+                        log::info!(
+                            "{}: the RTOS application exited: code {code}, {reason:?}",
+                            ctx.id
+                        );
+                        lock(&ctx.state.0).agent_code = Some(code as u32 & 0xff);
+                        stop_deadline = None;
+                        exit_deadline = Some(Instant::now() + EXIT_GRACE);
+                    }
+                    HostEvent::Log { level, text } => {
+                        log::info!("{}: rtos {level:?}: {text}", ctx.id)
+                    }
+                    HostEvent::PeerLost { silent_ms } => {
+                        log::warn!(
+                            "{}: the agent has not answered for {silent_ms} ms (liveness window \
+                             {:?}); destroying the partition",
+                            ctx.id,
+                            ctx.lifecycle.liveness_window
+                        );
+                        lock(&ctx.state.0).forced_code.get_or_insert(137);
+                        exit_deadline = Some(Instant::now());
+                    }
+                    HostEvent::Error(e) => {
+                        log::warn!(
+                            "{}: protocol error: {e:?}; relaying the raw console",
+                            ctx.id
+                        );
+                        mode = Mode::Raw;
+                        set_mode(&ctx, mode);
+                    }
+                }
+            }
+        }
+        if mode == Mode::Unknown
+            && Instant::now() >= detect_deadline
+            && ctx.agent == AgentMode::Auto
+        {
+            log::info!(
+                "{}: no micrun agent answered within {:?}; relaying the raw console",
+                ctx.id,
+                ctx.lifecycle.handshake_wait
+            );
+            mode = Mode::Raw;
+            set_mode(&ctx, mode);
+            push_raw(&mut stdout, &backlog);
+            backlog = Vec::new();
+        }
+        if mode == Mode::Agent {
+            // Take console output only as fast as the FIFOs drain (credit back-pressure).
+            for (stream, out) in [(Stream::Stdout, &mut stdout), (Stream::Stderr, &mut stderr)] {
+                if out.buf.len() < 16 * 1024 {
+                    let n = ep.read_console(stream, &mut rbuf);
+                    out.buf.extend_from_slice(&rbuf[..n]);
+                }
+            }
+            if relay.stderr.is_none() && !stderr.buf.is_empty() {
+                // One console stream (terminal mode, or no stderr FIFO): merge.
+                let b = std::mem::take(&mut stderr.buf);
+                stdout.buf.extend_from_slice(&b);
+            }
+        }
+        if relay.stdout.is_none() {
+            stdout.buf.clear();
+        }
+
+        // ---- the end ----
+        let process_exited = lock(&ctx.state.0).process_code.is_some();
+        if process_exited && process_gone_at.is_none() {
+            process_gone_at = Some(Instant::now());
+        }
+        let output_flushed = stdout.buf.is_empty() && stderr.buf.is_empty()
+            || process_gone_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2));
+        // Normally the link closes when the partition ends; if something still
+        // holds it open, the host process's exit is enough after a moment.
+        let ended = link_eof && (!ctx.has_process || process_exited)
+            || process_gone_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2));
+        if ended && output_flushed {
+            if stdout.dropped + stderr.dropped > 0 {
+                log::warn!(
+                    "{}: raw console: {} bytes dropped because nobody read them",
+                    ctx.id,
+                    stdout.dropped + stderr.dropped
+                );
+            }
+            finish(&ctx.state, &ctx.on_exit, &ctx.id);
+            return;
+        }
+        if lock(&ctx.state.0).exit.is_some() {
+            return;
+        }
+
+        // ---- wait for the next thing ----
+        let now = Instant::now();
+        let mut deadline: Option<Instant> = None;
+        let mut at = |t: Instant| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        if mode != Mode::Raw && !paused {
+            if let Some(t) = ep.poll_timeout() {
+                at(t0 + Duration::from_millis(t));
+            }
+        }
+        if mode == Mode::Unknown && ctx.agent == AgentMode::Auto {
+            at(detect_deadline);
+        }
+        if let Some((t, _)) = stop_deadline {
+            at(t);
+        }
+        if let Some(t) = exit_deadline {
+            at(t);
+        }
+        if let Some(t) = process_gone_at {
+            at(t + Duration::from_millis(2100));
+        }
+        let can_take_stdin = stdin_open
+            && match mode {
+                Mode::Agent => ep.stdin_free() > 0,
+                Mode::Raw => link_out.len() < 64 * 1024,
+                Mode::Unknown => false,
+            };
+        let mut waits: Vec<Pin<Box<dyn std::future::Future<Output = Wake> + '_>>> = Vec::new();
+        if !link_eof {
+            waits.push(Box::pin(async {
+                relay.link_rx.readable().await.ok();
+                Wake::LinkIn
+            }));
+        }
+        if !link_out.is_empty() && !link_eof {
+            waits.push(Box::pin(async {
+                relay.link_tx.writable().await.ok();
+                Wake::LinkOut
+            }));
+        }
+        if can_take_stdin {
+            if let Some(s) = relay.stdin.as_ref() {
+                waits.push(Box::pin(async {
+                    s.readable().await.ok();
+                    Wake::Stdin
+                }));
+            }
+        }
+        if !stdout.buf.is_empty() {
+            if let Some(s) = relay.stdout.as_ref() {
+                waits.push(Box::pin(async {
+                    s.writable().await.ok();
+                    Wake::Stdout
+                }));
+            }
+        }
+        if !stderr.buf.is_empty() {
+            if let Some(s) = relay.stderr.as_ref() {
+                waits.push(Box::pin(async {
+                    s.writable().await.ok();
+                    Wake::Stderr
+                }));
+            }
+        }
+        if let Some(d) = deadline {
+            let d = d.max(now);
+            waits.push(Box::pin(async move {
+                Timer::at(d).await;
+                Wake::Timer
+            }));
+        }
+        waits.push(Box::pin(async { Wake::Cmd(cmds.recv().await.ok()) }));
+        let wake = race_all(waits).await;
+
+        // ---- act ----
+        match wake {
+            Wake::LinkIn => match relay.link_rx.get_ref().read(&mut rbuf) {
+                Ok(0) => link_eof = true,
+                Ok(n) => match mode {
+                    Mode::Raw => push_raw(&mut stdout, &rbuf[..n]),
+                    Mode::Agent => ep.handle_input(now_ms(), &rbuf[..n]),
+                    Mode::Unknown => {
+                        ep.handle_input(now_ms(), &rbuf[..n]);
+                        if backlog.len() < RAW_BUFFER {
+                            backlog.extend_from_slice(&rbuf[..n]);
+                        }
+                    }
+                },
+                Err(e) if would_block(&e) => {}
+                Err(_) => link_eof = true,
+            },
+            Wake::LinkOut => match relay.link_tx.get_ref().write(&link_out) {
+                Ok(n) => {
+                    link_out.drain(..n);
+                }
+                Err(e) if would_block(&e) => {}
+                Err(_) => link_eof = true,
+            },
+            Wake::Stdin => {
+                if let Some(s) = relay.stdin.as_ref() {
+                    let room = match mode {
+                        Mode::Agent => ep.stdin_free().min(rbuf.len()),
+                        _ => rbuf.len(),
+                    };
+                    match s.get_ref().read(&mut rbuf[..room]) {
+                        Ok(0) => stdin_open = false,
+                        Ok(n) => match mode {
+                            Mode::Agent => {
+                                ep.write_stdin(&rbuf[..n]);
+                            }
+                            _ => link_out.extend_from_slice(&rbuf[..n]),
+                        },
+                        Err(e) if would_block(&e) => {}
+                        Err(_) => stdin_open = false,
+                    }
+                }
+            }
+            Wake::Stdout => drain(&relay.stdout, &mut stdout),
+            Wake::Stderr => drain(&relay.stderr, &mut stderr),
+            Wake::Timer => {
+                let now = Instant::now();
+                if let Some((t, signo)) = stop_deadline {
+                    if now >= t {
+                        log::info!(
+                            "{}: the agent did not stop within the grace time; destroying",
+                            ctx.id
+                        );
+                        lock(&ctx.state.0)
+                            .forced_code
+                            .get_or_insert(128 + u32::from(signo));
+                        stop_deadline = None;
+                        exit_deadline = Some(now);
+                    }
+                }
+                if exit_deadline.is_some_and(|t| now >= t) {
+                    exit_deadline = None;
+                    request_destroy(&ctx);
+                }
+            }
+            Wake::Cmd(None) => return,
+            Wake::Cmd(Some(cmd)) => match cmd {
+                Command::Stop { signo, grace } => {
+                    if ep.state() == HostState::Connected
+                        && ep.send_stop(grace.as_millis() as u32).is_ok()
+                    {
+                        stop_deadline = Some((Instant::now() + grace, signo));
+                    } else {
+                        lock(&ctx.state.0)
+                            .forced_code
+                            .get_or_insert(128 + u32::from(signo));
+                        request_destroy(&ctx);
+                    }
+                }
+                Command::Signal(s) => {
+                    let _ = ep.send_signal(s);
+                }
+                Command::Resize(r, c) => {
+                    if mode == Mode::Agent {
+                        let _ = ep.send_resize(r, c);
+                    }
+                }
+                Command::Stats(tx) => {
+                    if ep.request_stats().is_ok() {
+                        stats_waiters.push(tx);
+                    }
+                }
+                Command::CloseStdin => {
+                    relay.stdin = None;
+                    stdin_open = false;
+                }
+                Command::Paused => paused = true,
+                Command::Resumed => {
+                    paused = false;
+                    ep.reset_liveness(now_ms());
+                }
+                Command::Check => {}
+            },
+        }
+    }
+}
+
+/// Ends the partition from the loop (its end then shows as link EOF and, where
+/// there is a host process, its exit).
+fn request_destroy(ctx: &LoopCtx) {
+    if let Err(e) = lock(&ctx.partition).destroy() {
+        log::warn!("{}: destroy: {e}", ctx.id);
+    }
+}
+
+fn set_mode(ctx: &LoopCtx, mode: Mode) {
+    let mut st = lock(&ctx.state.0);
+    st.mode = mode;
+    ctx.state.1.notify_all();
+}
+
+fn push_raw(out: &mut Out, data: &[u8]) {
+    let room = RAW_BUFFER.saturating_sub(out.buf.len());
+    let n = data.len().min(room);
+    out.buf.extend_from_slice(&data[..n]);
+    out.dropped += (data.len() - n) as u64;
+}
+
+fn drain(fifo: &Option<Async<File>>, out: &mut Out) {
+    if let Some(f) = fifo {
+        match f.get_ref().write(&out.buf) {
+            Ok(n) => {
+                out.buf.drain(..n);
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => out.buf.clear(),
+        }
+    }
+}
+
+/// The first of several futures to finish.
+async fn race_all<'a>(
+    mut futs: Vec<Pin<Box<dyn std::future::Future<Output = Wake> + 'a>>>,
+) -> Wake {
+    future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(w) = f.as_mut().poll(cx) {
+                return std::task::Poll::Ready(w);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

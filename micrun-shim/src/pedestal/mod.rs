@@ -1,0 +1,185 @@
+//! Pedestals: the partitioning technologies an RTOS instance runs on.
+//!
+//! A [`Pedestal`] makes [`Partition`]s; a partition is one running (or ready to run)
+//! RTOS with a byte-stream [`Link`] to its console or agent. The engine
+//! ([`crate::instance`]) never knows which pedestal it drives: everything it needs
+//! goes through these two traits.
+//!
+//! | pedestal | where it is real | partition is | link |
+//! |---|---|---|---|
+//! | `sim` | tests, explicitly enabled | the firmware file run as a host process | its stdin/stdout |
+//! | `qemu` | any Linux box | `qemu-system-aarch64 -M virt` booting the ELF | PL011 UART on a unix socket |
+//! | `xen`, `baremetal` | openEuler Embedded with Mica | (a later issue) | pty / rpmsg tty |
+//!
+//! Partitions with a host process report its pid; the engine learns of that process's
+//! end from the shim's reaper (see [`crate::instance`]), never by waiting on it here,
+//! because the shim's SIGCHLD handler reaps every child.
+
+pub mod qemu;
+mod qmp;
+pub mod sim;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, PedestalKind};
+use crate::firmware::Arch;
+use crate::resources::Resources;
+use crate::spec::InstanceSpec;
+
+/// A failure of a pedestal operation, with the pedestal's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum PedestalError {
+    /// The pedestal cannot run on this host, with what was checked.
+    #[error("pedestal {pedestal} is not available on this host: {why}")]
+    Unavailable { pedestal: PedestalKind, why: String },
+    /// The pedestal does not support the operation.
+    #[error("pedestal {pedestal} does not support {operation}")]
+    Unsupported {
+        pedestal: PedestalKind,
+        operation: &'static str,
+    },
+    /// The container id cannot name a partition of this pedestal.
+    #[error("container id {id:?} is not valid for pedestal {pedestal}: {why}")]
+    InvalidId {
+        pedestal: PedestalKind,
+        id: String,
+        why: String,
+    },
+    /// The operation was tried and failed.
+    #[error("{pedestal}: {operation} failed: {detail}")]
+    Failed {
+        pedestal: PedestalKind,
+        operation: &'static str,
+        detail: String,
+    },
+}
+
+impl PedestalError {
+    pub(crate) fn failed(
+        pedestal: PedestalKind,
+        operation: &'static str,
+        detail: impl std::fmt::Display,
+    ) -> Self {
+        PedestalError::Failed {
+            pedestal,
+            operation,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// The byte link to the partition: what the host endpoint or the raw console relay
+/// reads and writes. Both ends non-blocking. `rx` and `tx` may be the same socket
+/// (duplicated) or two pipe ends.
+#[derive(Debug)]
+pub struct Link {
+    pub rx: OwnedFd,
+    pub tx: OwnedFd,
+}
+
+/// Where a partition stands, as far as the pedestal can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionState {
+    /// Created, not started.
+    Created,
+    Running,
+    Paused,
+    /// Ended; the pedestal's exit status if it has one (a process exit code).
+    Stopped(Option<i32>),
+}
+
+/// Resource use of a partition as the pedestal sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionStats {
+    /// CPU time used by the partition, nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory assigned to the partition, bytes.
+    pub memory_limit_bytes: u64,
+    /// Memory the host spends on it (e.g. the QEMU or sim process's RSS), bytes.
+    pub memory_used_bytes: u64,
+}
+
+/// What must be released if the shim dies: written to the state file at create, so
+/// that containerd's `delete` action can clean up without the shim's memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Leftovers {
+    /// Host processes of the partition, with their start time (clock ticks since
+    /// boot, from `/proc/<pid>/stat`) so a recycled pid is never killed.
+    pub processes: Vec<(u32, u64)>,
+    /// Files and sockets to remove.
+    pub paths: Vec<PathBuf>,
+}
+
+/// One partition.
+pub trait Partition: Send {
+    /// Lets it run (Start).
+    fn start(&mut self) -> Result<(), PedestalError>;
+    fn pause(&mut self) -> Result<(), PedestalError>;
+    fn resume(&mut self) -> Result<(), PedestalError>;
+    /// Ends it now; idempotent, and fine on a partition that already ended.
+    fn destroy(&mut self) -> Result<(), PedestalError>;
+    /// Applies new resources to a running partition.
+    fn update(&mut self, resources: &Resources) -> Result<(), PedestalError>;
+    fn stats(&mut self) -> Result<PartitionStats, PedestalError>;
+    fn state(&mut self) -> PartitionState;
+    /// Records that its host process ended with `code` (from the reaper).
+    fn process_exited(&mut self, code: i32);
+    /// The host process that embodies the partition, if there is one.
+    fn pid(&self) -> Option<u32>;
+    /// The link; `None` after it was taken.
+    fn take_link(&mut self) -> Option<Link>;
+    /// What to release if the shim dies.
+    fn leftovers(&self) -> Leftovers;
+}
+
+/// A partitioning technology.
+pub trait Pedestal: Send + Sync {
+    fn kind(&self) -> PedestalKind;
+    /// The architecture firmware must be built for.
+    fn arch(&self) -> Arch;
+    /// Checks that the pedestal can run `spec` on this host (binary present, id
+    /// valid for it, ...), before anything is created.
+    fn check(&self, spec: &InstanceSpec) -> Result<(), PedestalError>;
+    /// Creates the partition, ready to start. `run_dir` is private to the instance
+    /// (sockets go there).
+    fn create(
+        &self,
+        spec: &InstanceSpec,
+        run_dir: &Path,
+    ) -> Result<Box<dyn Partition>, PedestalError>;
+}
+
+/// The pedestal implementation for `kind`, configured from `config`.
+pub fn for_kind(kind: PedestalKind, config: &Config) -> Result<Box<dyn Pedestal>, PedestalError> {
+    match kind {
+        PedestalKind::Sim => Ok(Box::new(sim::Sim::new(config)?)),
+        PedestalKind::Qemu => Ok(Box::new(qemu::Qemu::new(config))),
+        PedestalKind::Xen | PedestalKind::Baremetal => Err(PedestalError::Unavailable {
+            pedestal: kind,
+            why: "this build of micrun drives only the qemu and sim pedestals so far".into(),
+        }),
+    }
+}
+
+/// Start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`), to tell a process from a later one with the same pid.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip past
+    // the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills `pid` with SIGKILL if it is still the process that started at `start`.
+pub fn kill_if_same(pid: u32, start: u64) -> bool {
+    if process_start_time(pid) != Some(start) {
+        return false;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .is_ok()
+}

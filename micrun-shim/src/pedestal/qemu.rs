@@ -1,0 +1,929 @@
+//! The `qemu` pedestal: `qemu-system-aarch64 -M virt` boots the firmware; the first
+//! PL011 UART is the link, on a unix socket; QMP drives the lifecycle.
+//!
+//! Create starts QEMU with `-S` (guest CPUs halted), the UART as a listening socket
+//! that QEMU waits on (`server=on,wait=on`, so no early output is lost) and QMP on a
+//! second socket. It connects the UART, then QMP, and checks that QEMU reports
+//! `prelaunch`: the partition exists and runs nothing until Start (`cont`). Pause
+//! and resume are QMP `stop` and `cont`; the state is `query-status`. Destroy asks
+//! QEMU to `quit` and kills it if it does not.
+//!
+//! Files, all in the instance's run directory: `uart.sock`, `qmp.sock` and
+//! `qemu.log` (QEMU's stderr). Unix socket paths are limited to 107 bytes, which
+//! bounds the run directory (and so the container id).
+//!
+//! QEMU is a child of the shim, whose reaper reaps every child; this module never
+//! waits on it. It watches `/proc/<pid>/stat` instead (a reaped or zombie QEMU has
+//! ended), and compares the start time before signalling, so that a recycled pid
+//! is never hit.
+//!
+//! The resources map to `-smp` (vcpus) and `-m` (memory); a cpuset pins QEMU (all
+//! its threads) to those host CPUs. `-M virt` cannot change vcpus or memory at run
+//! time; a cpuset change re-pins QEMU's threads. The CPU cap and weight are not
+//! applied by this pedestal.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use super::qmp::{Qmp, QmpError};
+use super::{
+    kill_if_same, Leftovers, Link, Partition, PartitionState, PartitionStats, Pedestal,
+    PedestalError,
+};
+use crate::config::{Config, PedestalKind};
+use crate::firmware::Arch;
+use crate::resources::{CpuSet, Resources};
+use crate::spec::InstanceSpec;
+
+const KIND: PedestalKind = PedestalKind::Qemu;
+
+/// The longest unix socket path: `sun_path` is 108 bytes with the terminating NUL.
+pub const SUN_PATH_MAX: usize = 107;
+/// How long QEMU may take from spawn to answering `query-status` (normally ~0.1 s).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `quit` may take to be answered, and then for QEMU to end.
+const QUIT_TIMEOUT: Duration = Duration::from_millis(500);
+const QUIT_WAIT: Duration = Duration::from_secs(1);
+/// How long a SIGKILLed QEMU may take to end.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How long a failed start may take to end by itself before it is killed.
+const EXIT_GRACE: Duration = Duration::from_millis(300);
+/// Lines of `qemu.log` quoted in an error.
+const LOG_TAIL_LINES: usize = 12;
+
+/// The qemu pedestal.
+#[derive(Debug)]
+pub struct Qemu {
+    binary: PathBuf,
+    machine: String,
+    cpu: String,
+    extra_args: Vec<String>,
+    /// The config file, for error messages.
+    config_origin: Option<PathBuf>,
+}
+
+impl Qemu {
+    pub fn new(config: &Config) -> Qemu {
+        Qemu {
+            binary: config.qemu.binary.clone(),
+            machine: config.qemu.machine.clone(),
+            cpu: config.qemu.cpu.clone(),
+            extra_args: config.qemu.extra_args.clone(),
+            config_origin: config.origin.clone(),
+        }
+    }
+
+    /// The QEMU binary to run: the configured path, or the name found in `PATH`.
+    pub fn resolve_binary(&self) -> Result<PathBuf, PedestalError> {
+        find_binary(
+            &self.binary,
+            std::env::var_os("PATH").as_deref(),
+            self.config_origin.as_deref(),
+        )
+    }
+
+    /// QEMU's arguments for `spec` with the files in `files`.
+    fn args(&self, spec: &InstanceSpec, files: &RunFiles) -> Vec<OsString> {
+        let mut args: Vec<OsString> = [
+            "-M",
+            &self.machine,
+            "-cpu",
+            &self.cpu,
+            "-smp",
+            &spec.resources.vcpus.to_string(),
+            "-m",
+            &spec.resources.memory_mib.to_string(),
+            "-nodefaults",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-S",
+            "-kernel",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        args.push(spec.firmware.clone().into_os_string());
+        args.push("-chardev".into());
+        args.push(concat(&[
+            OsStr::new("socket,id=link,path="),
+            &opt_value(&files.uart),
+            OsStr::new(",server=on,wait=on"),
+        ]));
+        args.extend(["-serial", "chardev:link", "-qmp"].map(OsString::from));
+        args.push(concat(&[
+            OsStr::new("unix:"),
+            &opt_value(&files.qmp),
+            OsStr::new(",server=on,wait=off"),
+        ]));
+        args.extend(self.extra_args.iter().map(OsString::from));
+        args
+    }
+
+    /// Spawns QEMU and brings it to `prelaunch`; on failure kills it and removes
+    /// its files.
+    fn launch(
+        &self,
+        binary: &Path,
+        spec: &InstanceSpec,
+        files: RunFiles,
+        pin: Option<nix::sched::CpuSet>,
+    ) -> Result<QemuPartition, PedestalError> {
+        let fail = |detail: String| PedestalError::failed(KIND, "create", detail);
+        files.remove_all();
+        let log = File::create(&files.log)
+            .map_err(|e| fail(format!("cannot create {}: {e}", files.log.display())))?;
+        let mut cmd = Command::new(binary);
+        cmd.args(self.args(spec, &files))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(set) = pin {
+            // SAFETY: between fork and exec only sched_setaffinity(2), a plain system
+            // call; the set was built before the fork. QEMU's threads inherit it.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let started = Instant::now();
+        let child = cmd.spawn().map_err(|e| {
+            files.remove_all();
+            fail(format!("cannot run {}: {e}", binary.display()))
+        })?;
+        let pid = child.id();
+        // Dropping the handle neither kills nor waits: the shim's reaper reaps QEMU.
+        drop(child);
+        let start = proc_stat(pid).map_or(0, |s| s.start);
+
+        match startup(pid, start, &files, started + STARTUP_TIMEOUT) {
+            Ok((uart, qmp)) => {
+                log::debug!(
+                    "{}: QEMU pid {pid} ready in {:?}",
+                    spec.id,
+                    started.elapsed()
+                );
+                let link = link_of(uart).map_err(|e| {
+                    abandon(pid, start, &files);
+                    files.remove_all();
+                    fail(format!("UART socket: {e}"))
+                })?;
+                Ok(QemuPartition {
+                    pid,
+                    start,
+                    qmp: Some(qmp),
+                    link: Some(link),
+                    files,
+                    state: PartitionState::Created,
+                    exit_code: None,
+                    resources: spec.resources.clone(),
+                })
+            }
+            Err(why) => {
+                // A QEMU that refuses its command line closes the sockets as it
+                // exits: give it a moment to end by itself, so that the error
+                // leads with its own words.
+                let exited = wait_ended(pid, start, EXIT_GRACE);
+                abandon(pid, start, &files);
+                let log = files.log_tail();
+                files.remove_all();
+                Err(fail(if exited {
+                    format!("QEMU (pid {pid}) exited while starting: {log} ({why})")
+                } else {
+                    format!("{why}; QEMU (pid {pid}) was killed; {log}")
+                }))
+            }
+        }
+    }
+}
+
+impl Pedestal for Qemu {
+    fn kind(&self) -> PedestalKind {
+        KIND
+    }
+
+    fn arch(&self) -> Arch {
+        Arch::Aarch64
+    }
+
+    fn check(&self, _spec: &InstanceSpec) -> Result<(), PedestalError> {
+        // The socket paths depend on the run directory, checked by `create`.
+        self.resolve_binary().map(drop)
+    }
+
+    fn create(
+        &self,
+        spec: &InstanceSpec,
+        run_dir: &Path,
+    ) -> Result<Box<dyn Partition>, PedestalError> {
+        let binary = self.resolve_binary()?;
+        let files = RunFiles::new(run_dir);
+        files.check_len(&spec.id)?;
+        let pin = match &spec.resources.cpu_str {
+            Some(cpus) => Some(CpuSet::parse(cpus).and_then(|set| affinity(&set)).map_err(
+                |e| PedestalError::failed(KIND, "create", format!("cpuset {cpus}: {e}")),
+            )?),
+            None => None,
+        };
+        Ok(Box::new(self.launch(&binary, spec, files, pin)?))
+    }
+}
+
+/// Finds `binary`: a path (with a `/`) is taken as it is, a bare name is looked up
+/// in `path_var`.
+fn find_binary(
+    binary: &Path,
+    path_var: Option<&OsStr>,
+    config: Option<&Path>,
+) -> Result<PathBuf, PedestalError> {
+    let config = config.map_or_else(
+        || "the micrun config".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let hint =
+        format!("install QEMU (Debian package qemu-system-arm) or set `[qemu] binary` in {config}");
+    let unavailable = |why: String| PedestalError::Unavailable {
+        pedestal: KIND,
+        why,
+    };
+    if binary.as_os_str().as_bytes().contains(&b'/') {
+        return match executable(binary) {
+            Ok(()) => Ok(binary.to_path_buf()),
+            Err(e) => Err(unavailable(format!(
+                "QEMU binary {}: {e}; {hint}",
+                binary.display()
+            ))),
+        };
+    }
+    let path_var = path_var.unwrap_or_default();
+    for dir in std::env::split_paths(path_var) {
+        let candidate = dir.join(binary);
+        if executable(&candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(unavailable(format!(
+        "QEMU binary {} not found in PATH ({}); {hint}",
+        binary.display(),
+        if path_var.is_empty() {
+            "unset".into()
+        } else {
+            path_var.to_string_lossy()
+        }
+    )))
+}
+
+fn executable(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err("not executable".into());
+    }
+    Ok(())
+}
+
+/// A path as the value of a QEMU option (`,` is written `,,`).
+fn opt_value(path: &Path) -> OsString {
+    let mut out = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+fn concat(parts: &[&OsStr]) -> OsString {
+    parts.iter().fold(OsString::new(), |mut s, p| {
+        s.push(p);
+        s
+    })
+}
+
+/// A host CPU set as an affinity mask.
+fn affinity(cpus: &CpuSet) -> Result<nix::sched::CpuSet, String> {
+    let mut set = nix::sched::CpuSet::new();
+    for cpu in cpus.iter() {
+        set.set(cpu as usize).map_err(|_| {
+            format!(
+                "CPU {cpu} is beyond the {} CPUs an affinity mask holds",
+                nix::sched::CpuSet::count()
+            )
+        })?;
+    }
+    Ok(set)
+}
+
+/// The instance's files in its run directory.
+#[derive(Debug)]
+struct RunFiles {
+    uart: PathBuf,
+    qmp: PathBuf,
+    log: PathBuf,
+}
+
+impl RunFiles {
+    fn new(run_dir: &Path) -> RunFiles {
+        RunFiles {
+            uart: run_dir.join("uart.sock"),
+            qmp: run_dir.join("qmp.sock"),
+            log: run_dir.join("qemu.log"),
+        }
+    }
+
+    /// Both socket paths must fit `sun_path`.
+    fn check_len(&self, id: &str) -> Result<(), PedestalError> {
+        for path in [&self.uart, &self.qmp] {
+            let len = path.as_os_str().len();
+            if len > SUN_PATH_MAX {
+                return Err(PedestalError::InvalidId {
+                    pedestal: KIND,
+                    id: id.to_owned(),
+                    why: format!(
+                        "the QEMU socket path {} would be {len} bytes, over the \
+                         {SUN_PATH_MAX}-byte limit of unix socket paths; use a shorter \
+                         container id (or a shorter state_dir)",
+                        path.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_sockets(&self) {
+        for path in [&self.uart, &self.qmp] {
+            remove(path);
+        }
+    }
+
+    fn remove_all(&self) {
+        self.remove_sockets();
+        remove(&self.log);
+    }
+
+    /// The end of `qemu.log`, for an error message.
+    fn log_tail(&self) -> String {
+        let text = match std::fs::read(&self.log) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => return format!("qemu.log unreadable: {e}"),
+        };
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            // QEMU's note that it waits for the UART client is expected noise.
+            .filter(|l| !l.is_empty() && !l.contains("info: QEMU waiting for connection"))
+            .collect();
+        if lines.is_empty() {
+            return "qemu.log is empty".to_owned();
+        }
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        format!("qemu.log: {}", tail.join(" | "))
+    }
+}
+
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            log::warn!("cannot remove {}: {e}", path.display());
+        }
+    }
+}
+
+/// Connects the UART, then QMP, and checks that QEMU waits in `prelaunch`.
+fn startup(
+    pid: u32,
+    start: u64,
+    files: &RunFiles,
+    deadline: Instant,
+) -> Result<(UnixStream, Qmp), String> {
+    let uart = connect_when_listening(&files.uart, "UART", pid, start, deadline)?;
+    let stream = connect_when_listening(&files.qmp, "QMP", pid, start, deadline)?;
+    let mut qmp = Qmp::handshake(stream, deadline.saturating_duration_since(Instant::now()))
+        .map_err(|e| format!("QMP handshake: {e}"))?;
+    let status = qmp
+        .query_status()
+        .map_err(|e| format!("QMP query-status: {e}"))?;
+    if status != "prelaunch" && status != "paused" {
+        return Err(format!(
+            "QEMU reports status {status:?}, expected \"prelaunch\""
+        ));
+    }
+    Ok((uart, qmp))
+}
+
+/// Connects to the socket QEMU will listen on, polling until `deadline`.
+fn connect_when_listening(
+    path: &Path,
+    what: &str,
+    pid: u32,
+    start: u64,
+    deadline: Instant,
+) -> Result<UnixStream, String> {
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                if !alive(pid, start) {
+                    return Err(format!("QEMU ended before opening its {what} socket"));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "QEMU did not open its {what} socket {} within {STARTUP_TIMEOUT:?}: {e}",
+                        path.display()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// The link over the connected UART socket: the socket and a duplicate of it.
+fn link_of(uart: UnixStream) -> std::io::Result<Link> {
+    uart.set_nonblocking(true)?;
+    let tx = uart.try_clone()?;
+    Ok(Link {
+        rx: uart.into(),
+        tx: tx.into(),
+    })
+}
+
+/// Kills a QEMU that failed to start and waits (without reaping) until it ended,
+/// so that it creates no file after they are removed.
+fn abandon(pid: u32, start: u64, files: &RunFiles) {
+    if alive(pid, start) {
+        kill_if_same(pid, start);
+    }
+    if !wait_ended(pid, start, KILL_WAIT) {
+        log::warn!("QEMU pid {pid} did not end after SIGKILL");
+    }
+    files.remove_sockets();
+}
+
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Debug, Clone, Copy)]
+struct ProcStat {
+    /// `R`, `S`, `D`, `Z` (ended, not yet reaped), ...
+    state: char,
+    /// Clock ticks since boot.
+    start: u64,
+    /// utime + stime, clock ticks, all threads.
+    cpu_ticks: u64,
+    rss_pages: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        start: num(19)?,
+        cpu_ticks: num(11)? + num(12)?,
+        rss_pages: num(21)?,
+    })
+}
+
+/// Whether the process that started at `start` still runs (not reaped, not a zombie).
+fn alive(pid: u32, start: u64) -> bool {
+    proc_stat(pid).is_some_and(|s| s.start == start && !matches!(s.state, 'Z' | 'X'))
+}
+
+/// Waits up to `timeout` for the process to end; true if it has.
+fn wait_ended(pid: u32, start: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !alive(pid, start) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn sysconf(var: nix::unistd::SysconfVar, default: u64) -> u64 {
+    nix::unistd::sysconf(var)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
+}
+
+/// The partition state for a QMP run state; `None` for transient states
+/// (migration, snapshots) that say nothing about the container.
+fn state_of(status: &str, exit_code: Option<i32>) -> Option<PartitionState> {
+    Some(match status {
+        "prelaunch" => PartitionState::Created,
+        "running" => PartitionState::Running,
+        "paused" | "suspended" | "debug" | "io-error" | "watchdog" => PartitionState::Paused,
+        "shutdown" | "guest-panicked" | "internal-error" => PartitionState::Stopped(exit_code),
+        _ => return None,
+    })
+}
+
+/// One QEMU.
+#[derive(Debug)]
+struct QemuPartition {
+    pid: u32,
+    start: u64,
+    /// `None` once QEMU closed it or the partition was destroyed.
+    qmp: Option<Qmp>,
+    link: Option<Link>,
+    files: RunFiles,
+    /// The last state seen, for when QEMU cannot be asked.
+    state: PartitionState,
+    /// From the reaper.
+    exit_code: Option<i32>,
+    resources: Resources,
+}
+
+impl QemuPartition {
+    fn ended(&self) -> bool {
+        self.exit_code.is_some() || !alive(self.pid, self.start)
+    }
+
+    fn gone(&self, operation: &'static str) -> PedestalError {
+        PedestalError::failed(
+            KIND,
+            operation,
+            format!(
+                "QEMU (pid {}) has ended{}; {}",
+                self.pid,
+                self.exit_code
+                    .map_or_else(String::new, |c| format!(" with status {c}")),
+                self.files.log_tail()
+            ),
+        )
+    }
+
+    /// Runs a QMP command, telling an ended QEMU from a refused command.
+    fn command(&mut self, operation: &'static str, command: &str) -> Result<(), PedestalError> {
+        if self.ended() {
+            self.state = PartitionState::Stopped(self.exit_code);
+            return Err(self.gone(operation));
+        }
+        let qmp = self.qmp.as_mut().ok_or_else(|| {
+            PedestalError::failed(KIND, operation, "the QMP connection to QEMU is closed")
+        })?;
+        match qmp.execute(command) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if matches!(e, QmpError::Closed) {
+                    // QEMU closes QMP when it exits.
+                    self.qmp = None;
+                    if wait_ended(self.pid, self.start, Duration::from_millis(200)) {
+                        self.state = PartitionState::Stopped(self.exit_code);
+                        return Err(self.gone(operation));
+                    }
+                }
+                Err(PedestalError::failed(KIND, operation, e))
+            }
+        }
+    }
+
+    /// Pins every thread of QEMU to `cpus`; for `None`, to the CPUs the shim may
+    /// use (what QEMU inherits when created without a cpuset).
+    fn pin(&self, cpus: Option<&str>) -> Result<(), PedestalError> {
+        let fail = |e: String| PedestalError::failed(KIND, "update", e);
+        let (mask, shown) = match cpus {
+            Some(text) => (
+                CpuSet::parse(text)
+                    .and_then(|set| affinity(&set))
+                    .map_err(|e| fail(format!("cpuset {text}: {e}")))?,
+                text,
+            ),
+            None => (
+                nix::sched::sched_getaffinity(Pid::from_raw(0))
+                    .map_err(|e| fail(format!("the shim's CPU affinity: {e}")))?,
+                "any",
+            ),
+        };
+        let mut done = std::collections::BTreeSet::new();
+        // A thread started during a pass by a thread not yet re-pinned is caught by
+        // the next pass.
+        for _ in 0..3 {
+            let dir = std::fs::read_dir(format!("/proc/{}/task", self.pid))
+                .map_err(|e| fail(format!("QEMU threads: {e}")))?;
+            let mut new = false;
+            for tid in dir
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            {
+                if !done.insert(tid) {
+                    continue;
+                }
+                new = true;
+                match nix::sched::sched_setaffinity(Pid::from_raw(tid), &mask) {
+                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                    Err(e) => {
+                        return Err(fail(format!("pin QEMU thread {tid} to CPUs {shown}: {e}")))
+                    }
+                }
+            }
+            if !new {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Partition for QemuPartition {
+    fn start(&mut self) -> Result<(), PedestalError> {
+        self.command("start", "cont")?;
+        self.state = PartitionState::Running;
+        Ok(())
+    }
+
+    fn pause(&mut self) -> Result<(), PedestalError> {
+        self.command("pause", "stop")?;
+        self.state = PartitionState::Paused;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), PedestalError> {
+        self.command("resume", "cont")?;
+        self.state = PartitionState::Running;
+        Ok(())
+    }
+
+    fn destroy(&mut self) -> Result<(), PedestalError> {
+        self.link = None;
+        if alive(self.pid, self.start) {
+            let quitting = self.qmp.as_mut().is_some_and(|qmp| {
+                let _ = qmp.set_timeout(QUIT_TIMEOUT);
+                qmp.execute("quit")
+                    .inspect_err(|e| log::debug!("QEMU pid {}: quit: {e}", self.pid))
+                    .is_ok()
+            });
+            if !(quitting && wait_ended(self.pid, self.start, QUIT_WAIT)) {
+                kill_if_same(self.pid, self.start);
+                if !wait_ended(self.pid, self.start, KILL_WAIT) {
+                    return Err(PedestalError::failed(
+                        KIND,
+                        "destroy",
+                        format!("QEMU (pid {}) did not end after SIGKILL", self.pid),
+                    ));
+                }
+            }
+        }
+        self.qmp = None;
+        // QEMU removes its sockets when it quits, not when it is killed.
+        self.files.remove_sockets();
+        self.state = PartitionState::Stopped(self.exit_code);
+        Ok(())
+    }
+
+    fn update(&mut self, resources: &Resources) -> Result<(), PedestalError> {
+        if resources.vcpus != self.resources.vcpus
+            || resources.memory_mib != self.resources.memory_mib
+        {
+            return Err(PedestalError::Unsupported {
+                pedestal: KIND,
+                operation:
+                    "changing vcpus or memory at run time (QEMU -M virt has no hotplug for them)",
+            });
+        }
+        if resources.cpu_str != self.resources.cpu_str {
+            if self.ended() {
+                return Err(self.gone("update"));
+            }
+            self.pin(resources.cpu_str.as_deref())?;
+        }
+        self.resources = resources.clone();
+        Ok(())
+    }
+
+    fn stats(&mut self) -> Result<PartitionStats, PedestalError> {
+        let stat = proc_stat(self.pid)
+            .filter(|s| s.start == self.start && !matches!(s.state, 'Z' | 'X'))
+            .filter(|_| self.exit_code.is_none())
+            .ok_or_else(|| self.gone("stats"))?;
+        let hz = sysconf(nix::unistd::SysconfVar::CLK_TCK, 100);
+        let page = sysconf(nix::unistd::SysconfVar::PAGE_SIZE, 4096);
+        Ok(PartitionStats {
+            cpu_ns: stat.cpu_ticks.saturating_mul(1_000_000_000) / hz,
+            memory_limit_bytes: u64::from(self.resources.memory_mib) << 20,
+            memory_used_bytes: stat.rss_pages.saturating_mul(page),
+        })
+    }
+
+    fn state(&mut self) -> PartitionState {
+        if self.ended() {
+            self.state = PartitionState::Stopped(self.exit_code);
+            return self.state;
+        }
+        if let Some(qmp) = self.qmp.as_mut() {
+            match qmp.query_status() {
+                Ok(status) => {
+                    if let Some(state) = state_of(&status, self.exit_code) {
+                        self.state = state;
+                    }
+                }
+                Err(e) => {
+                    log::debug!("QEMU pid {}: query-status: {e}", self.pid);
+                    if matches!(e, QmpError::Closed) {
+                        self.qmp = None;
+                        if wait_ended(self.pid, self.start, Duration::from_millis(200)) {
+                            self.state = PartitionState::Stopped(self.exit_code);
+                        }
+                    }
+                }
+            }
+        }
+        self.state
+    }
+
+    fn process_exited(&mut self, code: i32) {
+        self.exit_code = Some(code);
+        self.qmp = None;
+        self.state = PartitionState::Stopped(Some(code));
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid)
+    }
+
+    fn take_link(&mut self) -> Option<Link> {
+        self.link.take()
+    }
+
+    fn leftovers(&self) -> Leftovers {
+        Leftovers {
+            processes: vec![(self.pid, self.start)],
+            paths: vec![
+                self.files.uart.clone(),
+                self.files.qmp.clone(),
+                self.files.log.clone(),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::Annotations;
+
+    fn spec(cpus: Option<&str>) -> InstanceSpec {
+        InstanceSpec {
+            id: "c1".into(),
+            namespace: "default".into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            firmware: "/b/rootfs/fw,1.elf".into(),
+            elf: None,
+            pedestal: KIND,
+            resources: Resources {
+                vcpus: 2,
+                max_vcpus: 2,
+                cpu_str: cpus.map(str::to_owned),
+                cpu_cap_percent: None,
+                cpu_weight: 256,
+                memory_mib: 64,
+                max_memory_mib: 64,
+                dropped_cpus: vec![],
+                ignored: vec![],
+            },
+            annotations: Annotations::default(),
+            terminal: false,
+            sandbox: false,
+        }
+    }
+
+    #[test]
+    fn command_line() {
+        let mut config = Config::default();
+        config.qemu.extra_args = vec!["-d".into(), "guest_errors".into()];
+        let q = Qemu::new(&config);
+        let files = RunFiles::new(Path::new("/run/micrun/a,b"));
+        let args: Vec<String> = q
+            .args(&spec(None), &files)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            args.join(" "),
+            "-M virt -cpu cortex-a53 -smp 2 -m 64 -nodefaults -display none -monitor none \
+             -no-reboot -S -kernel /b/rootfs/fw,1.elf \
+             -chardev socket,id=link,path=/run/micrun/a,,b/uart.sock,server=on,wait=on \
+             -serial chardev:link -qmp unix:/run/micrun/a,,b/qmp.sock,server=on,wait=off \
+             -d guest_errors"
+        );
+    }
+
+    #[test]
+    fn socket_path_limit() {
+        let dir = format!("/run/micrun/{}", "x".repeat(SUN_PATH_MAX - 12 - 10));
+        // "/uart.sock" is 10 bytes: exactly at the limit.
+        assert_eq!(
+            RunFiles::new(Path::new(&dir)).uart.as_os_str().len(),
+            SUN_PATH_MAX
+        );
+        RunFiles::new(Path::new(&dir)).check_len("c1").unwrap();
+        let long = format!("{dir}y");
+        let err = RunFiles::new(Path::new(&long)).check_len("c1").unwrap_err();
+        assert!(matches!(err, PedestalError::InvalidId { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("108 bytes") && text.contains("107-byte"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn binary_lookup() {
+        let err = find_binary(Path::new("/nonexistent/qemu"), None, None).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PedestalError::Unavailable { .. }));
+        assert!(
+            text.contains("/nonexistent/qemu") && text.contains("`[qemu] binary`"),
+            "{text}"
+        );
+
+        let err = find_binary(
+            Path::new("no-such-qemu"),
+            Some(OsStr::new("/nonexistent-a:/nonexistent-b")),
+            Some(Path::new("/etc/micrun/config.toml")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("no-such-qemu not found in PATH (/nonexistent-a:/nonexistent-b)")
+                && err.contains("`[qemu] binary` in /etc/micrun/config.toml"),
+            "{err}"
+        );
+
+        // `sh` exists on every host this builds on.
+        let found = find_binary(Path::new("sh"), Some(OsStr::new("/nonexistent:/bin")), None);
+        assert_eq!(found.unwrap(), Path::new("/bin/sh"));
+        // A directory is not a binary.
+        assert!(find_binary(Path::new("/bin"), None, None).is_err());
+    }
+
+    #[test]
+    fn run_states() {
+        assert_eq!(state_of("prelaunch", None), Some(PartitionState::Created));
+        assert_eq!(state_of("running", None), Some(PartitionState::Running));
+        assert_eq!(state_of("paused", None), Some(PartitionState::Paused));
+        assert_eq!(
+            state_of("shutdown", Some(0)),
+            Some(PartitionState::Stopped(Some(0)))
+        );
+        assert_eq!(state_of("inmigrate", None), None);
+    }
+
+    #[test]
+    fn affinity_mask() {
+        let mask = affinity(&CpuSet::parse("0,2-3").unwrap()).unwrap();
+        let on: Vec<usize> = (0..8).filter(|&c| mask.is_set(c).unwrap()).collect();
+        assert_eq!(on, [0, 2, 3]);
+        assert!(
+            affinity(&CpuSet::parse(&nix::sched::CpuSet::count().to_string()).unwrap()).is_err()
+        );
+    }
+
+    #[test]
+    fn log_tail_skips_the_waiting_note() {
+        let dir = std::env::temp_dir().join(format!("micrun-qemu-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = RunFiles::new(&dir);
+        std::fs::write(
+            &files.log,
+            "qemu-system-aarch64: -chardev socket,...: info: QEMU waiting for connection on: x\n\
+             qemu-system-aarch64: could not load kernel '/x'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            files.log_tail(),
+            "qemu.log: qemu-system-aarch64: could not load kernel '/x'"
+        );
+        files.remove_all();
+        assert_eq!(
+            files.log_tail().split(':').next(),
+            Some("qemu.log unreadable")
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
+}

@@ -1,0 +1,180 @@
+//! Bundle → [`InstanceSpec`]: everything about one container that the engine and
+//! the pedestal need, checked once at Create.
+//!
+//! Order of checks, so the cheapest and most common mistakes are reported first:
+//! `config.json` → annotations → pedestal (named, or the host default; `sim` only
+//! when enabled) → the container id for that pedestal → firmware (path inside the
+//! rootfs, ELF for the pedestal's architecture, optional sha256) → resources.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::annotations::{AgentMode, AnnotationError, Annotations};
+use crate::config::{Config, PedestalChoice, PedestalKind};
+use crate::firmware::{self, ElfInfo, FirmwareError};
+use crate::pedestal::{self, Pedestal, PedestalError};
+use crate::resources::{self, CpuSet, ResourceError, Resources};
+
+/// Why a bundle cannot become an instance. Every message names the thing at fault
+/// and, where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("bundle {bundle}: cannot read config.json: {detail}")]
+    Bundle { bundle: PathBuf, detail: String },
+    #[error(transparent)]
+    Annotation(#[from] AnnotationError),
+    #[error(
+        "pedestal sim is not enabled: it runs image content as a host process; \
+         set `[sim] enable = true` in {config} to allow it"
+    )]
+    SimDisabled { config: String },
+    #[error(transparent)]
+    Pedestal(#[from] PedestalError),
+    #[error(transparent)]
+    Firmware(#[from] FirmwareError),
+    #[error(transparent)]
+    Resources(#[from] ResourceError),
+}
+
+/// One container, ready for a pedestal.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub id: String,
+    pub namespace: String,
+    pub bundle: PathBuf,
+    /// The mounted root filesystem (`<bundle>/rootfs` or the spec's `root.path`).
+    pub rootfs: PathBuf,
+    /// Canonical path of the firmware file, inside `rootfs`.
+    pub firmware: PathBuf,
+    pub elf: Option<ElfInfo>,
+    pub pedestal: PedestalKind,
+    pub resources: Resources,
+    pub annotations: Annotations,
+    /// The OCI `process.terminal`: one console stream, resizable.
+    pub terminal: bool,
+    /// A CRI sandbox container: no RTOS runs for it.
+    pub sandbox: bool,
+}
+
+impl InstanceSpec {
+    /// How the host talks to the RTOS.
+    pub fn agent_mode(&self) -> AgentMode {
+        self.annotations.agent
+    }
+}
+
+/// Reads `<bundle>/config.json`.
+pub fn load_oci_spec(bundle: &Path) -> Result<Spec, SpecError> {
+    Spec::load(bundle.join("config.json")).map_err(|e| SpecError::Bundle {
+        bundle: bundle.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+/// The root filesystem path of a bundle (absolute, or relative to the bundle).
+pub fn rootfs_path(bundle: &Path, spec: &Spec) -> PathBuf {
+    match spec.root().as_ref() {
+        Some(root) if root.path().is_absolute() => root.path().clone(),
+        Some(root) => bundle.join(root.path()),
+        None => bundle.join("rootfs"),
+    }
+}
+
+/// The pedestal for a container: its annotation, else the configured default.
+pub fn choose_pedestal(annotations: &Annotations, config: &Config) -> PedestalKind {
+    if let Some(kind) = annotations.pedestal {
+        return kind;
+    }
+    match config.default_pedestal {
+        PedestalChoice::Named(kind) => kind,
+        // Host detection of xen/baremetal arrives with those pedestals; until then
+        // the host default is qemu, which runs anywhere.
+        PedestalChoice::Auto => PedestalKind::Qemu,
+    }
+}
+
+/// CPUs of this host, from `/sys/devices/system/cpu/online` (e.g. `0-3`).
+pub fn host_cpus() -> CpuSet {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| CpuSet::parse(s.trim()).ok())
+        .unwrap_or_else(|| {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            CpuSet::first(n as u32)
+        })
+}
+
+/// Builds the instance spec of a bundle whose rootfs is already mounted, and the
+/// pedestal that will run it.
+pub fn build(
+    id: &str,
+    namespace: &str,
+    bundle: &Path,
+    config: &Config,
+) -> Result<(InstanceSpec, Box<dyn Pedestal>), SpecError> {
+    let oci = load_oci_spec(bundle)?;
+    let annotations = Annotations::from_spec(&oci)?;
+    for w in &annotations.warnings {
+        log::warn!("{id}: {w}");
+    }
+    let sandbox = annotations.is_sandbox();
+    let kind = choose_pedestal(&annotations, config);
+    if kind == PedestalKind::Sim && !config.sim.enable {
+        return Err(SpecError::SimDisabled {
+            config: config.origin.as_ref().map_or_else(
+                || {
+                    crate::config::config_path(std::env::var_os("MICRUN_CONFIG").as_deref())
+                        .display()
+                        .to_string()
+                },
+                |p| p.display().to_string(),
+            ),
+        });
+    }
+    let ped = pedestal::for_kind(kind, config)?;
+    let terminal = oci
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal().unwrap_or(false));
+    let rootfs = rootfs_path(bundle, &oci);
+    let linux_resources = oci.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let resources = resources::map_resources(
+        linux_resources,
+        &annotations,
+        &host_cpus(),
+        &config.resources,
+    )?;
+    for what in &resources.ignored {
+        log::info!("{id}: linux.resources {what} has no pedestal equivalent; ignored");
+    }
+
+    let (firmware, elf) = if sandbox {
+        (PathBuf::new(), None)
+    } else {
+        let fw = firmware::resolve_firmware(&rootfs, annotations.firmware_path.as_deref())?;
+        let elf = firmware::validate_elf(&fw, ped.arch())?;
+        if let Some(want) = annotations.firmware_hash {
+            firmware::verify_hash(&fw, want)?;
+        }
+        (fw, Some(elf))
+    };
+
+    let spec = InstanceSpec {
+        id: id.to_string(),
+        namespace: namespace.to_string(),
+        bundle: bundle.to_path_buf(),
+        rootfs,
+        firmware,
+        elf,
+        pedestal: kind,
+        resources,
+        annotations,
+        terminal,
+        sandbox,
+    };
+    if !sandbox {
+        ped.check(&spec)?;
+    }
+    Ok((spec, ped))
+}

@@ -1,0 +1,180 @@
+//! The engine without containerd: a bundle → instance spec → sim partition → I/O
+//! relay over real FIFOs, with the simulator as the RTOS.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use micrun_shim::config::Config;
+use micrun_shim::instance::{Instance, IoPaths, Mode, Status};
+use micrun_tests::{sim_binary, TempDir};
+
+fn bundle(dir: &Path, annotations: &[(&str, &str)], args: &[&str]) -> PathBuf {
+    let b = dir.join("bundle");
+    fs::create_dir_all(b.join("rootfs")).unwrap();
+    fs::copy(sim_binary(), b.join("rootfs/firmware.elf")).unwrap();
+    let mut ann = serde_json::Map::new();
+    ann.insert("org.openeuler.micrun.ped.pedestal".into(), "sim".into());
+    for (k, v) in annotations {
+        ann.insert((*k).into(), (*v).into());
+    }
+    let mut argv = vec!["/firmware.elf".to_string()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": { "args": argv, "cwd": "/", "user": {"uid": 0, "gid": 0}, "terminal": false },
+        "root": { "path": "rootfs" },
+        "annotations": ann,
+    });
+    fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    b
+}
+
+fn fifo(path: &Path) -> PathBuf {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    path.to_path_buf()
+}
+
+struct Io {
+    stdin: fs::File,
+    stdout: fs::File,
+    out: Vec<u8>,
+}
+
+impl Io {
+    fn read_until(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !String::from_utf8_lossy(&self.out).contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in {:?}",
+                String::from_utf8_lossy(&self.out)
+            );
+            let mut b = [0u8; 4096];
+            match self.stdout.read(&mut b) {
+                Ok(n) => self.out.extend_from_slice(&b[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+/// Reaps the partition's process as the shim's reaper would, and tells the instance.
+fn reaper(inst: &Arc<Instance>) {
+    let pid = inst.pid().expect("sim has a pid");
+    let inst = inst.clone();
+    std::thread::spawn(move || {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        loop {
+            match waitpid(nix::unistd::Pid::from_raw(pid as i32), None) {
+                Ok(WaitStatus::Exited(_, c)) => return inst.process_exited(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => return inst.process_exited(128 + s as i32),
+                Ok(_) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+fn setup(dir: &TempDir, annotations: &[(&str, &str)], args: &[&str]) -> (Arc<Instance>, Io) {
+    let b = bundle(dir.path(), annotations, args);
+    let config = Config::from_str(
+        "[sim]\nenable = true\n[lifecycle]\nhandshake_wait = \"1s\"\n",
+        Path::new("test.toml"),
+    )
+    .unwrap();
+    let (spec, ped) = micrun_shim::spec::build("engine-test", "default", &b, &config).unwrap();
+    let run = dir.path().join("run");
+    fs::create_dir_all(&run).unwrap();
+    let part = ped.create(&spec, &run).unwrap();
+    let io = IoPaths {
+        stdin: Some(fifo(&dir.path().join("in"))),
+        stdout: Some(fifo(&dir.path().join("out"))),
+        stderr: Some(fifo(&dir.path().join("err"))),
+    };
+    // Open our ends first (read-write: never blocks).
+    let open = |p: &Path| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(p)
+            .unwrap()
+    };
+    let ours = Io {
+        stdin: open(io.stdin.as_ref().unwrap()),
+        stdout: open(io.stdout.as_ref().unwrap()),
+        out: vec![],
+    };
+    let inst = Arc::new(Instance::new(spec, part, io, config.lifecycle.clone()).unwrap());
+    reaper(&inst);
+    (inst, ours)
+}
+
+#[test]
+fn agent_mode_console_and_exit_code() {
+    let dir = TempDir::new("engine-agent");
+    let (inst, mut io) = setup(&dir, &[], &[]);
+    assert_eq!(inst.status(), Status::Created);
+    inst.start().unwrap();
+    io.read_until("micrun demo shell on sim", Duration::from_secs(10));
+    assert_eq!(inst.mode(), Mode::Agent);
+    io.stdin.write_all(b"echo engine works\r").unwrap();
+    io.read_until("engine works\r\n", Duration::from_secs(10));
+    let (ped, agent) = inst.stats().unwrap();
+    assert!(ped.memory_used_bytes > 0);
+    assert!(agent.is_some_and(|s| s.mem_total_kib > 0));
+    io.stdin.write_all(b"exit 3\r").unwrap();
+    let e = inst.wait_timeout(Duration::from_secs(10)).expect("exit");
+    assert_eq!(e.code, 3);
+    assert_eq!(inst.status(), Status::Stopped);
+}
+
+#[test]
+fn raw_mode_detected_and_sigterm_is_143() {
+    let dir = TempDir::new("engine-raw");
+    let (inst, mut io) = setup(&dir, &[], &["--raw"]);
+    inst.start().unwrap();
+    io.read_until("micrun demo shell on sim", Duration::from_secs(10));
+    // The probe times out after 1 s; then the relay is raw.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while inst.mode() != Mode::Raw {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    io.stdin.write_all(b"echo raw relay\r").unwrap();
+    io.read_until("raw relay\r\n", Duration::from_secs(10));
+    assert!(inst.kill(10).is_err(), "SIGUSR1 cannot reach a raw console");
+    inst.kill(15).unwrap();
+    let e = inst.wait_timeout(Duration::from_secs(10)).expect("exit");
+    assert_eq!(e.code, 143);
+}
+
+#[test]
+fn agent_stop_uses_the_agents_code_and_sigkill_is_137() {
+    let dir = TempDir::new("engine-stop");
+    let (inst, mut io) = setup(&dir, &[("org.openeuler.micrun.container.agent", "on")], &[]);
+    inst.start().unwrap();
+    assert_eq!(inst.mode(), Mode::Agent);
+    inst.kill(15).unwrap();
+    let e = inst.wait_timeout(Duration::from_secs(10)).expect("exit");
+    assert_eq!(e.code, 0, "the demo app stops with 0");
+    io.read_until("stopping", Duration::from_secs(5));
+
+    let dir2 = TempDir::new("engine-kill");
+    let (inst, _io) = setup(&dir2, &[], &[]);
+    inst.start().unwrap();
+    inst.kill(9).unwrap();
+    assert_eq!(
+        inst.wait_timeout(Duration::from_secs(10))
+            .expect("exit")
+            .code,
+        137
+    );
+}
