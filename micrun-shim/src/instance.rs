@@ -593,6 +593,8 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
     let mut stderr = Out::default();
     let mut link_out: Vec<u8> = Vec::new();
     let mut stdin_open = relay.stdin.is_some();
+    // CloseIO: take what is still in the FIFO, then stop reading it.
+    let mut stdin_closing = false;
     let mut link_eof = false;
     let mut paused = false;
     let mut stop_deadline: Option<(Instant, u8)> = None;
@@ -842,7 +844,12 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                             }
                             _ => link_out.extend_from_slice(&rbuf[..n]),
                         },
-                        Err(e) if would_block(&e) => {}
+                        Err(e) if would_block(&e) => {
+                            if stdin_closing {
+                                relay.stdin = None;
+                                stdin_open = false;
+                            }
+                        }
                         Err(_) => stdin_open = false,
                     }
                 }
@@ -896,10 +903,7 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                         stats_waiters.push(tx);
                     }
                 }
-                Command::CloseStdin => {
-                    relay.stdin = None;
-                    stdin_open = false;
-                }
+                Command::CloseStdin => stdin_closing = true,
                 Command::Paused => paused = true,
                 Command::Resumed => {
                     paused = false;

@@ -6,8 +6,11 @@
 
 pub mod annotations;
 pub mod config;
+pub mod error;
 pub mod firmware;
 pub mod instance;
 pub mod pedestal;
 pub mod resources;
+pub mod service;
 pub mod spec;
+pub mod state;

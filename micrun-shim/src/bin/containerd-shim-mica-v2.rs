@@ -1,0 +1,271 @@
+//! `containerd-shim-mica-v2`: the containerd runtime v2 shim of micrun
+//! (runtime `io.containerd.mica.v2`).
+//!
+//! Actions, as containerd (or iSulad) runs the binary:
+//! - `start`: spawn the shim server (one per pod: containers with the same
+//!   `io.kubernetes.cri.sandbox-id` share it), write `<bundle>/address`, print the
+//!   address. containerd 1.6 to 2.2 read a plain address (task API v2); containerd
+//!   ≥ 2.3 sends `BootstrapParams` on stdin and gets a `BootstrapResult` (task API
+//!   v3). The server answers both API versions.
+//! - `delete`: containerd's cleanup after a lost shim (see `service::cleanup_lost_task`).
+//! - no action: serve ttrpc on `-socket` until Shutdown. Without a containerd to
+//!   publish to (iSulad starts shims with no `-address` and no `TTRPC_ADDRESS`),
+//!   events are dropped with a debug log line and the shim keeps serving.
+//!
+//! The pieces are containerd-shim's (sync mode); the bootstrap is ours because
+//! containerd-shim 0.12 serves only task API v3 and fails without a publisher.
+
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::FileTypeExt;
+use std::sync::Arc;
+
+use containerd_shim::bootstrap::{BootstrapParams, BootstrapResult};
+use containerd_shim::protos::protobuf::Message;
+use containerd_shim::protos::shim::shim_ttrpc::create_task;
+use containerd_shim::protos::ttrpc::{Client, Server};
+use containerd_shim::protos::types::introspection::RuntimeInfo;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::synchronous::util::write_address;
+use containerd_shim::{ExitSignal, Flags, StartOpts};
+use micrun_shim::service::{cleanup_lost_task, Events, Service};
+
+const RUNTIME_ID: &str = "io.containerd.mica.v2";
+/// Annotation that groups the containers of a pod into one shim.
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+const TTRPC_ADDRESS: &str = "TTRPC_ADDRESS";
+
+fn main() {
+    let args: Vec<_> = std::env::args_os().collect();
+    let flags = match containerd_shim::parse(&args[1..]) {
+        Ok(f) => f,
+        Err(e) => fail(&format!("bad arguments: {e}")),
+    };
+    if flags.version {
+        println!("{RUNTIME_ID} (micrun {})", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    if flags.info {
+        let info = RuntimeInfo {
+            name: RUNTIME_ID.to_string(),
+            ..Default::default()
+        };
+        let bytes = info.write_to_bytes().unwrap_or_default();
+        let _ = std::io::stdout().write_all(&bytes);
+        return;
+    }
+    if flags.namespace.is_empty() {
+        fail("-namespace is required");
+    }
+    let result = match flags.action.as_str() {
+        "start" => start(&flags),
+        "delete" => delete(&flags),
+        _ => serve(&flags),
+    };
+    if let Err(e) = result {
+        fail(&e);
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("{RUNTIME_ID}: {msg}");
+    std::process::exit(1);
+}
+
+fn start(flags: &Flags) -> Result<(), String> {
+    let mut input = Vec::new();
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let _ = stdin.lock().take(10 << 20).read_to_end(&mut input);
+    }
+    // containerd ≥ 2.3 sends BootstrapParams naming this instance; anything else
+    // (nothing, or runtime options as a protobuf Any) is the flags protocol.
+    let bootstrap = BootstrapParams::parse_from_bytes(&input)
+        .ok()
+        .filter(|p| p.instance_id == flags.id && p.namespace == flags.namespace);
+    let env_ttrpc = std::env::var(TTRPC_ADDRESS).unwrap_or_default();
+    let opts = match &bootstrap {
+        Some(p) => StartOpts {
+            id: flags.id.clone(),
+            namespace: flags.namespace.clone(),
+            publish_binary: p.containerd_binary.clone(),
+            address: p.containerd_grpc_address.clone(),
+            ttrpc_address: p.containerd_ttrpc_address.clone(),
+            debug: flags.debug,
+            socket_dir: p.socket_dir.clone().filter(|d| !d.is_empty()),
+            ..Default::default()
+        },
+        None => StartOpts {
+            id: flags.id.clone(),
+            namespace: flags.namespace.clone(),
+            publish_binary: flags.publish_binary.clone(),
+            address: flags.address.clone(),
+            ttrpc_address: env_ttrpc,
+            debug: flags.debug,
+            ..Default::default()
+        },
+    };
+    // The bundle is the working directory.
+    let grouping = containerd_shim::synchronous::util::read_spec_from_file("")
+        .ok()
+        .and_then(|spec| {
+            spec.annotations()
+                .as_ref()
+                .and_then(|a| a.get(SANDBOX_ID).cloned())
+        })
+        .unwrap_or_else(|| flags.id.clone());
+    let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())
+        .map_err(|e| format!("spawn the shim server: {e}"))?;
+    write_address(&address).map_err(|e| format!("write the address file: {e}"))?;
+    let reply = match bootstrap {
+        Some(_) => BootstrapResult {
+            version: containerd_shim::protos::TASK_API_VERSION,
+            address,
+            protocol: "ttrpc".to_string(),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .map_err(|e| e.to_string())?,
+        None => address.into_bytes(),
+    };
+    let mut out = std::io::stdout();
+    out.write_all(&reply)
+        .and_then(|_| out.flush())
+        .map_err(|e| e.to_string())
+}
+
+fn delete(flags: &Flags) -> Result<(), String> {
+    let resp = cleanup_lost_task(&flags.namespace, &flags.id);
+    let bytes = resp.write_to_bytes().map_err(|e| e.to_string())?;
+    std::io::stdout()
+        .write_all(&bytes)
+        .map_err(|e| e.to_string())
+}
+
+fn serve(flags: &Flags) -> Result<(), String> {
+    if flags.socket.is_empty() {
+        return Err("-socket is required to serve".into());
+    }
+    set_subreaper();
+    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
+    {
+        // No log FIFO (iSulad, or by hand): log to stderr instead is not possible
+        // once the logger is set, so just say it once.
+        eprintln!("{RUNTIME_ID}: no containerd log FIFO ({e}); logging disabled");
+    }
+    reap_children();
+
+    let publisher = match std::env::var(TTRPC_ADDRESS) {
+        Ok(a) if !a.is_empty() => match RemotePublisher::new(&a) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::warn!("cannot connect to {a} to publish events: {e}; events are dropped");
+                None
+            }
+        },
+        _ => {
+            log::info!(
+                "no {TTRPC_ADDRESS}: running without an event publisher (e.g. under iSulad)"
+            );
+            None
+        }
+    };
+    let exit = Arc::new(ExitSignal::default());
+    let service = Arc::new(Service::new(
+        &flags.namespace,
+        Events::new(publisher, &flags.namespace),
+        exit.clone(),
+    ));
+    // Task API v3 (containerd ≥ 2.0 via bootstrap) and v2 (containerd 1.6 – 2.2):
+    // the messages are the same on the wire, only the service name differs.
+    let mut methods = create_task(service.clone());
+    for (name, handler) in create_task(service) {
+        methods.insert(
+            name.replace("/containerd.task.v3.Task/", "/containerd.task.v2.Task/"),
+            handler,
+        );
+    }
+
+    let path = flags
+        .socket
+        .strip_prefix("unix://")
+        .unwrap_or(&flags.socket)
+        .to_string();
+    let listener = match std::os::unix::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            // Another shim of this pod serves here already, or a stale socket.
+            if Client::connect(&flags.socket).is_ok() {
+                write_address(&flags.socket).map_err(|e| e.to_string())?;
+                server_started();
+                return Ok(());
+            }
+            if std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
+                let _ = std::fs::remove_file(&path);
+            }
+            std::os::unix::net::UnixListener::bind(&path)
+                .map_err(|e| format!("listen on {path}: {e}"))?
+        }
+        Err(e) => return Err(format!("listen on {path}: {e}")),
+    };
+    let mut server = Server::new()
+        .add_listener(listener.into_raw_fd())
+        .map_err(|e| e.to_string())?
+        .register_service(methods);
+    server.start().map_err(|e| e.to_string())?;
+    server_started();
+    log::info!("{RUNTIME_ID} serving on {path}");
+    exit.wait();
+    server.shutdown();
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Lets the `start` action's `spawn` return: it reads our stdout until it closes.
+fn server_started() {
+    let _ = nix::unistd::dup2_stdout(std::io::stderr());
+}
+
+fn set_subreaper() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        log::warn!("cannot become a child subreaper: {e}");
+    }
+}
+
+/// Reaps every child and tells the engine (through containerd-shim's monitor)
+/// which process ended with what status.
+fn reap_children() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use signal_hook::consts::{SIGCHLD, SIGINT, SIGPIPE, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPIPE])
+    {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot watch signals: {e}");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if sig != SIGCHLD {
+                log::debug!("signal {sig} ignored");
+                continue;
+            }
+            loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) => {
+                        let _ = containerd_shim::monitor::monitor_notify_by_pid(pid.as_raw(), code);
+                    }
+                    Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                        let _ = containerd_shim::monitor::monitor_notify_by_pid(
+                            pid.as_raw(),
+                            128 + sig as i32,
+                        );
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,157 @@
+//! The crate's error type and its one mapping to ttrpc status codes.
+
+use crate::config::ConfigError;
+use crate::instance::InstanceError;
+use crate::pedestal::PedestalError;
+use crate::spec::SpecError;
+
+/// Everything a task operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    #[error("container {0} not found in this shim")]
+    NotFound(String),
+    #[error("container {0} already exists in this shim")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// gRPC status codes, as ttrpc carries them.
+pub use containerd_shim::protos::ttrpc::Code;
+
+impl Error {
+    /// The status code containerd receives. Bad input is the user's to fix
+    /// (INVALID_ARGUMENT); a call that does not fit the task's state or the host is
+    /// FAILED_PRECONDITION; what micrun does not do is UNIMPLEMENTED.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Config(_) => Code::INVALID_ARGUMENT,
+            Error::Spec(SpecError::Pedestal(p)) | Error::Instance(InstanceError::Pedestal(p)) => {
+                match p {
+                    PedestalError::Unavailable { .. } => Code::FAILED_PRECONDITION,
+                    PedestalError::InvalidId { .. } => Code::INVALID_ARGUMENT,
+                    PedestalError::Unsupported { .. } => Code::UNIMPLEMENTED,
+                    PedestalError::Failed { .. } => Code::INTERNAL,
+                }
+            }
+            Error::Spec(SpecError::SimDisabled { .. }) => Code::FAILED_PRECONDITION,
+            Error::Spec(SpecError::Bundle { .. }) => Code::INVALID_ARGUMENT,
+            Error::Spec(_) => Code::INVALID_ARGUMENT,
+            Error::Instance(InstanceError::Precondition(_)) => Code::FAILED_PRECONDITION,
+            Error::Instance(InstanceError::Io(_)) => Code::INTERNAL,
+            Error::NotFound(_) => Code::NOT_FOUND,
+            Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
+            Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
+            Error::Unimplemented(_) => Code::UNIMPLEMENTED,
+            Error::Internal(_) => Code::INTERNAL,
+        }
+    }
+
+    /// As a ttrpc error carrying the code and the message.
+    pub fn to_ttrpc(&self) -> containerd_shim::protos::ttrpc::Error {
+        use containerd_shim::protos::ttrpc;
+        ttrpc::Error::RpcStatus(ttrpc::get_status(self.code(), self.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PedestalKind;
+    use crate::firmware::FirmwareError;
+
+    fn ped(p: PedestalError) -> Error {
+        Error::Instance(InstanceError::Pedestal(p))
+    }
+
+    #[test]
+    fn every_kind_maps_to_its_code() {
+        let k = PedestalKind::Qemu;
+        let cases: Vec<(Error, Code)> = vec![
+            (
+                Error::Config(ConfigError::Invalid {
+                    path: "/c".into(),
+                    key: None,
+                    line: None,
+                    message: "x".into(),
+                }),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                Error::Spec(SpecError::Firmware(FirmwareError::NoFirmware {
+                    rootfs: "/r".into(),
+                })),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                Error::Spec(SpecError::SimDisabled {
+                    config: "/c".into(),
+                }),
+                Code::FAILED_PRECONDITION,
+            ),
+            (
+                Error::Spec(SpecError::Bundle {
+                    bundle: "/b".into(),
+                    detail: "x".into(),
+                }),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                ped(PedestalError::Unavailable {
+                    pedestal: k,
+                    why: "x".into(),
+                }),
+                Code::FAILED_PRECONDITION,
+            ),
+            (
+                ped(PedestalError::InvalidId {
+                    pedestal: k,
+                    id: "x".into(),
+                    why: "x".into(),
+                }),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                ped(PedestalError::Unsupported {
+                    pedestal: k,
+                    operation: "update",
+                }),
+                Code::UNIMPLEMENTED,
+            ),
+            (ped(PedestalError::failed(k, "start", "x")), Code::INTERNAL),
+            (
+                Error::Instance(InstanceError::Precondition("x".into())),
+                Code::FAILED_PRECONDITION,
+            ),
+            (
+                Error::Instance(InstanceError::Io("x".into())),
+                Code::INTERNAL,
+            ),
+            (Error::NotFound("x".into()), Code::NOT_FOUND),
+            (Error::AlreadyExists("x".into()), Code::ALREADY_EXISTS),
+            (Error::InvalidArgument("x".into()), Code::INVALID_ARGUMENT),
+            (Error::Unimplemented("x".into()), Code::UNIMPLEMENTED),
+            (Error::Internal("x".into()), Code::INTERNAL),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.code(), code, "{err:?}");
+            match err.to_ttrpc() {
+                containerd_shim::protos::ttrpc::Error::RpcStatus(s) => {
+                    assert_eq!(s.code(), code);
+                    assert_eq!(s.message(), err.to_string());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

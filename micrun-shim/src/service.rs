@@ -1,0 +1,712 @@
+//! The containerd task service: a thin ttrpc adapter over the engine.
+//!
+//! Each RPC turns its request into an engine call ([`crate::spec`],
+//! [`crate::instance`], [`crate::state`]) and the result into a response; errors
+//! become ttrpc statuses through [`crate::error::Error::code`] only. Events go out
+//! in containerd's order: TaskCreate → TaskStart → TaskExit → TaskDelete, and
+//! TaskPaused / TaskResumed.
+//!
+//! One shim serves every container of a pod (same `io.kubernetes.cri.sandbox-id`);
+//! the pod's sandbox container runs no RTOS: it is a placeholder that lives until
+//! it is killed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
+
+use containerd_shim::api;
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskPaused, TaskResumed, TaskStart,
+};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim::protos::topics;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{Context, ExitSignal, TtrpcContext, TtrpcResult};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::instance::{ExitInfo, Instance, IoPaths, Status};
+use crate::state::{self, TaskRecord};
+
+/// Publishes events, or drops them (with a debug line) where there is no
+/// publisher, as when iSulad starts the shim.
+#[derive(Clone)]
+pub struct Events {
+    publisher: Option<Arc<RemotePublisher>>,
+    namespace: String,
+}
+
+impl Events {
+    pub fn new(publisher: Option<RemotePublisher>, namespace: &str) -> Events {
+        Events {
+            publisher: publisher.map(Arc::new),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn send(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        match &self.publisher {
+            Some(p) => {
+                if let Err(e) = p.publish(Context::default(), topic, &self.namespace, event) {
+                    log::warn!("publish {topic}: {e}");
+                }
+            }
+            None => log::debug!("no event publisher; dropped {topic}"),
+        }
+    }
+}
+
+fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let mut ts = Timestamp::new();
+    ts.seconds = d.as_secs() as i64;
+    ts.nanos = d.subsec_nanos() as i32;
+    ts
+}
+
+/// A sandbox (pause) container of a pod: no RTOS, alive until killed.
+struct Placeholder {
+    state: Mutex<(Status, Option<ExitInfo>)>,
+    cond: Condvar,
+}
+
+impl Placeholder {
+    fn new() -> Placeholder {
+        Placeholder {
+            state: Mutex::new((Status::Created, None)),
+            cond: Condvar::new(),
+        }
+    }
+    fn set(&self, status: Status, exit: Option<ExitInfo>) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.1.is_none() {
+            *s = (status, exit);
+        }
+        self.cond.notify_all();
+    }
+    fn get(&self) -> (Status, Option<ExitInfo>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn wait(&self) -> ExitInfo {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(e) = s.1 {
+                return e;
+            }
+            s = self.cond.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+enum Workload {
+    Rtos(Arc<Instance>),
+    Sandbox(Arc<Placeholder>),
+}
+
+struct Task {
+    id: String,
+    bundle: PathBuf,
+    io: IoPaths,
+    terminal: bool,
+    workload: Workload,
+    dir: PathBuf,
+    record: TaskRecord,
+}
+
+impl Task {
+    fn status(&self) -> (Status, Option<ExitInfo>) {
+        match &self.workload {
+            Workload::Rtos(i) => (i.status(), i.exit()),
+            Workload::Sandbox(p) => p.get(),
+        }
+    }
+    fn pid(&self) -> u32 {
+        match &self.workload {
+            Workload::Rtos(i) => i.pid().unwrap_or_else(std::process::id),
+            Workload::Sandbox(_) => std::process::id(),
+        }
+    }
+}
+
+/// The task service of one shim process.
+#[derive(Clone)]
+pub struct Service {
+    namespace: String,
+    tasks: Arc<Mutex<HashMap<String, Arc<Task>>>>,
+    events: Events,
+    exit: Arc<ExitSignal>,
+}
+
+impl Service {
+    pub fn new(namespace: &str, events: Events, exit: Arc<ExitSignal>) -> Service {
+        let svc = Service {
+            namespace: namespace.to_string(),
+            tasks: Arc::new(Mutex::new(HashMap::new())),
+            events,
+            exit,
+        };
+        svc.watch_exits();
+        svc
+    }
+
+    /// Forwards the reaper's process exits to the instance they belong to.
+    fn watch_exits(&self) {
+        use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
+        let Ok(sub) = monitor_subscribe(Topic::Pid) else {
+            log::warn!("cannot subscribe to process exits");
+            return;
+        };
+        let tasks = self.tasks.clone();
+        std::thread::spawn(move || {
+            while let Ok(ev) = sub.rx.recv() {
+                let Subject::Pid(pid) = ev.subject else {
+                    continue;
+                };
+                let found = lock(&tasks).values().find_map(|t| match &t.workload {
+                    Workload::Rtos(i) if i.pid() == Some(pid as u32) => Some(i.clone()),
+                    _ => None,
+                });
+                if let Some(inst) = found {
+                    inst.process_exited(ev.exit_code);
+                }
+            }
+        });
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Task>, Error> {
+        lock(&self.tasks)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    fn do_create(&self, req: &api::CreateTaskRequest) -> Result<u32, Error> {
+        let id = req.id.clone();
+        if lock(&self.tasks).contains_key(&id) {
+            return Err(Error::AlreadyExists(id));
+        }
+        let config = Config::load()?;
+        let bundle = PathBuf::from(&req.bundle);
+        let rootfs = bundle.join("rootfs");
+        let mut mounted = None;
+        for m in &req.rootfs {
+            let options: Vec<String> = m.options.to_vec();
+            containerd_shim::mount::mount_rootfs(
+                Some(m.type_.as_str()).filter(|t| !t.is_empty()),
+                Some(m.source.as_str()).filter(|s| !s.is_empty()),
+                &options,
+                &rootfs,
+            )
+            .map_err(|e| {
+                Error::Internal(format!("mount the rootfs on {}: {e}", rootfs.display()))
+            })?;
+            mounted = Some(rootfs.clone());
+        }
+        let undo_mount = |mounted: &Option<PathBuf>| {
+            if let Some(r) = mounted {
+                if let Err(e) = state::unmount(r) {
+                    log::warn!("{e}");
+                }
+            }
+        };
+        let io = IoPaths {
+            stdin: Some(PathBuf::from(&req.stdin)).filter(|p| !p.as_os_str().is_empty()),
+            stdout: Some(PathBuf::from(&req.stdout)).filter(|p| !p.as_os_str().is_empty()),
+            stderr: Some(PathBuf::from(&req.stderr)).filter(|p| !p.as_os_str().is_empty()),
+        };
+        let dir = state::task_dir(&config.state_dir, &self.namespace, &id);
+
+        let built = crate::spec::build(&id, &self.namespace, &bundle, &config);
+        let (spec, ped) = match built {
+            Ok(x) => x,
+            Err(e) => {
+                undo_mount(&mounted);
+                return Err(e.into());
+            }
+        };
+        let mut record = TaskRecord {
+            id: id.clone(),
+            namespace: self.namespace.clone(),
+            bundle: bundle.clone(),
+            mounted_rootfs: mounted.clone(),
+            pedestal: spec.pedestal.name().to_string(),
+            leftovers: Default::default(),
+        };
+        let fail = |e: Error, dir: &Path, mounted: &Option<PathBuf>| {
+            let _ = std::fs::remove_dir_all(dir);
+            undo_mount(mounted);
+            e
+        };
+        state::create_dir(&dir).map_err(|e| {
+            fail(
+                Error::Internal(format!("create {}: {e}", dir.display())),
+                &dir,
+                &mounted,
+            )
+        })?;
+        let workload = if spec.sandbox {
+            Workload::Sandbox(Arc::new(Placeholder::new()))
+        } else {
+            let partition = ped
+                .create(&spec, &dir)
+                .map_err(|e| fail(Error::Spec(e.into()), &dir, &mounted))?;
+            record.leftovers = partition.leftovers();
+            let inst = Instance::new(spec, partition, io.clone(), config.lifecycle.clone())
+                .map_err(|e| fail(e.into(), &dir, &mounted))?;
+            Workload::Rtos(Arc::new(inst))
+        };
+        if let Err(e) = state::write(&dir, &record) {
+            if let Workload::Rtos(i) = &workload {
+                i.destroy();
+            }
+            return Err(fail(
+                Error::Internal(format!("write the state of {id}: {e}")),
+                &dir,
+                &mounted,
+            ));
+        }
+        let task = Arc::new(Task {
+            id: id.clone(),
+            bundle,
+            io,
+            terminal: req.terminal,
+            workload,
+            dir,
+            record,
+        });
+        let pid = task.pid();
+        if let Workload::Rtos(inst) = &task.workload {
+            let events = self.events.clone();
+            let tid = id.clone();
+            inst.set_exit_hook(move |e: &ExitInfo| {
+                events.send(
+                    topics::TASK_EXIT_EVENT_TOPIC,
+                    Box::new(TaskExit {
+                        container_id: tid.clone(),
+                        id: tid.clone(),
+                        pid,
+                        exit_status: e.code,
+                        exited_at: MessageField::some(timestamp(e.at)),
+                        ..Default::default()
+                    }),
+                )
+            });
+        }
+        lock(&self.tasks).insert(id.clone(), task);
+        self.events.send(
+            topics::TASK_CREATE_EVENT_TOPIC,
+            Box::new(TaskCreate {
+                container_id: id,
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(containerd_shim::protos::events::task::TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid,
+                ..Default::default()
+            }),
+        );
+        Ok(pid)
+    }
+
+    fn do_delete(&self, id: &str) -> Result<api::DeleteResponse, Error> {
+        let task = self.get(id)?;
+        match &task.workload {
+            Workload::Rtos(i) => {
+                i.destroy();
+                // Never hang: a destroyed partition ends promptly; give it a bound.
+                if i.wait_timeout(Duration::from_secs(10)).is_none() {
+                    log::warn!("{id}: no exit seen 10 s after destroy; releasing anyway");
+                }
+            }
+            Workload::Sandbox(p) => p.set(
+                Status::Stopped,
+                Some(ExitInfo {
+                    code: 137,
+                    at: SystemTime::now(),
+                }),
+            ),
+        }
+        let (_, exit) = task.status();
+        let exit = exit.unwrap_or(ExitInfo {
+            code: 137,
+            at: SystemTime::now(),
+        });
+        for p in state::release(&task.dir, &task.record) {
+            log::warn!("{id}: {p}");
+        }
+        lock(&self.tasks).remove(id);
+        let pid = task.pid();
+        self.events.send(
+            topics::TASK_DELETE_EVENT_TOPIC,
+            Box::new(TaskDelete {
+                container_id: id.to_string(),
+                id: id.to_string(),
+                pid,
+                exit_status: exit.code,
+                exited_at: MessageField::some(timestamp(exit.at)),
+                ..Default::default()
+            }),
+        );
+        Ok(api::DeleteResponse {
+            pid,
+            exit_status: exit.code,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn status_enum(s: Status) -> api::Status {
+    match s {
+        Status::Created => api::Status::CREATED,
+        Status::Running => api::Status::RUNNING,
+        Status::Paused => api::Status::PAUSED,
+        Status::Stopped => api::Status::STOPPED,
+    }
+}
+
+fn ttrpc<T>(r: Result<T, Error>) -> TtrpcResult<T> {
+    r.map_err(|e| {
+        log::warn!("{e}");
+        e.to_ttrpc()
+    })
+}
+
+/// containerd's `delete` action after a lost shim: release what the state file
+/// names and report 137.
+pub fn cleanup_lost_task(namespace: &str, id: &str) -> api::DeleteResponse {
+    match Config::load() {
+        Ok(config) => {
+            let dir = state::task_dir(&config.state_dir, namespace, id);
+            match state::read(&dir) {
+                Ok(record) => {
+                    for p in state::release(&dir, &record) {
+                        log::warn!("{id}: {p}");
+                    }
+                }
+                Err(e) => log::info!("{id}: no state to clean up in {}: {e}", dir.display()),
+            }
+        }
+        Err(e) => log::warn!("{id}: cannot read the micrun config to clean up: {e}"),
+    }
+    api::DeleteResponse {
+        pid: 0,
+        exit_status: 137,
+        exited_at: MessageField::some(timestamp(SystemTime::now())),
+        ..Default::default()
+    }
+}
+
+impl containerd_shim::Task for Service {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        log::info!("create {} (bundle {})", req.id, req.bundle);
+        let pid = ttrpc(self.do_create(&req))?;
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        let task = ttrpc(self.get(&req.id))?;
+        match &task.workload {
+            Workload::Rtos(i) => ttrpc(i.start().map_err(Error::from))?,
+            Workload::Sandbox(p) => p.set(Status::Running, None),
+        }
+        let pid = task.pid();
+        self.events.send(
+            topics::TASK_START_EVENT_TOPIC,
+            Box::new(TaskStart {
+                container_id: req.id.clone(),
+                pid,
+                ..Default::default()
+            }),
+        );
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
+        let task = ttrpc(self.get(&req.id))?;
+        let (status, exit) = task.status();
+        Ok(api::StateResponse {
+            id: task.id.clone(),
+            bundle: task.bundle.display().to_string(),
+            pid: task.pid(),
+            status: status_enum(status).into(),
+            stdin: task
+                .io
+                .stdin
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            stdout: task
+                .io
+                .stdout
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            stderr: task
+                .io
+                .stderr
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            terminal: task.terminal,
+            exit_status: exit.map_or(0, |e| e.code),
+            exited_at: exit.map(|e| timestamp(e.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        let task = ttrpc(self.get(&req.id))?;
+        let e = match &task.workload {
+            Workload::Rtos(i) => i.wait(),
+            Workload::Sandbox(p) => p.wait(),
+        };
+        Ok(api::WaitResponse {
+            exit_status: e.code,
+            exited_at: MessageField::some(timestamp(e.at)),
+            ..Default::default()
+        })
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        log::info!("kill {} signal {}", req.id, req.signal);
+        let task = ttrpc(self.get(&req.id))?;
+        match &task.workload {
+            Workload::Rtos(i) => ttrpc(i.kill(req.signal).map_err(Error::from))?,
+            Workload::Sandbox(p) => {
+                let exit = ExitInfo {
+                    code: 128 + req.signal,
+                    at: SystemTime::now(),
+                };
+                p.set(Status::Stopped, Some(exit));
+                self.events.send(
+                    topics::TASK_EXIT_EVENT_TOPIC,
+                    Box::new(TaskExit {
+                        container_id: req.id.clone(),
+                        id: req.id.clone(),
+                        pid: task.pid(),
+                        exit_status: exit.code,
+                        exited_at: MessageField::some(timestamp(exit.at)),
+                        ..Default::default()
+                    }),
+                );
+            }
+        }
+        Ok(api::Empty::new())
+    }
+
+    fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        log::info!("delete {}", req.id);
+        ttrpc(self.do_delete(&req.id))
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        let task = ttrpc(self.get(&req.id))?;
+        Ok(api::PidsResponse {
+            processes: vec![containerd_shim::protos::types::task::ProcessInfo {
+                pid: task.pid(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        let task = ttrpc(self.get(&req.id))?;
+        if let Workload::Rtos(i) = &task.workload {
+            ttrpc(i.pause().map_err(Error::from))?;
+        }
+        self.events.send(
+            topics::TASK_PAUSED_EVENT_TOPIC,
+            Box::new(TaskPaused {
+                container_id: req.id,
+                ..Default::default()
+            }),
+        );
+        Ok(api::Empty::new())
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        let task = ttrpc(self.get(&req.id))?;
+        if let Workload::Rtos(i) = &task.workload {
+            ttrpc(i.resume().map_err(Error::from))?;
+        }
+        self.events.send(
+            topics::TASK_RESUMED_EVENT_TOPIC,
+            Box::new(TaskResumed {
+                container_id: req.id,
+                ..Default::default()
+            }),
+        );
+        Ok(api::Empty::new())
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        let task = ttrpc(self.get(&req.id))?;
+        let Workload::Rtos(inst) = &task.workload else {
+            return Ok(api::Empty::new());
+        };
+        if inst.spec.annotations.static_resource {
+            return Err(
+                Error::Instance(crate::instance::InstanceError::Precondition(format!(
+                    "container {} has org.openeuler.micrun.runtime.static_resource set: its \
+                 resources cannot be updated",
+                    req.id
+                )))
+                .to_ttrpc(),
+            );
+        }
+        let res: oci_spec::runtime::LinuxResources =
+            ttrpc(serde_json::from_slice(&req.resources.value).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "update {}: resources are not OCI JSON: {e}",
+                    req.id
+                ))
+            }))?;
+        let config = ttrpc(Config::load().map_err(Error::from))?;
+        let mapped = ttrpc(
+            crate::resources::map_resources(
+                Some(&res),
+                &inst.spec.annotations,
+                &crate::spec::host_cpus(),
+                &config.resources,
+            )
+            .map_err(|e| Error::Spec(e.into())),
+        )?;
+        ttrpc(inst.update(&mapped).map_err(Error::from))?;
+        Ok(api::Empty::new())
+    }
+
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        use containerd_shim::protos::cgroups::metrics::{
+            CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics,
+        };
+        let task = ttrpc(self.get(&req.id))?;
+        let mut metrics = Metrics::new();
+        if let Workload::Rtos(inst) = &task.workload {
+            let (ped, agent) = ttrpc(inst.stats().map_err(Error::from))?;
+            let mut usage = CPUUsage::new();
+            usage.total = ped.cpu_ns;
+            let mut cpu = CPUStat::new();
+            cpu.usage = MessageField::some(usage);
+            metrics.cpu = MessageField::some(cpu);
+            let mut entry = MemoryEntry::new();
+            entry.limit = ped.memory_limit_bytes;
+            // Prefer what the RTOS reports about itself.
+            entry.usage = agent.map_or(ped.memory_used_bytes, |a| u64::from(a.mem_used_kib) << 10);
+            let mut mem = MemoryStat::new();
+            mem.usage = MessageField::some(entry);
+            mem.rss = ped.memory_used_bytes;
+            metrics.memory = MessageField::some(mem);
+        }
+        let any = ttrpc(
+            containerd_shim::util::convert_to_any(Box::new(metrics))
+                .map_err(|e| Error::Internal(e.to_string())),
+        )?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
+    fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let task = ttrpc(self.get(&req.id))?;
+        if let Workload::Rtos(i) = &task.workload {
+            i.resize(
+                req.height.min(u16::MAX as u32) as u16,
+                req.width.min(u16::MAX as u32) as u16,
+            );
+        }
+        Ok(api::Empty::new())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        let task = ttrpc(self.get(&req.id))?;
+        if let Workload::Rtos(i) = &task.workload {
+            i.close_stdin();
+        }
+        Ok(api::Empty::new())
+    }
+
+    fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
+        let task_pid = self.get(&req.id).map(|t| t.pid()).unwrap_or(0);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+        if lock(&self.tasks).is_empty() {
+            self.exit.signal();
+        }
+        Ok(api::Empty::new())
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        Err(Error::Unimplemented(format!(
+            "exec in container {}: an RTOS partition runs one application; there is no exec",
+            req.id
+        ))
+        .to_ttrpc())
+    }
+
+    fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
+        Err(Error::Unimplemented(format!(
+            "checkpoint of container {}: RTOS partitions cannot be checkpointed",
+            req.id
+        ))
+        .to_ttrpc())
+    }
+}
