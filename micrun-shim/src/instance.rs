@@ -21,6 +21,12 @@
 //! 3. the exit code of the partition's host process (sim);
 //! 4. 0 (a raw-mode partition that powered itself off).
 //!
+//! # Auto-close
+//! With `org.openeuler.micrun.container.auto_close_timeout` (or `auto_close=true`,
+//! 30 s) the instance is stopped like a SIGTERM that long after Start. The Go
+//! MicRun did this for every task by default; micrun does it only when asked,
+//! because an RTOS workload normally runs until it is stopped.
+//!
 //! # Console flow control
 //! Agent mode reads console data from the endpoint only as fast as the FIFO takes
 //! it, so a slow or absent reader stops credits and the RTOS waits. Raw mode has no
@@ -247,6 +253,7 @@ impl Instance {
             on_exit: self.on_exit.clone(),
             has_process: lock(&self.partition).pid().is_some(),
             partition: self.partition.clone(),
+            auto_close: self.spec.annotations.auto_close,
         };
         std::thread::Builder::new()
             .name(format!("io-{}", self.spec.id))
@@ -500,6 +507,8 @@ struct LoopCtx {
     on_exit: Arc<Mutex<Option<ExitHook>>>,
     has_process: bool,
     partition: Arc<Mutex<Box<dyn Partition>>>,
+    /// `container.auto_close(_timeout)`: stop the instance this long after Start.
+    auto_close: Option<Duration>,
 }
 
 /// The open ends of the relay.
@@ -600,6 +609,7 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
     let mut stop_deadline: Option<(Instant, u8)> = None;
     let mut exit_deadline: Option<Instant> = None;
     let mut process_gone_at: Option<Instant> = None;
+    let mut auto_close_at = ctx.auto_close.map(|d| t0 + d);
     let mut stats_waiters: Vec<async_channel::Sender<Stats>> = Vec::new();
     let mut frame = vec![0u8; transmit_buf_len(LinkKind::Stream, MAX_FRAME)];
     let mut rbuf = vec![0u8; 16 * 1024];
@@ -750,6 +760,9 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
         if let Some(t) = exit_deadline {
             at(t);
         }
+        if let Some(t) = auto_close_at {
+            at(t);
+        }
         if let Some(t) = process_gone_at {
             at(t + Duration::from_millis(2100));
         }
@@ -858,6 +871,17 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
             Wake::Stderr => drain(&relay.stderr, &mut stderr),
             Wake::Timer => {
                 let now = Instant::now();
+                if auto_close_at.is_some_and(|t| now >= t) {
+                    auto_close_at = None;
+                    log::info!("{}: auto_close timeout reached; stopping", ctx.id);
+                    let grace = ctx.lifecycle.stop_grace;
+                    if mode == Mode::Agent && ep.send_stop(grace.as_millis() as u32).is_ok() {
+                        stop_deadline = Some((now + grace, 15));
+                    } else {
+                        lock(&ctx.state.0).forced_code.get_or_insert(143);
+                        request_destroy(&ctx);
+                    }
+                }
                 if let Some((t, signo)) = stop_deadline {
                     if now >= t {
                         log::info!(

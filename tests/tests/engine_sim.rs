@@ -178,3 +178,34 @@ fn agent_stop_uses_the_agents_code_and_sigkill_is_137() {
         137
     );
 }
+
+#[test]
+fn auto_close_stops_after_the_timeout_only_when_asked() {
+    let dir = TempDir::new("engine-autoclose");
+    let (inst, _io) = setup(
+        &dir,
+        &[("org.openeuler.micrun.container.auto_close_timeout", "1s")],
+        &[],
+    );
+    let started = Instant::now();
+    inst.start().unwrap();
+    let e = inst
+        .wait_timeout(Duration::from_secs(10))
+        .expect("auto-closed");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before the timeout"
+    );
+    assert_eq!(e.code, 0, "stopped through the agent, which exits 0");
+
+    // Without the annotation the instance keeps running.
+    let dir2 = TempDir::new("engine-noautoclose");
+    let (inst, _io) = setup(&dir2, &[], &[]);
+    inst.start().unwrap();
+    assert!(inst.wait_timeout(Duration::from_millis(1500)).is_none());
+    inst.kill(9).unwrap();
+    assert_eq!(
+        inst.wait_timeout(Duration::from_secs(10)).unwrap().code,
+        137
+    );
+}

@@ -1,0 +1,194 @@
+//! The shim started the way iSulad starts it: `--id X --namespace isula start`,
+//! no `-address`, no `TTRPC_ADDRESS` (so no event publisher), driven over ttrpc by
+//! containerd-shim-protos' `TaskClient`, as iSulad's shim v2 client does.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use containerd_shim::api;
+use containerd_shim::protos::shim::shim_ttrpc::TaskClient;
+use containerd_shim::protos::ttrpc::context::Context;
+use containerd_shim::protos::ttrpc::Client;
+use micrun_tests::e2e::shim_binary;
+use micrun_tests::{sim_binary, TempDir};
+
+fn ctx() -> Context {
+    let mut c = Context::default();
+    c.timeout_nano = Duration::from_secs(20).as_nanos() as i64;
+    c
+}
+
+#[test]
+fn isulad_style_lifecycle_over_ttrpc() {
+    let dir = TempDir::new("isulad");
+    let bundle = dir.path().join("bundle");
+    fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    fs::copy(sim_binary(), bundle.join("rootfs/firmware.elf")).unwrap();
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": { "args": ["/firmware.elf"], "cwd": "/", "user": {"uid": 0, "gid": 0} },
+        "root": { "path": "rootfs" },
+        "annotations": { "org.openeuler.micrun.ped.pedestal": "sim" },
+    });
+    fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&spec).unwrap(),
+    )
+    .unwrap();
+    let cfg = dir.path().join("micrun.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\n[sim]\nenable = true\n",
+            dir.path().join("state")
+        ),
+    )
+    .unwrap();
+    let id = format!("isulad{}", std::process::id());
+
+    let out = Command::new(shim_binary())
+        .args(["--id", &id, "--namespace", "isula", "start"])
+        .current_dir(&bundle)
+        .env("MICRUN_CONFIG", &cfg)
+        .env_remove("TTRPC_ADDRESS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(address.starts_with("unix://"), "{address:?}");
+    assert_eq!(fs::read_to_string(bundle.join("address")).unwrap(), address);
+    let socket = address.trim_start_matches("unix://").to_string();
+    // Whatever happens, end the shim and remove its socket (by exact path).
+    struct Guard(String);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Ok(c) = Client::connect(&format!("unix://{}", self.0)) {
+                let _ = TaskClient::new(c).shutdown(ctx(), &api::ShutdownRequest::default());
+            }
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+    let _guard = Guard(socket.clone());
+
+    let client = TaskClient::new(Client::connect(&address).unwrap());
+    let stdout = dir.path().join("out");
+    nix::unistd::mkfifo(&stdout, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let created = client
+        .create(
+            ctx(),
+            &api::CreateTaskRequest {
+                id: id.clone(),
+                bundle: bundle.display().to_string(),
+                stdout: stdout.display().to_string(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(created.pid > 0);
+    let state = client
+        .state(
+            ctx(),
+            &api::StateRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(state.status.enum_value_or_default(), api::Status::CREATED);
+
+    client
+        .start(
+            ctx(),
+            &api::StartRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut out = fs::OpenOptions::new().read(true).open(&stdout).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("micrun demo shell on sim") {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let state = client
+        .state(
+            ctx(),
+            &api::StateRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(state.status.enum_value_or_default(), api::Status::RUNNING);
+    assert_eq!(state.pid, created.pid);
+
+    // Exec is not a thing for an RTOS: UNIMPLEMENTED, not NOT_FOUND.
+    match client.exec(
+        ctx(),
+        &api::ExecProcessRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    ) {
+        Err(containerd_shim::protos::ttrpc::Error::RpcStatus(s)) => {
+            assert_eq!(
+                s.code(),
+                containerd_shim::protos::ttrpc::Code::UNIMPLEMENTED
+            )
+        }
+        other => panic!("exec: {other:?}"),
+    }
+
+    client
+        .kill(
+            ctx(),
+            &api::KillRequest {
+                id: id.clone(),
+                signal: 9,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let waited = client
+        .wait(
+            ctx(),
+            &api::WaitRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(waited.exit_status, 137);
+    let deleted = client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(deleted.exit_status, 137);
+    assert!(!Path::new(&format!("/proc/{}", created.pid)).exists() || is_gone(created.pid));
+    assert!(
+        !dir.path().join("state/isula").join(&id).exists(),
+        "state removed"
+    );
+    client
+        .shutdown(ctx(), &api::ShutdownRequest::default())
+        .unwrap();
+}
+
+fn is_gone(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
+}
