@@ -15,9 +15,10 @@ use micrun_tests::e2e::shim_binary;
 use micrun_tests::{sim_binary, TempDir};
 
 fn ctx() -> Context {
-    let mut c = Context::default();
-    c.timeout_nano = Duration::from_secs(20).as_nanos() as i64;
-    c
+    Context {
+        timeout_nano: Duration::from_secs(20).as_nanos() as i64,
+        ..Default::default()
+    }
 }
 
 #[test]
