@@ -193,3 +193,74 @@ fn isulad_style_lifecycle_over_ttrpc() {
 fn is_gone(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
 }
+
+/// containerd ≥ 2.3 sends `BootstrapParams` on stdin and expects a
+/// `BootstrapResult` (task API v3) on stdout instead of a plain address.
+#[test]
+fn bootstrap_protocol_start_gets_a_bootstrap_result() {
+    use containerd_shim::bootstrap::{BootstrapParams, BootstrapResult};
+    use containerd_shim::protos::protobuf::Message;
+    use std::io::Write;
+
+    let dir = TempDir::new("bootstrap");
+    let bundle = dir.path().join("bundle");
+    fs::create_dir_all(&bundle).unwrap();
+    fs::write(
+        bundle.join("config.json"),
+        br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#,
+    )
+    .unwrap();
+    let id = format!("boot{}", std::process::id());
+    let params = BootstrapParams {
+        instance_id: id.clone(),
+        namespace: "ns23".into(),
+        socket_dir: Some(dir.path().join("s").display().to_string()),
+        ..Default::default()
+    };
+    fs::create_dir_all(dir.path().join("s")).unwrap();
+    let mut child = Command::new(shim_binary())
+        .args(["-namespace", "ns23", "-id", &id, "start"])
+        .current_dir(&bundle)
+        .env_remove("TTRPC_ADDRESS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&params.write_to_bytes().unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = BootstrapResult::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!(result.version, 3);
+    assert_eq!(result.protocol, "ttrpc");
+    let socket = result.address.trim_start_matches("unix://").to_string();
+    assert!(
+        socket.starts_with(&dir.path().join("s").display().to_string()),
+        "{socket}"
+    );
+    // The server answers task API v3 there; shut it down.
+    let client = TaskClient::new(Client::connect(&result.address).unwrap());
+    let c = client
+        .connect(
+            ctx(),
+            &api::ConnectRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(c.shim_pid > 0);
+    client
+        .shutdown(ctx(), &api::ShutdownRequest::default())
+        .unwrap();
+    let _ = fs::remove_file(&socket);
+}
