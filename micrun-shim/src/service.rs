@@ -31,30 +31,59 @@ use crate::instance::{ExitInfo, Instance, IoPaths, Status};
 use crate::state::{self, TaskRecord};
 
 /// Publishes events, or drops them (with a debug line) where there is no
-/// publisher, as when iSulad starts the shim.
+/// publisher, as when iSulad starts the shim. A publish that fails (containerd
+/// restarted and the connection broke) reconnects once and retries.
 #[derive(Clone)]
 pub struct Events {
-    publisher: Option<Arc<RemotePublisher>>,
+    address: Option<String>,
+    publisher: Arc<Mutex<Option<RemotePublisher>>>,
     namespace: String,
 }
 
 impl Events {
-    pub fn new(publisher: Option<RemotePublisher>, namespace: &str) -> Events {
+    /// `address` is containerd's ttrpc address (`TTRPC_ADDRESS`), if any.
+    pub fn new(address: Option<String>, namespace: &str) -> Events {
+        let publisher = address
+            .as_ref()
+            .and_then(|a| match RemotePublisher::new(a) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    log::warn!("cannot connect to {a} to publish events: {e}");
+                    None
+                }
+            });
         Events {
-            publisher: publisher.map(Arc::new),
+            address,
+            publisher: Arc::new(Mutex::new(publisher)),
             namespace: namespace.to_string(),
         }
     }
 
     fn send(&self, topic: &str, event: Box<dyn MessageDyn>) {
-        match &self.publisher {
-            Some(p) => {
-                if let Err(e) = p.publish(Context::default(), topic, &self.namespace, event) {
-                    log::warn!("publish {topic}: {e}");
+        let Some(address) = &self.address else {
+            log::debug!("no event publisher; dropped {topic}");
+            return;
+        };
+        let mut publisher = lock(&self.publisher);
+        for attempt in 0..2 {
+            if publisher.is_none() {
+                *publisher = RemotePublisher::new(address).ok();
+            }
+            let Some(p) = publisher.as_ref() else { break };
+            match p.publish(
+                Context::default(),
+                topic,
+                &self.namespace,
+                event.clone_box(),
+            ) {
+                Ok(()) => return,
+                Err(e) => {
+                    log::warn!("publish {topic} (attempt {}): {e}", attempt + 1);
+                    *publisher = None;
                 }
             }
-            None => log::debug!("no event publisher; dropped {topic}"),
         }
+        log::warn!("event {topic} could not be delivered to {address}");
     }
 }
 

@@ -25,7 +25,6 @@ use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::shim_ttrpc::create_task;
 use containerd_shim::protos::ttrpc::{Client, Server};
 use containerd_shim::protos::types::introspection::RuntimeInfo;
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::synchronous::util::write_address;
 use containerd_shim::{ExitSignal, Flags, StartOpts};
 use micrun_shim::service::{cleanup_lost_task, Events, Service};
@@ -155,25 +154,14 @@ fn serve(flags: &Flags) -> Result<(), String> {
     }
     reap_children();
 
-    let publisher = match std::env::var(TTRPC_ADDRESS) {
-        Ok(a) if !a.is_empty() => match RemotePublisher::new(&a) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                log::warn!("cannot connect to {a} to publish events: {e}; events are dropped");
-                None
-            }
-        },
-        _ => {
-            log::info!(
-                "no {TTRPC_ADDRESS}: running without an event publisher (e.g. under iSulad)"
-            );
-            None
-        }
-    };
+    let address = std::env::var(TTRPC_ADDRESS).ok().filter(|a| !a.is_empty());
+    if address.is_none() {
+        log::info!("no {TTRPC_ADDRESS}: running without an event publisher (e.g. under iSulad)");
+    }
     let exit = Arc::new(ExitSignal::default());
     let service = Arc::new(Service::new(
         &flags.namespace,
-        Events::new(publisher, &flags.namespace),
+        Events::new(address, &flags.namespace),
         exit.clone(),
     ));
     // Task API v3 (containerd ≥ 2.0 via bootstrap) and v2 (containerd 1.6 – 2.2):
