@@ -8,6 +8,7 @@
 //!   with the real clock: what the shim does, in a test-sized form.
 
 pub mod containerd;
+pub mod e2e;
 pub mod oci;
 
 use std::io::{Read, Write};

@@ -134,7 +134,11 @@ fn start(flags: &Flags) -> Result<(), String> {
 }
 
 fn delete(flags: &Flags) -> Result<(), String> {
+    // containerd shows this action's stderr; the FIFO logger is the server's.
+    let _ = log::set_boxed_logger(Box::new(StderrLog))
+        .map(|()| log::set_max_level(log::LevelFilter::Info));
     let resp = cleanup_lost_task(&flags.namespace, &flags.id);
+    remove_stale_socket();
     let bytes = resp.write_to_bytes().map_err(|e| e.to_string())?;
     std::io::stdout()
         .write_all(&bytes)
@@ -207,6 +211,41 @@ fn serve(flags: &Flags) -> Result<(), String> {
     server.shutdown();
     let _ = std::fs::remove_file(&path);
     Ok(())
+}
+
+/// The lost shim's socket (named in `<bundle>/address`; the bundle is our working
+/// directory): removed if nothing answers there any more. A live shim of the same
+/// pod still answers, and keeps it.
+fn remove_stale_socket() {
+    let Ok(address) = std::fs::read_to_string("address") else {
+        return;
+    };
+    let address = address.trim();
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    if path.is_empty() || Client::connect(address).is_ok() {
+        return;
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        match std::fs::remove_file(path) {
+            Ok(()) => log::info!("removed the lost shim's socket {path}"),
+            Err(e) => log::warn!("remove the lost shim's socket {path}: {e}"),
+        }
+    }
+}
+
+/// Log lines of the `delete` action, on stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{RUNTIME_ID}: {}: {}", r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
 }
 
 /// Lets the `start` action's `spawn` return: it reads our stdout until it closes.

@@ -1,0 +1,1253 @@
+//! `containerd-shim-mica-v2` end to end: a real containerd (Debian's 1.6), `ctr`,
+//! the shim built from this workspace, and the demo firmware on the `sim` pedestal
+//! (a host process) and the `qemu` pedestal (`qemu-system-aarch64 -M virt`).
+//!
+//! Most tests share one daemon ([`Env::shared`]) and work in a namespace of their
+//! own; the containerd-restart and `sim`-disabled tests start their own. The micrun
+//! config of the shared daemon (`MicrunConfig::for_tests`): sim enabled and the
+//! default pedestal, stop grace 3 s, liveness window 2 s with pings every 500 ms,
+//! handshake wait 2 s, state dir inside the test's temp dir.
+//!
+//! Needs root, `containerd`, `runc`, `qemu-system-aarch64`, `script` (util-linux)
+//! and the `aarch64-unknown-none` Rust target (`.ci/setup`).
+//!
+//! | tests | what |
+//! |---|---|
+//! | `fg_echo_exit_*` | `ctr run` in the foreground, input then EOF, `echo`, `exit 3` → 3; task events in order |
+//! | `term_agent_*`, `term_raw_*`, `sigkill_*` | SIGTERM: the agent prints `stopping` → 0; raw → 143 at once; SIGKILL → 137; nothing left |
+//! | `usr1_*` | SIGUSR1 reaches the agent (`signal 10`); raw mode: FAILED_PRECONDITION naming it |
+//! | `hang_*` | `hang` → peer lost after the liveness window → 137, reason in the log |
+//! | `pause_resume_*` | PAUSED longer than the liveness window, RUNNING, console works; events |
+//! | `metrics_ps_*` | `ctr task metrics` has memory; `ctr task ps` is the instance's process |
+//! | `attach_*` | attach / detach (SIGKILL of `ctr`) / re-attach, output made while detached kept |
+//! | `tty_*` | `ctr run -t` under `script` |
+//! | `twenty_sim_containers` | 20 at once (config's default pedestal), all killed and gone |
+//! | `containerd_restart` | tasks stay RUNNING, console and SIGTERM work, exit events delivered |
+//! | `shim_killed_*` | shim SIGKILLed → `delete` action: 137, no process, mount, state, socket |
+//! | `bad_*` | each bad input: a clear error at create, nothing left, no stray task events |
+//!
+//! The file takes about 30 s on 2 cores (60 s with both cores busy elsewhere), after
+//! the first build of the shim into `target/shim-for-tests`. Failure messages carry
+//! the containerd log lines about the container (the shims log through containerd)
+//! and the log's tail.
+
+use std::time::{Duration, Instant};
+
+use micrun_tests::containerd::{Namespace, TaskState};
+use micrun_tests::e2e::{
+    custom_image, mounts_under, pid_alive, processes_mentioning, qemu_firmware_bytes,
+    script_command, sha256_hex, shim_socket_of, sim_firmware_bytes, sim_image, unique_id,
+    wait_until, Env, Ped, Session, TestImage, ANN_AGENT, ANN_AUTO_CLOSE_TIMEOUT, ANN_FIRMWARE_HASH,
+    ANN_FIRMWARE_PATH, ANN_MIN_MEMORY_MB, ANN_PEDESTAL, RUNTIME,
+};
+
+/// From `ctr run` to the demo shell's banner (QEMU boots in well under a second
+/// alone; this leaves room for a loaded 2-core machine).
+const T_BOOT: Duration = Duration::from_secs(30);
+/// From a command to its effect (output, exit, state change).
+const T_ACT: Duration = Duration::from_secs(20);
+
+fn banner(p: Ped) -> String {
+    format!("micrun demo shell on {}", p.board())
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `--annotation K=V` pairs: the pedestal's, then `extra` (`K=V` each).
+fn annotations(p: Ped, extra: &[&str]) -> Vec<String> {
+    let mut a = vec!["--annotation".to_string(), p.annotation()];
+    for kv in extra {
+        a.push("--annotation".into());
+        a.push((*kv).into());
+    }
+    a
+}
+
+/// The demo image of `p` in the mode the test wants. Raw mode: the sim image gets
+/// `--raw` in its Cmd and is detected by `agent=auto`; the QEMU raw firmware is run
+/// with `agent=off`. Returns the image and the annotations.
+fn image_and_args(p: Ped, raw: bool) -> (TestImage, Vec<String>) {
+    let img = p.image(raw);
+    let args = match (p, raw) {
+        (Ped::Qemu, true) => annotations(p, &[&format!("{ANN_AGENT}=off")]),
+        _ => annotations(p, &[]),
+    };
+    (img, args)
+}
+
+fn state(env: &Env, ns: &Namespace<'_>, id: &str) -> Option<TaskState> {
+    ns.task_state(id)
+        .unwrap_or_else(|e| panic!("ctr task ls: {e}{}", env.diag(id)))
+}
+
+fn wait_state(env: &Env, ns: &Namespace<'_>, id: &str, want: TaskState) {
+    ns.wait_state(id, want.clone(), T_ACT)
+        .unwrap_or_else(|e| panic!("{id} never {want:?}: {e}{}", env.diag(id)));
+}
+
+fn ok<T>(env: &Env, id: &str, r: Result<T, String>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}{}", env.diag(id)))
+}
+
+/// The exit status of a task that ended, from `ctr task rm` (deletes the task).
+fn exit_status(env: &Env, ns: &Namespace<'_>, id: &str) -> i32 {
+    ns.wait_exit(id, T_ACT)
+        .unwrap_or_else(|e| panic!("{id} did not exit: {e}{}", env.diag(id)))
+}
+
+/// What is left of container `id` once it is deleted, waiting up to 10 s for it to
+/// go: its instance process `pid` (0: unknown), processes naming the id (shim, sim,
+/// QEMU), mounts under its bundle, the bundle, micrun state naming the id, the shim
+/// `socket`. Empty when all is clean.
+fn leftovers(
+    env: &Env,
+    ns: &Namespace<'_>,
+    id: &str,
+    pid: u32,
+    socket: Option<&std::path::Path>,
+) -> Vec<String> {
+    let bundle = env.cd.bundle_dir(ns.name(), id);
+    let check = || {
+        let mut left = Vec::new();
+        if pid != 0 && pid_alive(pid) {
+            left.push(format!("instance process {pid}"));
+        }
+        let procs = processes_mentioning(id);
+        if !procs.is_empty() {
+            left.push(format!("processes {procs:?}"));
+        }
+        let mounts = mounts_under(&bundle);
+        if !mounts.is_empty() {
+            left.push(format!("mounts {mounts:?}"));
+        }
+        if bundle.exists() {
+            left.push(format!("bundle {bundle:?}"));
+        }
+        let state = env.state_entries(id);
+        if !state.is_empty() {
+            left.push(format!("micrun state {state:?}"));
+        }
+        if let Some(s) = socket.filter(|s| s.exists()) {
+            left.push(format!("shim socket {s:?}"));
+        }
+        left
+    };
+    wait_until(Duration::from_secs(10), || check().is_empty());
+    check()
+}
+
+fn assert_clean(
+    env: &Env,
+    ns: &Namespace<'_>,
+    id: &str,
+    pid: u32,
+    socket: Option<&std::path::Path>,
+) {
+    let left = leftovers(env, ns, id, pid, socket);
+    assert!(
+        left.is_empty(),
+        "{id}: left behind: {left:?}{}",
+        env.diag(id)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 1. Foreground run, console input and output, exit code.
+
+fn fg_echo_exit(p: Ped) {
+    let env = Env::shared();
+    let events = env.cd.events().expect("ctr events");
+    let ns = env.namespace(&format!("fg-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("fg-{p}"));
+    let mut args = vec!["run".to_string(), "--rm".into()];
+    args.extend(env.run_args(&img, &strs(&ann)));
+    args.push(img.name.clone());
+    args.push(id.clone());
+    // All input at once, then end of input (ctr sends CloseIO): nothing typed
+    // before the EOF may be lost.
+    let out = env.cd.ctr_with(
+        Some(ns.name()),
+        &strs(&args),
+        Some(b"echo hello\rexit 3\r"),
+        T_BOOT + T_ACT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let what = format!(
+        "ctr run {id}: {}\nstdout: {stdout:?}\nstderr: {stderr:?}{}",
+        out.status,
+        env.diag(&id)
+    );
+    assert!(stdout.contains(&banner(p)), "no banner: {what}");
+    assert!(stdout.contains("> hello\r\n"), "no echo: {what}");
+    assert_eq!(out.status.code(), Some(3), "exit status: {what}");
+    assert_eq!(state(&env, &ns, &id), None, "--rm left the task: {what}");
+    assert_task_events(&env, &events, &ns, &id, &TASK_LIFE);
+}
+
+/// The task events of a task that ran and was deleted, in containerd's order.
+const TASK_LIFE: [&str; 4] = [
+    "/tasks/create",
+    "/tasks/start",
+    "/tasks/exit",
+    "/tasks/delete",
+];
+
+/// Waits for the last of `want` and checks the `/tasks/*` events of `id` are `want`.
+fn assert_task_events(
+    env: &Env,
+    events: &micrun_tests::containerd::Events<'_>,
+    ns: &Namespace<'_>,
+    id: &str,
+    want: &[&str],
+) {
+    if let Some(last) = want.last() {
+        let _ = events.wait_for(T_ACT, last, |e| {
+            e.namespace == ns.name() && e.topic == *last && e.container_id() == Some(id)
+        });
+    }
+    let topics: Vec<String> = events
+        .topics(ns.name(), id)
+        .into_iter()
+        .filter(|t| t.starts_with("/tasks/"))
+        .collect();
+    assert_eq!(topics, want, "task events of {id}{}", env.diag(id));
+}
+
+#[test]
+fn fg_echo_exit_sim() {
+    fg_echo_exit(Ped::Sim);
+}
+
+#[test]
+fn fg_echo_exit_qemu() {
+    fg_echo_exit(Ped::Qemu);
+}
+
+// ---------------------------------------------------------------------------
+// 2. kill: SIGTERM with the agent (its code), raw (143), SIGKILL (137).
+
+fn term_agent(p: Ped) {
+    let env = Env::shared();
+    let ns = env.namespace(&format!("terma-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("terma-{p}"));
+    let mut s = env.run_session(&ns, &img, &id, &strs(&ann));
+    ok(&env, &id, s.expect(&banner(p), T_BOOT));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    ns.kill(&id, "SIGTERM")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    let st = s.wait(T_ACT);
+    let what = format!("{}{}", s.describe(), env.diag(&id));
+    let st = st.unwrap_or_else(|| panic!("ctr run did not end after SIGTERM: {what}"));
+    assert!(s.stdout().contains("stopping"), "no `stopping`: {what}");
+    assert_eq!(Session::code(st), 0, "agent's exit code: {what}");
+}
+
+#[test]
+fn term_agent_sim() {
+    term_agent(Ped::Sim);
+}
+
+#[test]
+fn term_agent_qemu() {
+    term_agent(Ped::Qemu);
+}
+
+fn kill_detached(p: Ped, raw: bool, signal: &str, want: i32) {
+    let env = Env::shared();
+    let tag = format!(
+        "{}{}-{p}",
+        signal.trim_start_matches("SIG").to_lowercase(),
+        if raw { "r" } else { "a" }
+    );
+    let ns = env.namespace(&tag);
+    let (img, ann) = image_and_args(p, raw);
+    env.import(&ns, &img);
+    let id = unique_id(&tag);
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let pid = ns
+        .tasks()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == id)
+        .map(|t| t.pid)
+        .unwrap_or(0);
+    let socket = shim_socket_of(&env.cd.bundle_dir(ns.name(), &id));
+    let t0 = Instant::now();
+    ns.kill(&id, signal)
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    let code = exit_status(&env, &ns, &id);
+    assert_eq!(code, want, "exit status after {signal}{}", env.diag(&id));
+    if raw && signal == "SIGTERM" {
+        // Raw mode has nobody to ask: no stop grace (3 s) to sit out.
+        assert!(
+            t0.elapsed() < Duration::from_millis(2900),
+            "raw SIGTERM took {:?}{}",
+            t0.elapsed(),
+            env.diag(&id)
+        );
+    }
+    // `ctr task rm` (in exit_status) deleted the task; now the container.
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    assert_clean(&env, &ns, &id, pid, socket.as_deref());
+}
+
+#[test]
+fn term_raw_sim() {
+    kill_detached(Ped::Sim, true, "SIGTERM", 143);
+}
+
+#[test]
+fn term_raw_qemu() {
+    kill_detached(Ped::Qemu, true, "SIGTERM", 143);
+}
+
+#[test]
+fn sigkill_sim() {
+    kill_detached(Ped::Sim, false, "SIGKILL", 137);
+}
+
+#[test]
+fn sigkill_qemu() {
+    kill_detached(Ped::Qemu, false, "SIGKILL", 137);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Other signals: forwarded to the agent; an error naming the signal in raw mode.
+
+fn usr1_raw(p: Ped) {
+    let env = Env::shared();
+    let ns = env.namespace(&format!("usr1r-{p}"));
+    let (img, ann) = image_and_args(p, true);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("usr1r-{p}"));
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let out = ns.ctr(&["tasks", "kill", "-s", "SIGUSR1", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let what = format!(
+        "ctr task kill -s SIGUSR1: {} {stderr:?}{}",
+        out.status,
+        env.diag(&id)
+    );
+    assert!(!out.status.success(), "raw mode took SIGUSR1: {what}");
+    assert!(
+        stderr.contains("SIGUSR1") || stderr.contains("USR1") || stderr.contains("signal 10"),
+        "the error does not name the signal: {what}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("failed precondition"),
+        "not FAILED_PRECONDITION: {what}"
+    );
+    assert_eq!(state(&env, &ns, &id), Some(TaskState::Running), "{what}");
+}
+
+#[test]
+fn usr1_raw_sim() {
+    usr1_raw(Ped::Sim);
+}
+
+#[test]
+fn usr1_raw_qemu() {
+    usr1_raw(Ped::Qemu);
+}
+
+fn usr1_agent(p: Ped) {
+    let env = Env::shared();
+    let ns = env.namespace(&format!("usr1a-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("usr1a-{p}"));
+    let mut s = env.run_session(&ns, &img, &id, &strs(&ann));
+    let at = ok(&env, &id, s.expect(&banner(p), T_BOOT));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    ns.kill(&id, "SIGUSR1")
+        .unwrap_or_else(|e| panic!("agent mode refused SIGUSR1: {e}{}", env.diag(&id)));
+    let at = if p == Ped::Sim {
+        // The sim's demo app prints the signals it gets; the QEMU board's ignores them.
+        ok(&env, &id, s.expect_from(at, "signal 10\r\n", T_ACT))
+    } else {
+        at
+    };
+    s.send("echo alive\r");
+    ok(&env, &id, s.expect_from(at, "alive\r\n", T_ACT));
+    assert_eq!(state(&env, &ns, &id), Some(TaskState::Running));
+}
+
+#[test]
+fn usr1_agent_sim() {
+    usr1_agent(Ped::Sim);
+}
+
+#[test]
+fn usr1_agent_qemu() {
+    usr1_agent(Ped::Qemu);
+}
+
+// ---------------------------------------------------------------------------
+// 4. `hang` → no Pong within the liveness window (2 s) → destroyed, 137.
+
+fn hang(p: Ped) {
+    let env = Env::shared();
+    let ns = env.namespace(&format!("hang-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("hang-{p}"));
+    let mut s = env.run_session(&ns, &img, &id, &strs(&ann));
+    ok(&env, &id, s.expect(&banner(p), T_BOOT));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let pid = ns
+        .tasks()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == id)
+        .map_or(0, |t| t.pid);
+    let t0 = Instant::now();
+    s.send("hang\r");
+    let st = s.wait(Duration::from_secs(15));
+    let what = format!("{}{}", s.describe(), env.diag(&id));
+    let st = st.unwrap_or_else(|| panic!("a hung {p} was not detected within 15 s: {what}"));
+    assert_eq!(Session::code(st), 137, "exit status of a lost peer: {what}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "ended after {:?}, before the 2 s liveness window: {what}",
+        t0.elapsed()
+    );
+    let log = env.log_lines(&id, 200).to_lowercase();
+    assert!(
+        ["lost", "liveness", "pong", "not answer", "unresponsive"]
+            .iter()
+            .any(|k| log.contains(k)),
+        "the shim log gives no reason (lost/liveness/pong): {what}"
+    );
+    if pid != 0 {
+        assert!(
+            wait_until(Duration::from_secs(5), || !pid_alive(pid)),
+            "the hung instance process {pid} is still alive{}",
+            env.diag(&id)
+        );
+    }
+}
+
+#[test]
+fn hang_sim() {
+    hang(Ped::Sim);
+}
+
+#[test]
+fn hang_qemu() {
+    hang(Ped::Qemu);
+}
+
+// ---------------------------------------------------------------------------
+// 5. pause / resume; paused longer than the liveness window, the peer is not lost.
+
+fn pause_resume(p: Ped) {
+    let env = Env::shared();
+    let events = env.cd.events().expect("ctr events");
+    let ns = env.namespace(&format!("pause-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("pause-{p}"));
+    let mut s = env.run_session(&ns, &img, &id, &strs(&ann));
+    let at = ok(&env, &id, s.expect(&banner(p), T_BOOT));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    ns.ctr_ok(&["tasks", "pause", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    wait_state(&env, &ns, &id, TaskState::Paused);
+    // Stay paused past the liveness window (2 s): a paused partition cannot answer
+    // pings and must not be declared lost.
+    let until = Instant::now() + Duration::from_millis(3000);
+    while Instant::now() < until {
+        assert_eq!(
+            state(&env, &ns, &id),
+            Some(TaskState::Paused),
+            "left PAUSED by itself: {}{}",
+            s.describe(),
+            env.diag(&id)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ns.ctr_ok(&["tasks", "resume", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    s.send("echo resumed\r");
+    ok(&env, &id, s.expect_from(at, "resumed\r\n", T_ACT));
+    let topics = events.topics(ns.name(), &id);
+    let paused = topics.iter().position(|t| t == "/tasks/paused");
+    let resumed = topics.iter().position(|t| t == "/tasks/resumed");
+    assert!(
+        matches!((paused, resumed), (Some(a), Some(b)) if a < b),
+        "events {topics:?}{}",
+        env.diag(&id)
+    );
+}
+
+#[test]
+fn pause_resume_sim() {
+    pause_resume(Ped::Sim);
+}
+
+#[test]
+fn pause_resume_qemu() {
+    pause_resume(Ped::Qemu);
+}
+
+// ---------------------------------------------------------------------------
+// 6. ctr task metrics / ps.
+
+fn metrics_ps(p: Ped) {
+    let env = Env::shared();
+    let ns = env.namespace(&format!("metrics-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("metrics-{p}"));
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let m = ns
+        .ctr_ok(&["tasks", "metrics", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    let m = String::from_utf8_lossy(&m.stdout);
+    assert!(
+        m.contains("memory"),
+        "no memory in metrics: {m:?}{}",
+        env.diag(&id)
+    );
+
+    let ls_pid = ns
+        .tasks()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == id)
+        .map_or(0, |t| t.pid);
+    let ps = ns
+        .ctr_ok(&["tasks", "ps", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+    let pids: Vec<u32> = ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    let what = format!("ctr task ps: {ps:?}; task ls pid {ls_pid}{}", env.diag(&id));
+    assert_eq!(pids.len(), 1, "{what}");
+    assert!(pids[0] > 0 && pid_alive(pids[0]), "{what}");
+    assert_eq!(pids[0], ls_pid, "ps and task ls disagree: {what}");
+    let args = micrun_tests::e2e::cmdline(pids[0]);
+    let is_instance = match p {
+        Ped::Sim => args.first().is_some_and(|a| a.ends_with("firmware.elf")),
+        Ped::Qemu => args.first().is_some_and(|a| a.contains("qemu-system")),
+    };
+    assert!(
+        is_instance,
+        "pid {} is not the {p} instance: {args:?}; {what}",
+        pids[0]
+    );
+}
+
+#[test]
+fn metrics_ps_sim() {
+    metrics_ps(Ped::Sim);
+}
+
+#[test]
+fn metrics_ps_qemu() {
+    metrics_ps(Ped::Qemu);
+}
+
+// ---------------------------------------------------------------------------
+// 7. attach / detach / re-attach; output made while detached waits for the next.
+
+fn attach(p: Ped) {
+    let env = Env::shared();
+    let ns = env.namespace(&format!("attach-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("attach-{p}"));
+    ok(
+        &env,
+        &id,
+        env.run_detached_fifo(&ns, &img, &id, &strs(&ann)),
+    );
+    wait_state(&env, &ns, &id, TaskState::Running);
+
+    let mut a1 = env.attach(&ns, &id);
+    a1.send("echo one\r");
+    ok(&env, &id, a1.expect("one\r\n", T_ACT));
+    a1.kill();
+
+    if p == Ped::Sim {
+        // Output produced while nobody is attached: "signal 10" from the demo app.
+        ns.kill(&id, "SIGUSR1")
+            .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    }
+
+    let mut a2 = env.attach(&ns, &id);
+    if p == Ped::Sim {
+        ok(&env, &id, a2.expect("signal 10\r\n", T_ACT));
+    }
+    a2.send("echo two\r");
+    ok(&env, &id, a2.expect("two\r\n", T_ACT));
+    a2.kill();
+
+    let mut a3 = env.attach(&ns, &id);
+    a3.send("echo three\r");
+    ok(&env, &id, a3.expect("three\r\n", T_ACT));
+    a3.kill();
+    assert_eq!(state(&env, &ns, &id), Some(TaskState::Running));
+}
+
+#[test]
+fn attach_sim() {
+    attach(Ped::Sim);
+}
+
+#[test]
+fn attach_qemu() {
+    attach(Ped::Qemu);
+}
+
+// ---------------------------------------------------------------------------
+// 8. tty mode (`ctr run -t` on a pseudo-terminal made by `script`).
+
+fn tty(p: Ped) {
+    let env = Env::shared();
+    let ns = env.namespace(&format!("tty-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("tty-{p}"));
+    let mut a = vec!["run".to_string(), "-t".into(), "--rm".into()];
+    a.extend(env.run_args(&img, &strs(&ann)));
+    a.push(img.name.clone());
+    a.push(id.clone());
+    let cmd = env.ctr_command(ns.name(), &strs(&a));
+    let mut s = Session::spawn(script_command(&cmd), format!("script: ctr run -t {id}"));
+    let at = ok(&env, &id, s.expect(&banner(p), T_BOOT));
+    s.send("echo tty\r");
+    // No echo (ctr puts its terminal in raw mode, the shell does not echo): "tty"
+    // right after the prompt is the command's output. The outer pty (script's)
+    // may turn "\n" into "\r\n", hence only "\r" after it.
+    ok(&env, &id, s.expect_from(at, "> tty\r", T_ACT));
+    s.send("exit 0\r");
+    let st = s.wait(T_ACT);
+    let what = format!("{}{}", s.describe(), env.diag(&id));
+    let st = st.unwrap_or_else(|| panic!("did not end after `exit 0`: {what}"));
+    assert_eq!(Session::code(st), 0, "{what}");
+}
+
+#[test]
+fn tty_sim() {
+    tty(Ped::Sim);
+}
+
+#[test]
+fn tty_qemu() {
+    tty(Ped::Qemu);
+}
+
+// ---------------------------------------------------------------------------
+// 9. 20 containers at once (sim, by the config's default pedestal: no annotation).
+
+#[test]
+fn twenty_sim_containers() {
+    const N: usize = 20;
+    const WORKERS: usize = 4;
+    let env = Env::shared();
+    let ns = env.namespace("many");
+    let img = sim_image("e2e", false);
+    env.import(&ns, &img);
+    let ids: Vec<String> = (0..N).map(|_| unique_id("many")).collect();
+    let t0 = Instant::now();
+    let errors: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (env, ns, img, ids) = (&env, &ns, &img, &ids);
+                sc.spawn(move || {
+                    ids.iter()
+                        .skip(w)
+                        .step_by(WORKERS)
+                        .filter_map(|id| env.run_detached(ns, img, id, &[]).err())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(errors.is_empty(), "run -d failed: {}", errors.join("\n\n"));
+    let mut tasks = Vec::new();
+    let all_running = wait_until(T_ACT, || {
+        tasks = ns.tasks().unwrap_or_default();
+        ids.iter().all(|id| {
+            tasks
+                .iter()
+                .any(|t| &t.id == id && t.state == TaskState::Running)
+        })
+    });
+    assert!(
+        all_running,
+        "not all RUNNING: {tasks:?}{}",
+        env.diag("many")
+    );
+    let started = t0.elapsed();
+    let pids: Vec<u32> = ids
+        .iter()
+        .map(|id| tasks.iter().find(|t| &t.id == id).unwrap().pid)
+        .collect();
+    let distinct: std::collections::BTreeSet<u32> = pids.iter().copied().collect();
+    assert_eq!(distinct.len(), N, "pids {pids:?}");
+    assert!(pids.iter().all(|&p| p > 0 && pid_alive(p)), "pids {pids:?}");
+
+    std::thread::scope(|sc| {
+        for w in 0..WORKERS {
+            let (ns, ids) = (&ns, &ids);
+            sc.spawn(move || {
+                for id in ids.iter().skip(w).step_by(WORKERS) {
+                    let _ = ns.kill(id, "SIGKILL");
+                }
+            });
+        }
+    });
+    for id in &ids {
+        assert_eq!(exit_status(&env, &ns, id), 137, "{id}{}", env.diag(id));
+        ns.ctr_ok(&["containers", "rm", id]).unwrap();
+    }
+    let left = ns.tasks().unwrap();
+    assert!(
+        left.iter().all(|t| !ids.contains(&t.id)),
+        "tasks left: {left:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || pids
+            .iter()
+            .all(|&p| !pid_alive(p))),
+        "sim processes left: {:?}",
+        pids.iter().filter(|&&p| pid_alive(p)).collect::<Vec<_>>()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || ids
+            .iter()
+            .all(|id| env.shim_pids_of(id).is_empty())),
+        "shims left"
+    );
+    for id in &ids {
+        assert!(
+            env.state_entries(id).is_empty(),
+            "{:?}",
+            env.state_entries(id)
+        );
+    }
+    eprintln!(
+        "twenty_sim_containers: {N} RUNNING in {started:?}, all gone in {:?}",
+        t0.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 10. containerd restarted while tasks run: still RUNNING, console and kill work.
+
+#[test]
+fn containerd_restart() {
+    let env = Env::start();
+    let ns = env.namespace("restart");
+    let cases: Vec<(Ped, TestImage, Vec<String>, String)> = [Ped::Sim, Ped::Qemu]
+        .into_iter()
+        .map(|p| {
+            let (img, ann) = image_and_args(p, false);
+            env.import(&ns, &img);
+            (p, img, ann, unique_id(&format!("restart-{p}")))
+        })
+        .collect();
+    for (_, img, ann, id) in &cases {
+        ok(&env, id, env.run_detached_fifo(&ns, img, id, &strs(ann)));
+        wait_state(&env, &ns, id, TaskState::Running);
+    }
+    let shims: Vec<Vec<u32>> = cases.iter().map(|c| env.shim_pids_of(&c.3)).collect();
+    env.cd
+        .restart()
+        .unwrap_or_else(|e| panic!("restart containerd: {e}"));
+    for ((p, _, _, id), before) in cases.iter().zip(&shims) {
+        wait_state(&env, &ns, id, TaskState::Running);
+        assert!(
+            before.iter().all(|&pid| pid_alive(pid)),
+            "{p}: shim {before:?} died with containerd{}",
+            env.diag(id)
+        );
+        let mut a = env.attach(&ns, id);
+        a.send("echo after-restart\r");
+        ok(&env, id, a.expect("after-restart\r\n", T_ACT));
+        a.kill();
+    }
+    let events = env.cd.events().expect("ctr events");
+    for (_, _, _, id) in &cases {
+        ns.kill(id, "SIGTERM")
+            .unwrap_or_else(|e| panic!("{e}{}", env.diag(id)));
+    }
+    // The status through the task API (Wait/Delete) and the /tasks/exit event the
+    // shim publishes to the restarted containerd (CRI relies on the event).
+    let event_codes: Vec<_> = cases
+        .iter()
+        .map(|(p, _, _, id)| (p, events.wait_exit(ns.name(), id, T_ACT)))
+        .collect();
+    for (p, _, _, id) in &cases {
+        let code = exit_status(&env, &ns, id);
+        assert_eq!(
+            code,
+            0,
+            "{p}: agent's exit code after SIGTERM{}",
+            env.diag(id)
+        );
+    }
+    for ((p, r), (_, _, _, id)) in event_codes.into_iter().zip(&cases) {
+        match r {
+            Ok(code) => assert_eq!(code, 0, "{p}: /tasks/exit status"),
+            Err(e) => panic!(
+                "{p}: no /tasks/exit event after a containerd restart: {e}{}",
+                env.diag(id)
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 11. The shim killed with SIGKILL: containerd's cleanup (`... delete`) leaves
+//     nothing: no instance process, mount, socket or micrun state.
+
+fn shim_killed(p: Ped) {
+    let env = Env::shared();
+    let events = env.cd.events().expect("ctr events");
+    let ns = env.namespace(&format!("shimk-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("shimk-{p}"));
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let pid = ns
+        .tasks()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == id)
+        .map_or(0, |t| t.pid);
+    assert!(pid > 0 && pid_alive(pid), "task pid {pid}{}", env.diag(&id));
+    let bundle = env.cd.bundle_dir(ns.name(), &id);
+    let socket = shim_socket_of(&bundle);
+    assert!(socket.is_some(), "no <bundle>/address{}", env.diag(&id));
+    assert!(
+        !env.state_entries(&id).is_empty(),
+        "no micrun state for a running task under {:?}",
+        env.state_dir()
+    );
+    let shims = env.shim_pids_of(&id);
+    assert!(!shims.is_empty(), "no shim for {id}");
+    for &s in &shims {
+        // SAFETY: kill(2) on a PID we identified as this container's shim.
+        unsafe {
+            libc::kill(s as i32, libc::SIGKILL);
+        }
+    }
+    let code = events
+        .wait_exit(ns.name(), &id, T_ACT)
+        .unwrap_or_else(|e| panic!("no exit event after the shim died: {e}{}", env.diag(&id)));
+    assert_eq!(code, 137, "exit status from `delete`{}", env.diag(&id));
+    // containerd drops the task itself after a dead shim; `task rm` if it did not.
+    if !wait_until(Duration::from_secs(5), || state(&env, &ns, &id).is_none()) {
+        let _ = ns.ctr(&["tasks", "rm", "-f", &id]);
+    }
+    assert!(
+        wait_until(T_ACT, || state(&env, &ns, &id).is_none()),
+        "the task is still listed{}",
+        env.diag(&id)
+    );
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    assert_clean(&env, &ns, &id, pid, socket.as_deref());
+}
+
+#[test]
+fn shim_killed_sim() {
+    shim_killed(Ped::Sim);
+}
+
+#[test]
+fn shim_killed_qemu() {
+    shim_killed(Ped::Qemu);
+}
+
+// ---------------------------------------------------------------------------
+// 12. Bad input: a clear error at create (`ctr run` fails naming the problem) and
+//     nothing left behind.
+
+/// Runs `ctr run --rm ARGS IMAGE ID` (or `ctr run --rm --config ...` when
+/// `image` is `None`) expecting it to fail at create with every one of
+/// `keywords` (case-insensitive) on stderr; then checks that nothing is left.
+fn expect_create_error(
+    env: &Env,
+    ns: &Namespace<'_>,
+    image: Option<&TestImage>,
+    id: &str,
+    extra: &[String],
+    keywords: &[&str],
+) {
+    let events = env.cd.events().expect("ctr events");
+    let mut args = vec!["run".to_string(), "--rm".into()];
+    match image {
+        Some(img) => {
+            env.import(ns, img);
+            args.extend(env.run_args(img, &strs(extra)));
+            args.push(img.name.clone());
+        }
+        None => {
+            args.extend([
+                "--fifo-dir".to_string(),
+                env.cd.fifo_dir().to_string_lossy().into_owned(),
+                "--runtime".into(),
+                RUNTIME.into(),
+            ]);
+            args.extend(extra.iter().cloned());
+        }
+    }
+    args.push(id.into());
+    let out = env
+        .cd
+        .ctr_with(Some(ns.name()), &strs(&args), None, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let what = format!(
+        "ctr {}: {}\nstdout: {stdout:?}\nstderr: {stderr:?}{}",
+        args.join(" "),
+        out.status,
+        env.diag(id)
+    );
+    assert!(!out.status.success(), "create succeeded: {what}");
+    assert!(
+        !stdout.contains("micrun demo shell"),
+        "the firmware ran: {what}"
+    );
+    let low = stderr.to_lowercase();
+    let missing: Vec<&&str> = keywords
+        .iter()
+        .filter(|k| !low.contains(&k.to_lowercase()))
+        .collect();
+    assert!(missing.is_empty(), "the error lacks {missing:?}: {what}");
+    eprintln!("{id}: {}", stderr.trim());
+    assert_nothing_left(env, ns, id);
+    // A create that failed published nothing (or a create undone by a delete).
+    let topics: Vec<String> = events
+        .topics(ns.name(), id)
+        .into_iter()
+        .filter(|t| t.starts_with("/tasks/"))
+        .collect();
+    assert!(
+        topics.is_empty() || topics == ["/tasks/create", "/tasks/delete"],
+        "task events of a failed create: {topics:?}{}",
+        env.diag(id)
+    );
+}
+
+fn assert_nothing_left(env: &Env, ns: &Namespace<'_>, id: &str) {
+    assert_eq!(state(env, ns, id), None, "a task is left{}", env.diag(id));
+    let containers = ns.ctr_ok(&["containers", "ls", "-q"]).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&containers.stdout)
+            .lines()
+            .any(|l| l.trim() == id),
+        "ctr run --rm left the container"
+    );
+    assert_clean(env, ns, id, 0, None);
+}
+
+/// One bad-input case on the shared daemon: `image` (built by the caller), the
+/// annotations `ann` (`K=V`), further `ctr run` flags, expected keywords.
+fn bad(
+    tag: &str,
+    p: Ped,
+    image: TestImage,
+    ann: &[&str],
+    flags: &[&str],
+    id: Option<String>,
+    keywords: &[&str],
+) {
+    let env = Env::shared();
+    let ns = env.namespace(&format!("bad-{tag}"));
+    let id = id.unwrap_or_else(|| unique_id(&format!("bad-{tag}")));
+    let mut extra = annotations(p, ann);
+    extra.extend(flags.iter().map(|s| s.to_string()));
+    expect_create_error(&env, &ns, Some(&image), &id, &extra, keywords);
+}
+
+#[test]
+fn bad_no_firmware() {
+    let img = custom_image("nofw", "linux", micrun_tests::oci::host_arch(), |b| {
+        b.file("/etc/readme.txt", b"no firmware in here\n".to_vec(), 0o644)
+    });
+    bad("nofw", Ped::Sim, img, &[], &[], None, &["no firmware"]);
+}
+
+#[test]
+fn bad_firmware_path_dotdot() {
+    let ann = format!("{ANN_FIRMWARE_PATH}=../x.elf");
+    bad(
+        "dotdot",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[&ann],
+        &[],
+        None,
+        &["../x.elf", "rootfs"],
+    );
+}
+
+#[test]
+fn bad_symlink_escapes_rootfs() {
+    let img = custom_image("symlink", "linux", micrun_tests::oci::host_arch(), |b| {
+        b.symlink("/firmware.elf", "/etc/passwd")
+    });
+    bad(
+        "symlink",
+        Ped::Sim,
+        img,
+        &[],
+        &[],
+        None,
+        &["firmware.elf", "outside"],
+    );
+}
+
+#[test]
+fn bad_firmware_path_absolute() {
+    let ann = format!("{ANN_FIRMWARE_PATH}=/etc/hostname");
+    bad(
+        "abs",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[&ann],
+        &[],
+        None,
+        &["/etc/hostname", "absolute"],
+    );
+}
+
+#[test]
+fn bad_wrong_arch_on_sim() {
+    // The QEMU board's aarch64 ELF in an image for this host.
+    let img = custom_image(
+        "aarch64-on-sim",
+        "linux",
+        micrun_tests::oci::host_arch(),
+        |b| b.file("/firmware.elf", qemu_firmware_bytes(false), 0o755),
+    );
+    bad(
+        "arch-sim",
+        Ped::Sim,
+        img,
+        &[],
+        &[],
+        None,
+        &["elf", "aarch64", std::env::consts::ARCH],
+    );
+}
+
+#[test]
+fn bad_wrong_arch_on_qemu() {
+    // The host simulator in an image that claims linux/arm64.
+    let img = custom_image("host-on-qemu", "linux", "arm64", |b| {
+        b.file("/firmware.elf", sim_firmware_bytes(), 0o755)
+    });
+    bad(
+        "arch-qemu",
+        Ped::Qemu,
+        img,
+        &[],
+        &[],
+        None,
+        &["elf", std::env::consts::ARCH, "aarch64"],
+    );
+}
+
+#[test]
+fn bad_not_an_elf() {
+    let img = custom_image("text", "linux", micrun_tests::oci::host_arch(), |b| {
+        b.file(
+            "/firmware.elf",
+            b"#!/bin/sh\necho not firmware\n".to_vec(),
+            0o755,
+        )
+    });
+    bad("notelf", Ped::Sim, img, &[], &[], None, &["not an elf"]);
+}
+
+#[test]
+fn bad_hash_mismatch() {
+    let wrong = sha256_hex(b"some other firmware");
+    let ann = format!("{ANN_FIRMWARE_HASH}={wrong}");
+    bad(
+        "hash",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[&ann],
+        &[],
+        None,
+        &["firmware_hash", &wrong],
+    );
+}
+
+#[test]
+fn bad_hash_malformed() {
+    let ann = format!("{ANN_FIRMWARE_HASH}=xyz123");
+    bad(
+        "hashfmt",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[&ann],
+        &[],
+        None,
+        &["firmware_hash", "xyz123"],
+    );
+}
+
+#[test]
+fn bad_pedestal_unknown() {
+    // The pedestal annotation given twice: ctr keeps the last.
+    let ann = format!("{ANN_PEDESTAL}=bogus");
+    bad(
+        "ped-bogus",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[&ann],
+        &[],
+        None,
+        &[ANN_PEDESTAL, "bogus"],
+    );
+}
+
+#[test]
+fn bad_pedestal_unavailable() {
+    let ann = format!("{ANN_PEDESTAL}=xen");
+    bad(
+        "ped-xen",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[&ann],
+        &[],
+        None,
+        &["xen", "not available"],
+    );
+}
+
+#[test]
+fn bad_sim_not_enabled() {
+    // A daemon of its own: the config is the daemon's environment.
+    let env = Env::start_with(|c| {
+        c.sim_enable = false;
+        c.default_pedestal = Some("qemu".into());
+    });
+    let ns = env.namespace("bad-sim-off");
+    let id = unique_id("bad-sim-off");
+    let extra = annotations(Ped::Sim, &[]);
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&sim_image("e2e", false)),
+        &id,
+        &extra,
+        &["sim", "not enabled"],
+    );
+}
+
+#[test]
+fn bad_cpuset_invalid() {
+    // ctr 1.6 has no --cpuset-cpus: give the whole spec (`ctr run --config`) with a
+    // host directory as the rootfs.
+    let env = Env::shared();
+    let ns = env.namespace("bad-cpuset");
+    let id = unique_id("bad-cpuset");
+    let dir = env.dir().join(format!("spec-{id}"));
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::write(dir.join("rootfs/firmware.elf"), sim_firmware_bytes()).unwrap();
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": { "uid": 0, "gid": 0 },
+            "args": ["/firmware.elf"],
+            "cwd": "/",
+            "env": ["PATH=/usr/bin:/bin"]
+        },
+        "root": { "path": dir.join("rootfs") },
+        "annotations": { ANN_PEDESTAL: "sim" },
+        "linux": { "resources": { "cpu": { "cpus": "abc" } } }
+    });
+    let spec_path = dir.join("config.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let extra = vec![
+        "--config".to_string(),
+        spec_path.to_string_lossy().into_owned(),
+    ];
+    expect_create_error(&env, &ns, None, &id, &extra, &["cpuset", "abc"]);
+}
+
+#[test]
+fn bad_memory_below_floor() {
+    bad(
+        "memfloor",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[],
+        &["--memory-limit", "1048576"],
+        None,
+        &["memory", "floor"],
+    );
+}
+
+#[test]
+fn bad_min_memory_not_numeric() {
+    let ann = format!("{ANN_MIN_MEMORY_MB}=abc");
+    bad(
+        "minmem",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[&ann],
+        &[],
+        None,
+        &["min_memory_mb", "abc"],
+    );
+}
+
+#[test]
+fn bad_auto_close_timeout() {
+    let ann = format!("{ANN_AUTO_CLOSE_TIMEOUT}=soon");
+    bad(
+        "autoclose",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[&ann],
+        &[],
+        None,
+        &["auto_close_timeout", "soon"],
+    );
+}
+
+#[test]
+fn bad_id_too_long_for_qemu() {
+    // containerd takes ids up to 76 characters; the QEMU sockets under
+    // <state_dir>/... would pass the 107-byte limit of unix socket paths.
+    let mut id = unique_id("long");
+    id.push('-');
+    while id.len() < 76 {
+        id.push('x');
+    }
+    bad(
+        "longid",
+        Ped::Qemu,
+        micrun_tests::e2e::qemu_image("e2e", false),
+        &[],
+        &[],
+        Some(id),
+        &["qemu", "107"],
+    );
+}
