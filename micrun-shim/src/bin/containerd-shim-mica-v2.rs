@@ -183,6 +183,10 @@ fn serve(flags: &Flags) -> Result<(), String> {
         .strip_prefix("unix://")
         .unwrap_or(&flags.socket)
         .to_string();
+    if let Some(dir) = std::path::Path::new(&path).parent() {
+        // Under containerd it exists; under iSulad it may not.
+        let _ = std::fs::create_dir_all(dir);
+    }
     let listener = match std::os::unix::net::UnixListener::bind(&path) {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
