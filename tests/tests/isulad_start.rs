@@ -48,6 +48,22 @@ fn isulad_style_lifecycle_over_ttrpc() {
     )
     .unwrap();
     let id = format!("isulad{}", std::process::id());
+    // The shim creates /run/containerd/s if missing; remove what we caused (empty
+    // directories only, by exact path).
+    struct Dirs(Vec<&'static str>);
+    impl Drop for Dirs {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = fs::remove_dir(d);
+            }
+        }
+    }
+    let _dirs = Dirs(
+        ["/run/containerd/s", "/run/containerd"]
+            .into_iter()
+            .filter(|d| !Path::new(d).exists())
+            .collect(),
+    );
 
     let out = Command::new(shim_binary())
         .args(["--id", &id, "--namespace", "isula", "start"])
