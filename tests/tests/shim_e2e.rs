@@ -1251,3 +1251,65 @@ fn bad_id_too_long_for_qemu() {
         &["qemu", "107"],
     );
 }
+
+/// A pod as the CRI plugin makes it: the sandbox container (no RTOS, a placeholder
+/// alive until killed) and an application container with the same
+/// `io.kubernetes.cri.sandbox-id`, served by one shim.
+#[test]
+fn pod_sandbox_and_container_share_one_shim() {
+    let env = Env::shared();
+    let ns = env.namespace("pod");
+    let (img, _) = image_and_args(Ped::Sim, false);
+    env.import(&ns, &img);
+    let pod = unique_id("pod");
+    let app = unique_id("app");
+    let sandbox_ann = annotations(
+        Ped::Sim,
+        &[
+            "io.kubernetes.cri.container-type=sandbox",
+            &format!("io.kubernetes.cri.sandbox-id={pod}"),
+        ],
+    );
+    ok(
+        &env,
+        &pod,
+        env.run_detached(&ns, &img, &pod, &strs(&sandbox_ann)),
+    );
+    wait_state(&env, &ns, &pod, TaskState::Running);
+    let app_ann = annotations(
+        Ped::Sim,
+        &[
+            "io.kubernetes.cri.container-type=container",
+            &format!("io.kubernetes.cri.sandbox-id={pod}"),
+        ],
+    );
+    ok(
+        &env,
+        &app,
+        env.run_detached(&ns, &img, &app, &strs(&app_ann)),
+    );
+    wait_state(&env, &ns, &app, TaskState::Running);
+
+    let s1 = shim_socket_of(&env.cd.bundle_dir(ns.name(), &pod));
+    let s2 = shim_socket_of(&env.cd.bundle_dir(ns.name(), &app));
+    assert!(
+        s1.is_some() && s1 == s2,
+        "one shim per pod: {s1:?} vs {s2:?}"
+    );
+    let tasks = ns.tasks().unwrap();
+    let pid_of = |id: &str| tasks.iter().find(|t| t.id == id).map(|t| t.pid).unwrap();
+    assert_ne!(
+        pid_of(&app),
+        pid_of(&pod),
+        "the app has its own (sim) process"
+    );
+
+    ns.kill(&app, "SIGKILL").unwrap();
+    assert_eq!(exit_status(&env, &ns, &app), 137);
+    ns.ctr_ok(&["containers", "rm", &app]).unwrap();
+    // The sandbox is still there after its app is gone.
+    assert_eq!(state(&env, &ns, &pod), Some(TaskState::Running));
+    ns.kill(&pod, "SIGTERM").unwrap();
+    assert_eq!(exit_status(&env, &ns, &pod), 143);
+    ns.ctr_ok(&["containers", "rm", &pod]).unwrap();
+}
