@@ -149,6 +149,74 @@ fn isulad_style_lifecycle_over_ttrpc() {
     assert_eq!(state.status.enum_value_or_default(), api::Status::RUNNING);
     assert_eq!(state.pid, created.pid);
 
+    // ResizePty reaches the agent as Resize (the demo app prints the size).
+    client
+        .resize_pty(
+            ctx(),
+            &api::ResizePtyRequest {
+                id: id.clone(),
+                width: 100,
+                height: 30,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    while !String::from_utf8_lossy(&got).contains("resize 30x100") {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+
+    // Update: OCI resources as JSON; bad JSON is INVALID_ARGUMENT; the new memory
+    // shows in the metrics.
+    let any = |json: &str| containerd_shim::protos::protobuf::well_known_types::any::Any {
+        type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
+        value: json.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let bad = client.update(
+        ctx(),
+        &api::UpdateTaskRequest {
+            id: id.clone(),
+            resources: Some(any("{not json")).into(),
+            ..Default::default()
+        },
+    );
+    match bad {
+        Err(containerd_shim::protos::ttrpc::Error::RpcStatus(s)) => {
+            assert_eq!(
+                s.code(),
+                containerd_shim::protos::ttrpc::Code::INVALID_ARGUMENT
+            )
+        }
+        other => panic!("update with bad JSON: {other:?}"),
+    }
+    client
+        .update(
+            ctx(),
+            &api::UpdateTaskRequest {
+                id: id.clone(),
+                resources: Some(any(r#"{"memory":{"limit":134217728}}"#)).into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let stats = client
+        .stats(
+            ctx(),
+            &api::StatsRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    use containerd_shim::protos::protobuf::Message;
+    let metrics =
+        containerd_shim::protos::cgroups::metrics::Metrics::parse_from_bytes(&stats.stats.value)
+            .unwrap();
+    assert_eq!(metrics.memory.usage.limit, 128 << 20);
+    assert!(metrics.memory.usage.usage > 0);
+
     // Exec is not a thing for an RTOS: UNIMPLEMENTED, not NOT_FOUND.
     match client.exec(
         ctx(),

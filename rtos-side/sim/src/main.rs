@@ -358,6 +358,12 @@ impl App for DemoApp<'_> {
         self.shell.notify(format!("signal {signo}\r\n").as_bytes());
     }
 
+    fn resize(&mut self, rows: u16, cols: u16) {
+        // The demo has nothing to redraw; it shows that the size arrived.
+        self.shell
+            .notify(format!("resize {rows}x{cols}\r\n").as_bytes());
+    }
+
     fn stats(&mut self, uptime_ms: u64) -> Stats {
         Stats {
             uptime_ms,
