@@ -83,9 +83,18 @@ fn reaper(inst: &Arc<Instance>) {
 }
 
 fn setup(dir: &TempDir, annotations: &[(&str, &str)], args: &[&str]) -> (Arc<Instance>, Io) {
+    setup_with(dir, annotations, args, "")
+}
+
+fn setup_with(
+    dir: &TempDir,
+    annotations: &[(&str, &str)],
+    args: &[&str],
+    lifecycle: &str,
+) -> (Arc<Instance>, Io) {
     let b = bundle(dir.path(), annotations, args);
     let config = Config::from_str(
-        "[sim]\nenable = true\n[lifecycle]\nhandshake_wait = \"1s\"\n",
+        &format!("[sim]\nenable = true\n[lifecycle]\nhandshake_wait = \"1s\"\n{lifecycle}"),
         Path::new("test.toml"),
     )
     .unwrap();
@@ -208,4 +217,50 @@ fn auto_close_stops_after_the_timeout_only_when_asked() {
         inst.wait_timeout(Duration::from_secs(10)).unwrap().code,
         137
     );
+}
+
+/// Nobody reads stdout for longer than the liveness window while the RTOS floods:
+/// the agent stops getting credits and waits, but keeps answering pings (no peer
+/// loss), and nothing is lost once a reader comes.
+#[test]
+fn absent_reader_stalls_output_without_losing_it_or_the_partition() {
+    let dir = TempDir::new("engine-slow");
+    let (inst, mut io) = setup_with(
+        &dir,
+        &[],
+        &[],
+        "liveness_window = \"1s\"\nping_interval = \"200ms\"\n",
+    );
+    inst.start().unwrap();
+    io.read_until("> ", Duration::from_secs(10));
+    let before = io.out.len();
+    const N: usize = 2_000_000;
+    io.stdin
+        .write_all(format!("flood {N}\r").as_bytes())
+        .unwrap();
+    // 2.5 liveness windows without reading: the pipe (64 KiB) and the rings fill.
+    let idle_until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < idle_until {
+        assert_eq!(
+            inst.status(),
+            Status::Running,
+            "the partition must not be lost"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(inst.status(), Status::Running);
+    io.read_until("flood done", Duration::from_secs(60));
+    let flood = &io.out[before..];
+    let start = flood.iter().position(|&b| b == b'a').unwrap();
+    let body = &flood[start..start + N];
+    for (i, &b) in body.iter().enumerate() {
+        let want = if i % 64 == 63 {
+            b'\n'
+        } else {
+            b'a' + (i % 26) as u8
+        };
+        assert_eq!(b, want, "byte {i} of the flood");
+    }
+    inst.kill(9).unwrap();
+    inst.wait_timeout(Duration::from_secs(10)).unwrap();
 }
