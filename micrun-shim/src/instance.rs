@@ -773,6 +773,24 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                 Mode::Unknown => false,
             };
         let mut waits: Vec<Pin<Box<dyn std::future::Future<Output = Wake> + '_>>> = Vec::new();
+        // Output first: `race_all` polls in order, and a busy link must not starve
+        // the FIFOs (raw mode would drop bytes a live reader could take).
+        if !stdout.buf.is_empty() {
+            if let Some(s) = relay.stdout.as_ref() {
+                waits.push(Box::pin(async {
+                    s.writable().await.ok();
+                    Wake::Stdout
+                }));
+            }
+        }
+        if !stderr.buf.is_empty() {
+            if let Some(s) = relay.stderr.as_ref() {
+                waits.push(Box::pin(async {
+                    s.writable().await.ok();
+                    Wake::Stderr
+                }));
+            }
+        }
         if !link_eof {
             waits.push(Box::pin(async {
                 relay.link_rx.readable().await.ok();
@@ -793,22 +811,6 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                 }));
             }
         }
-        if !stdout.buf.is_empty() {
-            if let Some(s) = relay.stdout.as_ref() {
-                waits.push(Box::pin(async {
-                    s.writable().await.ok();
-                    Wake::Stdout
-                }));
-            }
-        }
-        if !stderr.buf.is_empty() {
-            if let Some(s) = relay.stderr.as_ref() {
-                waits.push(Box::pin(async {
-                    s.writable().await.ok();
-                    Wake::Stderr
-                }));
-            }
-        }
         if let Some(d) = deadline {
             let d = d.max(now);
             waits.push(Box::pin(async move {
@@ -824,7 +826,11 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
             Wake::LinkIn => match relay.link_rx.get_ref().read(&mut rbuf) {
                 Ok(0) => link_eof = true,
                 Ok(n) => match mode {
-                    Mode::Raw => push_raw(&mut stdout, &rbuf[..n]),
+                    Mode::Raw => {
+                        push_raw(&mut stdout, &rbuf[..n]);
+                        // Hand it on at once if the reader can take it.
+                        drain(&relay.stdout, &mut stdout);
+                    }
                     Mode::Agent => ep.handle_input(now_ms(), &rbuf[..n]),
                     Mode::Unknown => {
                         ep.handle_input(now_ms(), &rbuf[..n]);
