@@ -67,6 +67,10 @@ const OS_NAME: &str = "linux";
 /// Exit code of the `panic` command, as a Rust panic exits.
 const PANIC_EXIT_CODE: i32 = 101;
 
+/// The simulator's agent: largest frame (496 bytes raw, 512 with COBS), 16 KiB
+/// stdout/stderr rings, 4 KiB input ring.
+type SimAgent<'l> = Agent<AgentLink<'l>, 512, 16384, 4096>;
+
 fn main() -> ExitCode {
     let opts = match parse_args(std::env::args_os().skip(1)) {
         Ok(Some(opts)) => opts,
@@ -237,7 +241,9 @@ fn run_agent(link: &Link, board: &SimBoard, signals: &SignalFd) -> Result<End, S
         os: OS_NAME,
         board: Box::leak(board.name.clone().into_boxed_str()),
     };
-    let mut agent: Agent<AgentLink<'_>> = Agent::new(AgentLink::new(link), info);
+    // A host has memory to spare: full rpmsg-sized frames and 16 KiB output rings
+    // (the bare-metal defaults are sized for a microcontroller).
+    let mut agent: SimAgent<'_> = Agent::new(AgentLink::new(link), info);
     let mut app = DemoApp {
         board,
         shell: Shell::new(),
@@ -374,7 +380,7 @@ impl App for DemoApp<'_> {
 
 /// The shell's console in agent mode: the agent's stdout ring.
 struct AgentConsole<'a, 'l> {
-    agent: &'a mut Agent<AgentLink<'l>>,
+    agent: &'a mut SimAgent<'l>,
     wrote: bool,
     /// The ring was full (no credit from the host yet).
     blocked: bool,
