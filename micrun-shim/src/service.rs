@@ -27,7 +27,7 @@ use containerd_shim::{Context, ExitSignal, TtrpcContext, TtrpcResult};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::instance::{ExitInfo, Instance, IoPaths, Status};
+use crate::instance::{lock, ExitInfo, Instance, IoPaths, Status};
 use crate::state::{self, TaskRecord};
 
 /// Publishes events, or drops them (with a debug line) where there is no
@@ -392,10 +392,6 @@ impl Service {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn status_enum(s: Status) -> api::Status {
     match s {
         Status::Created => api::Status::CREATED,
@@ -424,7 +420,7 @@ pub fn cleanup_lost_task(namespace: &str, id: &str) -> api::DeleteResponse {
                         log::warn!("{id}: {p}");
                     }
                 }
-                Err(e) => log::info!("{id}: no state to clean up in {}: {e}", dir.display()),
+                Err(e) => log::debug!("{id}: no state to clean up in {}: {e}", dir.display()),
             }
         }
         Err(e) => log::warn!("{id}: cannot read the micrun config to clean up: {e}"),

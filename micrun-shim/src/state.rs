@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::pedestal::{kill_if_same, process_start_time, Leftovers};
+use crate::pedestal::{kill_if_same, proc_stat, Leftovers};
 
 /// What the state file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +70,8 @@ pub fn release(dir: &Path, record: &TaskRecord) -> Vec<String> {
         if kill_if_same(pid, start) {
             // Give it a moment to go, so the mount below is not busy.
             for _ in 0..100 {
-                match process_start_time(pid) {
-                    Some(s) if s == start && !is_zombie(pid) => {
+                match proc_stat(pid) {
+                    Some(s) if s.start == start && !s.ended() => {
                         std::thread::sleep(std::time::Duration::from_millis(10))
                     }
                     _ => break,
@@ -97,16 +97,6 @@ pub fn release(dir: &Path, record: &TaskRecord) -> Vec<String> {
         Err(e) => problems.push(format!("remove {}: {e}", dir.display())),
     }
     problems
-}
-
-fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// Unmounts `target` if something is mounted there (lazily if busy).

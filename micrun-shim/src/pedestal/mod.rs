@@ -162,14 +162,62 @@ pub fn for_kind(kind: PedestalKind, config: &Config) -> Result<Box<dyn Pedestal>
     }
 }
 
-/// Start time of process `pid` in clock ticks since boot (field 22 of
-/// `/proc/<pid>/stat`), to tell a process from a later one with the same pid.
-pub fn process_start_time(pid: u32) -> Option<u64> {
+/// What `/proc/<pid>/stat` says about a process (the one place that reads it).
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStat {
+    /// `R`, `S`, `D`, `Z` (ended, not yet reaped), ...
+    pub state: char,
+    /// Start time in clock ticks since boot: tells a process from a later one
+    /// with the same pid.
+    pub start: u64,
+    /// utime + stime, clock ticks, all threads.
+    pub cpu_ticks: u64,
+    pub rss_pages: u64,
+}
+
+impl ProcStat {
+    /// Whether the process has ended (zombie or being reaped).
+    pub fn ended(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+
+    pub fn cpu_ns(&self) -> u64 {
+        self.cpu_ticks.saturating_mul(1_000_000_000)
+            / sysconf(nix::unistd::SysconfVar::CLK_TCK, 100)
+    }
+
+    pub fn rss_bytes(&self) -> u64 {
+        self.rss_pages
+            .saturating_mul(sysconf(nix::unistd::SysconfVar::PAGE_SIZE, 4096))
+    }
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process is gone.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: skip past
-    // the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        start: num(19)?,
+        cpu_ticks: num(11)? + num(12)?,
+        rss_pages: num(21)?,
+    })
+}
+
+fn sysconf(var: nix::unistd::SysconfVar, default: u64) -> u64 {
+    nix::unistd::sysconf(var)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
+}
+
+/// Start time of process `pid` (see [`ProcStat::start`]).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|s| s.start)
 }
 
 /// Kills `pid` with SIGKILL if it is still the process that started at `start`.

@@ -36,7 +36,7 @@ use nix::unistd::Pid;
 
 use super::qmp::{Qmp, QmpError};
 use super::{
-    kill_if_same, Leftovers, Link, Partition, PartitionState, PartitionStats, Pedestal,
+    kill_if_same, proc_stat, Leftovers, Link, Partition, PartitionState, PartitionStats, Pedestal,
     PedestalError,
 };
 use crate::config::{Config, PedestalKind};
@@ -477,31 +477,6 @@ fn abandon(pid: u32, start: u64, files: &RunFiles) {
     files.remove_sockets();
 }
 
-/// What `/proc/<pid>/stat` says about a process.
-#[derive(Debug, Clone, Copy)]
-struct ProcStat {
-    /// `R`, `S`, `D`, `Z` (ended, not yet reaped), ...
-    state: char,
-    /// Clock ticks since boot.
-    start: u64,
-    /// utime + stime, clock ticks, all threads.
-    cpu_ticks: u64,
-    rss_pages: u64,
-}
-
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    Some(ProcStat {
-        state: fields.first()?.chars().next()?,
-        start: num(19)?,
-        cpu_ticks: num(11)? + num(12)?,
-        rss_pages: num(21)?,
-    })
-}
-
 /// Whether the process that started at `start` still runs (not reaped, not a zombie).
 fn alive(pid: u32, start: u64) -> bool {
     proc_stat(pid).is_some_and(|s| s.start == start && !matches!(s.state, 'Z' | 'X'))
@@ -519,15 +494,6 @@ fn wait_ended(pid: u32, start: u64, timeout: Duration) -> bool {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-fn sysconf(var: nix::unistd::SysconfVar, default: u64) -> u64 {
-    nix::unistd::sysconf(var)
-        .ok()
-        .flatten()
-        .and_then(|v| u64::try_from(v).ok())
-        .filter(|&v| v > 0)
-        .unwrap_or(default)
 }
 
 /// The partition state for a QMP run state; `None` for transient states
@@ -720,12 +686,10 @@ impl Partition for QemuPartition {
             .filter(|s| s.start == self.start && !matches!(s.state, 'Z' | 'X'))
             .filter(|_| self.exit_code.is_none())
             .ok_or_else(|| self.gone("stats"))?;
-        let hz = sysconf(nix::unistd::SysconfVar::CLK_TCK, 100);
-        let page = sysconf(nix::unistd::SysconfVar::PAGE_SIZE, 4096);
         Ok(PartitionStats {
-            cpu_ns: stat.cpu_ticks.saturating_mul(1_000_000_000) / hz,
+            cpu_ns: stat.cpu_ns(),
             memory_limit_bytes: u64::from(self.resources.memory_mib) << 20,
-            memory_used_bytes: stat.rss_pages.saturating_mul(page),
+            memory_used_bytes: stat.rss_bytes(),
         })
     }
 

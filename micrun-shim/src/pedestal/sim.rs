@@ -271,28 +271,13 @@ impl Partition for SimPartition {
     }
 
     fn stats(&mut self) -> Result<PartitionStats, PedestalError> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .map_err(|e| PedestalError::failed(KIND, "stats", e))?;
-        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime, stime are fields 14 and 15 (11 and 12 after the name).
-        let ticks: u64 = fields
-            .get(11..13)
-            .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100)
-            .max(1) as u64;
-        let rss_pages: u64 = fields.get(21).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .unwrap_or(4096) as u64;
+        let stat = super::proc_stat(self.pid)
+            .filter(|s| s.start == self.start)
+            .ok_or_else(|| PedestalError::failed(KIND, "stats", "the process has ended"))?;
         Ok(PartitionStats {
-            cpu_ns: ticks * 1_000_000_000 / hz,
+            cpu_ns: stat.cpu_ns(),
             memory_limit_bytes: self.memory_limit,
-            memory_used_bytes: rss_pages * page,
+            memory_used_bytes: stat.rss_bytes(),
         })
     }
 
