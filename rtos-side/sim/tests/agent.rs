@@ -40,6 +40,9 @@ struct Host {
 
 impl Host {
     fn spawn(args: &[&str]) -> Self {
+        // The host clock starts before the simulator does, so the sim's uptime can
+        // never be ahead of it.
+        let start = Instant::now();
         let mut child = ChildGuard(
             Command::new(SIM)
                 .args(args)
@@ -64,7 +67,7 @@ impl Host {
             stdin,
             rx,
             ep: HostEndpoint::new(HostConfig::default(), 0),
-            start: Instant::now(),
+            start,
             stdout: Vec::new(),
             stderr: Vec::new(),
             events: Vec::new(),
