@@ -366,6 +366,11 @@ impl App for DemoApp<'_> {
 
     fn resize(&mut self, rows: u16, cols: u16) {
         // The demo has nothing to redraw; it shows that the size arrived.
+        // A 0x0 size is "unknown" (ctr -t sends it when its own terminal has
+        // none); printing it would land in the middle of the user's first line.
+        if rows == 0 && cols == 0 {
+            return;
+        }
         self.shell
             .notify(format!("resize {rows}x{cols}\r\n").as_bytes());
     }
