@@ -39,18 +39,62 @@ pub const fn wire_len(n: usize) -> usize {
 }
 
 /// CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor).
-/// Bitwise on purpose: a table would cost 512 bytes of flash on the RTOS.
+/// Bitwise by default (no table: 512 bytes of flash matter on the RTOS); the
+/// `crc-table` feature uses a table built at compile time instead. Both give the
+/// same result (tested).
 pub fn crc16(data: &[u8]) -> u16 {
+    #[cfg(feature = "crc-table")]
+    {
+        crc16_table(data)
+    }
+    #[cfg(not(feature = "crc-table"))]
+    {
+        crc16_bitwise(data)
+    }
+}
+
+#[cfg_attr(feature = "crc-table", allow(dead_code))]
+fn crc16_bitwise(data: &[u8]) -> u16 {
     let mut crc: u16 = 0xFFFF;
     for &b in data {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
+            crc = step(crc);
         }
+    }
+    crc
+}
+
+const fn step(crc: u16) -> u16 {
+    if crc & 0x8000 != 0 {
+        (crc << 1) ^ 0x1021
+    } else {
+        crc << 1
+    }
+}
+
+#[cfg(any(feature = "crc-table", test))]
+static CRC_TABLE: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut k = 0;
+        while k < 8 {
+            crc = step(crc);
+            k += 1;
+        }
+        t[i] = crc;
+        i += 1;
+    }
+    t
+};
+
+#[cfg(any(feature = "crc-table", test))]
+fn crc16_table(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0xFFFF;
+    for &b in data {
+        crc = (crc << 8) ^ CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)];
     }
     crc
 }
@@ -235,5 +279,31 @@ impl<const N: usize> Deframer<N> {
     pub fn reset(&mut self) {
         self.len = 0;
         self.overflow = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_table_and_bitwise_agree() {
+        // The check value of CRC-16/CCITT-FALSE, then every single byte and a
+        // pseudo-random buffer through both implementations.
+        assert_eq!(crc16_bitwise(b"123456789"), 0x29B1);
+        assert_eq!(crc16_table(b"123456789"), 0x29B1);
+        for b in 0..=255u8 {
+            assert_eq!(crc16_table(&[b]), crc16_bitwise(&[b]), "byte {b:#04x}");
+        }
+        let mut x = 0x1234_5678u32;
+        let buf: [u8; 1000] = core::array::from_fn(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        });
+        for n in [0, 1, 2, 7, 496, 1000] {
+            assert_eq!(crc16_table(&buf[..n]), crc16_bitwise(&buf[..n]), "{n} bytes");
+        }
     }
 }

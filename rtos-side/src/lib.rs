@@ -87,11 +87,18 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// - `FRAME`: receive and transmit buffers, one frame each (≥ 128; 256 is a good
 ///   default, 496 the maximum useful);
 /// - `OUT`: stdout and stderr rings each (power of two);
-/// - `IN`: the console input ring (power of two).
-pub struct Agent<L: Link, const FRAME: usize = 256, const OUT: usize = 1024, const IN: usize = 512>
-{
+/// - `IN`: the console input ring (power of two);
+/// - `W`: frames in flight before an acknowledgement (see
+///   [`RtosEndpoint`]; raise it on fast links such as a pipe or shared memory).
+pub struct Agent<
+    L: Link,
+    const FRAME: usize = 256,
+    const OUT: usize = 1024,
+    const IN: usize = 512,
+    const W: usize = 4,
+> {
     link: L,
-    ep: RtosEndpoint<FRAME, OUT, IN>,
+    ep: RtosEndpoint<FRAME, OUT, IN, W>,
     tx: [u8; FRAME],
     now: u64,
     exit: ExitState,
@@ -105,8 +112,8 @@ enum ExitState {
     Queued,
 }
 
-impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize> core::fmt::Debug
-    for Agent<L, FRAME, OUT, IN>
+impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
+    core::fmt::Debug for Agent<L, FRAME, OUT, IN, W>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Agent")
@@ -117,7 +124,9 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize> core::fmt::
     }
 }
 
-impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize> Agent<L, FRAME, OUT, IN> {
+impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
+    Agent<L, FRAME, OUT, IN, W>
+{
     /// An agent on a byte-stream link (UART, tty, pipe).
     pub fn new(link: L, info: AgentInfo) -> Self {
         Self::with_link_kind(link, info, LinkKind::Stream)

@@ -136,17 +136,27 @@ const EVENTS: usize = 3;
 ///   until the host acknowledges them.
 /// - `IN`: the console input ring (power of two); the host never sends more than
 ///   its free space.
-pub struct RtosEndpoint<const FRAME: usize = 256, const OUT: usize = 1024, const IN: usize = 512> {
+/// - `W`: sequenced frames in flight before an acknowledgement, 1..=64. A frame
+///   in flight costs a few bytes of bookkeeping (its payload stays in its ring),
+///   so a host-class RTOS on a fast link raises it to keep the link busy; 4 is
+///   plenty for a UART, whose round trip is short next to a frame's time on the
+///   wire.
+pub struct RtosEndpoint<
+    const FRAME: usize = 256,
+    const OUT: usize = 1024,
+    const IN: usize = 512,
+    const W: usize = 4,
+> {
     deframer: Deframer<FRAME>,
-    core: Core<OUT, IN>,
+    core: Core<OUT, IN, W>,
 }
 
 /// Everything but the receive buffer, so a frame borrowed from the buffer can be
 /// dispatched without copying it.
-struct Core<const OUT: usize, const IN: usize> {
+struct Core<const OUT: usize, const IN: usize, const W: usize> {
     cfg: RtosConfig,
     state: RtosState,
-    session: Session<RtosRole, 2, OUT, 1, IN, 4, 4>,
+    session: Session<RtosRole, 2, OUT, 1, IN, 4, W>,
     events: Deque<RtosEvent, EVENTS>,
     session_id: u32,
     max_frame: usize,
@@ -155,8 +165,8 @@ struct Core<const OUT: usize, const IN: usize> {
     pong_due: Option<u32>,
 }
 
-impl<const FRAME: usize, const OUT: usize, const IN: usize> core::fmt::Debug
-    for RtosEndpoint<FRAME, OUT, IN>
+impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize> core::fmt::Debug
+    for RtosEndpoint<FRAME, OUT, IN, W>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RtosEndpoint")
@@ -174,8 +184,11 @@ fn clip(s: &'static str) -> &'static str {
     &s[..end]
 }
 
-impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, OUT, IN> {
+impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
+    RtosEndpoint<FRAME, OUT, IN, W>
+{
     const FRAME_OK: () = assert!(FRAME >= 128, "FRAME must be at least 128 bytes");
+    const WINDOW_OK: () = assert!(W >= 1 && W <= 64, "W must be 1..=64");
 
     /// Largest raw frame this endpoint accepts, as advertised in `HelloAck`.
     pub const MAX_FRAME: usize = if FRAME > MAX_FRAME + MAX_FRAME / 254 + 1 {
@@ -187,6 +200,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, 
     pub fn new(cfg: RtosConfig) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::FRAME_OK;
+        #[allow(clippy::let_unit_value)]
+        let () = Self::WINDOW_OK;
         let cfg = RtosConfig {
             agent_version: clip(cfg.agent_version),
             os: clip(cfg.os),
@@ -382,7 +397,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize> RtosEndpoint<FRAME, 
     }
 }
 
-impl<const OUT: usize, const IN: usize> Core<OUT, IN> {
+impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
     fn push_event(&mut self, e: RtosEvent) {
         if self.events.is_full() {
             self.events.pop_front();

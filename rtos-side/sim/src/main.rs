@@ -68,8 +68,10 @@ const OS_NAME: &str = "linux";
 const PANIC_EXIT_CODE: i32 = 101;
 
 /// The simulator's agent: largest frame (496 bytes raw, 512 with COBS), 16 KiB
-/// stdout/stderr rings, 4 KiB input ring.
-type SimAgent<'l> = Agent<AgentLink<'l>, 512, 16384, 4096>;
+/// stdout/stderr rings, 4 KiB input ring, and 32 frames in flight: a pipe's
+/// round trip is long next to the time it takes to write a frame, so a UART-sized
+/// window of 4 would leave the link idle most of the time.
+type SimAgent<'l> = Agent<AgentLink<'l>, 512, 16384, 4096, 32>;
 
 fn main() -> ExitCode {
     let opts = match parse_args(std::env::args_os().skip(1)) {

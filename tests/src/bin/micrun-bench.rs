@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use micrun_proto::endpoint::transmit_buf_len;
 use micrun_proto::frame::MAX_FRAME;
 use micrun_proto::{HostConfig, HostEndpoint, LinkKind, Stream as ConsoleStream};
+use micrun_shim::instance::LinkEndpoint;
 use micrun_tests::containerd::{Containerd, ContainerdOpts, Namespace, TaskState, RUNC_RUNTIME};
 use micrun_tests::e2e::{cmdline, MicrunConfig, ANN_AGENT, ANN_PEDESTAL, RUNTIME, SHIM_NAME};
 use micrun_tests::oci::ImageBuilder;
@@ -1673,13 +1674,13 @@ impl Term for Interactive {
 }
 
 /// The simulator in agent mode on a pipe, driven by a host endpoint of the shim's
-/// size (`HostEndpoint<4096, 16384>`) in a tight poll(2) loop: the agent-mode link
+/// size (`micrun_shim::instance::LinkEndpoint`) in a tight poll(2) loop: the agent-mode link
 /// without the shim, containerd's FIFOs or ctr.
 struct AgentDriver {
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
-    ep: Box<HostEndpoint<4096, 16384>>,
+    ep: Box<LinkEndpoint>,
     t0: Instant,
     console: Vec<u8>,
     frame: Vec<u8>,
@@ -2077,7 +2078,7 @@ fn render(r: &Report) -> String {
         let al = c.agent_link.median();
         let _ = writeln!(
             s,
-            "| 4a | agent-mode link alone (no shim): the simulator's agent on a pipe, a `HostEndpoint<4096, 16384>` in a tight loop | {} | the link alone {} | {:.0} % | — | (where the limit is) |",
+            "| 4a | agent-mode link alone (no shim): the simulator's agent on a pipe, the shim's `LinkEndpoint` in a tight loop | {} | the link alone {} | {:.0} % | — | (where the limit is) |",
             f_mbs(al),
             f_mbs(l),
             100.0 * al / l
@@ -2357,7 +2358,7 @@ fn commands(r: &mut Report, bench_cmds: Vec<(String, String)>) {
         ),
         (
             "4a agent link alone".into(),
-            "`target/bench/release/micrun-rtos-sim` (agent mode) on stdin/stdout pipes, driven by `micrun_proto::HostEndpoint<4096, 16384>` (the shim's sizes) in a poll(2) loop in the bench process; the same `flood` typed as console input".into(),
+            "`target/bench/release/micrun-rtos-sim` (agent mode) on stdin/stdout pipes, driven by the shim's `micrun_shim::instance::LinkEndpoint` in a poll(2) loop in the bench process; the same `flood` typed as console input".into(),
         ),
         (
             "4 through the shim".into(),
