@@ -303,7 +303,11 @@ mod tests {
             x as u8
         });
         for n in [0, 1, 2, 7, 496, 1000] {
-            assert_eq!(crc16_table(&buf[..n]), crc16_bitwise(&buf[..n]), "{n} bytes");
+            assert_eq!(
+                crc16_table(&buf[..n]),
+                crc16_bitwise(&buf[..n]),
+                "{n} bytes"
+            );
         }
     }
 }

@@ -217,6 +217,106 @@ fn isulad_style_lifecycle_over_ttrpc() {
     assert_eq!(metrics.memory.usage.limit, 128 << 20);
     assert!(metrics.memory.usage.usage > 0);
 
+    // A second task in the same shim (as a pod's containers share one) with
+    // `runtime.static_resource`: Update is refused with FAILED_PRECONDITION naming
+    // the annotation, and its resources stay as they were.
+    let fixed = format!("{id}-static");
+    let fixed_bundle = dir.path().join("bundle-static");
+    fs::create_dir_all(fixed_bundle.join("rootfs")).unwrap();
+    fs::copy(sim_binary(), fixed_bundle.join("rootfs/firmware.elf")).unwrap();
+    let mut fixed_spec = spec.clone();
+    fixed_spec["annotations"]["org.openeuler.micrun.runtime.static_resource"] = "true".into();
+    fixed_spec["linux"] = serde_json::json!({ "resources": { "memory": { "limit": 67108864 } } });
+    fs::write(
+        fixed_bundle.join("config.json"),
+        serde_json::to_vec(&fixed_spec).unwrap(),
+    )
+    .unwrap();
+    client
+        .create(
+            ctx(),
+            &api::CreateTaskRequest {
+                id: fixed.clone(),
+                bundle: fixed_bundle.display().to_string(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    client
+        .start(
+            ctx(),
+            &api::StartRequest {
+                id: fixed.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    match client.update(
+        ctx(),
+        &api::UpdateTaskRequest {
+            id: fixed.clone(),
+            resources: Some(any(r#"{"memory":{"limit":134217728}}"#)).into(),
+            ..Default::default()
+        },
+    ) {
+        Err(containerd_shim::protos::ttrpc::Error::RpcStatus(s)) => {
+            assert_eq!(
+                s.code(),
+                containerd_shim::protos::ttrpc::Code::FAILED_PRECONDITION,
+                "{s:?}"
+            );
+            assert!(
+                s.message
+                    .contains("org.openeuler.micrun.runtime.static_resource"),
+                "{s:?}"
+            );
+        }
+        other => panic!("update of a static_resource task: {other:?}"),
+    }
+    let fixed_stats = client
+        .stats(
+            ctx(),
+            &api::StatsRequest {
+                id: fixed.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let fixed_metrics = containerd_shim::protos::cgroups::metrics::Metrics::parse_from_bytes(
+        &fixed_stats.stats.value,
+    )
+    .unwrap();
+    assert_eq!(fixed_metrics.memory.usage.limit, 64 << 20);
+    client
+        .kill(
+            ctx(),
+            &api::KillRequest {
+                id: fixed.clone(),
+                signal: 9,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let waited = client
+        .wait(
+            ctx(),
+            &api::WaitRequest {
+                id: fixed.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(waited.exit_status, 137);
+    client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: fixed.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+
     // Exec is not a thing for an RTOS: UNIMPLEMENTED, not NOT_FOUND.
     match client.exec(
         ctx(),
