@@ -565,7 +565,11 @@ impl Relay {
 #[derive(Default)]
 struct Out {
     buf: Vec<u8>,
+    /// Raw-mode bytes dropped so far (reported when the task ends).
     dropped: u64,
+    /// Dropping now; reset once the reader has emptied the buffer, so each
+    /// episode of a stalled reader is logged once, not once per read.
+    dropping: bool,
 }
 
 enum Wake {
@@ -705,7 +709,7 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
             );
             mode = Mode::Raw;
             set_mode(&ctx, mode);
-            push_raw(&mut stdout, &backlog);
+            let _ = push_raw(&mut stdout, &backlog);
             backlog = Vec::new();
         }
         if mode == Mode::Agent {
@@ -873,7 +877,15 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                         sweep = true;
                         match mode {
                             Mode::Raw => {
-                                push_raw(&mut stdout, &rbuf[..n]);
+                                if push_raw(&mut stdout, &rbuf[..n]) {
+                                    log::warn!(
+                                        "{}: raw console: the output reader is not keeping \
+                                         up; {} KiB are buffered, further output is dropped \
+                                         until it catches up",
+                                        ctx.id,
+                                        RAW_BUFFER >> 10
+                                    );
+                                }
                                 // Hand it on at once if the reader can take it.
                                 let _ = drain(&relay.stdout, &mut stdout);
                             }
@@ -1011,11 +1023,17 @@ fn set_mode(ctx: &LoopCtx, mode: Mode) {
     ctx.state.1.notify_all();
 }
 
-fn push_raw(out: &mut Out, data: &[u8]) {
+/// Buffers raw console output, dropping what does not fit. True when this call
+/// started an episode of dropping (the caller logs it).
+fn push_raw(out: &mut Out, data: &[u8]) -> bool {
     let room = RAW_BUFFER.saturating_sub(out.buf.len());
     let n = data.len().min(room);
     out.buf.extend_from_slice(&data[..n]);
+    if n == data.len() {
+        return false;
+    }
     out.dropped += (data.len() - n) as u64;
+    !std::mem::replace(&mut out.dropping, true)
 }
 
 /// Writes what the FIFO takes without blocking; true if any byte went.
@@ -1024,6 +1042,9 @@ fn drain(fifo: &Option<Async<File>>, out: &mut Out) -> bool {
     match f.get_ref().write(&out.buf) {
         Ok(n) => {
             out.buf.drain(..n);
+            if out.buf.is_empty() {
+                out.dropping = false;
+            }
             n > 0
         }
         Err(e) if would_block(&e) => false,

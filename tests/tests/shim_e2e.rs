@@ -20,6 +20,7 @@
 //! | `pause_resume_*` | PAUSED longer than the liveness window, RUNNING, console works; events |
 //! | `metrics_ps_*` | `ctr task metrics` has memory; `ctr task ps` is the instance's process |
 //! | `attach_*` | attach / detach (SIGKILL of `ctr`) / re-attach, output made while detached kept |
+//! | `raw_stalled_reader_sim` | raw mode, a reader that stops: the RTOS goes on (its `exit 7` after a flood arrives), the excess is dropped, logged once and counted |
 //! | `tty_*` | `ctr run -t` under `script` |
 //! | `twenty_sim_containers` | 20 at once (config's default pedestal), all killed and gone |
 //! | `containerd_restart` | tasks stay RUNNING, console and SIGTERM work, exit events delivered |
@@ -612,6 +613,74 @@ fn attach_sim() {
 #[test]
 fn attach_qemu() {
     attach(Ped::Qemu);
+}
+
+/// Raw mode with a reader that stops reading: the RTOS is never held back (a raw
+/// console has no flow control), the shim keeps `RAW_BUFFER` bytes, drops the
+/// rest, says so once in the log when it starts, and reports the total at the end.
+#[test]
+fn raw_stalled_reader_sim() {
+    const FLOOD: usize = 4 << 20;
+    let p = Ped::Sim;
+    let env = Env::shared();
+    let ns = env.namespace("rawdrop");
+    let (img, ann) = image_and_args(p, true);
+    env.import(&ns, &img);
+    let id = unique_id("rawdrop");
+    ok(
+        &env,
+        &id,
+        env.run_detached_fifo(&ns, &img, &id, &strs(&ann)),
+    );
+    wait_state(&env, &ns, &id, TaskState::Running);
+
+    // `ctr task attach` whose stdout is a pipe nobody reads: once that pipe is
+    // full, ctr stops reading the task's FIFO and the FIFO fills up too. (A
+    // Session would read it, so this child is spawned by hand and reaped below.)
+    let mut cmd = env.ctr_command(ns.name(), &["task", "attach", &id]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stalled = Reap(cmd.spawn().expect("ctr task attach"));
+    let mut input = stalled.0.stdin.take().expect("stdin pipe");
+    // The shell runs the flood, then `exit 7`: the exit status proves that the
+    // RTOS got through the whole flood with nobody reading.
+    std::io::Write::write_all(&mut input, format!("flood {FLOOD}\rexit 7\r").as_bytes())
+        .expect("write to ctr task attach");
+    assert_eq!(exit_status(&env, &ns, &id), 7, "{}", env.diag(&id));
+    drop(stalled);
+    drop(input);
+
+    let log = env.log_lines(&id, 200);
+    let warnings = log
+        .matches("raw console: the output reader is not keeping up")
+        .count();
+    assert_eq!(warnings, 1, "one warning per stall{}", env.diag(&id));
+    // "…: raw console: N bytes dropped because nobody read them"
+    let dropped = log
+        .lines()
+        .filter_map(|l| l.split_once(" bytes dropped because nobody read them"))
+        .filter_map(|(head, _)| head.rsplit(' ').next()?.parse::<usize>().ok())
+        .next_back();
+    let Some(dropped) = dropped else {
+        panic!("no dropped-bytes total in the log{}", env.diag(&id));
+    };
+    // What was not dropped fits in the shim's buffer (256 KiB), the FIFO and the
+    // unread pipe (64 KiB each) and ctr's copy buffer (32 KiB): 1 MiB is a
+    // generous bound. The flood's trailer and the prompt may add a few bytes.
+    assert!(
+        dropped <= FLOOD + 64 && dropped + (1 << 20) >= FLOOD,
+        "dropped {dropped} of a {FLOOD}-byte flood{}",
+        env.diag(&id)
+    );
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
 }
 
 // ---------------------------------------------------------------------------
