@@ -257,6 +257,7 @@ fn run_agent(link: &Link, board: &SimBoard, signals: &SignalFd) -> Result<End, S
     let mut buf = [0u8; 512];
     loop {
         agent.poll(board.uptime_ms(), &mut app);
+        agent.link().flush();
         // Set when bytes moved between the shell and the agent's rings, or an
         // exit was reported: the agent should transmit before we sleep.
         let mut progress = false;
@@ -317,7 +318,7 @@ fn run_agent(link: &Link, board: &SimBoard, signals: &SignalFd) -> Result<End, S
                 _ => 0,
             }));
         }
-        let timeout = if progress {
+        let timeout = if progress || agent.link().buffered_input() {
             PollTimeout::ZERO
         } else {
             match agent.poll_timeout() {
@@ -404,40 +405,73 @@ impl Console for AgentConsole<'_, '_> {
 
 /// [`Link`] as the agent's link, remembering EOF and write failures for the
 /// main loop (the agent's trait has no way to report them).
+/// The agent's view of the link. It batches: reads fill a 16 KiB buffer with one
+/// system call and hand it out in the agent's small chunks; writes collect in a
+/// buffer that [`AgentLink::flush`] sends after each `Agent::poll`. One system call
+/// per frame each way had cost more than the protocol itself on a pipe.
 struct AgentLink<'a> {
     link: &'a Link,
+    rx: Box<[u8]>,
+    rx_start: usize,
+    rx_end: usize,
+    tx: Vec<u8>,
     eof: bool,
     closed: bool,
 }
+
+const LINK_BATCH: usize = 16 * 1024;
 
 impl<'a> AgentLink<'a> {
     fn new(link: &'a Link) -> Self {
         AgentLink {
             link,
+            rx: vec![0; LINK_BATCH].into_boxed_slice(),
+            rx_start: 0,
+            rx_end: 0,
+            tx: Vec::with_capacity(LINK_BATCH),
             eof: false,
             closed: false,
         }
+    }
+
+    /// Input already read from the link that the agent has not taken yet (the
+    /// link's fd will not show it as readable).
+    fn buffered_input(&self) -> bool {
+        self.rx_start != self.rx_end
+    }
+
+    /// Sends what the agent wrote (blocking until the link takes it).
+    fn flush(&mut self) {
+        if !self.closed && !self.tx.is_empty() && self.link.write_all(&self.tx).is_err() {
+            self.closed = true;
+        }
+        self.tx.clear();
     }
 }
 
 impl micrun_rtos::Link for AgentLink<'_> {
     fn read(&mut self, buf: &mut [u8]) -> usize {
-        if self.eof {
-            return 0;
+        if self.rx_start == self.rx_end && !self.eof {
+            self.rx_start = 0;
+            self.rx_end = match self.link.read(&mut self.rx) {
+                Ok(Some(0)) | Err(_) => {
+                    self.eof = true;
+                    0
+                }
+                Ok(Some(n)) => n,
+                Ok(None) => 0,
+            };
         }
-        match self.link.read(buf) {
-            Ok(Some(0)) | Err(_) => {
-                self.eof = true;
-                0
-            }
-            Ok(Some(n)) => n,
-            Ok(None) => 0,
-        }
+        let n = buf.len().min(self.rx_end - self.rx_start);
+        buf[..n].copy_from_slice(&self.rx[self.rx_start..self.rx_start + n]);
+        self.rx_start += n;
+        n
     }
 
     fn write(&mut self, data: &[u8]) {
-        if !self.closed && self.link.write_all(data).is_err() {
-            self.closed = true;
+        self.tx.extend_from_slice(data);
+        if self.tx.len() >= LINK_BATCH {
+            self.flush();
         }
     }
 }
