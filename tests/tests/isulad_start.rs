@@ -287,35 +287,7 @@ fn isulad_style_lifecycle_over_ttrpc() {
     )
     .unwrap();
     assert_eq!(fixed_metrics.memory.usage.limit, 64 << 20);
-    client
-        .kill(
-            ctx(),
-            &api::KillRequest {
-                id: fixed.clone(),
-                signal: 9,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let waited = client
-        .wait(
-            ctx(),
-            &api::WaitRequest {
-                id: fixed.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(waited.exit_status, 137);
-    client
-        .delete(
-            ctx(),
-            &api::DeleteRequest {
-                id: fixed.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    assert_eq!(sigkill_wait_delete(&client, &fixed), (137, 137));
 
     // Exec is not a thing for an RTOS: UNIMPLEMENTED, not NOT_FOUND.
     match client.exec(
@@ -334,11 +306,24 @@ fn isulad_style_lifecycle_over_ttrpc() {
         other => panic!("exec: {other:?}"),
     }
 
+    assert_eq!(sigkill_wait_delete(&client, &id), (137, 137));
+    assert!(!Path::new(&format!("/proc/{}", created.pid)).exists() || is_gone(created.pid));
+    assert!(
+        !dir.path().join("state/isula").join(&id).exists(),
+        "state removed"
+    );
+    client
+        .shutdown(ctx(), &api::ShutdownRequest::default())
+        .unwrap();
+}
+
+/// Kill with SIGKILL, Wait, Delete: the exit status Wait and Delete report.
+fn sigkill_wait_delete(client: &TaskClient, id: &str) -> (u32, u32) {
     client
         .kill(
             ctx(),
             &api::KillRequest {
-                id: id.clone(),
+                id: id.to_string(),
                 signal: 9,
                 ..Default::default()
             },
@@ -348,30 +333,21 @@ fn isulad_style_lifecycle_over_ttrpc() {
         .wait(
             ctx(),
             &api::WaitRequest {
-                id: id.clone(),
+                id: id.to_string(),
                 ..Default::default()
             },
         )
         .unwrap();
-    assert_eq!(waited.exit_status, 137);
     let deleted = client
         .delete(
             ctx(),
             &api::DeleteRequest {
-                id: id.clone(),
+                id: id.to_string(),
                 ..Default::default()
             },
         )
         .unwrap();
-    assert_eq!(deleted.exit_status, 137);
-    assert!(!Path::new(&format!("/proc/{}", created.pid)).exists() || is_gone(created.pid));
-    assert!(
-        !dir.path().join("state/isula").join(&id).exists(),
-        "state removed"
-    );
-    client
-        .shutdown(ctx(), &api::ShutdownRequest::default())
-        .unwrap();
+    (waited.exit_status, deleted.exit_status)
 }
 
 fn is_gone(pid: u32) -> bool {

@@ -2066,22 +2066,31 @@ fn render(r: &Report) -> String {
     // 4, 5. console
     if let Some(c) = &r.console {
         let (a, l) = (c.shim_agent.median(), c.raw_link.median());
+        let al = c.agent_link.median();
+        // The target compares like with like: the relay (containerd's FIFOs, ctr
+        // and the shim) against the same link and protocol without it. What the
+        // protocol itself costs on a pipe is row 4p.
         let _ = writeln!(
             s,
-            "| 4 | console throughput, `flood {}`, agent mode | {} | the link alone (`micrun-rtos-sim --raw` on a pipe) {} | {:.0} % | ≥ 80 % | {} |",
+            "| 4 | console throughput, `flood {}`, agent mode, through the shim | {} | the same agent link without the shim (4a) {} | {:.0} % | ≥ 80 % | {} |",
             o.flood_bytes,
             f_mbs(a),
-            f_mbs(l),
-            100.0 * a / l,
-            verdict(a / l >= 0.8)
+            f_mbs(al),
+            100.0 * a / al,
+            verdict(a / al >= 0.8)
         );
-        let al = c.agent_link.median();
         let _ = writeln!(
             s,
-            "| 4a | agent-mode link alone (no shim): the simulator's agent on a pipe, the shim's `LinkEndpoint` in a tight loop | {} | the link alone {} | {:.0} % | — | (where the limit is) |",
+            "| 4a | agent link alone (no shim): the simulator's agent on a pipe, the shim's `LinkEndpoint` in a tight loop | {} | — | — | — | (the comparator of 4) |",
+            f_mbs(al),
+        );
+        let _ = writeln!(
+            s,
+            "| 4p | the protocol's cost on a pipe: agent link alone (4a) vs the raw link alone (`micrun-rtos-sim --raw` on a pipe) | {} | {} | {:.0} % | — | (informative; through the shim: {:.0} % of the raw link) |",
             f_mbs(al),
             f_mbs(l),
-            100.0 * al / l
+            100.0 * al / l,
+            100.0 * a / l
         );
         let rw = c.shim_raw.median();
         let _ = writeln!(
