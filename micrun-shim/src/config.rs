@@ -25,15 +25,34 @@
 //! cpu = "cortex-a53"
 //! extra_args = []
 //!
+//! [mica]                           # micad, the Mica daemon (drives xen and baremetal)
+//! dir = "/run/mica"                # its sockets: mica-create.socket, <id>.socket
+//! tty_dirs = ["/dev"]              # where ttyRPMSG_<id>_0 appears
+//! tty_wait = "30s"                 # how long to wait for it after start
+//! timeout = "5s"                   # per exchange with micad
+//!
+//! [xen]
+//! driver = "auto"                  # auto (micad if running, else direct) | micad | direct
+//! xl = "xl"
+//! xenstore_read = "xenstore-read"
+//! detect = "/proc/xen"             # a Xen host has this
+//! boot_image = "image.bin"         # default of the ped.conf annotation
+//!
+//! [baremetal]
+//! driver = "auto"
+//! sysfs = "/sys"                   # remoteproc processors under <sysfs>/class/remoteproc
+//! firmware_dir = ""                # "" = firmware_class's path parameter, else /lib/firmware
+//! rpmsg_tty = { remoteproc0 = "/dev/ttyRPMSG0" }   # the console of each processor
+//!
 //! [resources]
 //! min_memory_mib = 32              # memory floor (reference/mica.md: default 32 MiB)
 //! default_memory_mib = 64          # memory for a container without a memory limit
 //! max_vcpus = 8                    # reference/mica.md: default 8
 //! ```
 //!
-//! Each pedestal has its own section (`[qemu]`, `[sim]`; `[xen]` and `[baremetal]` with
-//! their driver choice and tool paths join them the same way), and limits shared by all
-//! pedestals live in `[resources]`.
+//! Each pedestal has its own section (`[qemu]`, `[sim]`, `[xen]`, `[baremetal]`),
+//! micad's sockets and ttys are `[mica]`, and limits shared by all pedestals live in
+//! `[resources]`.
 //!
 //! Strictness: every section rejects unknown keys, and every error names the file, the
 //! dotted key (`lifecycle.stop_grace`), the line where toml can tell it, and what is
@@ -158,6 +177,12 @@ pub struct Config {
     pub sim: SimConfig,
     /// The `qemu` pedestal.
     pub qemu: QemuConfig,
+    /// micad, the Mica daemon that drives the `xen` and `baremetal` pedestals.
+    pub mica: MicaConfig,
+    /// The `xen` pedestal.
+    pub xen: XenConfig,
+    /// The `baremetal` pedestal.
+    pub baremetal: BaremetalConfig,
     /// Resource defaults and limits shared by all pedestals.
     pub resources: ResourceConfig,
 }
@@ -171,6 +196,9 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             sim: SimConfig::default(),
             qemu: QemuConfig::default(),
+            mica: MicaConfig::default(),
+            xen: XenConfig::default(),
+            baremetal: BaremetalConfig::default(),
             resources: ResourceConfig::default(),
         }
     }
@@ -235,6 +263,113 @@ impl Default for QemuConfig {
             machine: "virt".to_owned(),
             cpu: "cortex-a53".to_owned(),
             extra_args: Vec::new(),
+        }
+    }
+}
+
+/// How a hardware pedestal is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverChoice {
+    /// Through micad when it runs (its create socket exists), else directly.
+    #[default]
+    Auto,
+    /// Always through micad; Create fails when micad is not running.
+    Micad,
+    /// Never through micad: `xl` for xen, Linux remoteproc for baremetal.
+    Direct,
+}
+
+impl fmt::Display for DriverChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Micad => "micad",
+            Self::Direct => "direct",
+        })
+    }
+}
+
+/// `[mica]`: where micad's sockets and consoles are.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MicaConfig {
+    /// micad's socket directory (default `/run/mica`); micad runs when
+    /// `<dir>/mica-create.socket` exists.
+    pub dir: PathBuf,
+    /// Directories searched for `ttyRPMSG_<id>_0`, the console micad makes (default
+    /// `/dev`).
+    pub tty_dirs: Vec<PathBuf>,
+    /// How long to wait for that console after start (default 30 s).
+    #[serde(deserialize_with = "duration")]
+    pub tty_wait: Duration,
+    /// Timeout of one exchange with micad (default 5 s).
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for MicaConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/run/mica"),
+            tty_dirs: vec![PathBuf::from("/dev")],
+            tty_wait: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[xen]`: the xen pedestal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XenConfig {
+    /// micad, `xl`, or whichever the host has (default `auto`).
+    pub driver: DriverChoice,
+    /// The `xl` tool (default `xl`, looked up in `PATH`).
+    pub xl: PathBuf,
+    /// The `xenstore-read` tool (default `xenstore-read`).
+    pub xenstore_read: PathBuf,
+    /// A path that exists on a Xen host (default `/proc/xen`).
+    pub detect: PathBuf,
+    /// The boot image in the container's rootfs when it sets no
+    /// `org.openeuler.micrun.ped.conf` (default `image.bin`).
+    pub boot_image: PathBuf,
+}
+
+impl Default for XenConfig {
+    fn default() -> Self {
+        Self {
+            driver: DriverChoice::Auto,
+            xl: PathBuf::from("xl"),
+            xenstore_read: PathBuf::from("xenstore-read"),
+            detect: PathBuf::from("/proc/xen"),
+            boot_image: PathBuf::from("image.bin"),
+        }
+    }
+}
+
+/// `[baremetal]`: the baremetal pedestal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaremetalConfig {
+    /// micad, Linux remoteproc, or whichever the host has (default `auto`).
+    pub driver: DriverChoice,
+    /// The sysfs root (default `/sys`); processors are under `class/remoteproc`.
+    pub sysfs: PathBuf,
+    /// Where firmware files are put for the kernel to load; empty (the default)
+    /// means firmware_class's `path` parameter when set, else `/lib/firmware`.
+    pub firmware_dir: PathBuf,
+    /// The console (rpmsg tty) of each remote processor, by its name.
+    pub rpmsg_tty: std::collections::BTreeMap<String, PathBuf>,
+}
+
+impl Default for BaremetalConfig {
+    fn default() -> Self {
+        Self {
+            driver: DriverChoice::Auto,
+            sysfs: PathBuf::from("/sys"),
+            firmware_dir: PathBuf::new(),
+            rpmsg_tty: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -414,6 +549,46 @@ impl Config {
             if value.trim().is_empty() {
                 return Err((key, "must not be empty".to_owned()));
             }
+        }
+        if !self.mica.dir.is_absolute() {
+            return Err((
+                "mica.dir",
+                format!("{:?} is not an absolute path", self.mica.dir),
+            ));
+        }
+        if self.mica.tty_dirs.is_empty() {
+            return Err(("mica.tty_dirs", "must name at least one directory".to_owned()));
+        }
+        if self.mica.timeout.is_zero() {
+            return Err(("mica.timeout", "must be longer than 0".to_owned()));
+        }
+        for (key, value) in [
+            ("xen.xl", &self.xen.xl),
+            ("xen.xenstore_read", &self.xen.xenstore_read),
+            ("xen.boot_image", &self.xen.boot_image),
+        ] {
+            if value.as_os_str().is_empty() {
+                return Err((key, "must not be empty".to_owned()));
+            }
+        }
+        if self.xen.boot_image.is_absolute() {
+            return Err((
+                "xen.boot_image",
+                "must be a path inside the container's rootfs, not absolute".to_owned(),
+            ));
+        }
+        if !self.baremetal.sysfs.is_absolute() {
+            return Err((
+                "baremetal.sysfs",
+                format!("{:?} is not an absolute path", self.baremetal.sysfs),
+            ));
+        }
+        let fw = &self.baremetal.firmware_dir;
+        if !fw.as_os_str().is_empty() && !fw.is_absolute() {
+            return Err((
+                "baremetal.firmware_dir",
+                format!("{fw:?} is not an absolute path"),
+            ));
         }
         // These values travel in the i32 fields of micad's create message.
         let res = &self.resources;
