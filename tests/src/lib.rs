@@ -6,9 +6,12 @@
 //!   socket; dropping it kills and reaps QEMU and removes the socket.
 //! - [`HostSession`] drives a [`micrun_proto::HostEndpoint`] over a byte stream
 //!   with the real clock: what the shim does, in a test-sized form.
+//! - [`micad::MicadEmulator`] stands in for Mica's `micad` daemon: its wire
+//!   protocol on unix sockets, firmware run as processes behind a pty console.
 
 pub mod containerd;
 pub mod e2e;
+pub mod micad;
 pub mod oci;
 
 use std::io::{Read, Write};

@@ -15,6 +15,7 @@
 //! end from the shim's reaper (see [`crate::instance`]), never by waiting on it here,
 //! because the shim's SIGCHLD handler reaps every child.
 
+pub mod micad;
 pub mod qemu;
 mod qmp;
 pub mod sim;
