@@ -614,7 +614,7 @@ impl containerd_shim::Task for Service {
                 .to_ttrpc(),
             );
         }
-        let res: oci_spec::runtime::LinuxResources =
+        let res: crate::oci::LinuxResources =
             ttrpc(serde_json::from_slice(&req.resources.value).map_err(|e| {
                 Error::InvalidArgument(format!(
                     "update {}: resources are not OCI JSON: {e}",
