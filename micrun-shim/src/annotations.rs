@@ -199,8 +199,8 @@ pub enum AnnotationError {
 
 impl Annotations {
     /// Parses the annotations of an OCI spec (none → [`Annotations::default`]).
-    pub fn from_spec(spec: &oci_spec::runtime::Spec) -> Result<Annotations, AnnotationError> {
-        match spec.annotations() {
+    pub fn from_spec(spec: &crate::oci::Spec) -> Result<Annotations, AnnotationError> {
+        match &spec.annotations {
             Some(map) => Self::parse(map),
             None => Ok(Self::default()),
         }
@@ -662,13 +662,12 @@ mod tests {
 
     #[test]
     fn from_spec_reads_the_annotations() {
-        let mut spec = oci_spec::runtime::Spec::default();
-        spec.set_annotations(None);
+        let mut spec = crate::oci::Spec::default();
         assert_eq!(
             Annotations::from_spec(&spec).unwrap(),
             Annotations::default()
         );
-        spec.set_annotations(Some(map(&[(MAX_VCPU_NUM, "2")])));
+        spec.annotations = Some(map(&[(MAX_VCPU_NUM, "2")]));
         assert_eq!(Annotations::from_spec(&spec).unwrap().max_vcpus, Some(2));
     }
 }

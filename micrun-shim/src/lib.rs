@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod firmware;
 pub mod instance;
+pub mod oci;
 pub mod pedestal;
 pub mod resources;
 pub mod service;

@@ -33,7 +33,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
+use crate::oci::{LinuxCpu, LinuxMemory, LinuxResources};
 
 use crate::annotations::{Annotations, MAX_VCPU_NUM, MIN_MEMORY_MB};
 use crate::config::ResourceConfig;
@@ -265,8 +265,8 @@ pub fn map_resources(
     host_cpus: &CpuSet,
     limits: &ResourceConfig,
 ) -> Result<Resources, ResourceError> {
-    let cpu = linux.and_then(|r| r.cpu().as_ref());
-    let memory = linux.and_then(|r| r.memory().as_ref());
+    let cpu = linux.and_then(|r| r.cpu.as_ref());
+    let memory = linux.and_then(|r| r.memory.as_ref());
 
     let (max_vcpus, max_from) = match annotations.max_vcpus {
         Some(max) => (max, MAX_VCPU_NUM),
@@ -279,7 +279,7 @@ pub fn map_resources(
     // cpuset → cpu_str and vcpus.
     let mut cpus = None;
     let mut dropped_cpus = Vec::new();
-    if let Some(text) = cpu.and_then(|c| c.cpus().as_deref()) {
+    if let Some(text) = cpu.and_then(|c| c.cpus.as_deref()) {
         let requested = CpuSet::parse(text).map_err(|reason| ResourceError::InvalidCpuset {
             value: text.to_owned(),
             reason,
@@ -326,7 +326,7 @@ pub fn map_resources(
     let vcpus = vcpus as u32;
     let cpu_cap_percent = cpu_cap_percent.map(|cap| cap.min(WIRE_MAX) as u32);
 
-    let cpu_weight = match cpu.and_then(LinuxCpu::shares) {
+    let cpu_weight = match cpu.and_then(|c| c.shares) {
         None | Some(0) => DEFAULT_CPU_WEIGHT,
         Some(shares) => {
             (shares / 4).clamp(u64::from(CPU_WEIGHT_RANGE.0), u64::from(CPU_WEIGHT_RANGE.1)) as u32
@@ -350,8 +350,8 @@ pub fn map_resources(
 
 /// quota×100/period in percent, at least 1; `None` when there is no positive quota.
 fn cap_percent(cpu: &LinuxCpu) -> Option<u64> {
-    let quota = u64::try_from(cpu.quota()?).ok().filter(|&q| q > 0)?;
-    let period = match cpu.period() {
+    let quota = u64::try_from(cpu.quota?).ok().filter(|&q| q > 0)?;
+    let period = match cpu.period {
         None | Some(0) => DEFAULT_CPU_PERIOD_US,
         Some(period) => period,
     };
@@ -373,14 +373,14 @@ fn map_memory(
     };
     let positive =
         |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok()).filter(|&v| v > 0);
-    if let Some(reservation) = positive(memory.and_then(LinuxMemory::reservation)) {
+    if let Some(reservation) = positive(memory.and_then(|m| m.reservation)) {
         let reserved_mib = reservation.div_ceil(1 << MIB_SHIFT);
         if reserved_mib > floor {
             floor = reserved_mib;
             floor_from = "linux.resources.memory.reservation";
         }
     }
-    let memory_mib = match positive(memory.and_then(LinuxMemory::limit)) {
+    let memory_mib = match positive(memory.and_then(|m| m.limit)) {
         Some(limit) => {
             let memory_mib = limit >> MIB_SHIFT;
             if memory_mib < floor {
@@ -416,16 +416,14 @@ fn map_memory(
 /// The present settings that have no pedestal equivalent.
 fn ignored(resources: &LinuxResources) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if let Some(memory) = resources.memory() {
-        #[allow(deprecated)] // reading the deprecated kernel limit only to report it
-        let kernel = memory.kernel();
+    if let Some(memory) = &resources.memory {
         for (present, name) in [
-            (memory.swap().is_some(), "memory.swap"),
-            (kernel.is_some(), "memory.kernel"),
-            (memory.kernel_tcp().is_some(), "memory.kernelTCP"),
-            (memory.swappiness().is_some(), "memory.swappiness"),
+            (memory.swap.is_some(), "memory.swap"),
+            (memory.kernel.is_some(), "memory.kernel"),
+            (memory.kernel_tcp.is_some(), "memory.kernelTCP"),
+            (memory.swappiness.is_some(), "memory.swappiness"),
             (
-                memory.disable_oom_killer().is_some(),
+                memory.disable_oom_killer.is_some(),
                 "memory.disableOOMKiller",
             ),
         ] {
@@ -434,16 +432,16 @@ fn ignored(resources: &LinuxResources) -> Vec<&'static str> {
             }
         }
     }
-    if let Some(cpu) = resources.cpu() {
+    if let Some(cpu) = &resources.cpu {
         for (present, name) in [
             (
-                cpu.mems().as_deref().is_some_and(|m| !m.trim().is_empty()),
+                cpu.mems.as_deref().is_some_and(|m| !m.trim().is_empty()),
                 "cpu.mems (NUMA)",
             ),
-            (cpu.realtime_runtime().is_some(), "cpu.realtimeRuntime"),
-            (cpu.realtime_period().is_some(), "cpu.realtimePeriod"),
-            (cpu.idle().is_some(), "cpu.idle"),
-            (cpu.burst().is_some(), "cpu.burst"),
+            (cpu.realtime_runtime.is_some(), "cpu.realtimeRuntime"),
+            (cpu.realtime_period.is_some(), "cpu.realtimePeriod"),
+            (cpu.idle.is_some(), "cpu.idle"),
+            (cpu.burst.is_some(), "cpu.burst"),
         ] {
             if present {
                 out.push(name);
@@ -453,19 +451,19 @@ fn ignored(resources: &LinuxResources) -> Vec<&'static str> {
     for (present, name) in [
         (
             resources
-                .hugepage_limits()
+                .hugepage_limits
                 .as_ref()
                 .is_some_and(|h| !h.is_empty()),
             "hugepageLimits",
         ),
         (
-            resources.unified().as_ref().is_some_and(|u| !u.is_empty()),
+            resources.unified.as_ref().is_some_and(|u| !u.is_empty()),
             "unified",
         ),
-        (resources.pids().is_some(), "pids"),
-        (resources.block_io().is_some(), "blockIO"),
-        (resources.network().is_some(), "network"),
-        (resources.rdma().is_some(), "rdma"),
+        (resources.pids.is_some(), "pids"),
+        (resources.block_io.is_some(), "blockIO"),
+        (resources.network.is_some(), "network"),
+        (resources.rdma.is_some(), "rdma"),
     ] {
         if present {
             out.push(name);
@@ -477,11 +475,6 @@ fn ignored(resources: &LinuxResources) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{
-        LinuxCpuBuilder, LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
-        LinuxResourcesBuilder,
-    };
-    use std::collections::HashMap;
 
     const MIB: i64 = 1 << 20;
 
@@ -503,18 +496,21 @@ mod tests {
     type Expected = (u32, u32, Option<&'static str>, Option<u32>, u32, u32);
 
     fn resources_of(case: &Case) -> LinuxResources {
-        let mut cpu = LinuxCpu::default();
-        cpu.set_cpus(case.cpus.map(str::to_owned));
-        cpu.set_quota(case.quota);
-        cpu.set_period(case.period);
-        cpu.set_shares(case.shares);
-        let mut memory = LinuxMemory::default();
-        memory.set_limit(case.limit);
-        memory.set_reservation(case.reservation);
-        let mut resources = LinuxResources::default();
-        resources.set_cpu(Some(cpu));
-        resources.set_memory(Some(memory));
-        resources
+        LinuxResources {
+            cpu: Some(LinuxCpu {
+                cpus: case.cpus.map(str::to_owned),
+                quota: case.quota,
+                period: case.period,
+                shares: case.shares,
+                ..LinuxCpu::default()
+            }),
+            memory: Some(LinuxMemory {
+                limit: case.limit,
+                reservation: case.reservation,
+                ..LinuxMemory::default()
+            }),
+            ..LinuxResources::default()
+        }
     }
 
     fn run(case: &Case) -> Result<Resources, ResourceError> {
@@ -915,10 +911,13 @@ mod tests {
         let res = map_resources(None, &Annotations::default(), &CpuSet::first(4), &limits).unwrap();
         assert_eq!((res.max_vcpus, res.memory_mib), (2, 200));
 
-        let mut memory = LinuxMemory::default();
-        memory.set_limit(Some(39 * MIB));
-        let mut resources = LinuxResources::default();
-        resources.set_memory(Some(memory));
+        let resources = LinuxResources {
+            memory: Some(LinuxMemory {
+                limit: Some(39 * MIB),
+                ..LinuxMemory::default()
+            }),
+            ..LinuxResources::default()
+        };
         let err = map_resources(
             Some(&resources),
             &Annotations::default(),
@@ -956,10 +955,13 @@ mod tests {
         assert!(res.to_string().contains("dropped-cpus=8,9,12"), "{res}");
         // A host with holes in its numbering.
         let host = CpuSet::parse("0,2,4").unwrap();
-        let mut resources = LinuxResources::default();
-        resources.set_cpu(Some(
-            LinuxCpuBuilder::default().cpus("0-3").build().unwrap(),
-        ));
+        let resources = LinuxResources {
+            cpu: Some(LinuxCpu {
+                cpus: Some("0-3".to_owned()),
+                ..LinuxCpu::default()
+            }),
+            ..LinuxResources::default()
+        };
         let res = map_resources(
             Some(&resources),
             &Annotations::default(),
@@ -971,34 +973,33 @@ mod tests {
         assert_eq!(res.dropped_cpus, [1, 3]);
     }
 
+    /// `linux.resources` from its OCI JSON, as in config.json or an update request.
+    fn from_json(json: &str) -> LinuxResources {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    fn ignored_of(resources: &LinuxResources) -> Vec<&'static str> {
+        map_resources(
+            Some(resources),
+            &Annotations::default(),
+            &CpuSet::first(2),
+            &ResourceConfig::default(),
+        )
+        .unwrap()
+        .ignored
+    }
+
     #[test]
     fn ignored_settings_are_listed() {
-        let resources = LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .limit(64 * MIB)
-                    .swap(128 * MIB)
-                    .swappiness(10u64)
-                    .build()
-                    .unwrap(),
-            )
-            .cpu(
-                LinuxCpuBuilder::default()
-                    .cpus("0")
-                    .mems("0")
-                    .realtime_runtime(1000i64)
-                    .build()
-                    .unwrap(),
-            )
-            .hugepage_limits(vec![LinuxHugepageLimitBuilder::default()
-                .page_size("2MB")
-                .limit(0i64)
-                .build()
-                .unwrap()])
-            .unified(HashMap::from([("memory.high".to_owned(), "1M".to_owned())]))
-            .pids(LinuxPidsBuilder::default().limit(10i64).build().unwrap())
-            .build()
-            .unwrap();
+        let resources = from_json(
+            r#"{
+                "memory": {"limit": 67108864, "swap": 134217728, "swappiness": 10},
+                "cpu": {"cpus": "0", "mems": "0", "realtimeRuntime": 1000},
+                "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
+                "unified": {"memory.high": "1M"},
+                "pids": {"limit": 10}
+            }"#,
+        );
         let res = map_resources(
             Some(&resources),
             &Annotations::default(),
@@ -1021,17 +1022,43 @@ mod tests {
         assert!(res
             .to_string()
             .ends_with("ignored=memory.swap,memory.swappiness,cpu.mems (NUMA),cpu.realtimeRuntime,hugepageLimits,unified,pids"));
-        // The device list containerd always sends is not reported.
-        let mut resources = LinuxResources::default();
-        resources.set_devices(Some(vec![Default::default()]));
-        let res = map_resources(
-            Some(&resources),
-            &Annotations::default(),
-            &CpuSet::first(2),
-            &ResourceConfig::default(),
-        )
-        .unwrap();
-        assert!(res.ignored.is_empty());
+        // Every knob without a pedestal equivalent, by its OCI name.
+        let everything = from_json(
+            r#"{
+                "memory": {"kernel": 1, "kernelTCP": 1, "disableOOMKiller": true},
+                "cpu": {"realtimePeriod": 1000, "idle": 1, "burst": 10},
+                "blockIO": {"weight": 10},
+                "network": {"classID": 1},
+                "rdma": {"mlx5_0": {"hcaHandles": 1}}
+            }"#,
+        );
+        assert_eq!(
+            ignored_of(&everything),
+            [
+                "memory.kernel",
+                "memory.kernelTCP",
+                "memory.disableOOMKiller",
+                "cpu.realtimePeriod",
+                "cpu.idle",
+                "cpu.burst",
+                "blockIO",
+                "network",
+                "rdma"
+            ]
+        );
+        // Empty or blank values, nulls, the settings micrun maps, and the device list
+        // containerd always sends are not reported.
+        let quiet = from_json(
+            r#"{
+                "devices": [{"allow": false, "access": "rwm"}],
+                "memory": {"limit": 67108864, "reservation": 0, "swap": null},
+                "cpu": {"shares": 1024, "quota": 0, "period": 100000, "mems": " "},
+                "hugepageLimits": [],
+                "unified": {},
+                "pids": null
+            }"#,
+        );
+        assert!(ignored_of(&quiet).is_empty(), "{:?}", ignored_of(&quiet));
     }
 
     #[test]

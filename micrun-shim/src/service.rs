@@ -16,13 +16,18 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim::api;
+use containerd_shim::protos::cgroups::metrics::Metrics;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExit, TaskPaused, TaskResumed, TaskStart,
 };
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::shim::event::Envelope;
+use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::topics;
-use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::protos::ttrpc::Client;
+use containerd_shim::protos::EventsClient;
 use containerd_shim::{Context, ExitSignal, TtrpcContext, TtrpcResult};
 
 use crate::config::Config;
@@ -30,28 +35,100 @@ use crate::error::Error;
 use crate::instance::{lock, ExitInfo, Instance, IoPaths, Status};
 use crate::state::{self, TaskRecord};
 
+/// A message sent to containerd inside a protobuf `Any`, with its `type_url`: the
+/// message's protobuf full name, bare (no `type.googleapis.com/`), as containerd's
+/// typeurl registry and containerd-shim's `convert_to_any` write it.
+///
+/// The name is stated here rather than read from the message's descriptor
+/// (`descriptor_dyn().full_name()`), because the first reflection call builds
+/// rust-protobuf's whole descriptor pool: about 500 KiB of shim RSS. A test checks
+/// each name against the descriptor.
+pub trait TypeUrl: Message {
+    /// The protobuf full name, e.g. `containerd.events.TaskCreate`.
+    const TYPE_URL: &'static str;
+
+    /// The message packed into an `Any`.
+    fn to_any(&self) -> Result<Any, Error> {
+        Ok(Any {
+            type_url: Self::TYPE_URL.to_owned(),
+            value: self
+                .write_to_bytes()
+                .map_err(|e| Error::Internal(format!("encode {}: {e}", Self::TYPE_URL)))?,
+            ..Default::default()
+        })
+    }
+}
+
+/// A task event, and the topic it is published on.
+pub trait Event: TypeUrl {
+    /// The containerd topic, e.g. `/tasks/create`.
+    const TOPIC: &'static str;
+}
+
+/// Every message micrun packs into an `Any`: `type => full name` or
+/// `type => full name, topic` for events. Each name is stated once, here.
+macro_rules! type_urls {
+    ($($ty:ty => $url:literal $(, $topic:expr)?;)*) => {
+        $(
+            impl TypeUrl for $ty {
+                const TYPE_URL: &'static str = $url;
+            }
+            $(impl Event for $ty {
+                const TOPIC: &'static str = $topic;
+            })?
+        )*
+        /// `(type_url, descriptor full name)` of every [`TypeUrl`] above.
+        #[cfg(test)]
+        fn declared_type_urls() -> Vec<(&'static str, String)> {
+            use containerd_shim::protos::protobuf::MessageFull;
+            vec![$((<$ty as TypeUrl>::TYPE_URL, <$ty>::descriptor().full_name().to_owned())),*]
+        }
+    };
+}
+
+type_urls! {
+    TaskCreate => "containerd.events.TaskCreate", topics::TASK_CREATE_EVENT_TOPIC;
+    TaskStart => "containerd.events.TaskStart", topics::TASK_START_EVENT_TOPIC;
+    TaskExit => "containerd.events.TaskExit", topics::TASK_EXIT_EVENT_TOPIC;
+    TaskDelete => "containerd.events.TaskDelete", topics::TASK_DELETE_EVENT_TOPIC;
+    TaskPaused => "containerd.events.TaskPaused", topics::TASK_PAUSED_EVENT_TOPIC;
+    TaskResumed => "containerd.events.TaskResumed", topics::TASK_RESUMED_EVENT_TOPIC;
+    Metrics => "io.containerd.cgroups.v1.Metrics";
+}
+
+/// Connects to containerd's ttrpc address (`unix://` prefix optional), as
+/// containerd-shim's `RemotePublisher` does.
+fn connect_events(address: &str) -> Result<EventsClient, String> {
+    let fd = containerd_shim::util::connect(address).map_err(|e| e.to_string())?;
+    // Client::new takes ownership of the descriptor.
+    let client = Client::new(fd).map_err(|e| e.to_string())?;
+    Ok(EventsClient::new(client))
+}
+
 /// Publishes events, or drops them (with a debug line) where there is no
 /// publisher, as when iSulad starts the shim. A publish that fails (containerd
 /// restarted and the connection broke) reconnects once and retries.
+///
+/// Events go straight to containerd's ttrpc `Events.Forward`, not through
+/// containerd-shim's `RemotePublisher`, which names each event by reflection
+/// (see [`TypeUrl`]).
 #[derive(Clone)]
 pub struct Events {
     address: Option<String>,
-    publisher: Arc<Mutex<Option<RemotePublisher>>>,
+    publisher: Arc<Mutex<Option<EventsClient>>>,
     namespace: String,
 }
 
 impl Events {
     /// `address` is containerd's ttrpc address (`TTRPC_ADDRESS`), if any.
     pub fn new(address: Option<String>, namespace: &str) -> Events {
-        let publisher = address
-            .as_ref()
-            .and_then(|a| match RemotePublisher::new(a) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    log::warn!("cannot connect to {a} to publish events: {e}");
-                    None
-                }
-            });
+        let publisher = address.as_ref().and_then(|a| match connect_events(a) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::warn!("cannot connect to {a} to publish events: {e}");
+                None
+            }
+        });
         Events {
             address,
             publisher: Arc::new(Mutex::new(publisher)),
@@ -59,24 +136,41 @@ impl Events {
         }
     }
 
-    fn send(&self, topic: &str, event: Box<dyn MessageDyn>) {
+    /// The forward request of `event`: its envelope, stamped now.
+    fn request<E: Event>(&self, event: &E) -> Result<ForwardRequest, Error> {
+        Ok(ForwardRequest {
+            envelope: MessageField::some(Envelope {
+                timestamp: MessageField::some(timestamp(SystemTime::now())),
+                namespace: self.namespace.clone(),
+                topic: E::TOPIC.to_owned(),
+                event: MessageField::some(event.to_any()?),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn send<E: Event>(&self, event: E) {
+        let topic = E::TOPIC;
         let Some(address) = &self.address else {
             log::debug!("no event publisher; dropped {topic}");
             return;
         };
+        let req = match self.request(&event) {
+            Ok(req) => req,
+            Err(e) => {
+                log::warn!("event {topic} dropped: {e}");
+                return;
+            }
+        };
         let mut publisher = lock(&self.publisher);
         for attempt in 0..2 {
             if publisher.is_none() {
-                *publisher = RemotePublisher::new(address).ok();
+                *publisher = connect_events(address).ok();
             }
             let Some(p) = publisher.as_ref() else { break };
-            match p.publish(
-                Context::default(),
-                topic,
-                &self.namespace,
-                event.clone_box(),
-            ) {
-                Ok(()) => return,
+            match p.forward(Context::default(), &req) {
+                Ok(_) => return,
                 Err(e) => {
                     log::warn!("publish {topic} (attempt {}): {e}", attempt + 1);
                     *publisher = None;
@@ -310,37 +404,31 @@ impl Service {
             let events = self.events.clone();
             let tid = id.clone();
             inst.set_exit_hook(move |e: &ExitInfo| {
-                events.send(
-                    topics::TASK_EXIT_EVENT_TOPIC,
-                    Box::new(TaskExit {
-                        container_id: tid.clone(),
-                        id: tid.clone(),
-                        pid,
-                        exit_status: e.code,
-                        exited_at: MessageField::some(timestamp(e.at)),
-                        ..Default::default()
-                    }),
-                )
+                events.send(TaskExit {
+                    container_id: tid.clone(),
+                    id: tid.clone(),
+                    pid,
+                    exit_status: e.code,
+                    exited_at: MessageField::some(timestamp(e.at)),
+                    ..Default::default()
+                })
             });
         }
         lock(&self.tasks).insert(id.clone(), task);
-        self.events.send(
-            topics::TASK_CREATE_EVENT_TOPIC,
-            Box::new(TaskCreate {
-                container_id: id,
-                bundle: req.bundle.clone(),
-                rootfs: req.rootfs.clone(),
-                io: MessageField::some(containerd_shim::protos::events::task::TaskIO {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                pid,
+        self.events.send(TaskCreate {
+            container_id: id,
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: MessageField::some(containerd_shim::protos::events::task::TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
                 ..Default::default()
             }),
-        );
+            pid,
+            ..Default::default()
+        });
         Ok(pid)
     }
 
@@ -372,17 +460,14 @@ impl Service {
         }
         lock(&self.tasks).remove(id);
         let pid = task.pid();
-        self.events.send(
-            topics::TASK_DELETE_EVENT_TOPIC,
-            Box::new(TaskDelete {
-                container_id: id.to_string(),
-                id: id.to_string(),
-                pid,
-                exit_status: exit.code,
-                exited_at: MessageField::some(timestamp(exit.at)),
-                ..Default::default()
-            }),
-        );
+        self.events.send(TaskDelete {
+            container_id: id.to_string(),
+            id: id.to_string(),
+            pid,
+            exit_status: exit.code,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        });
         Ok(api::DeleteResponse {
             pid,
             exit_status: exit.code,
@@ -458,14 +543,11 @@ impl containerd_shim::Task for Service {
             Workload::Sandbox(p) => p.set(Status::Running, None),
         }
         let pid = task.pid();
-        self.events.send(
-            topics::TASK_START_EVENT_TOPIC,
-            Box::new(TaskStart {
-                container_id: req.id.clone(),
-                pid,
-                ..Default::default()
-            }),
-        );
+        self.events.send(TaskStart {
+            container_id: req.id.clone(),
+            pid,
+            ..Default::default()
+        });
         Ok(api::StartResponse {
             pid,
             ..Default::default()
@@ -533,17 +615,14 @@ impl containerd_shim::Task for Service {
                     at: SystemTime::now(),
                 };
                 p.set(Status::Stopped, Some(exit));
-                self.events.send(
-                    topics::TASK_EXIT_EVENT_TOPIC,
-                    Box::new(TaskExit {
-                        container_id: req.id.clone(),
-                        id: req.id.clone(),
-                        pid: task.pid(),
-                        exit_status: exit.code,
-                        exited_at: MessageField::some(timestamp(exit.at)),
-                        ..Default::default()
-                    }),
-                );
+                self.events.send(TaskExit {
+                    container_id: req.id.clone(),
+                    id: req.id.clone(),
+                    pid: task.pid(),
+                    exit_status: exit.code,
+                    exited_at: MessageField::some(timestamp(exit.at)),
+                    ..Default::default()
+                });
             }
         }
         Ok(api::Empty::new())
@@ -574,13 +653,10 @@ impl containerd_shim::Task for Service {
         if let Workload::Rtos(i) = &task.workload {
             ttrpc(i.pause().map_err(Error::from))?;
         }
-        self.events.send(
-            topics::TASK_PAUSED_EVENT_TOPIC,
-            Box::new(TaskPaused {
-                container_id: req.id,
-                ..Default::default()
-            }),
-        );
+        self.events.send(TaskPaused {
+            container_id: req.id,
+            ..Default::default()
+        });
         Ok(api::Empty::new())
     }
 
@@ -589,13 +665,10 @@ impl containerd_shim::Task for Service {
         if let Workload::Rtos(i) = &task.workload {
             ttrpc(i.resume().map_err(Error::from))?;
         }
-        self.events.send(
-            topics::TASK_RESUMED_EVENT_TOPIC,
-            Box::new(TaskResumed {
-                container_id: req.id,
-                ..Default::default()
-            }),
-        );
+        self.events.send(TaskResumed {
+            container_id: req.id,
+            ..Default::default()
+        });
         Ok(api::Empty::new())
     }
 
@@ -614,7 +687,7 @@ impl containerd_shim::Task for Service {
                 .to_ttrpc(),
             );
         }
-        let res: oci_spec::runtime::LinuxResources =
+        let res: crate::oci::LinuxResources =
             ttrpc(serde_json::from_slice(&req.resources.value).map_err(|e| {
                 Error::InvalidArgument(format!(
                     "update {}: resources are not OCI JSON: {e}",
@@ -641,7 +714,7 @@ impl containerd_shim::Task for Service {
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
         use containerd_shim::protos::cgroups::metrics::{
-            CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics,
+            CPUStat, CPUUsage, MemoryEntry, MemoryStat,
         };
         let task = ttrpc(self.get(&req.id))?;
         let mut metrics = Metrics::new();
@@ -661,10 +734,7 @@ impl containerd_shim::Task for Service {
             mem.rss = ped.memory_used_bytes;
             metrics.memory = MessageField::some(mem);
         }
-        let any = ttrpc(
-            containerd_shim::util::convert_to_any(Box::new(metrics))
-                .map_err(|e| Error::Internal(e.to_string())),
-        )?;
+        let any = ttrpc(metrics.to_any())?;
         Ok(api::StatsResponse {
             stats: MessageField::some(any),
             ..Default::default()
@@ -733,5 +803,164 @@ impl containerd_shim::Task for Service {
             req.id
         ))
         .to_ttrpc())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::thread::JoinHandle;
+
+    use containerd_shim::protos::protobuf::well_known_types::empty::Empty;
+    use containerd_shim::protos::ttrpc::proto::{MESSAGE_HEADER_LENGTH, MESSAGE_TYPE_REQUEST};
+    use containerd_shim::protos::ttrpc::{self, MessageHeader};
+
+    use super::*;
+
+    #[test]
+    fn type_urls_are_the_descriptors_full_names() {
+        let declared = declared_type_urls();
+        assert_eq!(declared.len(), 7);
+        for (type_url, full_name) in declared {
+            assert_eq!(type_url, full_name);
+        }
+        // The ones containerd's typeurl registry knows these messages by.
+        assert_eq!(TaskCreate::TYPE_URL, "containerd.events.TaskCreate");
+        assert_eq!(Metrics::TYPE_URL, "io.containerd.cgroups.v1.Metrics");
+    }
+
+    #[test]
+    fn to_any_matches_containerd_shims_convert_to_any() {
+        let create = TaskCreate {
+            container_id: "c1".into(),
+            bundle: "/b".into(),
+            pid: 7,
+            ..Default::default()
+        };
+        let mut metrics = Metrics::new();
+        metrics.memory = MessageField::some(Default::default());
+        metrics.memory.mut_or_insert_default().rss = 4096;
+        let pairs = [
+            (create.to_any(), Box::new(create.clone()) as Box<_>),
+            (metrics.to_any(), Box::new(metrics.clone()) as Box<_>),
+        ];
+        for (ours, message) in pairs {
+            let reference = containerd_shim::util::convert_to_any(message).unwrap();
+            assert_eq!(ours.unwrap(), reference);
+        }
+        let any = create.to_any().unwrap();
+        assert_eq!(TaskCreate::parse_from_bytes(&any.value).unwrap(), create);
+    }
+
+    /// containerd's events endpoint, by hand on a Unix socket, so that the test (not
+    /// a server library) decides when the connection breaks: accepts one connection,
+    /// answers one ttrpc `Events.Forward` with OK, and hands back the request and the
+    /// still open connection.
+    fn containerd(listener: &UnixListener) -> JoinHandle<(UnixStream, ForwardRequest)> {
+        let listener = listener.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = [0u8; MESSAGE_HEADER_LENGTH];
+            conn.read_exact(&mut head).unwrap();
+            let head = MessageHeader::from(head);
+            assert_eq!(head.type_, MESSAGE_TYPE_REQUEST);
+            let mut body = vec![0u8; head.length as usize];
+            conn.read_exact(&mut body).unwrap();
+            let req = ttrpc::Request::parse_from_bytes(&body).unwrap();
+            assert_eq!(
+                (req.service.as_str(), req.method.as_str()),
+                ("containerd.services.events.ttrpc.v1.Events", "Forward")
+            );
+            let forward = ForwardRequest::parse_from_bytes(&req.payload).unwrap();
+            let reply = ttrpc::Response {
+                payload: Empty::new().write_to_bytes().unwrap(),
+                ..Default::default()
+            }
+            .write_to_bytes()
+            .unwrap();
+            let mut out: Vec<u8> =
+                MessageHeader::new_response(head.stream_id, reply.len() as u32).into();
+            out.extend_from_slice(&reply);
+            conn.write_all(&out).unwrap();
+            (conn, forward)
+        })
+    }
+
+    /// The envelope of a forwarded request, with its event decoded as `E`.
+    fn opened<E: Event>(req: ForwardRequest) -> (Envelope, E) {
+        let envelope = req.envelope.into_option().expect("an envelope");
+        let any = envelope.event.as_ref().expect("an event");
+        assert_eq!(any.type_url, E::TYPE_URL);
+        let event = E::parse_from_bytes(&any.value).unwrap();
+        (envelope, event)
+    }
+
+    #[test]
+    fn events_reach_containerd_and_survive_its_restart() {
+        let dir = std::env::temp_dir().join(format!("micrun-events-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("containerd.sock.ttrpc");
+        let address = format!("unix://{}", socket.display());
+
+        let listener = UnixListener::bind(&socket).unwrap();
+        let served = containerd(&listener);
+        let events = Events::new(Some(address.clone()), "ns1");
+        let before = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let start = TaskStart {
+            container_id: "c1".into(),
+            pid: 42,
+            ..Default::default()
+        };
+        events.send(start.clone());
+        let (conn, req) = served.join().unwrap();
+        let (envelope, got) = opened::<TaskStart>(req);
+        assert_eq!(got, start);
+        assert_eq!(envelope.topic, "/tasks/start");
+        assert_eq!(envelope.namespace, "ns1");
+        assert!(envelope.timestamp.seconds >= before, "{envelope:?}");
+
+        // containerd restarts: the old connection is gone; the next event fails on
+        // it, reconnects and is delivered on the new connection.
+        drop((conn, listener));
+        std::fs::remove_file(&socket).unwrap();
+        let listener = UnixListener::bind(&socket).unwrap();
+        let served = containerd(&listener);
+        let exit = TaskExit {
+            container_id: "c1".into(),
+            id: "c1".into(),
+            pid: 42,
+            exit_status: 3,
+            ..Default::default()
+        };
+        events.send(exit.clone());
+        let (conn, req) = served.join().unwrap();
+        let (envelope, got) = opened::<TaskExit>(req);
+        assert_eq!(got, exit);
+        assert_eq!(envelope.topic, "/tasks/exit");
+
+        // containerd gone for good: both attempts fail, the event is dropped and
+        // send returns.
+        drop((conn, listener));
+        events.send(TaskPaused {
+            container_id: "c1".into(),
+            ..Default::default()
+        });
+        assert!(lock(&events.publisher).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_an_address_events_are_dropped() {
+        let events = Events::new(None, "ns1");
+        events.send(TaskResumed {
+            container_id: "c1".into(),
+            ..Default::default()
+        });
+        assert!(lock(&events.publisher).is_none());
     }
 }

@@ -8,11 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
-
 use crate::annotations::{AgentMode, AnnotationError, Annotations};
 use crate::config::{Config, PedestalChoice, PedestalKind};
 use crate::firmware::{self, ElfInfo, FirmwareError};
+use crate::oci::Spec;
 use crate::pedestal::{self, Pedestal, PedestalError};
 use crate::resources::{self, CpuSet, ResourceError, Resources};
 
@@ -20,7 +19,9 @@ use crate::resources::{self, CpuSet, ResourceError, Resources};
 /// and, where there is one, the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("bundle {bundle}: cannot read config.json: {detail}")]
+    /// `config.json` is missing, unreadable or not a runtime spec; `detail` names
+    /// the file and, for a parse error, the line and column.
+    #[error("bundle {bundle}: {detail}")]
     Bundle { bundle: PathBuf, detail: String },
     #[error(transparent)]
     Annotation(#[from] AnnotationError),
@@ -66,7 +67,7 @@ impl InstanceSpec {
 
 /// Reads `<bundle>/config.json`.
 pub fn load_oci_spec(bundle: &Path) -> Result<Spec, SpecError> {
-    Spec::load(bundle.join("config.json")).map_err(|e| SpecError::Bundle {
+    Spec::load(&bundle.join("config.json")).map_err(|e| SpecError::Bundle {
         bundle: bundle.to_path_buf(),
         detail: e.to_string(),
     })
@@ -74,9 +75,9 @@ pub fn load_oci_spec(bundle: &Path) -> Result<Spec, SpecError> {
 
 /// The root filesystem path of a bundle (absolute, or relative to the bundle).
 pub fn rootfs_path(bundle: &Path, spec: &Spec) -> PathBuf {
-    match spec.root().as_ref() {
-        Some(root) if root.path().is_absolute() => root.path().clone(),
-        Some(root) => bundle.join(root.path()),
+    match &spec.root {
+        Some(root) if root.path.is_absolute() => root.path.clone(),
+        Some(root) => bundle.join(&root.path),
         None => bundle.join("rootfs"),
     }
 }
@@ -134,11 +135,11 @@ pub fn build(
     }
     let ped = pedestal::for_kind(kind, config)?;
     let terminal = oci
-        .process()
+        .process
         .as_ref()
-        .is_some_and(|p| p.terminal().unwrap_or(false));
+        .is_some_and(|p| p.terminal.unwrap_or(false));
     let rootfs = rootfs_path(bundle, &oci);
-    let linux_resources = oci.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let linux_resources = oci.linux.as_ref().and_then(|l| l.resources.as_ref());
     let resources = resources::map_resources(
         linux_resources,
         &annotations,

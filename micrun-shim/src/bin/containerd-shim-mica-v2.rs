@@ -105,13 +105,11 @@ fn start(flags: &Flags) -> Result<(), String> {
         },
     };
     // The bundle is the working directory.
-    let grouping = containerd_shim::synchronous::util::read_spec_from_file("")
+    // Our spec types, not containerd-shim's `read_spec_from_file`: that one links
+    // oci-spec's deserializer and its regex (see micrun_shim::oci).
+    let grouping = micrun_shim::oci::Spec::load(std::path::Path::new("config.json"))
         .ok()
-        .and_then(|spec| {
-            spec.annotations()
-                .as_ref()
-                .and_then(|a| a.get(SANDBOX_ID).cloned())
-        })
+        .and_then(|spec| spec.annotations?.remove(SANDBOX_ID))
         .unwrap_or_else(|| flags.id.clone());
     let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())
         .map_err(|e| format!("spawn the shim server: {e}"))?;

@@ -176,7 +176,7 @@ fn cstring(s: &std::ffi::OsStr) -> Result<std::ffi::CString, std::ffi::NulError>
 fn sim_args(spec: &InstanceSpec) -> Vec<String> {
     crate::spec::load_oci_spec(&spec.bundle)
         .ok()
-        .and_then(|s| s.process().as_ref().and_then(|p| p.args().clone()))
+        .and_then(|s| s.process.and_then(|p| p.args))
         .map(|a| a.into_iter().skip(1).collect())
         .unwrap_or_default()
 }
