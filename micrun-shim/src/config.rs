@@ -557,7 +557,10 @@ impl Config {
             ));
         }
         if self.mica.tty_dirs.is_empty() {
-            return Err(("mica.tty_dirs", "must name at least one directory".to_owned()));
+            return Err((
+                "mica.tty_dirs",
+                "must name at least one directory".to_owned(),
+            ));
         }
         if self.mica.timeout.is_zero() {
             return Err(("mica.timeout", "must be longer than 0".to_owned()));
