@@ -37,12 +37,14 @@
 //! xenstore_read = "xenstore-read"
 //! detect = "/proc/xen"             # a Xen host has this
 //! boot_image = "image.bin"         # default of the ped.conf annotation
+//! arch = "aarch64"                 # what guest firmware must be built for
 //!
 //! [baremetal]
 //! driver = "auto"
 //! sysfs = "/sys"                   # remoteproc processors under <sysfs>/class/remoteproc
 //! firmware_dir = ""                # "" = firmware_class's path parameter, else /lib/firmware
 //! rpmsg_tty = { remoteproc0 = "/dev/ttyRPMSG0" }   # the console of each processor
+//! arch = "aarch64"                 # aarch64 | arm | riscv32 | riscv64
 //!
 //! [resources]
 //! min_memory_mib = 32              # memory floor (reference/mica.md: default 32 MiB)
@@ -82,7 +84,10 @@ pub const DURATION_HINT: &str = r#"expected e.g. "10s", "500ms", "5m", "1m30s" o
 ///
 /// The names are the values of the `org.openeuler.micrun.ped.pedestal` annotation and of
 /// `default_pedestal` in the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum PedestalKind {
     /// QEMU system emulation: runs anywhere, the default when no hardware pedestal exists.
     Qemu,
@@ -334,6 +339,9 @@ pub struct XenConfig {
     /// The boot image in the container's rootfs when it sets no
     /// `org.openeuler.micrun.ped.conf` (default `image.bin`).
     pub boot_image: PathBuf,
+    /// The architecture of the guests' firmware (default `aarch64`).
+    #[serde(deserialize_with = "arch")]
+    pub arch: crate::firmware::Arch,
 }
 
 impl Default for XenConfig {
@@ -344,6 +352,7 @@ impl Default for XenConfig {
             xenstore_read: PathBuf::from("xenstore-read"),
             detect: PathBuf::from("/proc/xen"),
             boot_image: PathBuf::from("image.bin"),
+            arch: crate::firmware::Arch::Aarch64,
         }
     }
 }
@@ -361,6 +370,10 @@ pub struct BaremetalConfig {
     pub firmware_dir: PathBuf,
     /// The console (rpmsg tty) of each remote processor, by its name.
     pub rpmsg_tty: std::collections::BTreeMap<String, PathBuf>,
+    /// The architecture of the remote cores' firmware (default `aarch64`: the
+    /// spare cores of the same SoC; `arm` or `riscv32` for a microcontroller core).
+    #[serde(deserialize_with = "arch")]
+    pub arch: crate::firmware::Arch,
 }
 
 impl Default for BaremetalConfig {
@@ -370,6 +383,7 @@ impl Default for BaremetalConfig {
             sysfs: PathBuf::from("/sys"),
             firmware_dir: PathBuf::new(),
             rpmsg_tty: std::collections::BTreeMap::new(),
+            arch: crate::firmware::Arch::Aarch64,
         }
     }
 }
@@ -650,6 +664,16 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         total = total.checked_add(part)?;
     }
     Some(total)
+}
+
+/// serde helper: an architecture name ([`crate::firmware::Arch::parse`]).
+fn arch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<crate::firmware::Arch, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::firmware::Arch::parse(&text).ok_or_else(|| {
+        de::Error::custom(format!(
+            "unknown architecture {text:?} (expected aarch64, arm, riscv64, riscv32 or x86_64)"
+        ))
+    })
 }
 
 /// serde helper: a duration written as a string ([`parse_duration`]) or integer seconds.
@@ -949,11 +973,23 @@ max_vcpus = 4
         );
         assert!(message.ends_with("(line 3)"), "{message}");
 
-        let message = error("[qemu]\nbinary = \"q\"\n[xen]\ndriver = \"micad\"\n");
+        let message = error("[qemu]\nbinary = \"q\"\n[kvm]\ndriver = \"micad\"\n");
         assert!(
-            message.contains(": xen: unknown key (expected one of"),
+            message.contains(": kvm: unknown key (expected one of"),
             "{message}"
         );
+        let message = error("[xen]\ndriver = \"xl\"\n");
+        assert!(
+            message.contains("xen.driver: unknown variant `xl`"),
+            "{message}"
+        );
+        let message = error("[baremetal]\narch = \"mips\"\n");
+        assert!(
+            message.contains("baremetal.arch: unknown architecture \"mips\""),
+            "{message}"
+        );
+        let message = error("[mica]\ndir = \"run/mica\"\n");
+        assert!(message.contains("mica.dir: \"run/mica\" is not an absolute path"), "{message}");
 
         assert_eq!(
             tidy_message("unknown field `x`, there are no fields"),

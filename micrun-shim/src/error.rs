@@ -38,7 +38,9 @@ impl Error {
             Error::Config(_) => Code::INVALID_ARGUMENT,
             Error::Spec(SpecError::Pedestal(p)) | Error::Instance(InstanceError::Pedestal(p)) => {
                 match p {
-                    PedestalError::Unavailable { .. } => Code::FAILED_PRECONDITION,
+                    PedestalError::Unavailable { .. } | PedestalError::NoPedestal { .. } => {
+                        Code::FAILED_PRECONDITION
+                    }
                     PedestalError::InvalidId { .. } => Code::INVALID_ARGUMENT,
                     PedestalError::Unsupported { .. } => Code::UNIMPLEMENTED,
                     PedestalError::Failed { .. } => Code::INTERNAL,
@@ -129,6 +131,12 @@ mod tests {
                 Code::UNIMPLEMENTED,
             ),
             (ped(PedestalError::failed(k, "start", "x")), Code::INTERNAL),
+            (
+                ped(PedestalError::NoPedestal {
+                    checked: "x".into(),
+                }),
+                Code::FAILED_PRECONDITION,
+            ),
             (
                 Error::Instance(InstanceError::Precondition("x".into())),
                 Code::FAILED_PRECONDITION,

@@ -52,7 +52,9 @@ use smol::{Async, Timer};
 
 use crate::annotations::AgentMode;
 use crate::config::LifecycleConfig;
-use crate::pedestal::{Link, Partition, PartitionState, PartitionStats, PedestalError};
+use crate::pedestal::{
+    Link, Partition, PartitionState, PartitionStats, PedestalError, RxTranslate,
+};
 use crate::spec::InstanceSpec;
 
 /// Raw-mode output kept for a slow reader before bytes are dropped.
@@ -150,7 +152,7 @@ pub struct Instance {
     partition: Arc<Mutex<Box<dyn Partition>>>,
     state: Arc<(Mutex<State>, Condvar)>,
     cmd_tx: async_channel::Sender<Command>,
-    io_parts: Mutex<Option<(Link, IoPaths, async_channel::Receiver<Command>)>>,
+    io_parts: Mutex<Option<(Option<Link>, IoPaths, async_channel::Receiver<Command>)>>,
     lifecycle: LifecycleConfig,
     on_exit: Arc<Mutex<Option<ExitHook>>>,
 }
@@ -170,17 +172,17 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Instance {
-    /// Wraps a created partition. Its link is taken now; the relay starts at
-    /// [`Instance::start`].
+    /// Wraps a created partition. Its link is taken now if it has one (so nothing
+    /// the RTOS prints at boot is lost), else right after the partition starts
+    /// (a console that exists only once the partition runs, as micad's); the
+    /// relay starts at [`Instance::start`].
     pub fn new(
         spec: InstanceSpec,
         mut partition: Box<dyn Partition>,
         io: IoPaths,
         lifecycle: LifecycleConfig,
     ) -> Result<Instance, InstanceError> {
-        let link = partition
-            .take_link()
-            .ok_or_else(|| InstanceError::Io("the partition has no link".into()))?;
+        let link = partition.take_link();
         let (cmd_tx, cmd_rx) = async_channel::unbounded();
         Ok(Instance {
             spec,
@@ -249,9 +251,34 @@ impl Instance {
         let Some((link, io, cmd_rx)) = lock(&self.io_parts).take() else {
             return Err(InstanceError::Precondition("already started".into()));
         };
-        let relay = Relay::open(&self.spec, link, io)
-            .map_err(|e| InstanceError::Io(format!("container {}: console: {e}", self.spec.id)))?;
-        lock(&self.partition).start()?;
+        let open = |link| {
+            Relay::open(&self.spec, link, io)
+                .map_err(|e| InstanceError::Io(format!("container {}: console: {e}", self.spec.id)))
+        };
+        let relay = match link {
+            Some(link) => {
+                let relay = open(link)?;
+                lock(&self.partition).start()?;
+                relay
+            }
+            None => {
+                let mut partition = lock(&self.partition);
+                partition.start()?;
+                let link = partition.take_link().ok_or_else(|| {
+                    InstanceError::Io(format!(
+                        "container {}: the partition started but has no console link",
+                        self.spec.id
+                    ))
+                });
+                match link.and_then(open) {
+                    Ok(relay) => relay,
+                    Err(e) => {
+                        let _ = partition.destroy();
+                        return Err(e);
+                    }
+                }
+            }
+        };
         lock(&self.state.0).status = Status::Running;
         let ctx = LoopCtx {
             id: self.spec.id.clone(),
@@ -523,6 +550,7 @@ struct LoopCtx {
 struct Relay {
     link_rx: Async<File>,
     link_tx: Async<File>,
+    rx_translate: RxTranslate,
     stdin: Option<Async<File>>,
     stdout: Option<Async<File>>,
     stderr: Option<Async<File>>,
@@ -554,6 +582,7 @@ impl Relay {
         Ok(Relay {
             link_rx: Async::new(File::from(link.rx))?,
             link_tx: Async::new(File::from(link.tx))?,
+            rx_translate: link.rx_translate,
             stdin: open_fifo(&io.stdin)?,
             stdout: open_fifo(&io.stdout)?,
             stderr,
@@ -627,6 +656,11 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
     let mut rbuf = vec![0u8; 16 * 1024];
     // The last wake-up moved bytes: sweep every fd before waiting again.
     let mut sweep = false;
+    // micad's console adds a `\r` before every `\n` the firmware sends; undone
+    // here so frames and text arrive as sent.
+    let mut restorer = (relay.rx_translate == RxTranslate::MicadNewlines)
+        .then(crate::pedestal::micad::NewlineRestorer::new);
+    let mut restored: Vec<u8> = Vec::new();
 
     loop {
         // ---- protocol work that needs no waiting ----
@@ -875,9 +909,17 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                     Ok(0) => link_eof = true,
                     Ok(n) => {
                         sweep = true;
+                        let data: &[u8] = match restorer.as_mut() {
+                            Some(r) => {
+                                restored.clear();
+                                r.restore(&rbuf[..n], &mut restored);
+                                &restored
+                            }
+                            None => &rbuf[..n],
+                        };
                         match mode {
                             Mode::Raw => {
-                                if push_raw(&mut stdout, &rbuf[..n]) {
+                                if push_raw(&mut stdout, data) {
                                     log::warn!(
                                         "{}: raw console: the output reader is not keeping \
                                          up; {} KiB are buffered, further output is dropped \
@@ -889,11 +931,11 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                                 // Hand it on at once if the reader can take it.
                                 let _ = drain(&relay.stdout, &mut stdout);
                             }
-                            Mode::Agent => ep.handle_input(now_ms(), &rbuf[..n]),
+                            Mode::Agent => ep.handle_input(now_ms(), data),
                             Mode::Unknown => {
-                                ep.handle_input(now_ms(), &rbuf[..n]);
+                                ep.handle_input(now_ms(), data);
                                 if backlog.len() < RAW_BUFFER {
-                                    backlog.extend_from_slice(&rbuf[..n]);
+                                    backlog.extend_from_slice(data);
                                 }
                             }
                         }

@@ -82,16 +82,18 @@ pub fn rootfs_path(bundle: &Path, spec: &Spec) -> PathBuf {
     }
 }
 
-/// The pedestal for a container: its annotation, else the configured default.
-pub fn choose_pedestal(annotations: &Annotations, config: &Config) -> PedestalKind {
+/// The pedestal for a container: its annotation, else the configured default,
+/// else what the host has ([`pedestal::detect`]).
+pub fn choose_pedestal(
+    annotations: &Annotations,
+    config: &Config,
+) -> Result<PedestalKind, PedestalError> {
     if let Some(kind) = annotations.pedestal {
-        return kind;
+        return Ok(kind);
     }
     match config.default_pedestal {
-        PedestalChoice::Named(kind) => kind,
-        // Host detection of xen/baremetal arrives with those pedestals; until then
-        // the host default is qemu, which runs anywhere.
-        PedestalChoice::Auto => PedestalKind::Qemu,
+        PedestalChoice::Named(kind) => Ok(kind),
+        PedestalChoice::Auto => pedestal::detect::HostProbe::probe(config).default_pedestal(),
     }
 }
 
@@ -120,7 +122,7 @@ pub fn build(
         log::warn!("{id}: {w}");
     }
     let sandbox = annotations.is_sandbox();
-    let kind = choose_pedestal(&annotations, config);
+    let kind = choose_pedestal(&annotations, config)?;
     if kind == PedestalKind::Sim && !config.sim.enable {
         return Err(SpecError::SimDisabled {
             config: config.origin.as_ref().map_or_else(

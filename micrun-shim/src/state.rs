@@ -79,6 +79,11 @@ pub fn release(dir: &Path, record: &TaskRecord) -> Vec<String> {
             }
         }
     }
+    if let Some(partition) = &record.leftovers.partition {
+        if let Err(e) = partition.destroy() {
+            problems.push(e.to_string());
+        }
+    }
     for p in &record.leftovers.paths {
         match fs::remove_file(p) {
             Ok(()) => {}
@@ -131,6 +136,7 @@ mod tests {
             leftovers: Leftovers {
                 processes: vec![(u32::MAX - 1, 1)],
                 paths: vec![file.clone()],
+                partition: None,
             },
         };
         write(&dir, &rec).unwrap();

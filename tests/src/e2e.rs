@@ -117,12 +117,20 @@ pub struct MicrunConfig {
     pub handshake_wait: Option<String>,
     /// `[qemu] binary`.
     pub qemu_binary: Option<String>,
+    /// Where the hardware pedestals look for the host's devices: micad's
+    /// `<root>/run/mica`, ttys in `<root>/dev`, the Xen marker `<root>/proc/xen` and
+    /// sysfs `<root>/sys` (so a test host is a temp dir, not this machine's `/run`,
+    /// `/proc` and `/sys`).
+    pub host_root: Option<PathBuf>,
+    /// More TOML, appended as is.
+    pub extra_toml: String,
 }
 
 impl MicrunConfig {
     /// What the e2e tests use: sim enabled and the default pedestal, short timings
     /// (a hung agent is lost after 2 s; a stop that is not answered is forced after 3 s).
     pub fn for_tests(state_dir: PathBuf) -> MicrunConfig {
+        let host_root = state_dir_sibling(&state_dir, "host");
         MicrunConfig {
             default_pedestal: Some("sim".into()),
             state_dir,
@@ -132,6 +140,8 @@ impl MicrunConfig {
             ping_interval: Some("500ms".into()),
             handshake_wait: Some("2s".into()),
             qemu_binary: Some("qemu-system-aarch64".into()),
+            host_root,
+            extra_toml: String::new(),
         }
     }
 
@@ -162,6 +172,17 @@ impl MicrunConfig {
         if let Some(b) = &self.qemu_binary {
             s += &format!("\n[qemu]\nbinary = {}\n", toml_str(b));
         }
+        if let Some(root) = &self.host_root {
+            let p = |rel: &str| toml_str(&root.join(rel).to_string_lossy());
+            s += &format!(
+                "\n[mica]\ndir = {}\ntty_dirs = [{}]\n\n[xen]\ndetect = {}\n\n[baremetal]\nsysfs = {}\n",
+                p("run/mica"),
+                p("dev"),
+                p("proc/xen"),
+                p("sys")
+            );
+        }
+        s += &self.extra_toml;
         s
     }
 
@@ -169,6 +190,11 @@ impl MicrunConfig {
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(path, self.to_toml())
     }
+}
+
+/// `<parent of dir>/<name>`, where a test keeps things next to its state dir.
+fn state_dir_sibling(dir: &Path, name: &str) -> Option<PathBuf> {
+    dir.parent().map(|p| p.join(name))
 }
 
 /// A TOML basic string.

@@ -9,12 +9,17 @@
 //! |---|---|---|---|
 //! | `sim` | tests, explicitly enabled | the firmware file run as a host process | its stdin/stdout |
 //! | `qemu` | any Linux box | `qemu-system-aarch64 -M virt` booting the ELF | PL011 UART on a unix socket |
-//! | `xen`, `baremetal` | openEuler Embedded with Mica | (a later issue) | pty / rpmsg tty |
+//! | `xen`, `baremetal` | openEuler Embedded with Mica | a micad instance ([`mica`]) | micad's pty (`ttyRPMSG_<id>_0`) |
+//!
+//! Which pedestal a container gets when it names none, and which driver a
+//! hardware pedestal uses, is [`detect`]'s.
 //!
 //! Partitions with a host process report its pid; the engine learns of that process's
 //! end from the shim's reaper (see [`crate::instance`]), never by waiting on it here,
 //! because the shim's SIGCHLD handler reaps every child.
 
+pub mod detect;
+pub mod mica;
 pub mod micad;
 pub mod qemu;
 mod qmp;
@@ -34,6 +39,13 @@ pub enum PedestalError {
     /// The pedestal cannot run on this host, with what was checked.
     #[error("pedestal {pedestal} is not available on this host: {why}")]
     Unavailable { pedestal: PedestalKind, why: String },
+    /// The container names no pedestal and this host has none (`auto`).
+    #[error(
+        "no pedestal is available on this host (checked: {checked}); name one with the \
+         org.openeuler.micrun.ped.pedestal annotation or set default_pedestal in the \
+         micrun config"
+    )]
+    NoPedestal { checked: String },
     /// The pedestal does not support the operation.
     #[error("pedestal {pedestal} does not support {operation}")]
     Unsupported {
@@ -77,6 +89,29 @@ impl PedestalError {
 pub struct Link {
     pub rx: OwnedFd,
     pub tx: OwnedFd,
+    /// What the link does to the bytes the RTOS sends, for the relay to undo.
+    pub rx_translate: RxTranslate,
+}
+
+impl Link {
+    /// A link that carries bytes unchanged.
+    pub fn plain(rx: OwnedFd, tx: OwnedFd) -> Link {
+        Link {
+            rx,
+            tx,
+            rx_translate: RxTranslate::None,
+        }
+    }
+}
+
+/// A change a link makes to the RTOS's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RxTranslate {
+    /// Bytes arrive as sent.
+    #[default]
+    None,
+    /// micad's console: `\n` arrives as `\r\n`.
+    MicadNewlines,
 }
 
 /// Where a partition stands, as far as the pedestal can tell.
@@ -110,6 +145,54 @@ pub struct Leftovers {
     pub processes: Vec<(u32, u64)>,
     /// Files and sockets to remove.
     pub paths: Vec<PathBuf>,
+    /// A partition that is not a host process (hardware pedestals): how to end it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<DetachedPartition>,
+}
+
+/// A partition that lives outside the shim's process tree, as recorded for the
+/// `delete` action: enough to end it with no shim memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "driver", rename_all = "lowercase")]
+pub enum DetachedPartition {
+    /// An instance of micad: `rm` on `<dir>/<name>.socket`.
+    Micad {
+        pedestal: PedestalKind,
+        dir: PathBuf,
+        name: String,
+    },
+    /// A Xen domain driven by `xl`: `xl destroy <domain>`.
+    Xl { xl: PathBuf, domain: String },
+    /// A remote processor: write `stop` to `<processor>/state`, then remove
+    /// `firmware_file` from the firmware directory.
+    Remoteproc {
+        processor: PathBuf,
+        firmware_file: Option<PathBuf>,
+    },
+}
+
+impl DetachedPartition {
+    /// Ends the partition; fine when it is already gone. The error says what is
+    /// left running.
+    pub fn destroy(&self) -> Result<(), PedestalError> {
+        match self {
+            DetachedPartition::Micad {
+                pedestal,
+                dir,
+                name,
+            } => mica::destroy_detached(*pedestal, dir, name),
+            DetachedPartition::Xl { .. } | DetachedPartition::Remoteproc { .. } => {
+                Err(PedestalError::Failed {
+                    pedestal: match self {
+                        DetachedPartition::Xl { .. } => PedestalKind::Xen,
+                        _ => PedestalKind::Baremetal,
+                    },
+                    operation: "destroy",
+                    detail: "this build cannot end such a partition".into(),
+                })
+            }
+        }
+    }
 }
 
 /// One partition.
@@ -128,7 +211,8 @@ pub trait Partition: Send {
     fn process_exited(&mut self, code: i32);
     /// The host process that embodies the partition, if there is one.
     fn pid(&self) -> Option<u32>;
-    /// The link; `None` after it was taken.
+    /// The link; `None` after it was taken, and `None` before [`Partition::start`]
+    /// for a partition whose console exists only once it runs.
     fn take_link(&mut self) -> Option<Link>;
     /// What to release if the shim dies.
     fn leftovers(&self) -> Leftovers;
@@ -156,10 +240,17 @@ pub fn for_kind(kind: PedestalKind, config: &Config) -> Result<Box<dyn Pedestal>
     match kind {
         PedestalKind::Sim => Ok(Box::new(sim::Sim::new(config)?)),
         PedestalKind::Qemu => Ok(Box::new(qemu::Qemu::new(config))),
-        PedestalKind::Xen | PedestalKind::Baremetal => Err(PedestalError::Unavailable {
-            pedestal: kind,
-            why: "this build of micrun drives only the qemu and sim pedestals so far".into(),
-        }),
+        PedestalKind::Xen | PedestalKind::Baremetal => match detect::driver(kind, config) {
+            detect::Driver::Micad => Ok(Box::new(mica::Mica::new(kind, config))),
+            detect::Driver::Direct => Err(PedestalError::Unavailable {
+                pedestal: kind,
+                why: format!(
+                    "micad is not running ({} does not exist) and this build has no direct \
+                     driver for {kind} yet; start micad (`systemctl start micad`)",
+                    config.mica.dir.join(micad::CREATE_SOCKET).display()
+                ),
+            }),
+        },
     }
 }
 

@@ -459,10 +459,7 @@ fn connect_when_listening(
 fn link_of(uart: UnixStream) -> std::io::Result<Link> {
     uart.set_nonblocking(true)?;
     let tx = uart.try_clone()?;
-    Ok(Link {
-        rx: uart.into(),
-        tx: tx.into(),
-    })
+    Ok(Link::plain(uart.into(), tx.into()))
 }
 
 /// Kills a QEMU that failed to start and waits (without reaping) until it ended,
@@ -741,6 +738,7 @@ impl Partition for QemuPartition {
                 self.files.qmp.clone(),
                 self.files.log.clone(),
             ],
+            partition: None,
         }
     }
 }

@@ -130,7 +130,7 @@ impl Pedestal for Sim {
             pid,
             start,
             state: PartitionState::Created,
-            link: Some(Link { rx, tx }),
+            link: Some(Link::plain(rx, tx)),
             memory_limit: u64::from(spec.resources.memory_mib) << 20,
             exec_error: Some(err_r),
             gate: Some(gate_w),
@@ -301,6 +301,7 @@ impl Partition for SimPartition {
         Leftovers {
             processes: vec![(self.pid, self.start)],
             paths: vec![],
+            partition: None,
         }
     }
 }
