@@ -989,7 +989,10 @@ max_vcpus = 4
             "{message}"
         );
         let message = error("[mica]\ndir = \"run/mica\"\n");
-        assert!(message.contains("mica.dir: \"run/mica\" is not an absolute path"), "{message}");
+        assert!(
+            message.contains("mica.dir: \"run/mica\" is not an absolute path"),
+            "{message}"
+        );
 
         assert_eq!(
             tidy_message("unknown field `x`, there are no fields"),

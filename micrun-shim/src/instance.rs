@@ -114,6 +114,10 @@ pub enum InstanceError {
     Io(String),
 }
 
+/// What [`Instance::start`] hands the I/O loop: the link (unless the partition
+/// gives it only once started), the FIFOs and the command channel.
+type IoParts = (Option<Link>, IoPaths, async_channel::Receiver<Command>);
+
 /// Requests for the I/O loop.
 #[derive(Debug)]
 enum Command {
@@ -152,7 +156,7 @@ pub struct Instance {
     partition: Arc<Mutex<Box<dyn Partition>>>,
     state: Arc<(Mutex<State>, Condvar)>,
     cmd_tx: async_channel::Sender<Command>,
-    io_parts: Mutex<Option<(Option<Link>, IoPaths, async_channel::Receiver<Command>)>>,
+    io_parts: Mutex<Option<IoParts>>,
     lifecycle: LifecycleConfig,
     on_exit: Arc<Mutex<Option<ExitHook>>>,
 }

@@ -50,7 +50,11 @@ impl HostProbe {
         checked.push(format!(
             "micad: {} {}",
             create.display(),
-            if micad.is_some() { "exists" } else { "does not exist" }
+            if micad.is_some() {
+                "exists"
+            } else {
+                "does not exist"
+            }
         ));
         let xen = config.xen.detect.exists();
         checked.push(format!(
@@ -159,10 +163,8 @@ mod tests {
     impl Host {
         /// A host with nothing: paths in a fresh temp dir, no QEMU.
         fn new(tag: &str) -> Host {
-            let dir = std::env::temp_dir().join(format!(
-                "micrun-detect-{tag}-{}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("micrun-detect-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(dir.join("mica")).unwrap();
             let mut config = Config::default();
@@ -213,11 +215,22 @@ mod tests {
             ("micad-xen", Host::new("a").micad().xen().qemu(), Xen),
             (
                 "micad-bm",
-                Host::new("b").micad().remoteproc("remoteproc0", "m4").qemu(),
+                Host::new("b")
+                    .micad()
+                    .remoteproc("remoteproc0", "m4")
+                    .qemu(),
                 Baremetal,
             ),
-            ("xen", Host::new("c").xen().remoteproc("r0", "m4").qemu(), Xen),
-            ("rproc", Host::new("d").remoteproc("r0", "m4").qemu(), Baremetal),
+            (
+                "xen",
+                Host::new("c").xen().remoteproc("r0", "m4").qemu(),
+                Xen,
+            ),
+            (
+                "rproc",
+                Host::new("d").remoteproc("r0", "m4").qemu(),
+                Baremetal,
+            ),
             ("qemu", Host::new("e").qemu(), Qemu),
         ];
         for (what, host, want) in cases {

@@ -305,9 +305,7 @@ impl Partition for MicaPartition {
             Ok(status) => match status.state {
                 MicaState::Running => PartitionState::Running,
                 MicaState::Suspended => PartitionState::Paused,
-                MicaState::Offline | MicaState::Configured | MicaState::Ready
-                    if !self.started =>
-                {
+                MicaState::Offline | MicaState::Configured | MicaState::Ready if !self.started => {
                     PartitionState::Created
                 }
                 _ => PartitionState::Stopped(None),

@@ -23,7 +23,9 @@ pub mod mica;
 pub mod micad;
 pub mod qemu;
 mod qmp;
+pub mod remoteproc;
 pub mod sim;
+pub mod xl;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -181,16 +183,11 @@ impl DetachedPartition {
                 dir,
                 name,
             } => mica::destroy_detached(*pedestal, dir, name),
-            DetachedPartition::Xl { .. } | DetachedPartition::Remoteproc { .. } => {
-                Err(PedestalError::Failed {
-                    pedestal: match self {
-                        DetachedPartition::Xl { .. } => PedestalKind::Xen,
-                        _ => PedestalKind::Baremetal,
-                    },
-                    operation: "destroy",
-                    detail: "this build cannot end such a partition".into(),
-                })
-            }
+            DetachedPartition::Xl { xl, domain } => xl::destroy_detached(xl, domain),
+            DetachedPartition::Remoteproc {
+                processor,
+                firmware_file,
+            } => remoteproc::destroy_detached(processor, firmware_file.as_deref()),
         }
     }
 }
@@ -242,14 +239,8 @@ pub fn for_kind(kind: PedestalKind, config: &Config) -> Result<Box<dyn Pedestal>
         PedestalKind::Qemu => Ok(Box::new(qemu::Qemu::new(config))),
         PedestalKind::Xen | PedestalKind::Baremetal => match detect::driver(kind, config) {
             detect::Driver::Micad => Ok(Box::new(mica::Mica::new(kind, config))),
-            detect::Driver::Direct => Err(PedestalError::Unavailable {
-                pedestal: kind,
-                why: format!(
-                    "micad is not running ({} does not exist) and this build has no direct \
-                     driver for {kind} yet; start micad (`systemctl start micad`)",
-                    config.mica.dir.join(micad::CREATE_SOCKET).display()
-                ),
-            }),
+            detect::Driver::Direct if kind == PedestalKind::Xen => xl::pedestal(config),
+            detect::Driver::Direct => remoteproc::pedestal(config),
         },
     }
 }
