@@ -710,7 +710,14 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                         );
                         lock(&ctx.state.0).agent_code = Some(code as u32 & 0xff);
                         stop_deadline = None;
-                        exit_deadline = Some(Instant::now() + EXIT_GRACE);
+                        // A host process gets a moment to end by itself; a
+                        // partition without one (micad, remoteproc, Xen) stays up
+                        // after its application ends, so it is ended now.
+                        exit_deadline = Some(if ctx.has_process {
+                            Instant::now() + EXIT_GRACE
+                        } else {
+                            Instant::now()
+                        });
                     }
                     HostEvent::Log { level, text } => {
                         log::info!("{}: rtos {level:?}: {text}", ctx.id)

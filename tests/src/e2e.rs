@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::containerd::{Containerd, ContainerdOpts, Namespace};
+use crate::micad::{MicadEmulator, Options as MicadOptions};
 use crate::oci::{host_arch, ImageBuilder};
 use crate::{firmware, repo_root, sim_binary, TempDir};
 
@@ -173,9 +174,14 @@ impl MicrunConfig {
             s += &format!("\n[qemu]\nbinary = {}\n", toml_str(b));
         }
         if let Some(root) = &self.host_root {
+            // The micad emulator runs the x86-64 simulator as the "firmware", so
+            // the hardware pedestals expect x86-64 ELFs here; short waits, so a
+            // fault test does not sit out micad's 5 s and 30 s.
             let p = |rel: &str| toml_str(&root.join(rel).to_string_lossy());
             s += &format!(
-                "\n[mica]\ndir = {}\ntty_dirs = [{}]\n\n[xen]\ndetect = {}\n\n[baremetal]\nsysfs = {}\n",
+                "\n[mica]\ndir = {}\ntty_dirs = [{}]\ntty_wait = \"3s\"\ntimeout = \"2s\"\n\
+                 \n[xen]\ndriver = \"direct\"\ndetect = {}\narch = \"x86_64\"\n\
+                 \n[baremetal]\nsysfs = {}\narch = \"x86_64\"\n",
                 p("run/mica"),
                 p("dev"),
                 p("proc/xen"),
@@ -217,6 +223,9 @@ fn toml_str(s: &str) -> String {
 pub enum Ped {
     Sim,
     Qemu,
+    /// `baremetal` through micad (the [`Env::micad`] emulator, which runs the
+    /// x86-64 simulator as the partition).
+    Micad,
 }
 
 impl Ped {
@@ -225,6 +234,7 @@ impl Ped {
         match self {
             Ped::Sim => "sim",
             Ped::Qemu => "qemu",
+            Ped::Micad => "baremetal",
         }
     }
 
@@ -236,7 +246,7 @@ impl Ped {
     /// The board name the demo shell prints in its banner.
     pub fn board(self) -> &'static str {
         match self {
-            Ped::Sim => "sim",
+            Ped::Sim | Ped::Micad => "sim",
             Ped::Qemu => "qemu-virt",
         }
     }
@@ -244,7 +254,7 @@ impl Ped {
     /// The demo firmware image for this pedestal (agent or raw mode).
     pub fn image(self, raw: bool) -> TestImage {
         match self {
-            Ped::Sim => sim_image("e2e", raw),
+            Ped::Sim | Ped::Micad => sim_image("e2e", raw),
             Ped::Qemu => qemu_image("e2e", raw),
         }
     }
@@ -252,7 +262,10 @@ impl Ped {
 
 impl fmt::Display for Ped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(match self {
+            Ped::Micad => "micad",
+            p => p.name(),
+        })
     }
 }
 
@@ -385,6 +398,9 @@ pub fn custom_image(
 pub struct Env {
     /// The daemon.
     pub cd: Containerd,
+    /// micad's stand-in, serving `<host_root>/run/mica` (after the daemon, so the
+    /// shims are gone before the partitions it runs).
+    pub micad: Option<MicadEmulator>,
     config: MicrunConfig,
     config_path: PathBuf,
     imported: Mutex<BTreeSet<String>>,
@@ -432,8 +448,13 @@ impl Env {
             )],
         })
         .expect("start a private containerd");
+        let micad = config.host_root.as_ref().map(|root| {
+            MicadEmulator::start(&root.join("run/mica"), MicadOptions::new(root.join("dev")))
+                .expect("start the micad emulator")
+        });
         Env {
             cd,
+            micad,
             config,
             config_path,
             imported: Mutex::new(BTreeSet::new()),

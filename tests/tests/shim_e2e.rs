@@ -225,6 +225,11 @@ fn fg_echo_exit_sim() {
 }
 
 #[test]
+fn fg_echo_exit_micad() {
+    fg_echo_exit(Ped::Micad);
+}
+
+#[test]
 fn fg_echo_exit_qemu() {
     fg_echo_exit(Ped::Qemu);
 }
@@ -253,6 +258,11 @@ fn term_agent(p: Ped) {
 #[test]
 fn term_agent_sim() {
     term_agent(Ped::Sim);
+}
+
+#[test]
+fn term_agent_micad() {
+    term_agent(Ped::Micad);
 }
 
 #[test]
@@ -298,6 +308,9 @@ fn kill_detached(p: Ped, raw: bool, signal: &str, want: i32) {
     // `ctr task rm` (in exit_status) deleted the task; now the container.
     ns.ctr_ok(&["containers", "rm", &id]).unwrap();
     assert_clean(&env, &ns, &id, pid, socket.as_deref());
+    if p == Ped::Micad {
+        assert_micad_gone(&env, &id);
+    }
 }
 
 #[test]
@@ -313,6 +326,11 @@ fn term_raw_qemu() {
 #[test]
 fn sigkill_sim() {
     kill_detached(Ped::Sim, false, "SIGKILL", 137);
+}
+
+#[test]
+fn sigkill_micad() {
+    kill_detached(Ped::Micad, false, "SIGKILL", 137);
 }
 
 #[test]
@@ -388,6 +406,11 @@ fn usr1_agent_sim() {
 }
 
 #[test]
+fn usr1_agent_micad() {
+    usr1_agent(Ped::Micad);
+}
+
+#[test]
 fn usr1_agent_qemu() {
     usr1_agent(Ped::Qemu);
 }
@@ -428,7 +451,9 @@ fn hang(p: Ped) {
             .any(|k| log.contains(k)),
         "the shim log gives no reason (lost/liveness/pong): {what}"
     );
-    if pid != 0 {
+    if p == Ped::Micad {
+        assert_micad_gone(&env, &id);
+    } else if pid != 0 {
         assert!(
             wait_until(Duration::from_secs(5), || !pid_alive(pid)),
             "the hung instance process {pid} is still alive{}",
@@ -437,9 +462,34 @@ fn hang(p: Ped) {
     }
 }
 
+/// micad (the emulator) no longer has instance `id`, and its firmware process
+/// is gone.
+fn assert_micad_gone(env: &Env, id: &str) {
+    let micad = env.micad.as_ref().expect("the env runs a micad emulator");
+    let pid = micad.instance(id).and_then(|i| i.pid);
+    assert!(
+        wait_until(Duration::from_secs(5), || micad.instance(id).is_none()),
+        "micad still has instance {id}: {:?}{}",
+        micad.instance(id),
+        env.diag(id)
+    );
+    if let Some(pid) = pid {
+        assert!(
+            wait_until(Duration::from_secs(5), || !pid_alive(pid)),
+            "the partition's process {pid} is still alive{}",
+            env.diag(id)
+        );
+    }
+}
+
 #[test]
 fn hang_sim() {
     hang(Ped::Sim);
+}
+
+#[test]
+fn hang_micad() {
+    hang(Ped::Micad);
 }
 
 #[test]
@@ -545,6 +595,10 @@ fn metrics_ps(p: Ped) {
     let is_instance = match p {
         Ped::Sim => args.first().is_some_and(|a| a.ends_with("firmware.elf")),
         Ped::Qemu => args.first().is_some_and(|a| a.contains("qemu-system")),
+        // No host process embodies a micad partition: the shim's own pid.
+        Ped::Micad => args
+            .first()
+            .is_some_and(|a| a.ends_with("containerd-shim-mica-v2")),
     };
     assert!(
         is_instance,
@@ -556,6 +610,11 @@ fn metrics_ps(p: Ped) {
 #[test]
 fn metrics_ps_sim() {
     metrics_ps(Ped::Sim);
+}
+
+#[test]
+fn metrics_ps_micad() {
+    metrics_ps(Ped::Micad);
 }
 
 #[test]
@@ -608,6 +667,11 @@ fn attach(p: Ped) {
 #[test]
 fn attach_sim() {
     attach(Ped::Sim);
+}
+
+#[test]
+fn attach_micad() {
+    attach(Ped::Micad);
 }
 
 #[test]
@@ -714,6 +778,11 @@ fn tty(p: Ped) {
 #[test]
 fn tty_sim() {
     tty(Ped::Sim);
+}
+
+#[test]
+fn tty_micad() {
+    tty(Ped::Micad);
 }
 
 #[test]
@@ -935,6 +1004,14 @@ fn shim_killed(p: Ped) {
     );
     ns.ctr_ok(&["containers", "rm", &id]).unwrap();
     assert_clean(&env, &ns, &id, pid, socket.as_deref());
+    if p == Ped::Micad {
+        assert_micad_gone(&env, &id);
+    }
+}
+
+#[test]
+fn shim_killed_micad() {
+    shim_killed(Ped::Micad);
 }
 
 #[test]
