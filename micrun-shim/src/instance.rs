@@ -259,15 +259,24 @@ impl Instance {
             Relay::open(&self.spec, link, io)
                 .map_err(|e| InstanceError::Io(format!("container {}: console: {e}", self.spec.id)))
         };
+        // A start that fails half way (the partition runs, its console never
+        // came) must not leave the partition behind.
+        let start = |partition: &mut Box<dyn Partition>| {
+            partition.start().inspect_err(|_| {
+                if let Err(e) = partition.destroy() {
+                    log::warn!("{}: destroy after a failed start: {e}", self.spec.id);
+                }
+            })
+        };
         let relay = match link {
             Some(link) => {
                 let relay = open(link)?;
-                lock(&self.partition).start()?;
+                start(&mut lock(&self.partition))?;
                 relay
             }
             None => {
                 let mut partition = lock(&self.partition);
-                partition.start()?;
+                start(&mut partition)?;
                 let link = partition.take_link().ok_or_else(|| {
                     InstanceError::Io(format!(
                         "container {}: the partition started but has no console link",

@@ -123,6 +123,8 @@ pub struct MicrunConfig {
     /// sysfs `<root>/sys` (so a test host is a temp dir, not this machine's `/run`,
     /// `/proc` and `/sys`).
     pub host_root: Option<PathBuf>,
+    /// `[baremetal] driver` (with `host_root`): `auto`, `micad` or `direct`.
+    pub baremetal_driver: String,
     /// More TOML, appended as is.
     pub extra_toml: String,
 }
@@ -142,6 +144,7 @@ impl MicrunConfig {
             handshake_wait: Some("2s".into()),
             qemu_binary: Some("qemu-system-aarch64".into()),
             host_root,
+            baremetal_driver: "auto".into(),
             extra_toml: String::new(),
         }
     }
@@ -181,10 +184,11 @@ impl MicrunConfig {
             s += &format!(
                 "\n[mica]\ndir = {}\ntty_dirs = [{}]\ntty_wait = \"3s\"\ntimeout = \"2s\"\n\
                  \n[xen]\ndriver = \"direct\"\ndetect = {}\narch = \"x86_64\"\n\
-                 \n[baremetal]\nsysfs = {}\narch = \"x86_64\"\n",
+                 \n[baremetal]\ndriver = {}\nsysfs = {}\narch = \"x86_64\"\n",
                 p("run/mica"),
                 p("dev"),
                 p("proc/xen"),
+                toml_str(&self.baremetal_driver),
                 p("sys")
             );
         }

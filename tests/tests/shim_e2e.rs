@@ -26,6 +26,8 @@
 //! | `containerd_restart` | tasks stay RUNNING, console and SIGTERM work, exit events delivered |
 //! | `shim_killed_*` | shim SIGKILLed → `delete` action: 137, no process, mount, state, socket |
 //! | `bad_*` | each bad input: a clear error at create, nothing left, no stray task events |
+//! | `*_micad` | the same scenarios on `baremetal` through micad (the emulator in `Env::micad`) |
+//! | `micad_*` | micad refusing, hanging, no console, an over-long id, micad down; no pause through micad |
 //!
 //! The file takes about 30 s on 2 cores (60 s with both cores busy elsewhere), after
 //! the first build of the shim into `target/shim-for-tests`. Failure messages carry
@@ -1458,4 +1460,132 @@ fn pod_sandbox_and_container_share_one_shim() {
     ns.kill(&pod, "SIGTERM").unwrap();
     assert_eq!(exit_status(&env, &ns, &pod), 143);
     ns.ctr_ok(&["containers", "rm", &pod]).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// 13. micad misbehaving. Faults belong to the emulator, not to one container, so
+//     these run on a daemon (and emulator) of their own, one fault at a time.
+
+#[test]
+fn micad_pause_is_unsupported() {
+    let env = Env::shared();
+    let ns = env.namespace("mpause");
+    let (img, ann) = image_and_args(Ped::Micad, false);
+    env.import(&ns, &img);
+    let id = unique_id("mpause");
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let out = ns.ctr(&["tasks", "pause", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "pause succeeded{}", env.diag(&id));
+    assert!(
+        stderr.contains("does not support pause through micad"),
+        "{stderr}{}",
+        env.diag(&id)
+    );
+    assert_eq!(state(&env, &ns, &id), Some(TaskState::Running));
+    ns.kill(&id, "SIGKILL")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    assert_eq!(exit_status(&env, &ns, &id), 137);
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    assert_micad_gone(&env, &id);
+}
+
+#[test]
+fn micad_faults() {
+    use micrun_tests::micad::{Fault, Op};
+    // driver = micad: with micad down, `auto` would fall back to the direct driver.
+    let mut env = Env::start_with(|c| c.baremetal_driver = "micad".into());
+    let ns = env.namespace("mfault");
+    let (img, ann) = image_and_args(Ped::Micad, false);
+    let micad = env.micad.as_ref().expect("the env runs a micad emulator");
+
+    // micad refuses: its words reach the user.
+    micad.set_fault(
+        Op::Create,
+        Some(Fault::Fail("no free core for baremetal\n".into())),
+    );
+    let id = unique_id("mrefuse");
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&img),
+        &id,
+        &ann,
+        &["micad refused", "no free core for baremetal"],
+    );
+
+    // micad hangs: the exchange times out (2 s in the test config).
+    micad.set_fault(Op::Create, Some(Fault::Hang));
+    let id = unique_id("mhang");
+    let t0 = Instant::now();
+    expect_create_error(&env, &ns, Some(&img), &id, &ann, &["did not answer", "2s"]);
+    assert!(
+        t0.elapsed() < T_ACT,
+        "a hung micad held ctr {:?}",
+        t0.elapsed()
+    );
+    micad.set_fault(Op::Create, None);
+
+    // The console never appears (tty_wait is 3 s in the test config): Start
+    // fails naming where it looked, the partition is removed, and the task (left
+    // CREATED, as containerd leaves any task whose Start failed) deletes cleanly.
+    micad.set_tty_delay(Duration::from_secs(600));
+    let id = unique_id("mnotty");
+    env.import(&ns, &img);
+    let mut args = vec!["run".to_string()];
+    args.extend(env.run_args(&img, &strs(&ann)));
+    args.push(img.name.clone());
+    args.push(id.clone());
+    let out = env
+        .cd
+        .ctr_with(Some(ns.name()), &strs(&args), None, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let what = format!(
+        "ctr run {id}: {}\nstderr: {stderr:?}{}",
+        out.status,
+        env.diag(&id)
+    );
+    assert!(!out.status.success(), "started without a console: {what}");
+    let tty = format!("ttyRPMSG_{id}_0");
+    assert!(
+        stderr.contains("did not appear") && stderr.contains(&tty),
+        "the error does not say which console never came: {what}"
+    );
+    assert_micad_gone(&env, &id);
+    assert_ne!(state(&env, &ns, &id), Some(TaskState::Running), "{what}");
+    ns.ctr_ok(&["tasks", "rm", "-f", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    assert_nothing_left(&env, &ns, &id);
+    micad.set_tty_delay(Duration::ZERO);
+
+    // An id micad's 66-byte name field cannot hold.
+    let id = format!("{}-{}", unique_id("mlong"), "x".repeat(60));
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&img),
+        &id,
+        &ann,
+        &["not valid for pedestal baremetal", "at most 65 bytes"],
+    );
+    assert!(
+        micad.creates().iter().all(|c| c.name != id),
+        "the over-long id reached micad"
+    );
+
+    // micad not running: says how to start it.
+    drop(ns);
+    env.micad.as_mut().expect("emulator").stop();
+    let ns = env.namespace("mdown");
+    let id = unique_id("mdown");
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&img),
+        &id,
+        &ann,
+        &["micad is not running", "systemctl start micad"],
+    );
 }
