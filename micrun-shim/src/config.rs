@@ -461,7 +461,73 @@ pub fn config_path(env_value: Option<&std::ffi::OsStr>) -> PathBuf {
     }
 }
 
+/// The `type_url` of the runtime options containerd passes to a runtime that is
+/// not runc: CRI's `[...runtimes.<name>.options] ConfigPath`, or
+/// `ctr run --runtime-config-path`.
+pub const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
+
+/// The config file named by runtime options (`runtimeoptions.v1.Options`, a
+/// protobuf message: field 1 `type_url`, field 2 `config_path`, both strings),
+/// if `type_url` is theirs and a path is set. Anything else is `Ok(None)`;
+/// options of that type that do not parse are an error.
+pub fn options_config_path(type_url: &str, value: &[u8]) -> Result<Option<PathBuf>, String> {
+    if type_url.trim_start_matches("type.googleapis.com/") != RUNTIME_OPTIONS_TYPE {
+        return Ok(None);
+    }
+    let mut input = value;
+    let mut path = None;
+    let varint = |input: &mut &[u8]| -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = input
+                .split_first()
+                .ok_or("runtime options end inside a number")?;
+            *input = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("runtime options hold a number longer than 64 bits".into())
+    };
+    while !input.is_empty() {
+        let key = varint(&mut input)?;
+        match key & 7 {
+            0 => {
+                varint(&mut input)?;
+            }
+            1 | 5 => {
+                let n = if key & 7 == 1 { 8 } else { 4 };
+                input = input.get(n..).ok_or("runtime options end inside a field")?;
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut input)?).map_err(|e| e.to_string())?;
+                let bytes = input
+                    .get(..len)
+                    .ok_or("runtime options end inside a string")?;
+                input = &input[len..];
+                if key >> 3 == 2 {
+                    let text = std::str::from_utf8(bytes)
+                        .map_err(|_| "the ConfigPath of the runtime options is not UTF-8")?;
+                    path = (!text.is_empty()).then(|| PathBuf::from(text));
+                }
+            }
+            w => return Err(format!("runtime options use protobuf wire type {w}")),
+        }
+    }
+    Ok(path)
+}
+
 impl Config {
+    /// Loads the configuration from `path` when given (the runtime options'
+    /// `ConfigPath`), else from `$MICRUN_CONFIG` or [`DEFAULT_CONFIG_PATH`].
+    pub fn load_for(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => Self::load_from(path),
+            None => Self::load(),
+        }
+    }
+
     /// Loads the configuration from `$MICRUN_CONFIG` or [`DEFAULT_CONFIG_PATH`].
     /// A missing file gives the defaults (with `origin` `None`).
     pub fn load() -> Result<Config, ConfigError> {
@@ -810,6 +876,44 @@ mod tests {
             Ok(config) => panic!("{text:?} was accepted: {config:?}"),
             Err(err) => err.to_string(),
         }
+    }
+
+    #[test]
+    fn runtime_options_name_the_config_file() {
+        // runtimeoptions.v1.Options{type_url: "x", config_path: "/etc/m.toml"}
+        let mut msg = vec![0x0a, 1, b'x', 0x12, 11];
+        msg.extend_from_slice(b"/etc/m.toml");
+        assert_eq!(
+            options_config_path(RUNTIME_OPTIONS_TYPE, &msg),
+            Ok(Some(PathBuf::from("/etc/m.toml")))
+        );
+        assert_eq!(
+            options_config_path("type.googleapis.com/runtimeoptions.v1.Options", &msg),
+            Ok(Some(PathBuf::from("/etc/m.toml")))
+        );
+        // Other options (runc's) are not ours; an empty path is no path.
+        assert_eq!(
+            options_config_path("containerd.runc.v1.Options", &msg),
+            Ok(None)
+        );
+        assert_eq!(
+            options_config_path(RUNTIME_OPTIONS_TYPE, &[0x12, 0]),
+            Ok(None)
+        );
+        assert_eq!(options_config_path(RUNTIME_OPTIONS_TYPE, &[]), Ok(None));
+        // An unknown varint field is skipped.
+        let mut with_extra = vec![0x18, 0x96, 0x01];
+        with_extra.extend_from_slice(&msg);
+        assert_eq!(
+            options_config_path(RUNTIME_OPTIONS_TYPE, &with_extra),
+            Ok(Some(PathBuf::from("/etc/m.toml")))
+        );
+        // Truncated input is an error, never a panic.
+        for n in 0..msg.len() {
+            let _ = options_config_path(RUNTIME_OPTIONS_TYPE, &msg[..n]);
+        }
+        assert!(options_config_path(RUNTIME_OPTIONS_TYPE, &msg[..msg.len() - 1]).is_err());
+        assert!(options_config_path(RUNTIME_OPTIONS_TYPE, &[0x12, 2, 0xff, 0xfe]).is_err());
     }
 
     #[test]

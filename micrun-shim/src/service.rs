@@ -11,6 +11,7 @@
 //! it is killed.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
@@ -236,6 +237,8 @@ struct Task {
     workload: Workload,
     dir: PathBuf,
     record: TaskRecord,
+    /// The config file named by the runtime options, if any (else the shim's).
+    config_path: Option<PathBuf>,
 }
 
 impl Task {
@@ -310,8 +313,24 @@ impl Service {
         if lock(&self.tasks).contains_key(&id) {
             return Err(Error::AlreadyExists(id));
         }
-        let config = Config::load()?;
+        let config_path =
+            crate::config::options_config_path(&req.options.type_url, &req.options.value)
+                .map_err(|e| Error::InvalidArgument(format!("create {id}: {e}")))?;
+        let config = Config::load_for(config_path.as_deref())?;
         let bundle = PathBuf::from(&req.bundle);
+        // For the `delete` action, which runs in the bundle without the options.
+        match &config_path {
+            Some(p) => std::fs::write(bundle.join(CONFIG_PATH_FILE), p.as_os_str().as_bytes())
+                .map_err(|e| {
+                    Error::Internal(format!(
+                        "write {}: {e}",
+                        bundle.join(CONFIG_PATH_FILE).display()
+                    ))
+                })?,
+            None => {
+                let _ = std::fs::remove_file(bundle.join(CONFIG_PATH_FILE));
+            }
+        }
         let rootfs = bundle.join("rootfs");
         let mut mounted = None;
         for m in &req.rootfs {
@@ -398,6 +417,7 @@ impl Service {
             workload,
             dir,
             record,
+            config_path,
         });
         let pid = task.pid();
         if let Workload::Rtos(inst) = &task.workload {
@@ -493,10 +513,18 @@ fn ttrpc<T>(r: Result<T, Error>) -> TtrpcResult<T> {
     })
 }
 
+/// Where a task whose runtime options named a config file records that path,
+/// in its bundle.
+pub const CONFIG_PATH_FILE: &str = "micrun-config-path";
+
 /// containerd's `delete` action after a lost shim: release what the state file
-/// names and report 137.
-pub fn cleanup_lost_task(namespace: &str, id: &str) -> api::DeleteResponse {
-    match Config::load() {
+/// names and report 137. `bundle` is the task's bundle (the action's working
+/// directory), where [`CONFIG_PATH_FILE`] may name the task's config.
+pub fn cleanup_lost_task(namespace: &str, id: &str, bundle: &Path) -> api::DeleteResponse {
+    let config_path = std::fs::read(bundle.join(CONFIG_PATH_FILE))
+        .ok()
+        .map(|b| PathBuf::from(std::ffi::OsString::from_vec(b)));
+    match Config::load_for(config_path.as_deref()) {
         Ok(config) => {
             let dir = state::task_dir(&config.state_dir, namespace, id);
             match state::read(&dir) {
@@ -694,7 +722,7 @@ impl containerd_shim::Task for Service {
                     req.id
                 ))
             }))?;
-        let config = ttrpc(Config::load().map_err(Error::from))?;
+        let config = ttrpc(Config::load_for(task.config_path.as_deref()).map_err(Error::from))?;
         let mapped = ttrpc(
             crate::resources::map_resources(
                 Some(&res),

@@ -1307,6 +1307,44 @@ fn bad_sim_not_enabled() {
     );
 }
 
+/// The runtime options' config file (CRI `ConfigPath`; here `ctr run
+/// --runtime-config-path`) wins over the shim's `MICRUN_CONFIG`.
+#[test]
+fn runtime_options_config_path() {
+    let env = Env::shared();
+    let ns = env.namespace("optcfg");
+    let img = sim_image("e2e", false);
+    let extra = annotations(Ped::Sim, &[]);
+    // The same config with sim disabled: Create fails and names that file.
+    let mut off = env.config().clone();
+    off.sim_enable = false;
+    off.default_pedestal = Some("qemu".into());
+    let off_path = env.dir().join("micrun-sim-off.toml");
+    off.write(&off_path).unwrap();
+    let mut with_path = vec![
+        "--runtime-config-path".to_string(),
+        off_path.to_string_lossy().into_owned(),
+    ];
+    with_path.extend(extra.iter().cloned());
+    let id = unique_id("optcfg-off");
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&img),
+        &id,
+        &with_path,
+        &["not enabled", &off_path.to_string_lossy()],
+    );
+    // The shim's own config (sim enabled) still runs the next container.
+    let id = unique_id("optcfg-on");
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&extra)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    ns.kill(&id, "SIGKILL")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    assert_eq!(exit_status(&env, &ns, &id), 137);
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+}
+
 #[test]
 fn bad_cpuset_invalid() {
     // ctr 1.6 has no --cpuset-cpus: give the whole spec (`ctr run --config`) with a

@@ -135,7 +135,9 @@ fn delete(flags: &Flags) -> Result<(), String> {
     // containerd shows this action's stderr; the FIFO logger is the server's.
     let _ = log::set_boxed_logger(Box::new(StderrLog))
         .map(|()| log::set_max_level(log::LevelFilter::Info));
-    let resp = cleanup_lost_task(&flags.namespace, &flags.id);
+    // The bundle is the working directory.
+    let bundle = std::env::current_dir().unwrap_or_default();
+    let resp = cleanup_lost_task(&flags.namespace, &flags.id, &bundle);
     remove_stale_socket();
     let bytes = resp.write_to_bytes().map_err(|e| e.to_string())?;
     std::io::stdout()
