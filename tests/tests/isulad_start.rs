@@ -48,52 +48,8 @@ fn isulad_style_lifecycle_over_ttrpc() {
     )
     .unwrap();
     let id = format!("isulad{}", std::process::id());
-    // The shim creates /run/containerd/s if missing; remove what we caused (empty
-    // directories only, by exact path).
-    struct Dirs(Vec<&'static str>);
-    impl Drop for Dirs {
-        fn drop(&mut self) {
-            for d in &self.0 {
-                let _ = fs::remove_dir(d);
-            }
-        }
-    }
-    let _dirs = Dirs(
-        ["/run/containerd/s", "/run/containerd"]
-            .into_iter()
-            .filter(|d| !Path::new(d).exists())
-            .collect(),
-    );
-
-    let out = Command::new(shim_binary())
-        .args(["--id", &id, "--namespace", "isula", "start"])
-        .current_dir(&bundle)
-        .env("MICRUN_CONFIG", &cfg)
-        .env_remove("TTRPC_ADDRESS")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "start: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(address.starts_with("unix://"), "{address:?}");
-    assert_eq!(fs::read_to_string(bundle.join("address")).unwrap(), address);
-    let socket = address.trim_start_matches("unix://").to_string();
-    // Whatever happens, end the shim and remove its socket (by exact path).
-    struct Guard(String);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if let Ok(c) = Client::connect(&format!("unix://{}", self.0)) {
-                let _ = TaskClient::new(c).shutdown(ctx(), &api::ShutdownRequest::default());
-            }
-            let _ = fs::remove_file(&self.0);
-        }
-    }
-    let _guard = Guard(socket.clone());
-
+    let shim = IsuladShim::start(&bundle, &cfg, &id);
+    let address = shim.address.clone();
     let client = TaskClient::new(Client::connect(&address).unwrap());
     let stdout = dir.path().join("out");
     nix::unistd::mkfifo(&stdout, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
@@ -317,6 +273,68 @@ fn isulad_style_lifecycle_over_ttrpc() {
         .unwrap();
 }
 
+/// A shim started as iSulad starts it (`--id X --namespace isula start` in the
+/// bundle, no `TTRPC_ADDRESS`). Dropping it shuts the shim down and removes its
+/// socket and the /run/containerd directories the shim created.
+struct IsuladShim {
+    address: String,
+    socket: String,
+    _dirs: Dirs,
+}
+
+/// Empty directories to remove by exact path.
+struct Dirs(Vec<&'static str>);
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+impl IsuladShim {
+    fn start(bundle: &Path, config: &Path, id: &str) -> IsuladShim {
+        // The shim creates /run/containerd/s if missing; remove what we caused.
+        let dirs = Dirs(
+            ["/run/containerd/s", "/run/containerd"]
+                .into_iter()
+                .filter(|d| !Path::new(d).exists())
+                .collect(),
+        );
+        let out = Command::new(shim_binary())
+            .args(["--id", id, "--namespace", "isula", "start"])
+            .current_dir(bundle)
+            .env("MICRUN_CONFIG", config)
+            .env_remove("TTRPC_ADDRESS")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(address.starts_with("unix://"), "{address:?}");
+        assert_eq!(fs::read_to_string(bundle.join("address")).unwrap(), address);
+        IsuladShim {
+            socket: address.trim_start_matches("unix://").to_string(),
+            address,
+            _dirs: dirs,
+        }
+    }
+}
+
+impl Drop for IsuladShim {
+    fn drop(&mut self) {
+        if let Ok(c) = Client::connect(&self.address) {
+            let _ = TaskClient::new(c).shutdown(ctx(), &api::ShutdownRequest::default());
+        }
+        let _ = fs::remove_file(&self.socket);
+    }
+}
+
 /// Kill with SIGKILL, Wait, Delete: the exit status Wait and Delete report.
 fn sigkill_wait_delete(client: &TaskClient, id: &str) -> (u32, u32) {
     client
@@ -423,4 +441,121 @@ fn bootstrap_protocol_start_gets_a_bootstrap_result() {
         .shutdown(ctx(), &api::ShutdownRequest::default())
         .unwrap();
     let _ = fs::remove_file(&socket);
+}
+
+/// Update and Stats through micad (the emulator): changed resources become
+/// micad `set` commands with the keys current micad accepts, the ceiling
+/// before what must fit under it, and Stats reports the new limit.
+#[test]
+fn update_through_micad() {
+    use micrun_tests::micad::{MicadEmulator, Options};
+    let dir = TempDir::new("isulad-micad");
+    let host = dir.path().join("host");
+    let micad = MicadEmulator::start(&host.join("run/mica"), Options::new(host.join("dev")))
+        .expect("start the micad emulator");
+    let bundle = dir.path().join("bundle");
+    fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    fs::copy(sim_binary(), bundle.join("rootfs/firmware.elf")).unwrap();
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": { "args": ["/firmware.elf"], "cwd": "/" },
+        "root": { "path": "rootfs" },
+        "linux": { "resources": { "memory": { "limit": 67108864 } } },
+        "annotations": { "org.openeuler.micrun.ped.pedestal": "baremetal" },
+    });
+    fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&spec).unwrap(),
+    )
+    .unwrap();
+    let cfg = dir.path().join("micrun.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\n[mica]\ndir = {:?}\ntty_dirs = [{:?}]\n\
+             [baremetal]\ndriver = \"micad\"\narch = \"x86_64\"\n",
+            dir.path().join("state"),
+            host.join("run/mica"),
+            host.join("dev"),
+        ),
+    )
+    .unwrap();
+    let id = format!("isumicad{}", std::process::id());
+    let shim = IsuladShim::start(&bundle, &cfg, &id);
+    let client = TaskClient::new(Client::connect(&shim.address).unwrap());
+    client
+        .create(
+            ctx(),
+            &api::CreateTaskRequest {
+                id: id.clone(),
+                bundle: bundle.display().to_string(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(micad.creates().last().map(|c| c.memory), Some(64));
+    client
+        .start(
+            ctx(),
+            &api::StartRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(micad.instance(&id).map(|i| i.state), Some("Running"));
+
+    let any = |json: &str| containerd_shim::protos::protobuf::well_known_types::any::Any {
+        type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
+        value: json.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    client
+        .update(
+            ctx(),
+            &api::UpdateTaskRequest {
+                id: id.clone(),
+                resources: Some(any(
+                    r#"{"memory":{"limit":134217728},"cpu":{"quota":50000,"period":100000}}"#,
+                ))
+                .into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let settings = micad.instance(&id).map(|i| i.settings).unwrap_or_default();
+    let keys: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("maxmemory", "128"),
+            ("memory", "128"),
+            ("cpucapacity", "50")
+        ],
+        "the set commands micad received"
+    );
+    let stats = client
+        .stats(
+            ctx(),
+            &api::StatsRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    use containerd_shim::protos::protobuf::Message;
+    let metrics =
+        containerd_shim::protos::cgroups::metrics::Metrics::parse_from_bytes(&stats.stats.value)
+            .unwrap();
+    assert_eq!(metrics.memory.usage.limit, 128 << 20);
+
+    assert_eq!(sigkill_wait_delete(&client, &id), (137, 137));
+    assert!(micad.instance(&id).is_none(), "micad still has {id}");
+    client
+        .shutdown(ctx(), &api::ShutdownRequest::default())
+        .unwrap();
+    drop(shim);
 }
