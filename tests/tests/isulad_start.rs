@@ -24,20 +24,13 @@ fn ctx() -> Context {
 #[test]
 fn isulad_style_lifecycle_over_ttrpc() {
     let dir = TempDir::new("isulad");
-    let bundle = dir.path().join("bundle");
-    fs::create_dir_all(bundle.join("rootfs")).unwrap();
-    fs::copy(sim_binary(), bundle.join("rootfs/firmware.elf")).unwrap();
     let spec = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": { "args": ["/firmware.elf"], "cwd": "/", "user": {"uid": 0, "gid": 0} },
         "root": { "path": "rootfs" },
         "annotations": { "org.openeuler.micrun.ped.pedestal": "sim" },
     });
-    fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec(&spec).unwrap(),
-    )
-    .unwrap();
+    let bundle = sim_bundle(&dir.path().join("bundle"), &spec);
     let cfg = dir.path().join("micrun.toml");
     fs::write(
         &cfg,
@@ -125,16 +118,11 @@ fn isulad_style_lifecycle_over_ttrpc() {
 
     // Update: OCI resources as JSON; bad JSON is INVALID_ARGUMENT; the new memory
     // shows in the metrics.
-    let any = |json: &str| containerd_shim::protos::protobuf::well_known_types::any::Any {
-        type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
-        value: json.as_bytes().to_vec(),
-        ..Default::default()
-    };
     let bad = client.update(
         ctx(),
         &api::UpdateTaskRequest {
             id: id.clone(),
-            resources: Some(any("{not json")).into(),
+            resources: Some(resources("{not json")).into(),
             ..Default::default()
         },
     );
@@ -152,66 +140,29 @@ fn isulad_style_lifecycle_over_ttrpc() {
             ctx(),
             &api::UpdateTaskRequest {
                 id: id.clone(),
-                resources: Some(any(r#"{"memory":{"limit":134217728}}"#)).into(),
+                resources: Some(resources(r#"{"memory":{"limit":134217728}}"#)).into(),
                 ..Default::default()
             },
         )
         .unwrap();
-    let stats = client
-        .stats(
-            ctx(),
-            &api::StatsRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    use containerd_shim::protos::protobuf::Message;
-    let metrics =
-        containerd_shim::protos::cgroups::metrics::Metrics::parse_from_bytes(&stats.stats.value)
-            .unwrap();
-    assert_eq!(metrics.memory.usage.limit, 128 << 20);
-    assert!(metrics.memory.usage.usage > 0);
+    let m = metrics(&client, &id);
+    assert_eq!(m.memory.usage.limit, 128 << 20);
+    assert!(m.memory.usage.usage > 0);
 
     // A second task in the same shim (as a pod's containers share one) with
     // `runtime.static_resource`: Update is refused with FAILED_PRECONDITION naming
     // the annotation, and its resources stay as they were.
     let fixed = format!("{id}-static");
-    let fixed_bundle = dir.path().join("bundle-static");
-    fs::create_dir_all(fixed_bundle.join("rootfs")).unwrap();
-    fs::copy(sim_binary(), fixed_bundle.join("rootfs/firmware.elf")).unwrap();
     let mut fixed_spec = spec.clone();
     fixed_spec["annotations"]["org.openeuler.micrun.runtime.static_resource"] = "true".into();
     fixed_spec["linux"] = serde_json::json!({ "resources": { "memory": { "limit": 67108864 } } });
-    fs::write(
-        fixed_bundle.join("config.json"),
-        serde_json::to_vec(&fixed_spec).unwrap(),
-    )
-    .unwrap();
-    client
-        .create(
-            ctx(),
-            &api::CreateTaskRequest {
-                id: fixed.clone(),
-                bundle: fixed_bundle.display().to_string(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    client
-        .start(
-            ctx(),
-            &api::StartRequest {
-                id: fixed.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let fixed_bundle = sim_bundle(&dir.path().join("bundle-static"), &fixed_spec);
+    create_start(&client, &fixed, &fixed_bundle, || {});
     match client.update(
         ctx(),
         &api::UpdateTaskRequest {
             id: fixed.clone(),
-            resources: Some(any(r#"{"memory":{"limit":134217728}}"#)).into(),
+            resources: Some(resources(r#"{"memory":{"limit":134217728}}"#)).into(),
             ..Default::default()
         },
     ) {
@@ -229,19 +180,7 @@ fn isulad_style_lifecycle_over_ttrpc() {
         }
         other => panic!("update of a static_resource task: {other:?}"),
     }
-    let fixed_stats = client
-        .stats(
-            ctx(),
-            &api::StatsRequest {
-                id: fixed.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let fixed_metrics = containerd_shim::protos::cgroups::metrics::Metrics::parse_from_bytes(
-        &fixed_stats.stats.value,
-    )
-    .unwrap();
+    let fixed_metrics = metrics(&client, &fixed);
     assert_eq!(fixed_metrics.memory.usage.limit, 64 << 20);
     assert_eq!(sigkill_wait_delete(&client, &fixed), (137, 137));
 
@@ -332,6 +271,64 @@ impl Drop for IsuladShim {
             let _ = TaskClient::new(c).shutdown(ctx(), &api::ShutdownRequest::default());
         }
         let _ = fs::remove_file(&self.socket);
+    }
+}
+
+/// A bundle at `path` whose rootfs holds the simulator as `firmware.elf`, with
+/// `spec` as its config.json.
+fn sim_bundle(path: &Path, spec: &serde_json::Value) -> std::path::PathBuf {
+    fs::create_dir_all(path.join("rootfs")).unwrap();
+    fs::copy(sim_binary(), path.join("rootfs/firmware.elf")).unwrap();
+    fs::write(path.join("config.json"), serde_json::to_vec(spec).unwrap()).unwrap();
+    path.to_path_buf()
+}
+
+/// Create (then `between`, e.g. checks of what Create did), then Start.
+fn create_start(client: &TaskClient, id: &str, bundle: &Path, between: impl FnOnce()) {
+    client
+        .create(
+            ctx(),
+            &api::CreateTaskRequest {
+                id: id.to_string(),
+                bundle: bundle.display().to_string(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    between();
+    client
+        .start(
+            ctx(),
+            &api::StartRequest {
+                id: id.to_string(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+}
+
+/// The task's Stats as containerd's cgroup Metrics.
+fn metrics(client: &TaskClient, id: &str) -> containerd_shim::protos::cgroups::metrics::Metrics {
+    use containerd_shim::protos::protobuf::Message;
+    let stats = client
+        .stats(
+            ctx(),
+            &api::StatsRequest {
+                id: id.to_string(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    containerd_shim::protos::cgroups::metrics::Metrics::parse_from_bytes(&stats.stats.value)
+        .unwrap()
+}
+
+/// OCI `LinuxResources` JSON as Update carries it.
+fn resources(json: &str) -> containerd_shim::protos::protobuf::well_known_types::any::Any {
+    containerd_shim::protos::protobuf::well_known_types::any::Any {
+        type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
+        value: json.as_bytes().to_vec(),
+        ..Default::default()
     }
 }
 
@@ -453,9 +450,6 @@ fn update_through_micad() {
     let host = dir.path().join("host");
     let micad = MicadEmulator::start(&host.join("run/mica"), Options::new(host.join("dev")))
         .expect("start the micad emulator");
-    let bundle = dir.path().join("bundle");
-    fs::create_dir_all(bundle.join("rootfs")).unwrap();
-    fs::copy(sim_binary(), bundle.join("rootfs/firmware.elf")).unwrap();
     let spec = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": { "args": ["/firmware.elf"], "cwd": "/" },
@@ -463,11 +457,7 @@ fn update_through_micad() {
         "linux": { "resources": { "memory": { "limit": 67108864 } } },
         "annotations": { "org.openeuler.micrun.ped.pedestal": "baremetal" },
     });
-    fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec(&spec).unwrap(),
-    )
-    .unwrap();
+    let bundle = sim_bundle(&dir.path().join("bundle"), &spec);
     let cfg = dir.path().join("micrun.toml");
     fs::write(
         &cfg,
@@ -483,39 +473,17 @@ fn update_through_micad() {
     let id = format!("isumicad{}", std::process::id());
     let shim = IsuladShim::start(&bundle, &cfg, &id);
     let client = TaskClient::new(Client::connect(&shim.address).unwrap());
-    client
-        .create(
-            ctx(),
-            &api::CreateTaskRequest {
-                id: id.clone(),
-                bundle: bundle.display().to_string(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(micad.creates().last().map(|c| c.memory), Some(64));
-    client
-        .start(
-            ctx(),
-            &api::StartRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    create_start(&client, &id, &bundle, || {
+        assert_eq!(micad.creates().last().map(|c| c.memory), Some(64));
+    });
     assert_eq!(micad.instance(&id).map(|i| i.state), Some("Running"));
 
-    let any = |json: &str| containerd_shim::protos::protobuf::well_known_types::any::Any {
-        type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
-        value: json.as_bytes().to_vec(),
-        ..Default::default()
-    };
     client
         .update(
             ctx(),
             &api::UpdateTaskRequest {
                 id: id.clone(),
-                resources: Some(any(
+                resources: Some(resources(
                     r#"{"memory":{"limit":134217728},"cpu":{"quota":50000,"period":100000}}"#,
                 ))
                 .into(),
@@ -537,20 +505,8 @@ fn update_through_micad() {
         ],
         "the set commands micad received"
     );
-    let stats = client
-        .stats(
-            ctx(),
-            &api::StatsRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    use containerd_shim::protos::protobuf::Message;
-    let metrics =
-        containerd_shim::protos::cgroups::metrics::Metrics::parse_from_bytes(&stats.stats.value)
-            .unwrap();
-    assert_eq!(metrics.memory.usage.limit, 128 << 20);
+    let m = metrics(&client, &id);
+    assert_eq!(m.memory.usage.limit, 128 << 20);
 
     assert_eq!(sigkill_wait_delete(&client, &id), (137, 137));
     assert!(micad.instance(&id).is_none(), "micad still has {id}");
