@@ -796,6 +796,9 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
         let ended = link_eof && (!ctx.has_process || process_exited)
             || process_gone_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2));
         if ended && output_flushed {
+            if !ctx.has_process {
+                unreported_end(&ctx);
+            }
             if stdout.dropped + stderr.dropped > 0 {
                 log::warn!(
                     "{}: raw console: {} bytes dropped because nobody read them",
@@ -1069,6 +1072,30 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
             }
         }
     }
+}
+
+/// Exit status of a partition without a host process whose console closed with
+/// no exit report and no stop asked by micrun: it was stopped from outside, or
+/// its driver lost it (micad restarted). Not 0: nothing says it ended well.
+pub const UNREPORTED_END: u32 = 255;
+
+/// A partition without a host process ended: if nobody said how, say so.
+fn unreported_end(ctx: &LoopCtx) {
+    {
+        let st = lock(&ctx.state.0);
+        if st.forced_code.is_some() || st.agent_code.is_some() {
+            return;
+        }
+    }
+    // What the driver says now (micad may no longer know the partition).
+    let seen = lock(&ctx.partition).state();
+    log::warn!(
+        "{}: the partition's console closed without an exit report (the driver now \
+         reports it {seen:?}); it was stopped outside micrun, or its driver lost it \
+         (micad restarted); exit status {UNREPORTED_END}",
+        ctx.id
+    );
+    lock(&ctx.state.0).forced_code.get_or_insert(UNREPORTED_END);
 }
 
 /// Ends the partition from the loop (its end then shows as link EOF and, where

@@ -1613,6 +1613,43 @@ fn micad_faults() {
         "the over-long id reached micad"
     );
 
+    // micad restarts while a partition runs: the partition keeps running (micad
+    // cannot reach it any more), its console goes, and the task ends with 255 and
+    // a log line that says why, instead of a 0 that would claim a clean exit.
+    // Delete still completes. (`env.cd.namespace`: it borrows only the daemon,
+    // so the emulator can be restarted meanwhile.)
+    drop(ns);
+    let ns = env.cd.namespace("mrestart");
+    env.import(&ns, &img);
+    let id = unique_id("mrestart");
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    env.micad.as_mut().expect("emulator").restart().unwrap();
+    assert_eq!(exit_status(&env, &ns, &id), 255, "{}", env.diag(&id));
+    assert!(
+        env.log_lines(&id, 50).contains("without an exit report"),
+        "no reason in the log{}",
+        env.diag(&id)
+    );
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    // micrun's side is clean (no task, state, mount or shim); the partition
+    // itself outlives micad's restart, as on a device (the emulator ends it).
+    assert_eq!(state(&env, &ns, &id), None, "{}", env.diag(&id));
+    assert!(
+        wait_until(Duration::from_secs(10), || env
+            .state_entries(&id)
+            .is_empty()
+            && env.shim_pids_of(&id).is_empty()),
+        "micrun state or shim left{}",
+        env.diag(&id)
+    );
+    assert!(
+        env.micad
+            .as_ref()
+            .is_some_and(|m| !m.orphan_pids().is_empty()),
+        "the partition should outlive micad's restart"
+    );
+
     // micad not running: says how to start it.
     drop(ns);
     env.micad.as_mut().expect("emulator").stop();
