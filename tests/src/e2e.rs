@@ -125,6 +125,8 @@ pub struct MicrunConfig {
     pub host_root: Option<PathBuf>,
     /// `[baremetal] driver` (with `host_root`): `auto`, `micad` or `direct`.
     pub baremetal_driver: String,
+    /// Run the micad emulator in `host_root` ([`Env::micad`]).
+    pub start_micad: bool,
     /// More TOML, appended as is.
     pub extra_toml: String,
 }
@@ -145,6 +147,7 @@ impl MicrunConfig {
             qemu_binary: Some("qemu-system-aarch64".into()),
             host_root,
             baremetal_driver: "auto".into(),
+            start_micad: true,
             extra_toml: String::new(),
         }
     }
@@ -452,10 +455,14 @@ impl Env {
             )],
         })
         .expect("start a private containerd");
-        let micad = config.host_root.as_ref().map(|root| {
-            MicadEmulator::start(&root.join("run/mica"), MicadOptions::new(root.join("dev")))
-                .expect("start the micad emulator")
-        });
+        let micad = config
+            .host_root
+            .as_ref()
+            .filter(|_| config.start_micad)
+            .map(|root| {
+                MicadEmulator::start(&root.join("run/mica"), MicadOptions::new(root.join("dev")))
+                    .expect("start the micad emulator")
+            });
         Env {
             cd,
             micad,

@@ -1345,6 +1345,56 @@ fn runtime_options_config_path() {
     ns.ctr_ok(&["containers", "rm", &id]).unwrap();
 }
 
+/// `default_pedestal = "auto"`: a container that names no pedestal gets what the
+/// host has. With micad running (and no Xen): baremetal through micad. With
+/// nothing (no micad, no Xen, no remote processor, no QEMU): Create fails listing
+/// every check.
+#[test]
+fn auto_pedestal_follows_the_host() {
+    let img = sim_image("e2e", false);
+    let env = Env::start_with(|c| c.default_pedestal = Some("auto".into()));
+    let ns = env.namespace("auto-micad");
+    env.import(&ns, &img);
+    let id = unique_id("auto-micad");
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &[]));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let micad = env.micad.as_ref().expect("emulator");
+    assert_eq!(
+        micad.instance(&id).map(|i| i.create.ped),
+        Some("baremetal".to_string()),
+        "{}",
+        env.diag(&id)
+    );
+    ns.kill(&id, "SIGKILL")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    assert_eq!(exit_status(&env, &ns, &id), 137);
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    drop(ns);
+    drop(env);
+
+    let env = Env::start_with(|c| {
+        c.default_pedestal = Some("auto".into());
+        c.start_micad = false;
+        c.qemu_binary = Some("/nonexistent/qemu-system-aarch64".into());
+    });
+    let ns = env.namespace("auto-none");
+    let id = unique_id("auto-none");
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&img),
+        &id,
+        &[],
+        &[
+            "no pedestal is available",
+            "mica-create.socket does not exist",
+            "proc/xen does not exist",
+            "no processor under",
+            "/nonexistent/qemu-system-aarch64",
+        ],
+    );
+}
+
 #[test]
 fn bad_cpuset_invalid() {
     // ctr 1.6 has no --cpuset-cpus: give the whole spec (`ctr run --config`) with a
