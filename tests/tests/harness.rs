@@ -669,14 +669,10 @@ fn drop_without_a_daemon_falls_back_to_pids() {
     assert!(!mounted(&dir), "mounts left under {dir:?}");
 }
 
-/// The child half of `sweep_cleans_up_after_a_killed_test_process`: leaves a
+/// The child half of `sweep_cleans_up_after_a_killed_test_process` (the same
+/// test, re-run in a child process with `MICRUN_HARNESS_CHILD` set): leaves a
 /// daemon with a running task, reports it, and waits to be SIGKILLed.
-#[test]
-#[ignore = "run in a child process by sweep_cleans_up_after_a_killed_test_process"]
-fn child_killed_with_a_running_task() {
-    if std::env::var_os("MICRUN_HARNESS_CHILD").is_none() {
-        return;
-    }
+fn child_killed_with_a_running_task() -> ! {
     let (cd, fp, task_pid) = daemon_with_task("killed");
     let report = serde_json::json!({
         "daemon": fp.daemon_pid,
@@ -699,11 +695,13 @@ fn child_killed_with_a_running_task() {
 #[test]
 fn sweep_cleans_up_after_a_killed_test_process() {
     use std::io::BufRead;
+    if std::env::var_os("MICRUN_HARNESS_CHILD").is_some() {
+        child_killed_with_a_running_task();
+    }
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_killed_with_a_running_task",
-            "--ignored",
+            "sweep_cleans_up_after_a_killed_test_process",
             "--nocapture",
         ])
         .env("MICRUN_HARNESS_CHILD", "1")
