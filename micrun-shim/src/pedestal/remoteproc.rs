@@ -249,8 +249,9 @@ impl Processor {
             RprocState::Crashed => {
                 if let Err(e) = self.write("state", "stop") {
                     log::warn!(
-                        "remote processor {} crashed and the kernel keeps it so ({e}); \
-                         write `recover` to its `recovery` to reboot it, or reboot the host",
+                        "remote processor {} crashed and the kernel refuses to stop it \
+                         ({e}); it stays crashed, and unusable for containers, until the \
+                         kernel recovers it (see its `recovery` attribute)",
                         self.label()
                     );
                     return Ok(());
