@@ -13,6 +13,7 @@ pub mod containerd;
 pub mod e2e;
 pub mod micad;
 pub mod oci;
+pub mod remoteproc;
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
