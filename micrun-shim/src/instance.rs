@@ -134,6 +134,8 @@ enum Command {
     Resumed,
     /// The partition was ended from outside the loop; look for the end.
     Check,
+    /// The partition was destroyed from outside the loop (Kill, Delete).
+    Destroyed,
 }
 
 #[derive(Debug)]
@@ -352,15 +354,23 @@ impl Instance {
             }
             st.forced_code.get_or_insert(code);
         }
-        if let Err(e) = lock(&self.partition).destroy() {
-            log::warn!("{}: destroy: {e}", self.spec.id);
-        }
+        let destroyed = match lock(&self.partition).destroy() {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("{}: destroy: {e}", self.spec.id);
+                false
+            }
+        };
         if self.status() == Status::Created || lock(&self.io_parts).is_some() {
             // No loop is running to notice: finish here.
             lock(&self.io_parts).take();
             finish(&self.state, &self.on_exit, &self.spec.id);
         } else {
-            let _ = self.cmd_tx.try_send(Command::Check);
+            let _ = self.cmd_tx.try_send(if destroyed {
+                Command::Destroyed
+            } else {
+                Command::Check
+            });
         }
     }
 
@@ -1013,7 +1023,7 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                             stop_deadline = Some((now + grace, 15));
                         } else {
                             lock(&ctx.state.0).forced_code.get_or_insert(143);
-                            request_destroy(&ctx);
+                            link_eof |= request_destroy(&ctx);
                         }
                     }
                     if let Some((t, signo)) = stop_deadline {
@@ -1031,7 +1041,7 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                     }
                     if exit_deadline.is_some_and(|t| now >= t) {
                         exit_deadline = None;
-                        request_destroy(&ctx);
+                        link_eof |= request_destroy(&ctx);
                     }
                 }
                 Wake::Cmd(None) => return,
@@ -1045,7 +1055,7 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                             lock(&ctx.state.0)
                                 .forced_code
                                 .get_or_insert(128 + u32::from(signo));
-                            request_destroy(&ctx);
+                            link_eof |= request_destroy(&ctx);
                         }
                     }
                     Command::Signal(s) => {
@@ -1068,6 +1078,9 @@ async fn run(ctx: LoopCtx, mut relay: Relay, cmds: async_channel::Receiver<Comma
                         ep.reset_liveness(now_ms());
                     }
                     Command::Check => {}
+                    // Without a host process, nothing else may ever say it ended
+                    // (a console that does not hang up).
+                    Command::Destroyed => link_eof |= !ctx.has_process,
                 },
             }
         }
@@ -1087,22 +1100,51 @@ fn unreported_end(ctx: &LoopCtx) {
             return;
         }
     }
-    // What the driver says now (micad may no longer know the partition).
-    let seen = lock(&ctx.partition).state();
-    log::warn!(
-        "{}: the partition's console closed without an exit report (the driver now \
-         reports it {seen:?}); it was stopped outside micrun, or its driver lost it \
-         (micad restarted); exit status {UNREPORTED_END}",
-        ctx.id
-    );
-    lock(&ctx.state.0).forced_code.get_or_insert(UNREPORTED_END);
+    // What the driver says: an exit status of its own (a remote processor that
+    // crashed), or nothing (micad may no longer know the partition). The console
+    // can hang up a moment before the driver's state changes: give it a second.
+    let settle = Instant::now() + Duration::from_secs(1);
+    let seen = loop {
+        let seen = lock(&ctx.partition).state();
+        if matches!(seen, PartitionState::Stopped(_)) || Instant::now() >= settle {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let code = match seen {
+        PartitionState::Stopped(Some(code)) => {
+            log::warn!(
+                "{}: the partition ended without an exit report; its driver reports \
+                 status {code}",
+                ctx.id
+            );
+            code as u32 & 0xff
+        }
+        _ => {
+            log::warn!(
+                "{}: the partition's console closed without an exit report (the driver \
+                 now reports it {seen:?}); it was stopped outside micrun, or its driver \
+                 lost it (micad restarted); exit status {UNREPORTED_END}",
+                ctx.id
+            );
+            UNREPORTED_END
+        }
+    };
+    lock(&ctx.state.0).forced_code.get_or_insert(code);
 }
 
 /// Ends the partition from the loop (its end then shows as link EOF and, where
 /// there is a host process, its exit).
-fn request_destroy(ctx: &LoopCtx) {
-    if let Err(e) = lock(&ctx.partition).destroy() {
-        log::warn!("{}: destroy: {e}", ctx.id);
+///
+/// Returns true when the link is to be taken as closed: a partition without a
+/// host process was destroyed, whether or not its console hangs up.
+fn request_destroy(ctx: &LoopCtx) -> bool {
+    match lock(&ctx.partition).destroy() {
+        Ok(()) => !ctx.has_process,
+        Err(e) => {
+            log::warn!("{}: destroy: {e}", ctx.id);
+            false
+        }
     }
 }
 

@@ -675,13 +675,42 @@ fn the_engine_sees_the_firmware_end_and_delete_releases_the_processor() {
     let e = inst.wait_timeout(T).expect("the instance ended");
     assert_eq!(e.code, 3, "the application's code, from the agent");
     assert_eq!(inst.status(), Status::Stopped);
-    host.wait_state("cm4", "crashed");
+    // The application ended: the engine stops the processor at once (a remote
+    // core stays up after its application returns).
+    host.wait_state("cm4", "offline");
     let leftovers = inst.leftovers();
     inst.destroy();
     assert_eq!(host.fake.state("cm4"), "offline");
     assert!(host.fw_files().is_empty());
     assert!(!host.claim("remoteproc0").exists());
     assert_eq!(leftovers.paths, [host.claim("remoteproc0")]);
+}
+
+/// The firmware faults with no exit report: the processor shows `crashed`, the
+/// console hangs up, and the engine reports the driver's status for a crash
+/// (134, 128 + SIGABRT) instead of a clean 0.
+#[test]
+fn a_crash_through_the_engine_is_status_134() {
+    let host = Host::new(&["cm4"]);
+    let (inst, _stdin, mut stdout) = instance(&host, "rp-crash");
+    inst.start().unwrap();
+    let mut got = Vec::new();
+    read_until(&mut stdout, &mut got, "micrun demo shell on sim (linux)");
+    let pid = booted_pid(&host);
+    // SAFETY: kill(2) on the firmware process the fake started for this test.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGABRT);
+    }
+    let e = inst.wait_timeout(T).unwrap_or_else(|| {
+        panic!(
+            "the instance did not end; the fake saw {:?}",
+            host.fake.events()
+        )
+    });
+    assert_eq!(e.code, 134, "the crash status from the driver");
+    inst.destroy();
+    assert!(host.fw_files().is_empty());
+    assert!(!host.claim("remoteproc0").exists());
 }
 
 #[test]
