@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::containerd::{Containerd, ContainerdOpts, Namespace};
 use crate::micad::{MicadEmulator, Options as MicadOptions};
 use crate::oci::{host_arch, ImageBuilder};
+use crate::remoteproc::FakeRemoteproc;
 use crate::{firmware, repo_root, sim_binary, TempDir};
 
 /// The runtime name given to `ctr run --runtime`.
@@ -127,6 +128,10 @@ pub struct MicrunConfig {
     pub baremetal_driver: String,
     /// Run the micad emulator in `host_root` ([`Env::micad`]).
     pub start_micad: bool,
+    /// Fake remote processors in `host_root` ([`Env::remoteproc`]): their names,
+    /// each with its console `<host_root>/dev/ttyRPMSG_<name>` in `[baremetal]
+    /// rpmsg_tty`.
+    pub remoteprocs: Vec<String>,
     /// More TOML, appended as is.
     pub extra_toml: String,
 }
@@ -148,6 +153,7 @@ impl MicrunConfig {
             host_root,
             baremetal_driver: "auto".into(),
             start_micad: true,
+            remoteprocs: Vec::new(),
             extra_toml: String::new(),
         }
     }
@@ -187,12 +193,17 @@ impl MicrunConfig {
             s += &format!(
                 "\n[mica]\ndir = {}\ntty_dirs = [{}]\ntty_wait = \"3s\"\ntimeout = \"2s\"\n\
                  \n[xen]\ndriver = \"direct\"\ndetect = {}\narch = \"x86_64\"\n\
-                 \n[baremetal]\ndriver = {}\nsysfs = {}\narch = \"x86_64\"\n",
+                 \n[baremetal]\ndriver = {}\nsysfs = {}\narch = \"x86_64\"\nrpmsg_tty = {{ {} }}\n",
                 p("run/mica"),
                 p("dev"),
                 p("proc/xen"),
                 toml_str(&self.baremetal_driver),
-                p("sys")
+                p("sys"),
+                self.remoteprocs
+                    .iter()
+                    .map(|n| format!("{n} = {}", p(&format!("dev/ttyRPMSG_{n}"))))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         s += &self.extra_toml;
@@ -225,6 +236,21 @@ fn toml_str(s: &str) -> String {
     out
 }
 
+/// Fake remote processors of [`Env::shared_remoteproc`] (`cm0`..).
+pub const REMOTEPROCS: usize = 12;
+
+/// The next free fake remote processor of [`Env::shared_remoteproc`], for a
+/// test's `org.openeuler.micrun.ped.remoteproc` annotation.
+pub fn next_remoteproc() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        i < REMOTEPROCS,
+        "more remoteproc tests than fake processors"
+    );
+    format!("cm{i}")
+}
+
 /// The pedestals the e2e tests run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ped {
@@ -233,6 +259,9 @@ pub enum Ped {
     /// `baremetal` through micad (the [`Env::micad`] emulator, which runs the
     /// x86-64 simulator as the partition).
     Micad,
+    /// `baremetal` through Linux remoteproc (the [`Env::remoteproc`] fake, on
+    /// [`Env::shared_remoteproc`]).
+    Rproc,
 }
 
 impl Ped {
@@ -241,7 +270,7 @@ impl Ped {
         match self {
             Ped::Sim => "sim",
             Ped::Qemu => "qemu",
-            Ped::Micad => "baremetal",
+            Ped::Micad | Ped::Rproc => "baremetal",
         }
     }
 
@@ -253,7 +282,7 @@ impl Ped {
     /// The board name the demo shell prints in its banner.
     pub fn board(self) -> &'static str {
         match self {
-            Ped::Sim | Ped::Micad => "sim",
+            Ped::Sim | Ped::Micad | Ped::Rproc => "sim",
             Ped::Qemu => "qemu-virt",
         }
     }
@@ -261,7 +290,7 @@ impl Ped {
     /// The demo firmware image for this pedestal (agent or raw mode).
     pub fn image(self, raw: bool) -> TestImage {
         match self {
-            Ped::Sim | Ped::Micad => sim_image("e2e", raw),
+            Ped::Sim | Ped::Micad | Ped::Rproc => sim_image("e2e", raw),
             Ped::Qemu => qemu_image("e2e", raw),
         }
     }
@@ -271,6 +300,7 @@ impl fmt::Display for Ped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Ped::Micad => "micad",
+            Ped::Rproc => "rproc",
             p => p.name(),
         })
     }
@@ -408,6 +438,9 @@ pub struct Env {
     /// micad's stand-in, serving `<host_root>/run/mica` (after the daemon, so the
     /// shims are gone before the partitions it runs).
     pub micad: Option<MicadEmulator>,
+    /// Fake remote processors under `<host_root>/sys`, firmware dir
+    /// `<host_root>/lib/firmware`.
+    pub remoteproc: Option<FakeRemoteproc>,
     config: MicrunConfig,
     config_path: PathBuf,
     imported: Mutex<BTreeSet<String>>,
@@ -463,9 +496,27 @@ impl Env {
                 MicadEmulator::start(&root.join("run/mica"), MicadOptions::new(root.join("dev")))
                     .expect("start the micad emulator")
             });
+        let remoteproc = config
+            .host_root
+            .as_ref()
+            .filter(|_| !config.remoteprocs.is_empty())
+            .map(|root| {
+                let ttys: Vec<(String, PathBuf)> = config
+                    .remoteprocs
+                    .iter()
+                    .map(|n| (n.clone(), root.join(format!("dev/ttyRPMSG_{n}"))))
+                    .collect();
+                let procs: Vec<(&str, &Path)> = ttys
+                    .iter()
+                    .map(|(n, t)| (n.as_str(), t.as_path()))
+                    .collect();
+                FakeRemoteproc::start(&root.join("sys"), &procs, &root.join("lib/firmware"))
+                    .expect("start the fake remote processors")
+            });
         Env {
             cd,
             micad,
+            remoteproc,
             config,
             config_path,
             imported: Mutex::new(BTreeSet::new()),
@@ -484,6 +535,32 @@ impl Env {
         let e = Arc::new(Env::start());
         *g = Arc::downgrade(&e);
         e
+    }
+
+    /// The daemon for [`Ped::Rproc`] tests: no micad, `[baremetal] driver =
+    /// "direct"`, [`REMOTEPROCS`] fake processors (each test takes its own with
+    /// the `ped.remoteproc` annotation: one container per processor).
+    pub fn shared_remoteproc() -> Arc<Env> {
+        static SHARED: Mutex<Weak<Env>> = Mutex::new(Weak::new());
+        let mut g = lock(&SHARED);
+        if let Some(e) = g.upgrade() {
+            return e;
+        }
+        let e = Arc::new(Env::start_with(|c| {
+            c.start_micad = false;
+            c.baremetal_driver = "direct".into();
+            c.remoteprocs = (0..REMOTEPROCS).map(|i| format!("cm{i}")).collect();
+        }));
+        *g = Arc::downgrade(&e);
+        e
+    }
+
+    /// The shared daemon for pedestal `p`.
+    pub fn shared_for(p: Ped) -> Arc<Env> {
+        match p {
+            Ped::Rproc => Env::shared_remoteproc(),
+            _ => Env::shared(),
+        }
     }
 
     /// A fresh namespace of the daemon.

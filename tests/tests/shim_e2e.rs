@@ -27,6 +27,7 @@
 //! | `shim_killed_*` | shim SIGKILLed → `delete` action: 137, no process, mount, state, socket |
 //! | `bad_*` | each bad input: a clear error at create, nothing left, no stray task events |
 //! | `*_micad` | the same scenarios on `baremetal` through micad (the emulator in `Env::micad`) |
+//! | `*_rproc` | the same on `baremetal` through Linux remoteproc (fake processors in `Env::remoteproc`, one per test) |
 //! | `micad_*` | micad refusing, hanging, no console, an over-long id, micad down; no pause through micad |
 //!
 //! The file takes about 30 s on 2 cores (60 s with both cores busy elsewhere), after
@@ -38,10 +39,10 @@ use std::time::{Duration, Instant};
 
 use micrun_tests::containerd::{Namespace, TaskState};
 use micrun_tests::e2e::{
-    custom_image, mounts_under, pid_alive, processes_mentioning, qemu_firmware_bytes,
-    script_command, sha256_hex, shim_socket_of, sim_firmware_bytes, sim_image, unique_id,
-    wait_until, Env, Ped, Session, TestImage, ANN_AGENT, ANN_AUTO_CLOSE_TIMEOUT, ANN_FIRMWARE_HASH,
-    ANN_FIRMWARE_PATH, ANN_MIN_MEMORY_MB, ANN_PEDESTAL, RUNTIME,
+    custom_image, mounts_under, next_remoteproc, pid_alive, processes_mentioning,
+    qemu_firmware_bytes, script_command, sha256_hex, shim_socket_of, sim_firmware_bytes, sim_image,
+    unique_id, wait_until, Env, Ped, Session, TestImage, ANN_AGENT, ANN_AUTO_CLOSE_TIMEOUT,
+    ANN_FIRMWARE_HASH, ANN_FIRMWARE_PATH, ANN_MIN_MEMORY_MB, ANN_PEDESTAL, RUNTIME,
 };
 
 /// From `ctr run` to the demo shell's banner (QEMU boots in well under a second
@@ -75,6 +76,14 @@ fn image_and_args(p: Ped, raw: bool) -> (TestImage, Vec<String>) {
     let img = p.image(raw);
     let args = match (p, raw) {
         (Ped::Qemu, true) => annotations(p, &[&format!("{ANN_AGENT}=off")]),
+        // One container per remote processor: each test takes its own.
+        (Ped::Rproc, _) => annotations(
+            p,
+            &[&format!(
+                "org.openeuler.micrun.ped.remoteproc={}",
+                next_remoteproc()
+            )],
+        ),
         _ => annotations(p, &[]),
     };
     (img, args)
@@ -160,7 +169,7 @@ fn assert_clean(
 // 1. Foreground run, console input and output, exit code.
 
 fn fg_echo_exit(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let events = env.cd.events().expect("ctr events");
     let ns = env.namespace(&format!("fg-{p}"));
     let (img, ann) = image_and_args(p, false);
@@ -232,6 +241,11 @@ fn fg_echo_exit_micad() {
 }
 
 #[test]
+fn fg_echo_exit_rproc() {
+    fg_echo_exit(Ped::Rproc);
+}
+
+#[test]
 fn fg_echo_exit_qemu() {
     fg_echo_exit(Ped::Qemu);
 }
@@ -240,7 +254,7 @@ fn fg_echo_exit_qemu() {
 // 2. kill: SIGTERM with the agent (its code), raw (143), SIGKILL (137).
 
 fn term_agent(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let ns = env.namespace(&format!("terma-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -268,12 +282,17 @@ fn term_agent_micad() {
 }
 
 #[test]
+fn term_agent_rproc() {
+    term_agent(Ped::Rproc);
+}
+
+#[test]
 fn term_agent_qemu() {
     term_agent(Ped::Qemu);
 }
 
 fn kill_detached(p: Ped, raw: bool, signal: &str, want: i32) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let tag = format!(
         "{}{}-{p}",
         signal.trim_start_matches("SIG").to_lowercase(),
@@ -310,8 +329,8 @@ fn kill_detached(p: Ped, raw: bool, signal: &str, want: i32) {
     // `ctr task rm` (in exit_status) deleted the task; now the container.
     ns.ctr_ok(&["containers", "rm", &id]).unwrap();
     assert_clean(&env, &ns, &id, pid, socket.as_deref());
-    if p == Ped::Micad {
-        assert_micad_gone(&env, &id);
+    if matches!(p, Ped::Micad | Ped::Rproc) {
+        assert_partition_gone(&env, p, &id);
     }
 }
 
@@ -336,6 +355,11 @@ fn sigkill_micad() {
 }
 
 #[test]
+fn sigkill_rproc() {
+    kill_detached(Ped::Rproc, false, "SIGKILL", 137);
+}
+
+#[test]
 fn sigkill_qemu() {
     kill_detached(Ped::Qemu, false, "SIGKILL", 137);
 }
@@ -344,7 +368,7 @@ fn sigkill_qemu() {
 // 3. Other signals: forwarded to the agent; an error naming the signal in raw mode.
 
 fn usr1_raw(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let ns = env.namespace(&format!("usr1r-{p}"));
     let (img, ann) = image_and_args(p, true);
     env.import(&ns, &img);
@@ -381,7 +405,7 @@ fn usr1_raw_qemu() {
 }
 
 fn usr1_agent(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let ns = env.namespace(&format!("usr1a-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -413,6 +437,11 @@ fn usr1_agent_micad() {
 }
 
 #[test]
+fn usr1_agent_rproc() {
+    usr1_agent(Ped::Rproc);
+}
+
+#[test]
 fn usr1_agent_qemu() {
     usr1_agent(Ped::Qemu);
 }
@@ -421,7 +450,7 @@ fn usr1_agent_qemu() {
 // 4. `hang` → no Pong within the liveness window (2 s) → destroyed, 137.
 
 fn hang(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let ns = env.namespace(&format!("hang-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -453,14 +482,46 @@ fn hang(p: Ped) {
             .any(|k| log.contains(k)),
         "the shim log gives no reason (lost/liveness/pong): {what}"
     );
-    if p == Ped::Micad {
-        assert_micad_gone(&env, &id);
+    if matches!(p, Ped::Micad | Ped::Rproc) {
+        assert_partition_gone(&env, p, &id);
     } else if pid != 0 {
         assert!(
             wait_until(Duration::from_secs(5), || !pid_alive(pid)),
             "the hung instance process {pid} is still alive{}",
             env.diag(&id)
         );
+    }
+}
+
+/// The hardware partition of `id` is gone: micad no longer has it, or no
+/// remote processor holds it (its firmware copy and claim are removed).
+fn assert_partition_gone(env: &Env, p: Ped, id: &str) {
+    match p {
+        Ped::Micad => assert_micad_gone(env, id),
+        Ped::Rproc => {
+            let rp = env
+                .remoteproc
+                .as_ref()
+                .expect("the env has fake processors");
+            let fw = rp
+                .root()
+                .join("../lib/firmware")
+                .join(format!("micrun-{id}.elf"));
+            let claims = env.state_dir().join("remoteproc");
+            let held = || {
+                std::fs::read_dir(&claims)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|c| c.trim() == id))
+            };
+            assert!(
+                wait_until(Duration::from_secs(5), || !fw.exists() && !held()),
+                "a processor still holds {id} (firmware copy {fw:?} or a claim){}",
+                env.diag(id)
+            );
+        }
+        _ => {}
     }
 }
 
@@ -495,6 +556,11 @@ fn hang_micad() {
 }
 
 #[test]
+fn hang_rproc() {
+    hang(Ped::Rproc);
+}
+
+#[test]
 fn hang_qemu() {
     hang(Ped::Qemu);
 }
@@ -503,7 +569,7 @@ fn hang_qemu() {
 // 5. pause / resume; paused longer than the liveness window, the peer is not lost.
 
 fn pause_resume(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let events = env.cd.events().expect("ctr events");
     let ns = env.namespace(&format!("pause-{p}"));
     let (img, ann) = image_and_args(p, false);
@@ -557,7 +623,7 @@ fn pause_resume_qemu() {
 // 6. ctr task metrics / ps.
 
 fn metrics_ps(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let ns = env.namespace(&format!("metrics-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -597,8 +663,8 @@ fn metrics_ps(p: Ped) {
     let is_instance = match p {
         Ped::Sim => args.first().is_some_and(|a| a.ends_with("firmware.elf")),
         Ped::Qemu => args.first().is_some_and(|a| a.contains("qemu-system")),
-        // No host process embodies a micad partition: the shim's own pid.
-        Ped::Micad => args
+        // No host process embodies a micad or remoteproc partition: the shim's.
+        Ped::Micad | Ped::Rproc => args
             .first()
             .is_some_and(|a| a.ends_with("containerd-shim-mica-v2")),
     };
@@ -620,6 +686,11 @@ fn metrics_ps_micad() {
 }
 
 #[test]
+fn metrics_ps_rproc() {
+    metrics_ps(Ped::Rproc);
+}
+
+#[test]
 fn metrics_ps_qemu() {
     metrics_ps(Ped::Qemu);
 }
@@ -628,7 +699,7 @@ fn metrics_ps_qemu() {
 // 7. attach / detach / re-attach; output made while detached waits for the next.
 
 fn attach(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let ns = env.namespace(&format!("attach-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -674,6 +745,11 @@ fn attach_sim() {
 #[test]
 fn attach_micad() {
     attach(Ped::Micad);
+}
+
+#[test]
+fn attach_rproc() {
+    attach(Ped::Rproc);
 }
 
 #[test]
@@ -753,7 +829,7 @@ fn raw_stalled_reader_sim() {
 // 8. tty mode (`ctr run -t` on a pseudo-terminal made by `script`).
 
 fn tty(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let ns = env.namespace(&format!("tty-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -785,6 +861,11 @@ fn tty_sim() {
 #[test]
 fn tty_micad() {
     tty(Ped::Micad);
+}
+
+#[test]
+fn tty_rproc() {
+    tty(Ped::Rproc);
 }
 
 #[test]
@@ -960,7 +1041,7 @@ fn containerd_restart() {
 //     nothing: no instance process, mount, socket or micrun state.
 
 fn shim_killed(p: Ped) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let events = env.cd.events().expect("ctr events");
     let ns = env.namespace(&format!("shimk-{p}"));
     let (img, ann) = image_and_args(p, false);
@@ -1006,14 +1087,19 @@ fn shim_killed(p: Ped) {
     );
     ns.ctr_ok(&["containers", "rm", &id]).unwrap();
     assert_clean(&env, &ns, &id, pid, socket.as_deref());
-    if p == Ped::Micad {
-        assert_micad_gone(&env, &id);
+    if matches!(p, Ped::Micad | Ped::Rproc) {
+        assert_partition_gone(&env, p, &id);
     }
 }
 
 #[test]
 fn shim_killed_micad() {
     shim_killed(Ped::Micad);
+}
+
+#[test]
+fn shim_killed_rproc() {
+    shim_killed(Ped::Rproc);
 }
 
 #[test]
@@ -1120,7 +1206,7 @@ fn bad(
     id: Option<String>,
     keywords: &[&str],
 ) {
-    let env = Env::shared();
+    let env = Env::shared_for(p);
     let ns = env.namespace(&format!("bad-{tag}"));
     let id = id.unwrap_or_else(|| unique_id(&format!("bad-{tag}")));
     let mut extra = annotations(p, ann);
@@ -1713,4 +1799,41 @@ fn micad_faults() {
         &ann,
         &["micad is not running", "systemctl start micad"],
     );
+}
+
+/// One container per remote processor: a second container on a busy processor
+/// fails at Create naming the processor and the container that holds it, and
+/// leaves nothing (the first keeps running).
+#[test]
+fn rproc_busy_processor() {
+    let env = Env::shared_remoteproc();
+    let ns = env.namespace("rbusy");
+    let img = sim_image("e2e", false);
+    env.import(&ns, &img);
+    let cpu = next_remoteproc();
+    let ann = annotations(
+        Ped::Rproc,
+        &[&format!("org.openeuler.micrun.ped.remoteproc={cpu}")],
+    );
+    let first = unique_id("rbusy-a");
+    ok(&env, &first, env.run_detached(&ns, &img, &first, &strs(&ann)));
+    wait_state(&env, &ns, &first, TaskState::Running);
+    let second = unique_id("rbusy-b");
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&img),
+        &second,
+        &ann,
+        &[
+            &format!("remote processor {cpu}"),
+            &format!("in use by container \"{first}\""),
+        ],
+    );
+    assert_eq!(state(&env, &ns, &first), Some(TaskState::Running));
+    ns.kill(&first, "SIGKILL")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&first)));
+    assert_eq!(exit_status(&env, &ns, &first), 137);
+    ns.ctr_ok(&["containers", "rm", &first]).unwrap();
+    assert_partition_gone(&env, Ped::Rproc, &first);
 }
