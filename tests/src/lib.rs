@@ -8,12 +8,15 @@
 //!   with the real clock: what the shim does, in a test-sized form.
 //! - [`micad::MicadEmulator`] stands in for Mica's `micad` daemon: its wire
 //!   protocol on unix sockets, firmware run as processes behind a pty console.
+//! - [`xen::FakeXen`] sets up `fake-xl`, the stand-in for Xen's `xl` and
+//!   `xenstore-read`: wrapper scripts, knobs, and cleanup of its domains.
 
 pub mod containerd;
 pub mod e2e;
 pub mod micad;
 pub mod oci;
 pub mod remoteproc;
+pub mod xen;
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -27,7 +27,10 @@ pub mod remoteproc;
 pub mod sim;
 pub mod xl;
 
+use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, PedestalKind};
@@ -243,6 +246,44 @@ pub fn for_kind(kind: PedestalKind, config: &Config) -> Result<Box<dyn Pedestal>
             detect::Driver::Direct => remoteproc::pedestal(config),
         },
     }
+}
+
+/// Finds an executable: a path (with a `/`) is checked as it is, a bare name is
+/// looked up in `path_var` (the value of `PATH`). The error starts with the
+/// binary and says what was looked at, for the pedestal to add how to fix it.
+pub(crate) fn find_executable(binary: &Path, path_var: Option<&OsStr>) -> Result<PathBuf, String> {
+    if binary.as_os_str().as_bytes().contains(&b'/') {
+        return executable(binary)
+            .map(|()| binary.to_path_buf())
+            .map_err(|e| format!("{}: {e}", binary.display()));
+    }
+    let path_var = path_var.unwrap_or_default();
+    for dir in std::env::split_paths(path_var) {
+        let candidate = dir.join(binary);
+        if executable(&candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(format!(
+        "{} not found in PATH ({})",
+        binary.display(),
+        if path_var.is_empty() {
+            "unset".into()
+        } else {
+            path_var.to_string_lossy()
+        }
+    ))
+}
+
+fn executable(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err("not executable".into());
+    }
+    Ok(())
 }
 
 /// What `/proc/<pid>/stat` says about a process (the one place that reads it).

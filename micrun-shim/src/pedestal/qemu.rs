@@ -25,7 +25,6 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -36,8 +35,8 @@ use nix::unistd::Pid;
 
 use super::qmp::{Qmp, QmpError};
 use super::{
-    kill_if_same, proc_stat, Leftovers, Link, Partition, PartitionState, PartitionStats, Pedestal,
-    PedestalError,
+    find_executable, kill_if_same, proc_stat, Leftovers, Link, Partition, PartitionState,
+    PartitionStats, Pedestal, PedestalError,
 };
 use crate::config::{Config, PedestalKind};
 use crate::firmware::Arch;
@@ -242,59 +241,25 @@ impl Pedestal for Qemu {
     }
 }
 
-/// Finds `binary`: a path (with a `/`) is taken as it is, a bare name is looked up
-/// in `path_var`.
+/// Finds `binary` ([`super::find_executable`]); the error says how to get QEMU.
 fn find_binary(
     binary: &Path,
     path_var: Option<&OsStr>,
     config: Option<&Path>,
 ) -> Result<PathBuf, PedestalError> {
-    let config = config.map_or_else(
-        || "the micrun config".to_owned(),
-        |p| p.display().to_string(),
-    );
-    let hint =
-        format!("install QEMU (Debian package qemu-system-arm) or set `[qemu] binary` in {config}");
-    let unavailable = |why: String| PedestalError::Unavailable {
-        pedestal: KIND,
-        why,
-    };
-    if binary.as_os_str().as_bytes().contains(&b'/') {
-        return match executable(binary) {
-            Ok(()) => Ok(binary.to_path_buf()),
-            Err(e) => Err(unavailable(format!(
-                "QEMU binary {}: {e}; {hint}",
-                binary.display()
-            ))),
-        };
-    }
-    let path_var = path_var.unwrap_or_default();
-    for dir in std::env::split_paths(path_var) {
-        let candidate = dir.join(binary);
-        if executable(&candidate).is_ok() {
-            return Ok(candidate);
+    find_executable(binary, path_var).map_err(|e| {
+        let config = config.map_or_else(
+            || "the micrun config".to_owned(),
+            |p| p.display().to_string(),
+        );
+        PedestalError::Unavailable {
+            pedestal: KIND,
+            why: format!(
+                "QEMU binary {e}; install QEMU (Debian package qemu-system-arm) or set \
+                 `[qemu] binary` in {config}"
+            ),
         }
-    }
-    Err(unavailable(format!(
-        "QEMU binary {} not found in PATH ({}); {hint}",
-        binary.display(),
-        if path_var.is_empty() {
-            "unset".into()
-        } else {
-            path_var.to_string_lossy()
-        }
-    )))
-}
-
-fn executable(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err("not executable".into());
-    }
-    Ok(())
+    })
 }
 
 /// A path as the value of a QEMU option (`,` is written `,,`).
