@@ -29,6 +29,7 @@ use crate::containerd::{Containerd, ContainerdOpts, Namespace};
 use crate::micad::{MicadEmulator, Options as MicadOptions};
 use crate::oci::{host_arch, ImageBuilder};
 use crate::remoteproc::FakeRemoteproc;
+use crate::xen::FakeXen;
 use crate::{firmware, repo_root, sim_binary, TempDir};
 
 /// The runtime name given to `ctr run --runtime`.
@@ -132,6 +133,11 @@ pub struct MicrunConfig {
     /// each with its console `<host_root>/dev/ttyRPMSG_<name>` in `[baremetal]
     /// rpmsg_tty`.
     pub remoteprocs: Vec<String>,
+    /// The `fake-xl` binary: run a fake Xen host ([`Env::xen`]) and point `[xen]`
+    /// at its `xl` and `xenstore-read` (set by [`Env::start_with`]).
+    pub fake_xl: Option<PathBuf>,
+    /// `[xen] xl`, `xenstore_read`, `detect` (from the fake Xen host).
+    xen_tools: Option<(PathBuf, PathBuf, PathBuf)>,
     /// More TOML, appended as is.
     pub extra_toml: String,
 }
@@ -154,6 +160,8 @@ impl MicrunConfig {
             baremetal_driver: "auto".into(),
             start_micad: true,
             remoteprocs: Vec::new(),
+            fake_xl: None,
+            xen_tools: None,
             extra_toml: String::new(),
         }
     }
@@ -192,11 +200,19 @@ impl MicrunConfig {
             let p = |rel: &str| toml_str(&root.join(rel).to_string_lossy());
             s += &format!(
                 "\n[mica]\ndir = {}\ntty_dirs = [{}]\ntty_wait = \"3s\"\ntimeout = \"2s\"\n\
-                 \n[xen]\ndriver = \"direct\"\ndetect = {}\narch = \"x86_64\"\n\
+                 \n[xen]\ndriver = \"direct\"\n{}arch = \"x86_64\"\n\
                  \n[baremetal]\ndriver = {}\nsysfs = {}\narch = \"x86_64\"\nrpmsg_tty = {{ {} }}\n",
                 p("run/mica"),
                 p("dev"),
-                p("proc/xen"),
+                match &self.xen_tools {
+                    Some((xl, xsr, detect)) => format!(
+                        "xl = {}\nxenstore_read = {}\ndetect = {}\n",
+                        toml_str(&xl.to_string_lossy()),
+                        toml_str(&xsr.to_string_lossy()),
+                        toml_str(&detect.to_string_lossy())
+                    ),
+                    None => format!("detect = {}\n", p("proc/xen")),
+                },
                 toml_str(&self.baremetal_driver),
                 p("sys"),
                 self.remoteprocs
@@ -262,6 +278,8 @@ pub enum Ped {
     /// `baremetal` through Linux remoteproc (the [`Env::remoteproc`] fake, on
     /// [`Env::shared_remoteproc`]).
     Rproc,
+    /// `xen` through `xl` (the [`Env::xen`] fake, on [`Env::shared_xen`]).
+    Xen,
 }
 
 impl Ped {
@@ -271,6 +289,7 @@ impl Ped {
             Ped::Sim => "sim",
             Ped::Qemu => "qemu",
             Ped::Micad | Ped::Rproc => "baremetal",
+            Ped::Xen => "xen",
         }
     }
 
@@ -282,7 +301,7 @@ impl Ped {
     /// The board name the demo shell prints in its banner.
     pub fn board(self) -> &'static str {
         match self {
-            Ped::Sim | Ped::Micad | Ped::Rproc => "sim",
+            Ped::Sim | Ped::Micad | Ped::Rproc | Ped::Xen => "sim",
             Ped::Qemu => "qemu-virt",
         }
     }
@@ -291,6 +310,7 @@ impl Ped {
     pub fn image(self, raw: bool) -> TestImage {
         match self {
             Ped::Sim | Ped::Micad | Ped::Rproc => sim_image("e2e", raw),
+            Ped::Xen => xen_image("e2e"),
             Ped::Qemu => qemu_image("e2e", raw),
         }
     }
@@ -301,6 +321,7 @@ impl fmt::Display for Ped {
         f.write_str(match self {
             Ped::Micad => "micad",
             Ped::Rproc => "rproc",
+            Ped::Xen => "xl",
             p => p.name(),
         })
     }
@@ -376,6 +397,24 @@ pub fn sim_image(tag: &str, raw: bool) -> TestImage {
     }
 }
 
+/// `localhost/micrun/xen:<tag>`: [`sim_image`]'s content plus the Xen boot image
+/// `/image.bin` (the xen pedestal's default `ped.conf`; the fake Xen host runs
+/// the simulator whatever the domain config says).
+pub fn xen_image(tag: &str) -> TestImage {
+    let name = format!("localhost/micrun/xen:{tag}");
+    let tar = cached(&name, || {
+        ImageBuilder::new(name.clone())
+            .file("/firmware.elf", sim_firmware_bytes(), 0o755)
+            .file("/image.bin", b"xen boot image stand-in\n".to_vec(), 0o644)
+            .entrypoint(["/firmware.elf"])
+    });
+    TestImage {
+        name,
+        tar,
+        run_args: Vec::new(),
+    }
+}
+
 /// `localhost/micrun/qemu:<tag>[-raw]`: platform linux/arm64, `/firmware.elf` = the
 /// QEMU board ELF (agent or raw build). `ctr run` needs `--platform linux/arm64` on a
 /// host of another architecture; [`TestImage::run_args`] has it.
@@ -441,6 +480,8 @@ pub struct Env {
     /// Fake remote processors under `<host_root>/sys`, firmware dir
     /// `<host_root>/lib/firmware`.
     pub remoteproc: Option<FakeRemoteproc>,
+    /// A fake Xen host (`xl`, `xenstore-read`; its domains run the simulator).
+    pub xen: Option<FakeXen>,
     config: MicrunConfig,
     config_path: PathBuf,
     imported: Mutex<BTreeSet<String>>,
@@ -473,6 +514,11 @@ impl Env {
         let state_dir = dir.path().join("s");
         let mut config = MicrunConfig::for_tests(state_dir.clone());
         edit(&mut config);
+        let xen = config.fake_xl.as_ref().map(|fake| {
+            let x = FakeXen::new(fake, &sim_binary(), &[]);
+            config.xen_tools = Some((x.xl(), x.xenstore_read(), x.marker()));
+            x
+        });
         assert!(
             config.state_dir.starts_with(dir.path()),
             "the micrun state_dir must stay inside the test's temp dir"
@@ -517,6 +563,7 @@ impl Env {
             cd,
             micad,
             remoteproc,
+            xen,
             config,
             config_path,
             imported: Mutex::new(BTreeSet::new()),
@@ -555,12 +602,20 @@ impl Env {
         e
     }
 
-    /// The shared daemon for pedestal `p`.
-    pub fn shared_for(p: Ped) -> Arc<Env> {
-        match p {
-            Ped::Rproc => Env::shared_remoteproc(),
-            _ => Env::shared(),
+    /// The daemon for [`Ped::Xen`] tests: a fake Xen host whose `xl` is
+    /// `fake_xl` (the `fake-xl` binary), `[xen] driver = "direct"`.
+    pub fn shared_xen(fake_xl: &Path) -> Arc<Env> {
+        static SHARED: Mutex<Weak<Env>> = Mutex::new(Weak::new());
+        let mut g = lock(&SHARED);
+        if let Some(e) = g.upgrade() {
+            return e;
         }
+        let e = Arc::new(Env::start_with(|c| {
+            c.start_micad = false;
+            c.fake_xl = Some(fake_xl.to_path_buf());
+        }));
+        *g = Arc::downgrade(&e);
+        e
     }
 
     /// A fresh namespace of the daemon.

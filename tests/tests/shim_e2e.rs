@@ -27,6 +27,7 @@
 //! | `shim_killed_*` | shim SIGKILLed → `delete` action: 137, no process, mount, state, socket |
 //! | `bad_*` | each bad input: a clear error at create, nothing left, no stray task events |
 //! | `*_micad` | the same scenarios on `baremetal` through micad (the emulator in `Env::micad`) |
+//! | `*_xl` | the same on `xen` through `xl` (a fake Xen host in `Env::xen`), pause/resume included |
 //! | `*_rproc` | the same on `baremetal` through Linux remoteproc (fake processors in `Env::remoteproc`, one per test) |
 //! | `micad_*` | micad refusing, hanging, no console, an over-long id, micad down; no pause through micad |
 //!
@@ -50,6 +51,15 @@ use micrun_tests::e2e::{
 const T_BOOT: Duration = Duration::from_secs(30);
 /// From a command to its effect (output, exit, state change).
 const T_ACT: Duration = Duration::from_secs(20);
+
+/// The shared daemon for pedestal `p` (its own for the hardware stand-ins).
+fn env_for(p: Ped) -> std::sync::Arc<Env> {
+    match p {
+        Ped::Rproc => Env::shared_remoteproc(),
+        Ped::Xen => Env::shared_xen(std::path::Path::new(env!("CARGO_BIN_EXE_fake-xl"))),
+        _ => Env::shared(),
+    }
+}
 
 fn banner(p: Ped) -> String {
     format!("micrun demo shell on {}", p.board())
@@ -169,7 +179,7 @@ fn assert_clean(
 // 1. Foreground run, console input and output, exit code.
 
 fn fg_echo_exit(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let events = env.cd.events().expect("ctr events");
     let ns = env.namespace(&format!("fg-{p}"));
     let (img, ann) = image_and_args(p, false);
@@ -236,6 +246,11 @@ fn fg_echo_exit_sim() {
 }
 
 #[test]
+fn fg_echo_exit_xl() {
+    fg_echo_exit(Ped::Xen);
+}
+
+#[test]
 fn fg_echo_exit_micad() {
     fg_echo_exit(Ped::Micad);
 }
@@ -254,7 +269,7 @@ fn fg_echo_exit_qemu() {
 // 2. kill: SIGTERM with the agent (its code), raw (143), SIGKILL (137).
 
 fn term_agent(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let ns = env.namespace(&format!("terma-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -277,6 +292,11 @@ fn term_agent_sim() {
 }
 
 #[test]
+fn term_agent_xl() {
+    term_agent(Ped::Xen);
+}
+
+#[test]
 fn term_agent_micad() {
     term_agent(Ped::Micad);
 }
@@ -292,7 +312,7 @@ fn term_agent_qemu() {
 }
 
 fn kill_detached(p: Ped, raw: bool, signal: &str, want: i32) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let tag = format!(
         "{}{}-{p}",
         signal.trim_start_matches("SIG").to_lowercase(),
@@ -329,7 +349,7 @@ fn kill_detached(p: Ped, raw: bool, signal: &str, want: i32) {
     // `ctr task rm` (in exit_status) deleted the task; now the container.
     ns.ctr_ok(&["containers", "rm", &id]).unwrap();
     assert_clean(&env, &ns, &id, pid, socket.as_deref());
-    if matches!(p, Ped::Micad | Ped::Rproc) {
+    if matches!(p, Ped::Micad | Ped::Rproc | Ped::Xen) {
         assert_partition_gone(&env, p, &id);
     }
 }
@@ -355,6 +375,11 @@ fn sigkill_micad() {
 }
 
 #[test]
+fn sigkill_xl() {
+    kill_detached(Ped::Xen, false, "SIGKILL", 137);
+}
+
+#[test]
 fn sigkill_rproc() {
     kill_detached(Ped::Rproc, false, "SIGKILL", 137);
 }
@@ -368,7 +393,7 @@ fn sigkill_qemu() {
 // 3. Other signals: forwarded to the agent; an error naming the signal in raw mode.
 
 fn usr1_raw(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let ns = env.namespace(&format!("usr1r-{p}"));
     let (img, ann) = image_and_args(p, true);
     env.import(&ns, &img);
@@ -405,7 +430,7 @@ fn usr1_raw_qemu() {
 }
 
 fn usr1_agent(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let ns = env.namespace(&format!("usr1a-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -432,6 +457,11 @@ fn usr1_agent_sim() {
 }
 
 #[test]
+fn usr1_agent_xl() {
+    usr1_agent(Ped::Xen);
+}
+
+#[test]
 fn usr1_agent_micad() {
     usr1_agent(Ped::Micad);
 }
@@ -450,7 +480,7 @@ fn usr1_agent_qemu() {
 // 4. `hang` → no Pong within the liveness window (2 s) → destroyed, 137.
 
 fn hang(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let ns = env.namespace(&format!("hang-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -482,7 +512,7 @@ fn hang(p: Ped) {
             .any(|k| log.contains(k)),
         "the shim log gives no reason (lost/liveness/pong): {what}"
     );
-    if matches!(p, Ped::Micad | Ped::Rproc) {
+    if matches!(p, Ped::Micad | Ped::Rproc | Ped::Xen) {
         assert_partition_gone(&env, p, &id);
     } else if pid != 0 {
         assert!(
@@ -551,6 +581,11 @@ fn hang_sim() {
 }
 
 #[test]
+fn hang_xl() {
+    hang(Ped::Xen);
+}
+
+#[test]
 fn hang_micad() {
     hang(Ped::Micad);
 }
@@ -569,7 +604,7 @@ fn hang_qemu() {
 // 5. pause / resume; paused longer than the liveness window, the peer is not lost.
 
 fn pause_resume(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let events = env.cd.events().expect("ctr events");
     let ns = env.namespace(&format!("pause-{p}"));
     let (img, ann) = image_and_args(p, false);
@@ -615,6 +650,11 @@ fn pause_resume_sim() {
 }
 
 #[test]
+fn pause_resume_xl() {
+    pause_resume(Ped::Xen);
+}
+
+#[test]
 fn pause_resume_qemu() {
     pause_resume(Ped::Qemu);
 }
@@ -623,7 +663,7 @@ fn pause_resume_qemu() {
 // 6. ctr task metrics / ps.
 
 fn metrics_ps(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let ns = env.namespace(&format!("metrics-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -663,8 +703,8 @@ fn metrics_ps(p: Ped) {
     let is_instance = match p {
         Ped::Sim => args.first().is_some_and(|a| a.ends_with("firmware.elf")),
         Ped::Qemu => args.first().is_some_and(|a| a.contains("qemu-system")),
-        // No host process embodies a micad or remoteproc partition: the shim's.
-        Ped::Micad | Ped::Rproc => args
+        // No host process embodies a hardware partition: the shim's own pid.
+        Ped::Micad | Ped::Rproc | Ped::Xen => args
             .first()
             .is_some_and(|a| a.ends_with("containerd-shim-mica-v2")),
     };
@@ -678,6 +718,11 @@ fn metrics_ps(p: Ped) {
 #[test]
 fn metrics_ps_sim() {
     metrics_ps(Ped::Sim);
+}
+
+#[test]
+fn metrics_ps_xl() {
+    metrics_ps(Ped::Xen);
 }
 
 #[test]
@@ -699,7 +744,7 @@ fn metrics_ps_qemu() {
 // 7. attach / detach / re-attach; output made while detached waits for the next.
 
 fn attach(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let ns = env.namespace(&format!("attach-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -740,6 +785,11 @@ fn attach(p: Ped) {
 #[test]
 fn attach_sim() {
     attach(Ped::Sim);
+}
+
+#[test]
+fn attach_xl() {
+    attach(Ped::Xen);
 }
 
 #[test]
@@ -829,7 +879,7 @@ fn raw_stalled_reader_sim() {
 // 8. tty mode (`ctr run -t` on a pseudo-terminal made by `script`).
 
 fn tty(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let ns = env.namespace(&format!("tty-{p}"));
     let (img, ann) = image_and_args(p, false);
     env.import(&ns, &img);
@@ -856,6 +906,11 @@ fn tty(p: Ped) {
 #[test]
 fn tty_sim() {
     tty(Ped::Sim);
+}
+
+#[test]
+fn tty_xl() {
+    tty(Ped::Xen);
 }
 
 #[test]
@@ -1041,7 +1096,7 @@ fn containerd_restart() {
 //     nothing: no instance process, mount, socket or micrun state.
 
 fn shim_killed(p: Ped) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let events = env.cd.events().expect("ctr events");
     let ns = env.namespace(&format!("shimk-{p}"));
     let (img, ann) = image_and_args(p, false);
@@ -1087,7 +1142,7 @@ fn shim_killed(p: Ped) {
     );
     ns.ctr_ok(&["containers", "rm", &id]).unwrap();
     assert_clean(&env, &ns, &id, pid, socket.as_deref());
-    if matches!(p, Ped::Micad | Ped::Rproc) {
+    if matches!(p, Ped::Micad | Ped::Rproc | Ped::Xen) {
         assert_partition_gone(&env, p, &id);
     }
 }
@@ -1105,6 +1160,11 @@ fn shim_killed_rproc() {
 #[test]
 fn shim_killed_sim() {
     shim_killed(Ped::Sim);
+}
+
+#[test]
+fn shim_killed_xl() {
+    shim_killed(Ped::Xen);
 }
 
 #[test]
@@ -1206,7 +1266,7 @@ fn bad(
     id: Option<String>,
     keywords: &[&str],
 ) {
-    let env = Env::shared_for(p);
+    let env = env_for(p);
     let ns = env.namespace(&format!("bad-{tag}"));
     let id = id.unwrap_or_else(|| unique_id(&format!("bad-{tag}")));
     let mut extra = annotations(p, ann);
@@ -1816,7 +1876,11 @@ fn rproc_busy_processor() {
         &[&format!("org.openeuler.micrun.ped.remoteproc={cpu}")],
     );
     let first = unique_id("rbusy-a");
-    ok(&env, &first, env.run_detached(&ns, &img, &first, &strs(&ann)));
+    ok(
+        &env,
+        &first,
+        env.run_detached(&ns, &img, &first, &strs(&ann)),
+    );
     wait_state(&env, &ns, &first, TaskState::Running);
     let second = unique_id("rbusy-b");
     expect_create_error(
@@ -1836,4 +1900,48 @@ fn rproc_busy_processor() {
     assert_eq!(exit_status(&env, &ns, &first), 137);
     ns.ctr_ok(&["containers", "rm", &first]).unwrap();
     assert_partition_gone(&env, Ped::Rproc, &first);
+}
+
+/// `xl` failing: Create fails with xl's own words and leaves no domain, no
+/// domain config and no micrun state; a hardware pedestal this host lacks is
+/// refused with what was checked.
+#[test]
+fn xl_failing_and_xen_missing() {
+    let fake = std::path::Path::new(env!("CARGO_BIN_EXE_fake-xl"));
+    let mut env = Env::start_with(|c| {
+        c.start_micad = false;
+        c.fake_xl = Some(fake.to_path_buf());
+    });
+    env.xen.as_mut().expect("fake Xen host").fail(
+        "create",
+        "libxl: error: libxl_create.c: cannot allocate 64 MiB for the domain",
+        0,
+    );
+    let ns = env.namespace("xlfail");
+    let (img, ann) = image_and_args(Ped::Xen, false);
+    let id = unique_id("xlfail");
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&img),
+        &id,
+        &ann,
+        &["xl create", "cannot allocate 64 MiB for the domain"],
+    );
+    let xen = env.xen.as_ref().expect("fake Xen host");
+    assert!(xen.domain(&id).is_none(), "a domain was left");
+    drop(ns);
+
+    // The same daemon, Xen gone (its marker removed): not available, and why.
+    std::fs::remove_file(env.xen.as_ref().expect("fake").marker()).unwrap();
+    let ns = env.namespace("xlgone");
+    let id = unique_id("xlgone");
+    expect_create_error(
+        &env,
+        &ns,
+        Some(&img),
+        &id,
+        &ann,
+        &["pedestal xen is not available", "proc-xen"],
+    );
 }
