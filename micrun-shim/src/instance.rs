@@ -10,7 +10,7 @@
 //! The I/O loop runs on its own thread (`smol::block_on`) from Start until the
 //! instance has ended. Lifecycle calls (`start`, `kill`, `pause`, ...) come from the
 //! task service's threads and act on the [`Partition`] directly; what needs the
-//! protocol goes to the loop as a [`Command`].
+//! protocol goes to the loop as a `Command` on a channel.
 //!
 //! # Exit status
 //! The first of these that applies:
