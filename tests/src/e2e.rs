@@ -372,7 +372,7 @@ pub fn qemu_firmware_bytes(raw: bool) -> Vec<u8> {
         .clone()
 }
 
-/// `localhost/micrun/sim:<tag>[-raw]`: platform linux/<host arch>, `/firmware.elf` =
+/// `localhost/micrun/sim:<tag>[-raw]`: platform `linux/<host arch>`, `/firmware.elf` =
 /// `micrun-rtos-sim`, Entrypoint `/firmware.elf`, Cmd `--raw` in raw mode (the sim
 /// pedestal passes `process.args[1..]` to the firmware).
 pub fn sim_image(tag: &str, raw: bool) -> TestImage {

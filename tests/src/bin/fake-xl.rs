@@ -36,9 +36,9 @@
 //! say, is destroyed (`destroy`) or stays listed in state `s` (`preserve`).
 //!
 //! Messages and output layouts are xl's (`xl list`:
-//! `%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f`; "<dom> is an invalid domain
-//! identifier (rc=-6)"; "Can't get domid of domain name '<name>', maybe this
-//! domain does not exist."; xenstore-read's "couldn't read path <path>"). Messages
+//! `%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f`; `"<dom> is an invalid domain
+//! identifier (rc=-6)"`; `"Can't get domid of domain name '<name>', maybe this
+//! domain does not exist."`; xenstore-read's `"couldn't read path <path>"`). Messages
 //! of the fake's own making start with `fake-xl:`.
 
 use std::collections::BTreeMap;
