@@ -1,5 +1,6 @@
-//! The committed C headers in `include/` match what cbindgen generates from the
-//! sources. Regenerate with `MICRUN_BLESS=1 cargo test -p micrun-tests --test headers`.
+//! The committed C headers in `include/` (the RTOS agent's, libmicrun's codec)
+//! match what cbindgen generates from the sources. Regenerate with
+//! `MICRUN_BLESS=1 cargo test -p micrun-tests --test headers`.
 
 use std::path::{Path, PathBuf};
 
@@ -35,4 +36,18 @@ fn check(crate_dir: &str, srcs: &[&str], header: &str) {
 #[test]
 fn agent_header_is_fresh() {
     check("rtos-side", &["src/capi.rs"], "micrun_agent.h");
+}
+
+#[test]
+fn codec_header_is_fresh() {
+    check(
+        "micrun-ffi",
+        &[
+            "src/status.rs",
+            "src/message.rs",
+            "src/frame.rs",
+            "src/framer.rs",
+        ],
+        "micrun_codec.h",
+    );
 }
