@@ -261,7 +261,128 @@ impl Timeout for UnixStream {
     }
 }
 
+/// A pedestal's link (two fds, e.g. a pty or a socket, non-blocking) as a
+/// blocking stream for [`HostSession`]: reads wait up to the session's read
+/// timeout, a hung-up pty (EIO) reads as end of stream, and a link that adds
+/// micad's `\r` before `\n` ([`micrun_shim::pedestal::RxTranslate`]) is
+/// undone as the shim's relay undoes it.
+pub struct FdLink {
+    rx: std::fs::File,
+    tx: std::fs::File,
+    timeout: std::cell::Cell<Option<Duration>>,
+    restorer: Option<micrun_shim::pedestal::micad::NewlineRestorer>,
+    pending: Vec<u8>,
+}
+
+impl FdLink {
+    pub fn new(link: micrun_shim::pedestal::Link) -> FdLink {
+        let restorer = (link.rx_translate == micrun_shim::pedestal::RxTranslate::MicadNewlines)
+            .then(micrun_shim::pedestal::micad::NewlineRestorer::new);
+        FdLink::with(link.rx, link.tx, restorer)
+    }
+
+    /// `rx` and `tx` as given, and a newline restorer if `restorer`.
+    pub fn with(
+        rx: std::os::fd::OwnedFd,
+        tx: std::os::fd::OwnedFd,
+        restorer: Option<micrun_shim::pedestal::micad::NewlineRestorer>,
+    ) -> FdLink {
+        FdLink {
+            rx: rx.into(),
+            tx: tx.into(),
+            timeout: std::cell::Cell::new(None),
+            restorer,
+            pending: Vec::new(),
+        }
+    }
+
+    fn wait(
+        fd: std::os::fd::BorrowedFd<'_>,
+        events: nix::poll::PollFlags,
+        t: Option<Duration>,
+    ) -> std::io::Result<bool> {
+        use nix::poll::{poll, PollFd, PollTimeout};
+        let t = t.map_or(PollTimeout::NONE, |t| {
+            PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX)
+        });
+        Ok(poll(&mut [PollFd::new(fd, events)], t)? > 0)
+    }
+}
+
+impl Read for FdLink {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsFd;
+        if self.pending.is_empty() {
+            if !FdLink::wait(
+                self.rx.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+                self.timeout.get(),
+            )? {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let mut raw = [0u8; 4096];
+            let n = match self.rx.read(&mut raw) {
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => 0,
+                other => other?,
+            };
+            if n == 0 {
+                return Ok(0);
+            }
+            match self.restorer.as_mut() {
+                Some(restorer) => restorer.restore(&raw[..n], &mut self.pending),
+                None => self.pending.extend_from_slice(&raw[..n]),
+            }
+            if self.pending.is_empty() {
+                // Only a held '\r': not an end of stream.
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Write for FdLink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsFd;
+        FdLink::wait(
+            self.tx.as_fd(),
+            nix::poll::PollFlags::POLLOUT,
+            Some(Duration::from_secs(1)),
+        )?;
+        self.tx.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Timeout for FdLink {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        self.timeout.set(d);
+        Ok(())
+    }
+}
+
 impl<S: Read + Write + Timeout> HostSession<S> {
+    /// Steps for `d`.
+    pub fn step_for(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.step();
+        }
+    }
+
+    /// `Pong`s received so far.
+    pub fn pongs(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, HostEvent::Pong { .. }))
+            .count()
+    }
+
     pub fn new(link: S, cfg: HostConfig) -> Self {
         HostSession {
             link,

@@ -8,9 +8,7 @@
 //! when dropped; things that appear asynchronously (the console link, a removed
 //! socket) are polled for with a deadline.
 
-use std::cell::Cell;
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -25,7 +23,7 @@ use micrun_shim::resources::Resources;
 use micrun_tests::micad::{
     create_msg_layout, create_msg_size, CreateRequest, Fault, MicadEmulator, Op, Options, Request,
 };
-use micrun_tests::{find, sim_binary, HostSession, TempDir, Timeout};
+use micrun_tests::{find, sim_binary, FdLink, HostSession, TempDir};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -468,57 +466,6 @@ fn lifecycle_with_the_raw_sim_behind_the_console() {
     assert_eq!(commands, expected);
 }
 
-/// The console as a [`HostSession`] link: reads wait up to the session's timeout
-/// and undo micad's newline translation.
-struct TtyLink {
-    file: File,
-    restorer: NewlineRestorer,
-    pending: Vec<u8>,
-    timeout: Cell<Option<Duration>>,
-}
-
-impl Read for TtyLink {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pending.is_empty() {
-            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-            let t = self
-                .timeout
-                .get()
-                .map_or(PollTimeout::NONE, |t| PollTimeout::try_from(t).unwrap());
-            poll(&mut fds, t)?;
-            let mut raw = [0u8; 4096];
-            let n = self.file.read(&mut raw)?;
-            self.restorer.restore(&raw[..n], &mut self.pending);
-            if self.pending.is_empty() {
-                // Only a held '\r': not an end of stream.
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-        }
-        let n = buf.len().min(self.pending.len());
-        buf[..n].copy_from_slice(&self.pending[..n]);
-        self.pending.drain(..n);
-        Ok(n)
-    }
-}
-
-impl Write for TtyLink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLOUT)];
-        poll(&mut fds, PollTimeout::from(1000u16))?;
-        self.file.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Timeout for TtyLink {
-    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.timeout.set(d);
-        Ok(())
-    }
-}
-
 /// Agent mode through micad's console as micad leaves it (cooked, echo on, `\n`
 /// → `\r\n`): the sim waits for the host, `open_tty` makes the pty raw before any
 /// byte flows, and the restorer gives the frames back intact.
@@ -533,12 +480,9 @@ fn agent_handshake_over_the_micad_console() {
     client.create(&create_msg(id, &sim_binary())).unwrap();
     client.command(id, &Command::Start).unwrap();
     let tty = wait_for_tty(&[env.ttys()], id, T).unwrap();
-    let link = TtyLink {
-        file: File::from(open_tty(&tty).unwrap()),
-        restorer: NewlineRestorer::new(),
-        pending: Vec::new(),
-        timeout: Cell::new(None),
-    };
+    // micad's console: the same fd both ways, micad's newline translation undone.
+    let fd = open_tty(&tty).unwrap();
+    let link = FdLink::with(fd.try_clone().unwrap(), fd, Some(NewlineRestorer::new()));
     let mut s = HostSession::new(
         link,
         HostConfig {

@@ -206,20 +206,6 @@ fn session(part: &mut dyn Partition) -> HostSession<UnixStream> {
     )
 }
 
-fn pongs(s: &HostSession<UnixStream>) -> usize {
-    s.events
-        .iter()
-        .filter(|e| matches!(e, HostEvent::Pong { .. }))
-        .count()
-}
-
-fn step_for(s: &mut HostSession<UnixStream>, d: Duration) {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        s.step();
-    }
-}
-
 #[test]
 fn lifecycle_over_the_uart_link() {
     let _serial = serial();
@@ -264,7 +250,7 @@ fn lifecycle_over_the_uart_link() {
 
     // `-S`: the guest is halted. The host's Hello goes out and nothing answers.
     let mut s = session(part.as_mut());
-    step_for(&mut s, Duration::from_millis(300));
+    s.step_for(Duration::from_millis(300));
     assert!(
         !s.ep.is_connected() && s.events.is_empty(),
         "{:?}",
@@ -282,23 +268,23 @@ fn lifecycle_over_the_uart_link() {
     let at = s.expect_stdout(0, "micrun demo shell on qemu-virt", T);
     s.type_line("echo one two");
     let at = s.expect_stdout(at, "one two\r\n", T);
-    s.until(T, "a Pong", |s| pongs(s) > 0);
+    s.until(T, "a Pong", |s| s.pongs() > 0);
 
     // Paused: the guest answers no Ping and runs no command.
     part.pause().unwrap();
     assert_eq!(part.state(), PartitionState::Paused);
     // What the guest wrote before `stop` returned may still be in the socket.
-    step_for(&mut s, Duration::from_millis(100));
-    let before = pongs(&s);
+    s.step_for(Duration::from_millis(100));
+    let before = s.pongs();
     let out_before = s.stdout.len();
     s.type_line("echo while paused");
-    step_for(&mut s, Duration::from_millis(600));
-    assert_eq!(pongs(&s), before, "no Pong while paused");
+    s.step_for(Duration::from_millis(600));
+    assert_eq!(s.pongs(), before, "no Pong while paused");
     assert_eq!(s.stdout.len(), out_before, "no output while paused");
 
     part.resume().unwrap();
     assert_eq!(part.state(), PartitionState::Running);
-    s.until(T, "a Pong after resume", |s| pongs(s) > before);
+    s.until(T, "a Pong after resume", |s| s.pongs() > before);
     s.expect_stdout(at, "while paused\r\n", T);
 
     let stats = part.stats().unwrap();
@@ -321,8 +307,8 @@ fn lifecycle_over_the_uart_link() {
     part.update(&resources(1, 64, None)).unwrap();
     assert_eq!(affinities(pid), [cpus.to_string()]);
     // The guest still answers.
-    let n = pongs(&s);
-    s.until(T, "a Pong after update", |s| pongs(s) > n);
+    let n = s.pongs();
+    s.until(T, "a Pong after update", |s| s.pongs() > n);
 
     let t_destroy = Instant::now();
     part.destroy().unwrap();

@@ -9,10 +9,8 @@
 //! asynchronously (a state word, the end of a process) is polled for with a
 //! deadline.
 
-use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,9 +26,7 @@ use micrun_shim::pedestal::{DetachedPartition, Link, Partition, PartitionState, 
 use micrun_shim::spec::InstanceSpec;
 use micrun_shim::state::{self, TaskRecord};
 use micrun_tests::remoteproc::{Event, FakeRemoteproc, Write as RpWrite, FIRMWARE_PATH_PARAM};
-use micrun_tests::{sim_binary, HostSession, TempDir, Timeout};
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use micrun_tests::{sim_binary, FdLink, HostSession, TempDir, Timeout};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -189,60 +185,9 @@ fn booted_pid(host: &Host) -> u32 {
         .expect("the fake booted a firmware")
 }
 
-/// The partition's link as a [`HostSession`] stream: reads wait up to the
-/// session's timeout; the end of the console (EIO on a tty) is end of file.
-struct LinkStream {
-    rx: File,
-    tx: File,
-    timeout: Cell<Option<Duration>>,
-}
-
-impl LinkStream {
-    fn new(link: Link) -> LinkStream {
-        LinkStream {
-            rx: File::from(link.rx),
-            tx: File::from(link.tx),
-            timeout: Cell::new(None),
-        }
-    }
-}
-
-impl Read for LinkStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut fds = [PollFd::new(self.rx.as_fd(), PollFlags::POLLIN)];
-        let t = self
-            .timeout
-            .get()
-            .map_or(PollTimeout::NONE, |t| PollTimeout::try_from(t).unwrap());
-        poll(&mut fds, t)?;
-        match self.rx.read(buf) {
-            Err(e) if e.raw_os_error() == Some(Errno::EIO as i32) => Ok(0),
-            other => other,
-        }
-    }
-}
-
-impl Write for LinkStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut fds = [PollFd::new(self.tx.as_fd(), PollFlags::POLLOUT)];
-        poll(&mut fds, PollTimeout::from(1000u16))?;
-        self.tx.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Timeout for LinkStream {
-    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.timeout.set(d);
-        Ok(())
-    }
-}
-
-fn session(link: Link) -> HostSession<LinkStream> {
+fn session(link: Link) -> HostSession<FdLink> {
     HostSession::new(
-        LinkStream::new(link),
+        FdLink::new(link),
         HostConfig {
             ping_interval_ms: 200,
             peer_timeout_ms: 60_000,
@@ -584,7 +529,7 @@ fn a_faulting_firmware_shows_as_crashed() {
     host.fake.fault("cm4");
     host.wait_state("cm4", "crashed");
     // The console ends: EIO on the tty once the remote side is gone.
-    let mut s = LinkStream::new(link);
+    let mut s = FdLink::new(link);
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let deadline = Instant::now() + T;

@@ -240,31 +240,6 @@ fn assert_task_events(
     assert_eq!(topics, want, "task events of {id}{}", env.diag(id));
 }
 
-#[test]
-fn fg_echo_exit_sim() {
-    fg_echo_exit(Ped::Sim);
-}
-
-#[test]
-fn fg_echo_exit_xl() {
-    fg_echo_exit(Ped::Xen);
-}
-
-#[test]
-fn fg_echo_exit_micad() {
-    fg_echo_exit(Ped::Micad);
-}
-
-#[test]
-fn fg_echo_exit_rproc() {
-    fg_echo_exit(Ped::Rproc);
-}
-
-#[test]
-fn fg_echo_exit_qemu() {
-    fg_echo_exit(Ped::Qemu);
-}
-
 // ---------------------------------------------------------------------------
 // 2. kill: SIGTERM with the agent (its code), raw (143), SIGKILL (137).
 
@@ -284,31 +259,6 @@ fn term_agent(p: Ped) {
     let st = st.unwrap_or_else(|| panic!("ctr run did not end after SIGTERM: {what}"));
     assert!(s.stdout().contains("stopping"), "no `stopping`: {what}");
     assert_eq!(Session::code(st), 0, "agent's exit code: {what}");
-}
-
-#[test]
-fn term_agent_sim() {
-    term_agent(Ped::Sim);
-}
-
-#[test]
-fn term_agent_xl() {
-    term_agent(Ped::Xen);
-}
-
-#[test]
-fn term_agent_micad() {
-    term_agent(Ped::Micad);
-}
-
-#[test]
-fn term_agent_rproc() {
-    term_agent(Ped::Rproc);
-}
-
-#[test]
-fn term_agent_qemu() {
-    term_agent(Ped::Qemu);
 }
 
 fn kill_detached(p: Ped, raw: bool, signal: &str, want: i32) {
@@ -419,16 +369,6 @@ fn usr1_raw(p: Ped) {
     assert_eq!(state(&env, &ns, &id), Some(TaskState::Running), "{what}");
 }
 
-#[test]
-fn usr1_raw_sim() {
-    usr1_raw(Ped::Sim);
-}
-
-#[test]
-fn usr1_raw_qemu() {
-    usr1_raw(Ped::Qemu);
-}
-
 fn usr1_agent(p: Ped) {
     let env = env_for(p);
     let ns = env.namespace(&format!("usr1a-{p}"));
@@ -449,31 +389,6 @@ fn usr1_agent(p: Ped) {
     s.send("echo alive\r");
     ok(&env, &id, s.expect_from(at, "alive\r\n", T_ACT));
     assert_eq!(state(&env, &ns, &id), Some(TaskState::Running));
-}
-
-#[test]
-fn usr1_agent_sim() {
-    usr1_agent(Ped::Sim);
-}
-
-#[test]
-fn usr1_agent_xl() {
-    usr1_agent(Ped::Xen);
-}
-
-#[test]
-fn usr1_agent_micad() {
-    usr1_agent(Ped::Micad);
-}
-
-#[test]
-fn usr1_agent_rproc() {
-    usr1_agent(Ped::Rproc);
-}
-
-#[test]
-fn usr1_agent_qemu() {
-    usr1_agent(Ped::Qemu);
 }
 
 // ---------------------------------------------------------------------------
@@ -575,31 +490,6 @@ fn assert_micad_gone(env: &Env, id: &str) {
     }
 }
 
-#[test]
-fn hang_sim() {
-    hang(Ped::Sim);
-}
-
-#[test]
-fn hang_xl() {
-    hang(Ped::Xen);
-}
-
-#[test]
-fn hang_micad() {
-    hang(Ped::Micad);
-}
-
-#[test]
-fn hang_rproc() {
-    hang(Ped::Rproc);
-}
-
-#[test]
-fn hang_qemu() {
-    hang(Ped::Qemu);
-}
-
 // ---------------------------------------------------------------------------
 // 5. pause / resume; paused longer than the liveness window, the peer is not lost.
 
@@ -642,21 +532,6 @@ fn pause_resume(p: Ped) {
         "events {topics:?}{}",
         env.diag(&id)
     );
-}
-
-#[test]
-fn pause_resume_sim() {
-    pause_resume(Ped::Sim);
-}
-
-#[test]
-fn pause_resume_xl() {
-    pause_resume(Ped::Xen);
-}
-
-#[test]
-fn pause_resume_qemu() {
-    pause_resume(Ped::Qemu);
 }
 
 // ---------------------------------------------------------------------------
@@ -715,31 +590,6 @@ fn metrics_ps(p: Ped) {
     );
 }
 
-#[test]
-fn metrics_ps_sim() {
-    metrics_ps(Ped::Sim);
-}
-
-#[test]
-fn metrics_ps_xl() {
-    metrics_ps(Ped::Xen);
-}
-
-#[test]
-fn metrics_ps_micad() {
-    metrics_ps(Ped::Micad);
-}
-
-#[test]
-fn metrics_ps_rproc() {
-    metrics_ps(Ped::Rproc);
-}
-
-#[test]
-fn metrics_ps_qemu() {
-    metrics_ps(Ped::Qemu);
-}
-
 // ---------------------------------------------------------------------------
 // 7. attach / detach / re-attach; output made while detached waits for the next.
 
@@ -780,31 +630,6 @@ fn attach(p: Ped) {
     ok(&env, &id, a3.expect("three\r\n", T_ACT));
     a3.kill();
     assert_eq!(state(&env, &ns, &id), Some(TaskState::Running));
-}
-
-#[test]
-fn attach_sim() {
-    attach(Ped::Sim);
-}
-
-#[test]
-fn attach_xl() {
-    attach(Ped::Xen);
-}
-
-#[test]
-fn attach_micad() {
-    attach(Ped::Micad);
-}
-
-#[test]
-fn attach_rproc() {
-    attach(Ped::Rproc);
-}
-
-#[test]
-fn attach_qemu() {
-    attach(Ped::Qemu);
 }
 
 /// Raw mode with a reader that stops reading: the RTOS is never held back (a raw
@@ -901,31 +726,6 @@ fn tty(p: Ped) {
     let what = format!("{}{}", s.describe(), env.diag(&id));
     let st = st.unwrap_or_else(|| panic!("did not end after `exit 0`: {what}"));
     assert_eq!(Session::code(st), 0, "{what}");
-}
-
-#[test]
-fn tty_sim() {
-    tty(Ped::Sim);
-}
-
-#[test]
-fn tty_xl() {
-    tty(Ped::Xen);
-}
-
-#[test]
-fn tty_micad() {
-    tty(Ped::Micad);
-}
-
-#[test]
-fn tty_rproc() {
-    tty(Ped::Rproc);
-}
-
-#[test]
-fn tty_qemu() {
-    tty(Ped::Qemu);
 }
 
 // ---------------------------------------------------------------------------
@@ -1145,31 +945,6 @@ fn shim_killed(p: Ped) {
     if matches!(p, Ped::Micad | Ped::Rproc | Ped::Xen) {
         assert_partition_gone(&env, p, &id);
     }
-}
-
-#[test]
-fn shim_killed_micad() {
-    shim_killed(Ped::Micad);
-}
-
-#[test]
-fn shim_killed_rproc() {
-    shim_killed(Ped::Rproc);
-}
-
-#[test]
-fn shim_killed_sim() {
-    shim_killed(Ped::Sim);
-}
-
-#[test]
-fn shim_killed_xl() {
-    shim_killed(Ped::Xen);
-}
-
-#[test]
-fn shim_killed_qemu() {
-    shim_killed(Ped::Qemu);
 }
 
 // ---------------------------------------------------------------------------
@@ -1945,3 +1720,85 @@ fn xl_failing_and_xen_missing() {
         &["pedestal xen is not available", "proc-xen"],
     );
 }
+
+// ---------------------------------------------------------------------------
+// The scenarios above on each pedestal they apply to (pause/resume: only where
+// the pedestal can pause; raw SIGUSR1: the images with a raw build).
+
+/// `#[test] fn name() { scenario(pedestal) }` for each `name => pedestal`.
+macro_rules! on_pedestals {
+    ($scenario:ident { $($name:ident => $ped:expr),+ $(,)? }) => {
+        $(
+            #[test]
+            fn $name() {
+                $scenario($ped);
+            }
+        )+
+    };
+}
+
+on_pedestals!(fg_echo_exit {
+    fg_echo_exit_sim => Ped::Sim,
+    fg_echo_exit_qemu => Ped::Qemu,
+    fg_echo_exit_micad => Ped::Micad,
+    fg_echo_exit_xl => Ped::Xen,
+    fg_echo_exit_rproc => Ped::Rproc,
+});
+on_pedestals!(term_agent {
+    term_agent_sim => Ped::Sim,
+    term_agent_qemu => Ped::Qemu,
+    term_agent_micad => Ped::Micad,
+    term_agent_xl => Ped::Xen,
+    term_agent_rproc => Ped::Rproc,
+});
+on_pedestals!(usr1_agent {
+    usr1_agent_sim => Ped::Sim,
+    usr1_agent_qemu => Ped::Qemu,
+    usr1_agent_micad => Ped::Micad,
+    usr1_agent_xl => Ped::Xen,
+    usr1_agent_rproc => Ped::Rproc,
+});
+on_pedestals!(hang {
+    hang_sim => Ped::Sim,
+    hang_qemu => Ped::Qemu,
+    hang_micad => Ped::Micad,
+    hang_xl => Ped::Xen,
+    hang_rproc => Ped::Rproc,
+});
+on_pedestals!(pause_resume {
+    pause_resume_sim => Ped::Sim,
+    pause_resume_qemu => Ped::Qemu,
+    pause_resume_xl => Ped::Xen,
+});
+on_pedestals!(metrics_ps {
+    metrics_ps_sim => Ped::Sim,
+    metrics_ps_qemu => Ped::Qemu,
+    metrics_ps_micad => Ped::Micad,
+    metrics_ps_xl => Ped::Xen,
+    metrics_ps_rproc => Ped::Rproc,
+});
+on_pedestals!(attach {
+    attach_sim => Ped::Sim,
+    attach_qemu => Ped::Qemu,
+    attach_micad => Ped::Micad,
+    attach_xl => Ped::Xen,
+    attach_rproc => Ped::Rproc,
+});
+on_pedestals!(tty {
+    tty_sim => Ped::Sim,
+    tty_qemu => Ped::Qemu,
+    tty_micad => Ped::Micad,
+    tty_xl => Ped::Xen,
+    tty_rproc => Ped::Rproc,
+});
+on_pedestals!(shim_killed {
+    shim_killed_sim => Ped::Sim,
+    shim_killed_qemu => Ped::Qemu,
+    shim_killed_micad => Ped::Micad,
+    shim_killed_xl => Ped::Xen,
+    shim_killed_rproc => Ped::Rproc,
+});
+on_pedestals!(usr1_raw {
+    usr1_raw_sim => Ped::Sim,
+    usr1_raw_qemu => Ped::Qemu,
+});

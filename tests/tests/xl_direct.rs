@@ -17,10 +17,8 @@
 //! and [`micrun_tests::xen::FakeXen`] kills and reaps them on drop. The tests run
 //! one at a time ([`serial`]): they look at every child of the test process.
 
-use std::cell::Cell;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,8 +33,7 @@ use micrun_shim::pedestal::{
 use micrun_shim::resources::Resources;
 use micrun_shim::spec::InstanceSpec;
 use micrun_tests::xen::{adopt_orphans, alive, process_state, FakeXen};
-use micrun_tests::{firmware, sim_binary, HostSession, TempDir, Timeout};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use micrun_tests::{firmware, sim_binary, FdLink, HostSession, TempDir};
 
 const T: Duration = Duration::from_secs(20);
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-xl");
@@ -143,78 +140,18 @@ fn build(
     (spec, ped, run)
 }
 
-/// The console as a [`HostSession`] link: reads wait up to the session's
-/// timeout; the hang-up (EIO on a pty whose other side closed) is an end of file.
-struct PtyLink {
-    file: File,
-    timeout: Cell<Option<Duration>>,
-}
-
-impl Read for PtyLink {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        let t = self
-            .timeout
-            .get()
-            .map_or(PollTimeout::NONE, |t| PollTimeout::try_from(t).unwrap());
-        if poll(&mut fds, t)? == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        match self.file.read(buf) {
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
-            other => other,
-        }
-    }
-}
-
-impl Write for PtyLink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLOUT)];
-        poll(&mut fds, PollTimeout::from(1000u16))?;
-        self.file.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Timeout for PtyLink {
-    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.timeout.set(d);
-        Ok(())
-    }
-}
-
-fn session(part: &mut dyn Partition) -> HostSession<PtyLink> {
+fn session(part: &mut dyn Partition) -> HostSession<FdLink> {
     let link = part.take_link().expect("the console, taken at create");
     assert!(part.take_link().is_none(), "the link is taken once");
     assert_eq!(link.rx_translate, pedestal::RxTranslate::None);
-    drop(link.tx);
     HostSession::new(
-        PtyLink {
-            file: File::from(link.rx),
-            timeout: Cell::new(None),
-        },
+        FdLink::new(link),
         HostConfig {
             ping_interval_ms: 100,
             peer_timeout_ms: 60_000,
             ..HostConfig::default()
         },
     )
-}
-
-fn pongs(s: &HostSession<PtyLink>) -> usize {
-    s.events
-        .iter()
-        .filter(|e| matches!(e, HostEvent::Pong { .. }))
-        .count()
-}
-
-fn step_for(s: &mut HostSession<PtyLink>, d: Duration) {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        s.step();
-    }
 }
 
 /// The xl calls recorded since the `from`-th.
@@ -426,7 +363,7 @@ fn lifecycle_through_the_pedestal() {
 
     // Created paused: the console exists, the firmware does not run yet.
     let mut s = session(part.as_mut());
-    step_for(&mut s, Duration::from_millis(300));
+    s.step_for(Duration::from_millis(300));
     assert!(
         !s.ep.is_connected() && s.events.is_empty(),
         "{:?}",
@@ -443,7 +380,7 @@ fn lifecycle_through_the_pedestal() {
     let at = s.expect_stdout(0, "micrun demo shell on sim", T);
     s.type_line("echo one two");
     let at = s.expect_stdout(at, "one two\r\n", T);
-    s.until(T, "a Pong", |s| pongs(s) > 0);
+    s.until(T, "a Pong", |s| s.pongs() > 0);
     let sim = x.pids("sim", id);
     let runner = x.pids("runner", id);
     assert_eq!((sim.len(), runner.len()), (1, 1));
@@ -453,16 +390,16 @@ fn lifecycle_through_the_pedestal() {
     part.pause().unwrap();
     assert_eq!(part.state(), PartitionState::Paused);
     assert_eq!(process_state(sim), Some('T'));
-    step_for(&mut s, Duration::from_millis(100));
-    let before = pongs(&s);
+    s.step_for(Duration::from_millis(100));
+    let before = s.pongs();
     let out_before = s.stdout.len();
     s.type_line("echo while paused");
-    step_for(&mut s, Duration::from_millis(500));
-    assert_eq!(pongs(&s), before, "no Pong while paused");
+    s.step_for(Duration::from_millis(500));
+    assert_eq!(s.pongs(), before, "no Pong while paused");
     assert_eq!(s.stdout.len(), out_before, "no output while paused");
     part.resume().unwrap();
     assert_eq!(part.state(), PartitionState::Running);
-    s.until(T, "a Pong after resume", |s| pongs(s) > before);
+    s.until(T, "a Pong after resume", |s| s.pongs() > before);
     s.expect_stdout(at, "while paused\r\n", T);
 
     // Update: the xl calls, in the order Xen needs them.
@@ -556,8 +493,8 @@ fn lifecycle_through_the_pedestal() {
     );
     assert_eq!(xl_calls_since(&x, n), [format!("list {id}")]);
     // The guest still answers.
-    let n = pongs(&s);
-    s.until(T, "a Pong after the updates", |s| pongs(s) > n);
+    let n = s.pongs();
+    s.until(T, "a Pong after the updates", |s| s.pongs() > n);
 
     let t_destroy = Instant::now();
     part.destroy().unwrap();

@@ -319,12 +319,6 @@ impl Partition for MicaPartition {
         }
     }
 
-    fn process_exited(&mut self, _code: i32) {}
-
-    fn pid(&self) -> Option<u32> {
-        None
-    }
-
     fn take_link(&mut self) -> Option<Link> {
         self.link.take()
     }

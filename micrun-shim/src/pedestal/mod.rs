@@ -209,10 +209,16 @@ pub trait Partition: Send {
     fn update(&mut self, resources: &Resources) -> Result<(), PedestalError>;
     fn stats(&mut self) -> Result<PartitionStats, PedestalError>;
     fn state(&mut self) -> PartitionState;
-    /// Records that its host process ended with `code` (from the reaper).
-    fn process_exited(&mut self, code: i32);
-    /// The host process that embodies the partition, if there is one.
-    fn pid(&self) -> Option<u32>;
+    /// Records that its host process ended with `code` (from the reaper). The
+    /// default is for partitions without one (hardware pedestals).
+    fn process_exited(&mut self, code: i32) {
+        let _ = code;
+    }
+    /// The host process that embodies the partition, if there is one (default:
+    /// none, as for hardware partitions).
+    fn pid(&self) -> Option<u32> {
+        None
+    }
     /// The link; `None` after it was taken, and `None` before [`Partition::start`]
     /// for a partition whose console exists only once it runs.
     fn take_link(&mut self) -> Option<Link>;

@@ -705,12 +705,6 @@ impl Partition for XlPartition {
         self.state
     }
 
-    fn process_exited(&mut self, _code: i32) {}
-
-    fn pid(&self) -> Option<u32> {
-        None
-    }
-
     fn take_link(&mut self) -> Option<Link> {
         self.link.take()
     }
