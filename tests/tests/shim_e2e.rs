@@ -304,41 +304,6 @@ fn kill_detached(p: Ped, raw: bool, signal: &str, want: i32) {
     }
 }
 
-#[test]
-fn term_raw_sim() {
-    kill_detached(Ped::Sim, true, "SIGTERM", 143);
-}
-
-#[test]
-fn term_raw_qemu() {
-    kill_detached(Ped::Qemu, true, "SIGTERM", 143);
-}
-
-#[test]
-fn sigkill_sim() {
-    kill_detached(Ped::Sim, false, "SIGKILL", 137);
-}
-
-#[test]
-fn sigkill_micad() {
-    kill_detached(Ped::Micad, false, "SIGKILL", 137);
-}
-
-#[test]
-fn sigkill_xl() {
-    kill_detached(Ped::Xen, false, "SIGKILL", 137);
-}
-
-#[test]
-fn sigkill_rproc() {
-    kill_detached(Ped::Rproc, false, "SIGKILL", 137);
-}
-
-#[test]
-fn sigkill_qemu() {
-    kill_detached(Ped::Qemu, false, "SIGKILL", 137);
-}
-
 // ---------------------------------------------------------------------------
 // 3. Other signals: forwarded to the agent; an error naming the signal in raw mode.
 
@@ -1725,80 +1690,99 @@ fn xl_failing_and_xen_missing() {
 // The scenarios above on each pedestal they apply to (pause/resume: only where
 // the pedestal can pause; raw SIGUSR1: the images with a raw build).
 
-/// `#[test] fn name() { scenario(pedestal) }` for each `name => pedestal`.
-macro_rules! on_pedestals {
-    ($scenario:ident { $($name:ident => $ped:expr),+ $(,)? }) => {
+/// `#[test] fn name() { call; }` for each `name => call`.
+macro_rules! tests {
+    ($($name:ident => $call:expr),+ $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $scenario($ped);
+                $call;
             }
         )+
     };
 }
 
-on_pedestals!(fg_echo_exit {
-    fg_echo_exit_sim => Ped::Sim,
-    fg_echo_exit_qemu => Ped::Qemu,
-    fg_echo_exit_micad => Ped::Micad,
-    fg_echo_exit_xl => Ped::Xen,
-    fg_echo_exit_rproc => Ped::Rproc,
-});
-on_pedestals!(term_agent {
-    term_agent_sim => Ped::Sim,
-    term_agent_qemu => Ped::Qemu,
-    term_agent_micad => Ped::Micad,
-    term_agent_xl => Ped::Xen,
-    term_agent_rproc => Ped::Rproc,
-});
-on_pedestals!(usr1_agent {
-    usr1_agent_sim => Ped::Sim,
-    usr1_agent_qemu => Ped::Qemu,
-    usr1_agent_micad => Ped::Micad,
-    usr1_agent_xl => Ped::Xen,
-    usr1_agent_rproc => Ped::Rproc,
-});
-on_pedestals!(hang {
-    hang_sim => Ped::Sim,
-    hang_qemu => Ped::Qemu,
-    hang_micad => Ped::Micad,
-    hang_xl => Ped::Xen,
-    hang_rproc => Ped::Rproc,
-});
-on_pedestals!(pause_resume {
-    pause_resume_sim => Ped::Sim,
-    pause_resume_qemu => Ped::Qemu,
-    pause_resume_xl => Ped::Xen,
-});
-on_pedestals!(metrics_ps {
-    metrics_ps_sim => Ped::Sim,
-    metrics_ps_qemu => Ped::Qemu,
-    metrics_ps_micad => Ped::Micad,
-    metrics_ps_xl => Ped::Xen,
-    metrics_ps_rproc => Ped::Rproc,
-});
-on_pedestals!(attach {
-    attach_sim => Ped::Sim,
-    attach_qemu => Ped::Qemu,
-    attach_micad => Ped::Micad,
-    attach_xl => Ped::Xen,
-    attach_rproc => Ped::Rproc,
-});
-on_pedestals!(tty {
-    tty_sim => Ped::Sim,
-    tty_qemu => Ped::Qemu,
-    tty_micad => Ped::Micad,
-    tty_xl => Ped::Xen,
-    tty_rproc => Ped::Rproc,
-});
-on_pedestals!(shim_killed {
-    shim_killed_sim => Ped::Sim,
-    shim_killed_qemu => Ped::Qemu,
-    shim_killed_micad => Ped::Micad,
-    shim_killed_xl => Ped::Xen,
-    shim_killed_rproc => Ped::Rproc,
-});
-on_pedestals!(usr1_raw {
-    usr1_raw_sim => Ped::Sim,
-    usr1_raw_qemu => Ped::Qemu,
-});
+tests! {
+    fg_echo_exit_sim => fg_echo_exit(Ped::Sim),
+    fg_echo_exit_qemu => fg_echo_exit(Ped::Qemu),
+    fg_echo_exit_micad => fg_echo_exit(Ped::Micad),
+    fg_echo_exit_xl => fg_echo_exit(Ped::Xen),
+    fg_echo_exit_rproc => fg_echo_exit(Ped::Rproc),
+}
+
+tests! {
+    term_agent_sim => term_agent(Ped::Sim),
+    term_agent_qemu => term_agent(Ped::Qemu),
+    term_agent_micad => term_agent(Ped::Micad),
+    term_agent_xl => term_agent(Ped::Xen),
+    term_agent_rproc => term_agent(Ped::Rproc),
+}
+
+tests! {
+    usr1_agent_sim => usr1_agent(Ped::Sim),
+    usr1_agent_qemu => usr1_agent(Ped::Qemu),
+    usr1_agent_micad => usr1_agent(Ped::Micad),
+    usr1_agent_xl => usr1_agent(Ped::Xen),
+    usr1_agent_rproc => usr1_agent(Ped::Rproc),
+}
+
+tests! {
+    hang_sim => hang(Ped::Sim),
+    hang_qemu => hang(Ped::Qemu),
+    hang_micad => hang(Ped::Micad),
+    hang_xl => hang(Ped::Xen),
+    hang_rproc => hang(Ped::Rproc),
+}
+
+tests! {
+    pause_resume_sim => pause_resume(Ped::Sim),
+    pause_resume_qemu => pause_resume(Ped::Qemu),
+    pause_resume_xl => pause_resume(Ped::Xen),
+}
+
+tests! {
+    metrics_ps_sim => metrics_ps(Ped::Sim),
+    metrics_ps_qemu => metrics_ps(Ped::Qemu),
+    metrics_ps_micad => metrics_ps(Ped::Micad),
+    metrics_ps_xl => metrics_ps(Ped::Xen),
+    metrics_ps_rproc => metrics_ps(Ped::Rproc),
+}
+
+tests! {
+    attach_sim => attach(Ped::Sim),
+    attach_qemu => attach(Ped::Qemu),
+    attach_micad => attach(Ped::Micad),
+    attach_xl => attach(Ped::Xen),
+    attach_rproc => attach(Ped::Rproc),
+}
+
+tests! {
+    tty_sim => tty(Ped::Sim),
+    tty_qemu => tty(Ped::Qemu),
+    tty_micad => tty(Ped::Micad),
+    tty_xl => tty(Ped::Xen),
+    tty_rproc => tty(Ped::Rproc),
+}
+
+tests! {
+    shim_killed_sim => shim_killed(Ped::Sim),
+    shim_killed_qemu => shim_killed(Ped::Qemu),
+    shim_killed_micad => shim_killed(Ped::Micad),
+    shim_killed_xl => shim_killed(Ped::Xen),
+    shim_killed_rproc => shim_killed(Ped::Rproc),
+}
+
+tests! {
+    usr1_raw_sim => usr1_raw(Ped::Sim),
+    usr1_raw_qemu => usr1_raw(Ped::Qemu),
+}
+
+tests! {
+    term_raw_sim => kill_detached(Ped::Sim, true, "SIGTERM", 143),
+    term_raw_qemu => kill_detached(Ped::Qemu, true, "SIGTERM", 143),
+    sigkill_sim => kill_detached(Ped::Sim, false, "SIGKILL", 137),
+    sigkill_micad => kill_detached(Ped::Micad, false, "SIGKILL", 137),
+    sigkill_xl => kill_detached(Ped::Xen, false, "SIGKILL", 137),
+    sigkill_rproc => kill_detached(Ped::Rproc, false, "SIGKILL", 137),
+    sigkill_qemu => kill_detached(Ped::Qemu, false, "SIGKILL", 137),
+}
