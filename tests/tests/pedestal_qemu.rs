@@ -9,7 +9,7 @@
 //! one at a time ([`serial`]): they look at every child of the test process.
 
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use micrun_shim::firmware::{validate_elf, Arch};
 use micrun_shim::pedestal::{self, Partition, PartitionState, Pedestal, PedestalError};
 use micrun_shim::resources::{CpuSet, Resources};
 use micrun_shim::spec::InstanceSpec;
-use micrun_tests::{firmware, HostSession, TempDir};
+use micrun_tests::{children, entries, firmware, HostSession, TempDir};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -72,32 +72,6 @@ impl Drop for Reap {
     }
 }
 
-/// Children of the test process (pid, state letter), from `/proc/*/stat`.
-fn children() -> Vec<(u32, char)> {
-    let me = std::process::id();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me) {
-            out.push((pid, fields[0].chars().next().unwrap_or('?')));
-        }
-    }
-    out
-}
-
 /// Checks that the failed create left no running QEMU: every child is a zombie
 /// (killed or exited, waiting for a reaper). Reaps them all.
 fn assert_no_qemu_left(what: &str) {
@@ -114,15 +88,6 @@ fn assert_no_qemu_left(what: &str) {
         "{what}: children left: {:?}",
         children()
     );
-}
-
-fn entries(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
 }
 
 fn resources(vcpus: u32, memory_mib: u32, cpus: Option<&str>) -> Resources {

@@ -33,7 +33,7 @@ use micrun_shim::pedestal::{
 use micrun_shim::resources::Resources;
 use micrun_shim::spec::InstanceSpec;
 use micrun_tests::xen::{adopt_orphans, alive, process_state, FakeXen};
-use micrun_tests::{firmware, sim_binary, FdLink, HostSession, TempDir};
+use micrun_tests::{children, entries, firmware, sim_binary, FdLink, HostSession, TempDir};
 
 const T: Duration = Duration::from_secs(20);
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-xl");
@@ -48,41 +48,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 fn fake(sim_args: &[&str]) -> FakeXen {
     FakeXen::new(Path::new(FAKE), &sim_binary(), sim_args)
-}
-
-/// Children of the test process (pid, state letter).
-fn children() -> Vec<(u32, char)> {
-    let me = std::process::id();
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me) {
-            out.push((pid, fields[0].chars().next().unwrap_or('?')));
-        }
-    }
-    out
-}
-
-fn entries(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
 }
 
 fn text(bytes: &[u8]) -> String {
