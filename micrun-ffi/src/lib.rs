@@ -41,4 +41,5 @@ mod args;
 pub mod frame;
 pub mod framer;
 pub mod message;
+pub mod runtime;
 pub mod status;

@@ -1,0 +1,312 @@
+//! libmicrun's runtime API seen from C, the way iSulad's runtime layer uses it.
+//!
+//! The test builds `micrun-ffi` (into `target/ffi-for-tests`, as `c_codec` does),
+//! installs it with `micrun-ffi/install.sh` into a private prefix, and compiles
+//! `tests/c/rt_driver.c` with gcc (`-Wall -Wextra -Werror -std=c11 -pthread`)
+//! against the installed `micrun.h`, with the flags `pkg-config` gives. It writes
+//! two sim bundles (the simulator as `rootfs/firmware.elf`, the `sim` pedestal
+//! annotation), one without firmware, and a micrun config with `[sim] enable =
+//! true` and a private `state_dir`, and runs the driver (plain, then under
+//! AddressSanitizer + UndefinedBehaviorSanitizer): two containers from two
+//! threads through create → start → console over FIFOs → state → pause/resume →
+//! update → stats → pids → resize → SIGKILL → wait (137) → delete, then bad
+//! inputs (NULLs, non-UTF-8, unknown ids, a missing shim, a bundle without
+//! firmware). Afterwards no shim of this test may be left, nor its socket, nor
+//! the micrun state.
+//!
+//! Not under valgrind: every call starts ttrpc client threads, and the shim
+//! started by the driver would be run under valgrind too (it inherits nothing,
+//! but the driver's 3 s exit wait per delete is then too short); `c_codec` covers
+//! the library's own allocations under valgrind.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use micrun_tests::e2e::shim_binary;
+use micrun_tests::{repo_root, sim_binary, TempDir};
+
+const CFLAGS: &[&str] = &[
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wpedantic",
+    "-std=c11",
+    "-g",
+    "-pthread",
+];
+const SANITIZE: &[&str] = &[
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+];
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Builds libmicrun (debug) into `target/ffi-for-tests` and returns the directory
+/// holding `libmicrun.so` and `libmicrun.a`.
+fn ffi_build_dir() -> PathBuf {
+    let root = repo_root();
+    let target_dir = root.join("target/ffi-for-tests");
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "-p", "micrun-ffi", "--lib"])
+            .arg("--manifest-path")
+            .arg(root.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir),
+        "build micrun-ffi",
+    );
+    target_dir.join("debug")
+}
+
+/// Runs `cmd` to completion (killed after [`RUN_TIMEOUT`]), asserting success.
+/// The child is always reaped.
+fn run(cmd: &mut Command, what: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A shim the driver started keeps the pipes open only if it leaked them; the
+    // shim's server closes its stdio, so these joins end.
+    let stdout = out_thread.join().unwrap();
+    let stderr = err_thread.join().unwrap();
+    let text = format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    let Some(status) = status else {
+        panic!("{what}: no exit within {RUN_TIMEOUT:?} ({cmd:?}), killed\n{text}");
+    };
+    assert!(
+        status.success(),
+        "{what} failed: {status} ({cmd:?})\n{text}"
+    );
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Empty directories to remove by exact path (those the shims created under
+/// /run/containerd).
+struct Dirs(Vec<&'static str>);
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// A bundle at `path` with `spec` as its config.json; the simulator as its
+/// firmware when `firmware`.
+fn bundle(path: &Path, firmware: bool) -> PathBuf {
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": { "args": ["/firmware.elf"], "cwd": "/", "user": {"uid": 0, "gid": 0} },
+        "root": { "path": "rootfs" },
+        "annotations": { "org.openeuler.micrun.ped.pedestal": "sim" },
+    });
+    fs::create_dir_all(path.join("rootfs")).unwrap();
+    if firmware {
+        fs::copy(sim_binary(), path.join("rootfs/firmware.elf")).unwrap();
+    }
+    fs::write(path.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    path.to_path_buf()
+}
+
+/// The pids of live (not zombie) processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let zombie = fs::read_to_string(e.path().join("stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        });
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn drive(tag: &str, sanitize: bool) {
+    let dir = TempDir::new(tag);
+    let prefix = dir.path().join("prefix");
+    run(
+        Command::new("sh")
+            .arg(repo_root().join("micrun-ffi/install.sh"))
+            .arg(&prefix)
+            .arg(ffi_build_dir()),
+        "install.sh",
+    );
+    let libdir = prefix.join("lib");
+    let pkg = |args: &[&str]| -> Vec<String> {
+        let out = run(
+            Command::new("pkg-config")
+                .env("PKG_CONFIG_PATH", libdir.join("pkgconfig"))
+                .env("PKG_CONFIG_LIBDIR", libdir.join("pkgconfig"))
+                .args(args)
+                .arg("micrun"),
+            "pkg-config",
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let exe = dir.path().join("rt_driver");
+    let mut gcc = Command::new("gcc");
+    gcc.args(CFLAGS);
+    if sanitize {
+        gcc.args(SANITIZE);
+    }
+    gcc.arg(repo_root().join("tests/c/rt_driver.c"))
+        .arg("-o")
+        .arg(&exe)
+        .args(pkg(&["--cflags"]))
+        .args(pkg(&["--libs"]))
+        .arg(format!("-Wl,-rpath,{}", libdir.display()));
+    run(&mut gcc, "gcc rt_driver.c");
+
+    let a = bundle(&dir.path().join("bundle-a"), true);
+    let b = bundle(&dir.path().join("bundle-b"), true);
+    let bad = bundle(&dir.path().join("bundle-nofw"), false);
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("micrun.toml");
+    fs::write(
+        &cfg,
+        format!("state_dir = {state:?}\n[sim]\nenable = true\n"),
+    )
+    .unwrap();
+    let fifos = dir.path().join("fifos");
+    fs::create_dir_all(&fifos).unwrap();
+    let id = format!(
+        "crt{}{}",
+        std::process::id(),
+        if sanitize { "a" } else { "p" }
+    );
+
+    let _dirs = Dirs(
+        ["/run/containerd/s", "/run/containerd"]
+            .into_iter()
+            .filter(|d| !Path::new(d).exists())
+            .collect(),
+    );
+    let shim = shim_binary();
+    let mut cmd = Command::new(&exe);
+    cmd.arg(&shim)
+        .arg(&cfg)
+        .arg("isula")
+        .arg(&id)
+        .arg(&a)
+        .arg(&b)
+        .arg(&bad)
+        .arg(&fifos)
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:halt_on_error=1:abort_on_error=0",
+        )
+        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut cmd, "rt_driver")));
+    // Whatever happened: no shim of this test may be left. (Shims are not our
+    // children: they daemonize. Ask any left to go, by their sockets.)
+    let left = processes_mentioning(&id);
+    for b in [&a, &b, &bad] {
+        if let Ok(addr) = fs::read_to_string(b.join("address")) {
+            if let Ok(c) = containerd_shim::protos::ttrpc::Client::connect(addr.trim()) {
+                let c = containerd_shim::protos::shim::shim_ttrpc::TaskClient::new(c);
+                let _ = c.shutdown(
+                    Default::default(),
+                    &containerd_shim::api::ShutdownRequest::default(),
+                );
+            }
+            let _ = fs::remove_file(addr.trim().trim_start_matches("unix://"));
+        }
+    }
+    // The sockets the shims served on (as the shim names them under iSulad: no
+    // containerd address): gone, or removed here by exact path and reported.
+    let sockets: Vec<PathBuf> = ["a", "b", "nofw"]
+        .iter()
+        .map(|s| {
+            let addr = containerd_shim::socket_address("", "isula", &format!("{id}-{s}"));
+            PathBuf::from(addr.trim_start_matches("unix://"))
+        })
+        .collect();
+    let sockets_left: Vec<_> = sockets.iter().filter(|p| p.exists()).cloned().collect();
+    for p in &sockets_left {
+        let _ = fs::remove_file(p);
+    }
+    let out = match result {
+        Ok(out) => out,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("rt_driver:\n{text}");
+    assert!(text.contains(&format!("{id}-a: lifecycle ok")), "{text}");
+    assert!(text.contains(&format!("{id}-b: lifecycle ok")), "{text}");
+    assert!(text.contains("bad inputs ok\nrt ok"), "{text}");
+    assert!(left.is_empty(), "shims left running: {left:?}");
+    assert!(sockets_left.is_empty(), "sockets left: {sockets_left:?}");
+    for b in [&a, &b, &bad] {
+        assert!(!b.join("address").exists(), "{b:?}/address left");
+    }
+    let leftover: Vec<_> = fs::read_dir(&state)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let tasks: Vec<_> = leftover
+        .iter()
+        .flat_map(|p| fs::read_dir(p).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect();
+    assert!(tasks.is_empty(), "micrun state left: {tasks:?}");
+}
+
+#[test]
+fn isulad_style_driver_in_c() {
+    drive("c-rt", false);
+}
+
+#[test]
+fn isulad_style_driver_in_c_under_asan() {
+    drive("c-rt-asan", true);
+}
