@@ -661,3 +661,133 @@ pub unsafe extern "C" fn micrun_rt_resize(
             .map_err(|e| rpc_failed("resize", &t.id, e))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::last_error;
+    use core::ptr::{null, null_mut};
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("micrun-ffi-rt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn null_and_bad_arguments_are_errors() {
+        let mut pid = 0u32;
+        // SAFETY: NULL and valid pointers only.
+        unsafe {
+            assert_eq!(micrun_rt_create(null(), &mut pid), MICRUN_ERR_NULL);
+            assert_eq!(last_error(), "micrun_rt_create: opts is NULL");
+            let opts = micrun_rt_opts {
+                ns: c"isula".as_ptr(),
+                id: c"x".as_ptr(),
+                bundle: c"/nonexistent-micrun-bundle".as_ptr(),
+                stdin_path: null(),
+                stdout_path: null(),
+                stderr_path: null(),
+                terminal: false,
+                shim_binary: null(),
+                config_path: null(),
+            };
+            assert_eq!(micrun_rt_create(&opts, null_mut()), MICRUN_ERR_NULL);
+            assert_eq!(last_error(), "micrun_rt_create: pid is NULL");
+            assert_eq!(micrun_rt_create(&opts, &mut pid), MICRUN_ERR_INVALID_ARG);
+            assert!(
+                last_error().contains("is not a directory"),
+                "{}",
+                last_error()
+            );
+            let bad = micrun_rt_opts {
+                id: c"\xff".as_ptr(),
+                ..opts
+            };
+            assert_eq!(micrun_rt_create(&bad, &mut pid), MICRUN_ERR_INVALID_ARG);
+            assert_eq!(last_error(), "micrun_rt_create: opts->id is not UTF-8");
+            let empty = micrun_rt_opts {
+                ns: c"".as_ptr(),
+                ..opts
+            };
+            assert_eq!(micrun_rt_create(&empty, &mut pid), MICRUN_ERR_INVALID_ARG);
+            assert_eq!(last_error(), "micrun_rt_create: opts->ns is empty");
+
+            assert_eq!(micrun_rt_kill(null(), 9), MICRUN_ERR_NULL);
+            assert_eq!(last_error(), "micrun_rt_kill: ref is NULL");
+            let r = micrun_rt_ref {
+                ns: c"isula".as_ptr(),
+                id: null(),
+                bundle: c"/tmp".as_ptr(),
+            };
+            assert_eq!(micrun_rt_pause(&r), MICRUN_ERR_NULL);
+            assert_eq!(last_error(), "micrun_rt_pause: ref->id is NULL");
+        }
+        assert_eq!(pid, 0);
+    }
+
+    #[test]
+    fn a_missing_shim_binary_is_a_runtime_error() {
+        let d = dir("noshim");
+        let b = std::ffi::CString::new(d.display().to_string()).unwrap();
+        let opts = micrun_rt_opts {
+            ns: c"isula".as_ptr(),
+            id: c"x".as_ptr(),
+            bundle: b.as_ptr(),
+            stdin_path: null(),
+            stdout_path: null(),
+            stderr_path: null(),
+            terminal: false,
+            shim_binary: c"/nonexistent/containerd-shim-mica-v2".as_ptr(),
+            config_path: null(),
+        };
+        let mut pid = 0;
+        // SAFETY: valid pointers.
+        let st = unsafe { micrun_rt_create(&opts, &mut pid) };
+        assert_eq!(st, MICRUN_ERR_RUNTIME);
+        assert!(
+            last_error().contains("cannot run the shim /nonexistent/containerd-shim-mica-v2"),
+            "{}",
+            last_error()
+        );
+        assert!(!d.join("address").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn unknown_containers_are_not_found() {
+        let d = dir("unknown");
+        let b = std::ffi::CString::new(d.display().to_string()).unwrap();
+        let r = micrun_rt_ref {
+            ns: c"isula".as_ptr(),
+            id: c"nosuch".as_ptr(),
+            bundle: b.as_ptr(),
+        };
+        let mut st = micrun_rt_state_info {
+            status: micrun_rt_status::MICRUN_RT_RUNNING,
+            pid: 1,
+            exit_status: 1,
+        };
+        // SAFETY: valid pointers.
+        unsafe {
+            assert_eq!(micrun_rt_state(&r, &mut st), MICRUN_ERR_NOT_FOUND);
+            let msg = last_error();
+            assert!(
+                msg.starts_with("micrun_rt_state: no container nosuch in "),
+                "{msg}"
+            );
+            assert!(msg.contains("address"), "{msg}");
+            // An address nobody answers at: also NOT_FOUND.
+            std::fs::write(d.join("address"), "unix:///nonexistent/micrun.sock").unwrap();
+            assert_eq!(micrun_rt_resume(&r), MICRUN_ERR_NOT_FOUND);
+            assert!(last_error().contains("no shim answers"), "{}", last_error());
+            let mut n = 5usize;
+            assert_eq!(
+                micrun_rt_pids(&r, null_mut(), 0, &mut n),
+                MICRUN_ERR_NOT_FOUND
+            );
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
