@@ -3,7 +3,8 @@
 //! The test builds `micrun-ffi` (into `target/ffi-for-tests`, as `c_codec` does),
 //! installs it with `micrun-ffi/install.sh` into a private prefix, and compiles
 //! `tests/c/rt_driver.c` with gcc (`-Wall -Wextra -Werror -std=c11 -pthread`)
-//! against the installed `micrun.h`, with the flags `pkg-config` gives. It writes
+//! against the installed `micrun.h`, with the flags `pkg-config` gives, linked
+//! against `libmicrun.so` (and once against `libmicrun.a`). It writes
 //! two sim bundles (the simulator as `rootfs/firmware.elf`, the `sim` pedestal
 //! annotation), one without firmware, and a micrun config with `[sim] enable =
 //! true` and a private `state_dir`, and runs the driver (plain, under
@@ -168,7 +169,10 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
     found
 }
 
-fn drive(tag: &str, sanitize: bool, wrapper: &[&str]) {
+/// Builds `rt_driver.c` (against `libmicrun.a` when `static_link`, else the
+/// `.so`), optionally with the sanitizers, and runs it under `wrapper` (e.g.
+/// valgrind); `tag` names the temp dir and, as one letter, the container ids.
+fn drive(tag: &str, letter: char, sanitize: bool, static_link: bool, wrapper: &[&str]) {
     let dir = TempDir::new(tag);
     let prefix = dir.path().join("prefix");
     run(
@@ -203,9 +207,18 @@ fn drive(tag: &str, sanitize: bool, wrapper: &[&str]) {
     gcc.arg(repo_root().join("tests/c/rt_driver.c"))
         .arg("-o")
         .arg(&exe)
-        .args(pkg(&["--cflags"]))
-        .args(pkg(&["--libs"]))
-        .arg(format!("-Wl,-rpath,{}", libdir.display()));
+        .args(pkg(&["--cflags"]));
+    if static_link {
+        // The archive itself, then what it needs from the system (Libs.private).
+        gcc.arg(libdir.join("libmicrun.a")).args(
+            pkg(&["--static", "--libs"])
+                .into_iter()
+                .filter(|w| w != "-lmicrun" && !w.starts_with("-L")),
+        );
+    } else {
+        gcc.args(pkg(&["--libs"]))
+            .arg(format!("-Wl,-rpath,{}", libdir.display()));
+    }
     run(&mut gcc, "gcc rt_driver.c");
 
     let a = bundle(&dir.path().join("bundle-a"), true);
@@ -220,15 +233,8 @@ fn drive(tag: &str, sanitize: bool, wrapper: &[&str]) {
     .unwrap();
     let fifos = dir.path().join("fifos");
     fs::create_dir_all(&fifos).unwrap();
-    let id = format!(
-        "crt{}{}",
-        std::process::id(),
-        match (sanitize, wrapper.is_empty()) {
-            (true, _) => "a",
-            (false, true) => "p",
-            (false, false) => "v",
-        }
-    );
+    // Distinct letters: no test's ids are a prefix of another's.
+    let id = format!("crt{}{letter}", std::process::id());
 
     let _dirs = Dirs(
         ["/run/containerd/s", "/run/containerd"]
@@ -315,12 +321,17 @@ fn drive(tag: &str, sanitize: bool, wrapper: &[&str]) {
 
 #[test]
 fn isulad_style_driver_in_c() {
-    drive("c-rt", false, &[]);
+    drive("c-rt", 'p', false, false, &[]);
+}
+
+#[test]
+fn isulad_style_driver_in_c_static() {
+    drive("c-rt-static", 's', false, true, &[]);
 }
 
 #[test]
 fn isulad_style_driver_in_c_under_asan() {
-    drive("c-rt-asan", true, &[]);
+    drive("c-rt-asan", 'a', true, false, &[]);
 }
 
 #[test]
@@ -340,6 +351,8 @@ fn isulad_style_driver_in_c_under_valgrind() {
     // driver exits. Definite and indirect leaks are errors.
     drive(
         "c-rt-valgrind",
+        'v',
+        false,
         false,
         &[
             "valgrind",
