@@ -119,14 +119,35 @@ fn run(cmd: &mut Command, what: &str) -> Output {
     }
 }
 
-/// Empty directories to remove by exact path (those the shims created under
-/// /run/containerd).
-struct Dirs(Vec<&'static str>);
+/// The directories under /run/containerd the shims create when missing, removed
+/// (by exact path, when empty) once the last test of this process using them is
+/// done: the tests run in parallel, so the first one decides what was missing.
+struct Dirs;
+
+static DIRS: std::sync::Mutex<(usize, Vec<&'static str>)> = std::sync::Mutex::new((0, Vec::new()));
+
+impl Dirs {
+    fn enter() -> Dirs {
+        let mut g = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 == 0 {
+            g.1 = ["/run/containerd/s", "/run/containerd"]
+                .into_iter()
+                .filter(|d| !Path::new(d).exists())
+                .collect();
+        }
+        g.0 += 1;
+        Dirs
+    }
+}
 
 impl Drop for Dirs {
     fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = fs::remove_dir(d);
+        let mut g = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            for d in std::mem::take(&mut g.1) {
+                let _ = fs::remove_dir(d);
+            }
         }
     }
 }
@@ -236,12 +257,7 @@ fn drive(tag: &str, letter: char, sanitize: bool, static_link: bool, wrapper: &[
     // Distinct letters: no test's ids are a prefix of another's.
     let id = format!("crt{}{letter}", std::process::id());
 
-    let _dirs = Dirs(
-        ["/run/containerd/s", "/run/containerd"]
-            .into_iter()
-            .filter(|d| !Path::new(d).exists())
-            .collect(),
-    );
+    let _dirs = Dirs::enter();
     let shim = shim_binary();
     let mut cmd = match wrapper.split_first() {
         Some((first, rest)) => {
