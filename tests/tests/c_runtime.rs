@@ -13,7 +13,8 @@
 //! update → stats → pids → resize → SIGKILL → wait (137) → delete, then bad
 //! inputs (NULLs, non-UTF-8, unknown ids, a missing shim, a bundle without
 //! firmware). Afterwards no shim of this test may be left, nor its socket, nor
-//! the micrun state.
+//! the micrun state. The same driver also runs on the `qemu` pedestal (skipped
+//! without qemu-system-aarch64).
 //!
 //! It also runs under valgrind (skipped when valgrind is not installed), where
 //! definite and indirect leaks and memory errors fail the test; "possibly lost"
@@ -152,18 +153,18 @@ impl Drop for Dirs {
     }
 }
 
-/// A bundle at `path` with `spec` as its config.json; the simulator as its
-/// firmware when `firmware`.
-fn bundle(path: &Path, firmware: bool) -> PathBuf {
+/// A bundle at `path` for `pedestal`, with `firmware` (if any) as its
+/// `rootfs/firmware.elf`.
+fn bundle(path: &Path, firmware: Option<&Path>, pedestal: &str) -> PathBuf {
     let spec = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": { "args": ["/firmware.elf"], "cwd": "/", "user": {"uid": 0, "gid": 0} },
         "root": { "path": "rootfs" },
-        "annotations": { "org.openeuler.micrun.ped.pedestal": "sim" },
+        "annotations": { "org.openeuler.micrun.ped.pedestal": pedestal },
     });
     fs::create_dir_all(path.join("rootfs")).unwrap();
-    if firmware {
-        fs::copy(sim_binary(), path.join("rootfs/firmware.elf")).unwrap();
+    if let Some(fw) = firmware {
+        fs::copy(fw, path.join("rootfs/firmware.elf")).unwrap();
     }
     fs::write(path.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
     path.to_path_buf()
@@ -193,7 +194,81 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 /// Builds `rt_driver.c` (against `libmicrun.a` when `static_link`, else the
 /// `.so`), optionally with the sanitizers, and runs it under `wrapper` (e.g.
 /// valgrind); `tag` names the temp dir and, as one letter, the container ids.
+/// Kills, waits for and deletes the task `<id>-<suffix>` of each bundle's shim,
+/// shuts the shim down, and SIGKILLs by pid any process of `id` still there after
+/// 10 s.
+fn cleanup_shims(id: &str, bundles: &[(&Path, &str)]) {
+    use containerd_shim::api;
+    use containerd_shim::protos::shim::shim_ttrpc::TaskClient;
+    use containerd_shim::protos::ttrpc::context::Context;
+    use containerd_shim::protos::ttrpc::Client;
+    let ctx = || Context {
+        timeout_nano: Duration::from_secs(10).as_nanos() as i64,
+        ..Default::default()
+    };
+    for (bundle, suffix) in bundles {
+        let Ok(addr) = fs::read_to_string(bundle.join("address")) else {
+            continue;
+        };
+        let Ok(c) = Client::connect(addr.trim()) else {
+            continue;
+        };
+        let c = TaskClient::new(c);
+        let task = format!("{id}-{suffix}");
+        let _ = c.kill(
+            ctx(),
+            &api::KillRequest {
+                id: task.clone(),
+                signal: 9,
+                ..Default::default()
+            },
+        );
+        let _ = c.wait(
+            ctx(),
+            &api::WaitRequest {
+                id: task.clone(),
+                ..Default::default()
+            },
+        );
+        let _ = c.delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: task,
+                ..Default::default()
+            },
+        );
+        let _ = c.shutdown(ctx(), &api::ShutdownRequest::default());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(id).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in processes_mentioning(id) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 fn drive(tag: &str, letter: char, sanitize: bool, static_link: bool, wrapper: &[&str]) {
+    drive_on(Pedestal::Sim, tag, letter, sanitize, static_link, wrapper)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pedestal {
+    Sim,
+    Qemu,
+}
+
+fn drive_on(
+    ped: Pedestal,
+    tag: &str,
+    letter: char,
+    sanitize: bool,
+    static_link: bool,
+    wrapper: &[&str],
+) {
     let dir = TempDir::new(tag);
     let prefix = dir.path().join("prefix");
     run(
@@ -242,14 +317,22 @@ fn drive(tag: &str, letter: char, sanitize: bool, static_link: bool, wrapper: &[
     }
     run(&mut gcc, "gcc rt_driver.c");
 
-    let a = bundle(&dir.path().join("bundle-a"), true);
-    let b = bundle(&dir.path().join("bundle-b"), true);
-    let bad = bundle(&dir.path().join("bundle-nofw"), false);
+    let (fw, name, extra) = match ped {
+        Pedestal::Sim => (sim_binary(), "sim", ""),
+        Pedestal::Qemu => (
+            micrun_tests::firmware(false),
+            "qemu",
+            "[qemu]\nbinary = \"qemu-system-aarch64\"\n",
+        ),
+    };
+    let a = bundle(&dir.path().join("bundle-a"), Some(&fw), name);
+    let b = bundle(&dir.path().join("bundle-b"), Some(&fw), name);
+    let bad = bundle(&dir.path().join("bundle-nofw"), None, name);
     let state = dir.path().join("state");
     let cfg = dir.path().join("micrun.toml");
     fs::write(
         &cfg,
-        format!("state_dir = {state:?}\n[sim]\nenable = true\n"),
+        format!("state_dir = {state:?}\n[sim]\nenable = true\n{extra}"),
     )
     .unwrap();
     let fifos = dir.path().join("fifos");
@@ -279,23 +362,17 @@ fn drive(tag: &str, letter: char, sanitize: bool, static_link: bool, wrapper: &[
             "ASAN_OPTIONS",
             "detect_leaks=1:halt_on_error=1:abort_on_error=0",
         )
-        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        .env("MICRUN_RT_PEDESTAL", name);
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut cmd, "rt_driver")));
     // Whatever happened: no shim of this test may be left. (Shims are not our
-    // children: they daemonize. Ask any left to go, by their sockets.)
+    // children: they daemonize.) Any left (the driver failed midway) has its
+    // task killed, waited for and deleted over ttrpc, and is then shut down; one
+    // still there after that is killed by its pid.
     let left = processes_mentioning(&id);
-    for b in [&a, &b, &bad] {
-        if let Ok(addr) = fs::read_to_string(b.join("address")) {
-            if let Ok(c) = containerd_shim::protos::ttrpc::Client::connect(addr.trim()) {
-                let c = containerd_shim::protos::shim::shim_ttrpc::TaskClient::new(c);
-                let _ = c.shutdown(
-                    Default::default(),
-                    &containerd_shim::api::ShutdownRequest::default(),
-                );
-            }
-            let _ = fs::remove_file(addr.trim().trim_start_matches("unix://"));
-        }
+    if !left.is_empty() {
+        cleanup_shims(&id, &[(&a, "a"), (&b, "b"), (&bad, "nofw")]);
     }
     // The sockets the shims served on (as the shim names them under iSulad: no
     // containerd address): gone, or removed here by exact path and reported.
@@ -379,4 +456,20 @@ fn isulad_style_driver_in_c_under_valgrind() {
             "--show-leak-kinds=definite,indirect",
         ],
     );
+}
+
+/// The same driver on the `qemu` pedestal (the QEMU board firmware under
+/// qemu-system-aarch64); skipped with a message when QEMU is not installed.
+#[test]
+fn isulad_style_driver_in_c_on_qemu() {
+    if Command::new("qemu-system-aarch64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED isulad_style_driver_in_c_on_qemu: qemu-system-aarch64 is not installed");
+        return;
+    }
+    drive_on(Pedestal::Qemu, "c-rt-qemu", 'q', false, false, &[]);
 }
