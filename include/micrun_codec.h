@@ -154,6 +154,12 @@ typedef enum micrun_status {
   // A bug in libmicrun (a Rust panic, caught at the boundary). The message has
   // the details; please report it.
   MICRUN_ERR_PANIC = -9,
+  // Runtime API: no such container: nothing answers at `<bundle>/address`, or
+  // the shim there does not know the id.
+  MICRUN_ERR_NOT_FOUND = -10,
+  // Runtime API: the shim could not be started, or it refused or failed the
+  // request; the message carries the shim's own words.
+  MICRUN_ERR_RUNTIME = -11,
 } micrun_status;
 
 // A protocol version.

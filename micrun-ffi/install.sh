@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs libmicrun: the shared library (with its SONAME symlink and the
-# development symlink), the static library, the C header and micrun.pc.
+# development symlink), the static library, the C headers (micrun_codec.h, micrun.h) and micrun.pc.
 #
 #   cargo build --release -p micrun-ffi
 #   micrun-ffi/install.sh PREFIX [BUILD_DIR]
@@ -54,6 +54,7 @@ ln -sf "libmicrun.so.$version" "$destdir$libdir/libmicrun.so.$major"
 ln -sf "libmicrun.so.$major" "$destdir$libdir/libmicrun.so"
 install -m 0644 "$build/libmicrun.a" "$destdir$libdir/libmicrun.a"
 install -m 0644 "$root/include/micrun_codec.h" "$destdir$includedir/micrun_codec.h"
+install -m 0644 "$root/include/micrun.h" "$destdir$includedir/micrun.h"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@LIBDIR@|$libdir|g" -e "s|@VERSION@|$version|g" \
     "$here/micrun.pc.in" >"$destdir$libdir/pkgconfig/micrun.pc"
 chmod 0644 "$destdir$libdir/pkgconfig/micrun.pc"

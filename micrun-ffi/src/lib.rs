@@ -1,9 +1,11 @@
-//! libmicrun (`libmicrun.so`, `libmicrun.a`): the micrun host ↔ RTOS protocol for C
-//! programs. The header is `include/micrun_codec.h`; `docs/c-api.md` has the rules.
+//! libmicrun (`libmicrun.so`, `libmicrun.a`): micrun for C programs. The headers
+//! are `include/micrun_codec.h` and `include/micrun.h`; `docs/c-api.md` has the
+//! rules.
 //!
-//! This first part is the protocol codec: `micrun-proto`'s messages, frames and
-//! framing behind a C ABI. (The runtime API over the shim's engine, for iSulad,
-//! comes next.) Data flows through it like this:
+//! Two parts. The [`runtime`] API runs containers the way iSulad does (it starts
+//! the shim and talks ttrpc to it; see that module). The protocol codec is
+//! `micrun-proto`'s messages, frames and framing behind a C ABI. Data flows through
+//! the codec like this:
 //!
 //! ```text
 //!  sending                                       receiving
@@ -20,7 +22,7 @@
 //! and the framer: one frame per message.
 //!
 //! Rules every function keeps:
-//! - Nothing allocates. Output goes into buffers the caller passes with their
+//! - Nothing in the codec allocates. Output goes into buffers the caller passes with their
 //!   capacity; a short one is `MICRUN_ERR_BUFFER_TOO_SHORT` with the size needed.
 //!   Decoded byte and text fields point into the caller's input buffer.
 //! - Every function returns a [`status::micrun_status`]; on error the thread-local
@@ -32,7 +34,8 @@
 //!
 //! Modules: [`status`] (status codes, last error, the entry guard), [`message`]
 //! (the message structs and their codec), [`frame`] (frames, COBS, CRC),
-//! [`framer`] (the stream framer); `args` checks raw C arguments.
+//! [`framer`] (the stream framer), [`runtime`] (the runtime API); `args` checks raw
+//! C arguments.
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
@@ -41,4 +44,5 @@ mod args;
 pub mod frame;
 pub mod framer;
 pub mod message;
+pub mod runtime;
 pub mod status;

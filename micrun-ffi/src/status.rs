@@ -44,6 +44,12 @@ pub enum micrun_status {
     /// A bug in libmicrun (a Rust panic, caught at the boundary). The message has
     /// the details; please report it.
     MICRUN_ERR_PANIC = -9,
+    /// Runtime API: no such container: nothing answers at `<bundle>/address`, or
+    /// the shim there does not know the id.
+    MICRUN_ERR_NOT_FOUND = -10,
+    /// Runtime API: the shim could not be started, or it refused or failed the
+    /// request; the message carries the shim's own words.
+    MICRUN_ERR_RUNTIME = -11,
 }
 
 pub use micrun_status::*;
@@ -62,11 +68,13 @@ impl micrun_status {
             MICRUN_ERR_COBS => c"invalid COBS encoding",
             MICRUN_ERR_OVERSIZED => c"frame larger than the framer's storage",
             MICRUN_ERR_PANIC => c"internal error in libmicrun",
+            MICRUN_ERR_NOT_FOUND => c"no such container",
+            MICRUN_ERR_RUNTIME => c"the runtime (shim) failed the request",
         }
     }
 
     fn from_i32(v: i32) -> Option<Self> {
-        const ALL: [micrun_status; 10] = [
+        const ALL: [micrun_status; 12] = [
             MICRUN_OK,
             MICRUN_ERR_NULL,
             MICRUN_ERR_INVALID_ARG,
@@ -77,6 +85,8 @@ impl micrun_status {
             MICRUN_ERR_COBS,
             MICRUN_ERR_OVERSIZED,
             MICRUN_ERR_PANIC,
+            MICRUN_ERR_NOT_FOUND,
+            MICRUN_ERR_RUNTIME,
         ];
         ALL.into_iter().find(|s| *s as i32 == v)
     }

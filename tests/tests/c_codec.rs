@@ -17,7 +17,7 @@
 //! AddressSanitizer + UndefinedBehaviorSanitizer, and under valgrind (skipped with
 //! a message when valgrind is not installed). The shared library is also checked
 //! for its SONAME and for exporting `micrun_*` symbols only, exactly the
-//! functions the header declares.
+//! functions the headers declare.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -329,7 +329,9 @@ fn shared_library_has_a_soname_and_exports_only_the_header_functions() {
     );
 
     // Every function the installed header declares, and nothing else.
-    let header = std::fs::read_to_string(inst.prefix().join("include/micrun_codec.h")).unwrap();
+    let header = ["micrun_codec.h", "micrun.h"]
+        .map(|h| std::fs::read_to_string(inst.prefix().join("include").join(h)).unwrap())
+        .concat();
     let mut declared = BTreeSet::new();
     for (i, _) in header.match_indices("micrun_") {
         let rest = &header[i..];

@@ -1,5 +1,5 @@
-//! The committed C headers in `include/` (the RTOS agent's, libmicrun's codec)
-//! match what cbindgen generates from the sources. Regenerate with
+//! The committed C headers in `include/` (the RTOS agent's, libmicrun's codec and
+//! runtime API) match what cbindgen generates from the sources. Regenerate with
 //! `MICRUN_BLESS=1 cargo test -p micrun-tests --test headers`.
 
 use std::path::{Path, PathBuf};
@@ -14,8 +14,13 @@ fn root() -> PathBuf {
 /// Generates `header` from the C-facing source files `srcs` of `crate_dir` (only
 /// those, so that Rust-only public items stay out of the header).
 fn check(crate_dir: &str, srcs: &[&str], header: &str) {
+    check_with(crate_dir, "cbindgen.toml", srcs, header)
+}
+
+/// [`check`] with the cbindgen config file `config` of `crate_dir`.
+fn check_with(crate_dir: &str, config: &str, srcs: &[&str], header: &str) {
     let crate_dir = root().join(crate_dir);
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).unwrap();
+    let config = cbindgen::Config::from_file(crate_dir.join(config)).unwrap();
     let mut out = Vec::new();
     let mut builder = cbindgen::Builder::new().with_config(config);
     for src in srcs {
@@ -49,5 +54,15 @@ fn codec_header_is_fresh() {
             "src/framer.rs",
         ],
         "micrun_codec.h",
+    );
+}
+
+#[test]
+fn runtime_header_is_fresh() {
+    check_with(
+        "micrun-ffi",
+        "cbindgen-runtime.toml",
+        &["src/runtime.rs"],
+        "micrun.h",
     );
 }
