@@ -93,8 +93,9 @@ impl micrun_status {
 }
 
 /// Longest last-error message kept, including the terminating NUL; longer ones are
-/// cut at a character boundary.
-const LAST_ERROR_CAP: usize = 256;
+/// cut at a character boundary. Runtime errors name paths and ids (several times
+/// at most), so 1 KiB; fixed, so that reporting an error never allocates.
+const LAST_ERROR_CAP: usize = 1024;
 
 thread_local! {
     static LAST_ERROR: RefCell<[u8; LAST_ERROR_CAP]> = const { RefCell::new([0; LAST_ERROR_CAP]) };
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut_at_a_char_boundary() {
-        let long = "é".repeat(400);
+        let long = "é".repeat(LAST_ERROR_CAP);
         let _ = entry("micrun_x", || Err(fail!(MICRUN_ERR_NULL, "{long}")));
         let msg = c_last_error();
         assert!(msg.len() < LAST_ERROR_CAP);

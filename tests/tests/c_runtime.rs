@@ -251,26 +251,11 @@ fn cleanup_shims(id: &str, bundles: &[(&Path, &str)]) {
     }
 }
 
-fn drive(tag: &str, letter: char, sanitize: bool, static_link: bool, wrapper: &[&str]) {
-    drive_on(Pedestal::Sim, tag, letter, sanitize, static_link, wrapper)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pedestal {
-    Sim,
-    Qemu,
-}
-
-fn drive_on(
-    ped: Pedestal,
-    tag: &str,
-    letter: char,
-    sanitize: bool,
-    static_link: bool,
-    wrapper: &[&str],
-) {
-    let dir = TempDir::new(tag);
-    let prefix = dir.path().join("prefix");
+/// Installs libmicrun into `<dir>/prefix` and builds `tests/c/<name>.c` against
+/// it with gcc (against `libmicrun.a` when `static_link`, else the `.so`),
+/// optionally with the sanitizers. Returns the executable.
+fn compile(dir: &Path, name: &str, sanitize: bool, static_link: bool) -> PathBuf {
+    let prefix = dir.join("prefix");
     run(
         Command::new("sh")
             .arg(repo_root().join("micrun-ffi/install.sh"))
@@ -294,13 +279,13 @@ fn drive_on(
             .map(str::to_owned)
             .collect()
     };
-    let exe = dir.path().join("rt_driver");
+    let exe = dir.join(name);
     let mut gcc = Command::new("gcc");
     gcc.args(CFLAGS);
     if sanitize {
         gcc.args(SANITIZE);
     }
-    gcc.arg(repo_root().join("tests/c/rt_driver.c"))
+    gcc.arg(repo_root().join(format!("tests/c/{name}.c")))
         .arg("-o")
         .arg(&exe)
         .args(pkg(&["--cflags"]));
@@ -315,7 +300,30 @@ fn drive_on(
         gcc.args(pkg(&["--libs"]))
             .arg(format!("-Wl,-rpath,{}", libdir.display()));
     }
-    run(&mut gcc, "gcc rt_driver.c");
+    run(&mut gcc, &format!("gcc {name}.c"));
+    exe
+}
+
+fn drive(tag: &str, letter: char, sanitize: bool, static_link: bool, wrapper: &[&str]) {
+    drive_on(Pedestal::Sim, tag, letter, sanitize, static_link, wrapper)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pedestal {
+    Sim,
+    Qemu,
+}
+
+fn drive_on(
+    ped: Pedestal,
+    tag: &str,
+    letter: char,
+    sanitize: bool,
+    static_link: bool,
+    wrapper: &[&str],
+) {
+    let dir = TempDir::new(tag);
+    let exe = compile(dir.path(), "rt_driver", sanitize, static_link);
 
     let (fw, name, extra) = match ped {
         Pedestal::Sim => (sim_binary(), "sim", ""),
@@ -472,4 +480,273 @@ fn isulad_style_driver_in_c_on_qemu() {
         return;
     }
     drive_on(Pedestal::Qemu, "c-rt-qemu", 'q', false, false, &[]);
+}
+
+/// Every bad input of the shim issue, seen from C: `micrun_rt_create` refuses
+/// each with an error code and a message naming the problem (checked by
+/// keywords), and nothing is left: no `<bundle>/address`, no shim, no socket, no
+/// micrun state. Built with the sanitizers.
+#[test]
+fn every_bad_input_from_c_is_an_error_and_leaves_nothing() {
+    let dir = TempDir::new("c-rt-bad");
+    let exe = compile(dir.path(), "rt_bad_bundles", true, false);
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("micrun.toml");
+    fs::write(
+        &cfg,
+        format!("state_dir = {state:?}\n[sim]\nenable = true\n"),
+    )
+    .unwrap();
+    let sim_off = dir.path().join("micrun-sim-off.toml");
+    fs::write(
+        &sim_off,
+        format!("state_dir = {state:?}\ndefault_pedestal = \"qemu\"\n"),
+    )
+    .unwrap();
+    let sim = sim_binary();
+    let aarch64 = micrun_tests::firmware(false);
+    let id = format!("crtbad{}", std::process::id());
+
+    // (name, firmware file, other rootfs files, annotations, linux.resources,
+    // config, keywords)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a Path>,
+        Vec<(&'a str, Vec<u8>)>,
+        Vec<(&'a str, &'a str)>,
+        Option<serde_json::Value>,
+        &'a Path,
+        &'a str,
+    );
+    let wrong_hash = format!("sha256:{}", "0".repeat(64));
+    let ped = "org.openeuler.micrun.ped.pedestal";
+    let cases: Vec<Case> = vec![
+        (
+            "nofw",
+            None,
+            vec![("readme.txt", b"no firmware\n".to_vec())],
+            vec![(ped, "sim")],
+            None,
+            &cfg,
+            "no firmware",
+        ),
+        (
+            "dotdot",
+            Some(&sim),
+            vec![],
+            vec![
+                (ped, "sim"),
+                ("org.openeuler.micrun.container.firmware_path", "../x.elf"),
+            ],
+            None,
+            &cfg,
+            "../x.elf",
+        ),
+        (
+            "absolute",
+            Some(&sim),
+            vec![],
+            vec![
+                (ped, "sim"),
+                (
+                    "org.openeuler.micrun.container.firmware_path",
+                    "/etc/hostname",
+                ),
+            ],
+            None,
+            &cfg,
+            "/etc/hostname|absolute",
+        ),
+        (
+            "arch",
+            Some(&aarch64),
+            vec![],
+            vec![(ped, "sim")],
+            None,
+            &cfg,
+            "aarch64",
+        ),
+        (
+            "notelf",
+            None,
+            vec![("firmware.elf", b"#!/bin/sh\necho not an elf\n".to_vec())],
+            vec![(ped, "sim")],
+            None,
+            &cfg,
+            "not an elf",
+        ),
+        (
+            "hash",
+            Some(&sim),
+            vec![],
+            vec![
+                (ped, "sim"),
+                ("org.openeuler.micrun.container.firmware_hash", &wrong_hash),
+            ],
+            None,
+            &cfg,
+            "firmware_hash",
+        ),
+        (
+            "hashfmt",
+            Some(&sim),
+            vec![],
+            vec![
+                (ped, "sim"),
+                ("org.openeuler.micrun.container.firmware_hash", "xyz123"),
+            ],
+            None,
+            &cfg,
+            "firmware_hash|xyz123",
+        ),
+        (
+            "pedunknown",
+            Some(&sim),
+            vec![],
+            vec![(ped, "bogus")],
+            None,
+            &cfg,
+            "bogus",
+        ),
+        (
+            "pedmissing",
+            Some(&aarch64),
+            vec![],
+            vec![(ped, "xen")],
+            None,
+            &cfg,
+            "xen|not available",
+        ),
+        (
+            "simoff",
+            Some(&sim),
+            vec![],
+            vec![(ped, "sim")],
+            None,
+            &sim_off,
+            "sim|not enabled",
+        ),
+        (
+            "cpuset",
+            Some(&sim),
+            vec![],
+            vec![(ped, "sim")],
+            Some(serde_json::json!({ "cpu": { "cpus": "abc" } })),
+            &cfg,
+            "cpuset|abc",
+        ),
+        (
+            "memfloor",
+            Some(&sim),
+            vec![],
+            vec![(ped, "sim")],
+            Some(serde_json::json!({ "memory": { "limit": 1048576 } })),
+            &cfg,
+            "memory|floor",
+        ),
+        (
+            "minmem",
+            Some(&sim),
+            vec![],
+            vec![
+                (ped, "sim"),
+                ("org.openeuler.micrun.container.min_memory_mb", "abc"),
+            ],
+            None,
+            &cfg,
+            "min_memory_mb|abc",
+        ),
+        (
+            "autoclose",
+            Some(&sim),
+            vec![],
+            vec![
+                (ped, "sim"),
+                ("org.openeuler.micrun.container.auto_close_timeout", "soon"),
+            ],
+            None,
+            &cfg,
+            "auto_close_timeout|soon",
+        ),
+    ];
+    let mut lines = String::new();
+    let mut bundles = Vec::new();
+    for (name, fw, files, ann, res, config, keywords) in &cases {
+        let b = dir.path().join(format!("bundle-{name}"));
+        fs::create_dir_all(b.join("rootfs")).unwrap();
+        if let Some(fw) = fw {
+            fs::copy(fw, b.join("rootfs/firmware.elf")).unwrap();
+        }
+        for (f, bytes) in files {
+            fs::write(b.join("rootfs").join(f), bytes).unwrap();
+        }
+        let annotations: serde_json::Map<String, serde_json::Value> = ann
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).into()))
+            .collect();
+        let mut spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": { "args": ["/firmware.elf"], "cwd": "/" },
+            "root": { "path": "rootfs" },
+            "annotations": annotations,
+        });
+        if let Some(r) = res {
+            spec["linux"] = serde_json::json!({ "resources": r });
+        }
+        fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+        lines += &format!(
+            "{}\t{id}-{name}\t{}\t{keywords}\n",
+            b.display(),
+            config.display()
+        );
+        bundles.push((b, format!("{id}-{name}")));
+    }
+    // One container id no pedestal can take: over the 107-byte socket path limit
+    // of the qemu pedestal's run dir.
+    let long = format!("{id}-{}", "l".repeat(64));
+    let b = bundle(&dir.path().join("bundle-long"), Some(&aarch64), "qemu");
+    lines += &format!("{}\t{long}\t{}\tqemu|107\n", b.display(), cfg.display());
+    bundles.push((b, long));
+    let cases_file = dir.path().join("cases.tsv");
+    fs::write(&cases_file, lines).unwrap();
+
+    let _dirs = Dirs::enter();
+    let out = run(
+        Command::new(&exe)
+            .arg(shim_binary())
+            .arg("isula")
+            .arg(&cases_file)
+            .env(
+                "ASAN_OPTIONS",
+                "detect_leaks=1:halt_on_error=1:abort_on_error=0",
+            )
+            .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
+        "rt_bad_bundles",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("rt_bad_bundles:\n{text}");
+    assert!(
+        text.contains(&format!("{} cases, 0 failed", bundles.len())),
+        "{text}"
+    );
+    for (b, cid) in &bundles {
+        assert!(!b.join("address").exists(), "{b:?}/address left");
+        assert!(
+            processes_mentioning(cid).is_empty(),
+            "a process of {cid} is left"
+        );
+        let addr = containerd_shim::socket_address("", "isula", cid);
+        assert!(
+            !Path::new(addr.trim_start_matches("unix://")).exists(),
+            "the shim socket of {cid} is left"
+        );
+    }
+    let tasks: Vec<_> = fs::read_dir(&state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|ns| fs::read_dir(ns.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect();
+    assert!(tasks.is_empty(), "micrun state left: {tasks:?}");
 }
