@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include "micrun_codec.h"
 
+// Bytes of [`micrun_rt_state_info::pedestal`], with its terminating NUL.
+#define MICRUN_RT_PEDESTAL_LEN 16
+
 // A container's status, as [`micrun_rt_state`] reports it.
 typedef enum micrun_rt_status {
   MICRUN_RT_UNKNOWN = 0,
@@ -58,6 +61,9 @@ typedef struct micrun_rt_state_info {
   uint32_t pid;
   // The exit status once stopped (128 + signal for a signal), else 0.
   uint32_t exit_status;
+  // The pedestal the container runs on (`qemu`, `sim`, `xen`, `baremetal`),
+  // NUL-terminated; empty when the shim's state record cannot be read.
+  char pedestal[MICRUN_RT_PEDESTAL_LEN];
 } micrun_rt_state_info;
 
 // What [`micrun_rt_stats`] fills in (from the shim's cgroup Metrics).

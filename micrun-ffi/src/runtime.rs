@@ -78,6 +78,9 @@ pub enum micrun_rt_status {
     MICRUN_RT_PAUSED = 4,
 }
 
+/// Bytes of [`micrun_rt_state_info::pedestal`], with its terminating NUL.
+pub const MICRUN_RT_PEDESTAL_LEN: usize = 16;
+
 /// What [`micrun_rt_state`] fills in.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +90,56 @@ pub struct micrun_rt_state_info {
     pub pid: u32,
     /// The exit status once stopped (128 + signal for a signal), else 0.
     pub exit_status: u32,
+    /// The pedestal the container runs on (`qemu`, `sim`, `xen`, `baremetal`),
+    /// NUL-terminated; empty when the shim's state record cannot be read.
+    pub pedestal: [c_char; MICRUN_RT_PEDESTAL_LEN],
+}
+
+/// The pedestal of container `t`, from the shim's state record
+/// (`<state_dir>/<ns>/<id>/state.json`, where the shim wrote the one it chose);
+/// the config is the one the task was created with (`<bundle>/micrun-config-path`,
+/// else the shim's default).
+fn pedestal_of(t: &Target) -> [c_char; MICRUN_RT_PEDESTAL_LEN] {
+    use micrun_shim::{config::Config, service::CONFIG_PATH_FILE, state};
+    let mut out = [0 as c_char; MICRUN_RT_PEDESTAL_LEN];
+    let config_path = std::fs::read_to_string(t.bundle.join(CONFIG_PATH_FILE))
+        .ok()
+        .map(PathBuf::from);
+    let name = Config::load_for(config_path.as_deref())
+        .ok()
+        .and_then(|c| state::read(&state::task_dir(&c.state_dir, &t.ns, &t.id)).ok())
+        .map(|r| r.pedestal)
+        .unwrap_or_default();
+    for (o, b) in out
+        .iter_mut()
+        .zip(name.bytes().take(MICRUN_RT_PEDESTAL_LEN - 1))
+    {
+        *o = b as c_char;
+    }
+    out
+}
+
+/// `runtimeoptions.v1.Options { config_path }` in protobuf: field 2, a string.
+/// The shim uses it for this task and records it for later calls and its
+/// `delete` action.
+fn runtime_options(config_path: &str) -> Any {
+    let mut value = vec![0x12];
+    let mut len = config_path.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            value.push(byte);
+            break;
+        }
+        value.push(byte | 0x80);
+    }
+    value.extend_from_slice(config_path.as_bytes());
+    Any {
+        type_url: micrun_shim::config::RUNTIME_OPTIONS_TYPE.to_string(),
+        value,
+        ..Default::default()
+    }
 }
 
 /// What [`micrun_rt_stats`] fills in (from the shim's cgroup Metrics).
@@ -136,6 +189,7 @@ unsafe fn optional<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, 
 
 /// A container reference, checked.
 struct Target {
+    ns: String,
     id: String,
     bundle: PathBuf,
 }
@@ -147,8 +201,8 @@ unsafe fn target(r: *const micrun_rt_ref) -> Result<Target, Failed> {
     let r = unsafe { input(r, "ref")?.as_ref() };
     // SAFETY: the strings' validity is the caller's contract.
     unsafe {
-        text(r.ns, "ref->ns")?;
         Ok(Target {
+            ns: text(r.ns, "ref->ns")?.to_owned(),
             id: text(r.id, "ref->id")?.to_owned(),
             bundle: PathBuf::from(text(r.bundle, "ref->bundle")?),
         })
@@ -336,6 +390,7 @@ pub unsafe extern "C" fn micrun_rt_create(
             stdin: stdin.unwrap_or_default().to_string(),
             stdout: stdout.unwrap_or_default().to_string(),
             stderr: stderr.unwrap_or_default().to_string(),
+            options: config.map(runtime_options).into(),
             ..Default::default()
         };
         match client.create(ctx(Some(CALL_TIMEOUT)), &req) {
@@ -482,6 +537,7 @@ pub unsafe extern "C" fn micrun_rt_state(
                 status,
                 pid: resp.pid,
                 exit_status: resp.exit_status,
+                pedestal: pedestal_of(t),
             })
         };
         Ok(())

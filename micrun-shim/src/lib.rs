@@ -1,8 +1,21 @@
-//! micrun-shim: the runtime engine behind `containerd-shim-mica-v2`.
+//! micrun-shim: the runtime engine behind `containerd-shim-mica-v2` (and, through
+//! it, libmicrun's runtime API).
 //!
-//! Not yet implemented: see the shim issue. This crate will turn an OCI bundle into an
-//! instance spec, boot it on a pedestal (qemu, sim, xen, baremetal) and bridge its
-//! console and lifecycle to containerd over the micrun-proto host endpoint.
+//! ```text
+//! Create: bundle ─► spec (config.json via oci, annotations, config, firmware,
+//!                   resources) ─► InstanceSpec
+//!         pedestal::for_kind (detect: host default, driver) ─► Pedestal::create
+//!         ─► Partition + Link ─► instance::Instance (state::write for `delete`)
+//! Start:  Partition::start; the I/O loop (one thread, smol) relays containerd's
+//!         FIFOs ⇄ HostEndpoint (agent mode) or raw bytes ⇄ the link
+//! Kill/Pause/Update/Stats/...: service (ttrpc Task API) ─► Instance ─► Partition
+//!         or a message to the agent (Stop, Signal, Resize, StatsRequest)
+//! End:    agent Exited / process exit / console hang-up ─► exit status rules
+//!         (instance) ─► TaskExit; Delete releases the partition and the state
+//! ```
+//!
+//! The ttrpc adapter (`service`) is thin: no engine type depends on ttrpc.
+//! User documentation: docs/shim.md; design: docs/architecture.md.
 
 pub mod annotations;
 pub mod config;

@@ -123,6 +123,7 @@ static void *lifecycle(void *arg) {
     OK(micrun_rt_state(&ref, &st));
     CHECK(st.status == MICRUN_RT_RUNNING, "status %d", (int)st.status);
     CHECK(st.pid == pid, "state pid %u", st.pid);
+    CHECK(strcmp(st.pedestal, qemu ? "qemu" : "sim") == 0, "state pedestal \"%s\"", st.pedestal);
 
     OK(micrun_rt_pause(&ref));
     OK(micrun_rt_state(&ref, &st));
