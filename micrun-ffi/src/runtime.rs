@@ -824,6 +824,7 @@ mod tests {
             status: micrun_rt_status::MICRUN_RT_RUNNING,
             pid: 1,
             exit_status: 1,
+            pedestal: [0; MICRUN_RT_PEDESTAL_LEN],
         };
         // SAFETY: valid pointers.
         unsafe {
