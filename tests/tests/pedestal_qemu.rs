@@ -332,7 +332,17 @@ fn qemu_ending_by_itself_or_killed() {
     }));
     let deadline = Instant::now() + T;
     while part.state() != PartitionState::Stopped(None) {
-        assert!(Instant::now() < deadline, "state {:?}", part.state());
+        assert!(
+            Instant::now() < deadline,
+            "the guest did not power off after its exit report: state {:?}; QEMU \
+             /proc stat {:?}; host events {:?}; stdout {:?}; qemu.log {:?}",
+            part.state(),
+            part.pid()
+                .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok()),
+            s.events,
+            String::from_utf8_lossy(&s.stdout),
+            std::fs::read_to_string(dir.path().join("qemu.log")).unwrap_or_default()
+        );
         s.step();
     }
     let err = part.pause().unwrap_err().to_string();
