@@ -11,6 +11,7 @@
 //! - [`xen::FakeXen`] sets up `fake-xl`, the stand-in for Xen's `xl` and
 //!   `xenstore-read`: wrapper scripts, knobs, and cleanup of its domains.
 
+pub mod cbuild;
 pub mod containerd;
 pub mod e2e;
 pub mod micad;

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use micrun_proto::{ExitReason, HostConfig, HostEvent};
+use micrun_tests::cbuild::run;
 use micrun_tests::{repo_root, FdLink, HostSession, TempDir};
 
 const T: Duration = Duration::from_secs(20);
@@ -21,27 +22,27 @@ const T: Duration = Duration::from_secs(20);
 fn agent_staticlib() -> PathBuf {
     let root = repo_root();
     let target_dir = root.join("target/agent-host");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "rustc",
-            "--quiet",
-            "--release",
-            "-p",
-            "micrun-rtos",
-            "--features",
-            "capi,panic-handler",
-            "--crate-type",
-            "staticlib",
-            "--config",
-            "profile.release.panic=\"abort\"",
-        ])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .expect("run cargo to build the agent's static library");
-    assert!(status.success(), "building libmicrun_rtos.a failed");
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "rustc",
+                "--quiet",
+                "--release",
+                "-p",
+                "micrun-rtos",
+                "--features",
+                "capi,panic-handler",
+                "--crate-type",
+                "staticlib",
+                "--config",
+                "profile.release.panic=\"abort\"",
+            ])
+            .arg("--manifest-path")
+            .arg(root.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir),
+        "build libmicrun_rtos.a",
+    );
     let lib = target_dir.join("release/libmicrun_rtos.a");
     assert!(lib.is_file(), "{} missing after the build", lib.display());
     lib

@@ -20,12 +20,10 @@
 //! functions the headers declare.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
+use micrun_tests::cbuild::{ffi_build_dir, run};
 use micrun_tests::{repo_root, TempDir};
 
 const CFLAGS: &[&str] = &[
@@ -42,34 +40,6 @@ const SANITIZE: &[&str] = &[
     "-fno-omit-frame-pointer",
 ];
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const RUN_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Builds libmicrun (debug) with its own target dir and returns the directory
-/// holding `libmicrun.so` and `libmicrun.a`. Built once per process.
-fn ffi_build_dir() -> PathBuf {
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(dir) = built.as_ref() {
-        return dir.clone();
-    }
-    let root = repo_root();
-    let target_dir = root.join("target/ffi-for-tests");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--quiet", "-p", "micrun-ffi", "--lib"])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .expect("run cargo to build micrun-ffi");
-    assert!(status.success(), "building micrun-ffi failed");
-    let dir = target_dir.join("debug");
-    for f in ["libmicrun.so", "libmicrun.a"] {
-        assert!(dir.join(f).is_file(), "{f} missing after the build");
-    }
-    *built = Some(dir.clone());
-    dir
-}
 
 /// libmicrun installed by `install.sh` into a private prefix, removed on drop.
 struct Installed {
@@ -172,61 +142,6 @@ impl Installed {
 enum Link {
     Shared,
     Static,
-}
-
-/// Runs `cmd` to completion (killed after [`RUN_TIMEOUT`]), asserting success, and
-/// returns its output. The child is always reaped.
-fn run(cmd: &mut Command, what: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
-    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_thread = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out_thread.join().unwrap();
-    let stderr = err_thread.join().unwrap();
-    let text = format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr)
-    );
-    let Some(status) = status else {
-        panic!("{what}: no exit within {RUN_TIMEOUT:?} ({cmd:?}), killed\n{text}");
-    };
-    assert!(
-        status.success(),
-        "{what} failed: {status} ({cmd:?})\n{text}"
-    );
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
 }
 
 /// The DT_NEEDED entries of an ELF file.

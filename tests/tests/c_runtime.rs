@@ -23,11 +23,11 @@
 //! it is exec'd.)
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use micrun_tests::cbuild::{ffi_build_dir, run};
 use micrun_tests::e2e::shim_binary;
 use micrun_tests::{repo_root, sim_binary, TempDir};
 
@@ -45,80 +45,6 @@ const SANITIZE: &[&str] = &[
     "-fno-sanitize-recover=all",
     "-fno-omit-frame-pointer",
 ];
-const RUN_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Builds libmicrun (debug) into `target/ffi-for-tests` and returns the directory
-/// holding `libmicrun.so` and `libmicrun.a`.
-fn ffi_build_dir() -> PathBuf {
-    let root = repo_root();
-    let target_dir = root.join("target/ffi-for-tests");
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", "micrun-ffi", "--lib"])
-            .arg("--manifest-path")
-            .arg(root.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target_dir),
-        "build micrun-ffi",
-    );
-    target_dir.join("debug")
-}
-
-/// Runs `cmd` to completion (killed after [`RUN_TIMEOUT`]), asserting success.
-/// The child is always reaped.
-fn run(cmd: &mut Command, what: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_thread = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // A shim the driver started keeps the pipes open only if it leaked them; the
-    // shim's server closes its stdio, so these joins end.
-    let stdout = out_thread.join().unwrap();
-    let stderr = err_thread.join().unwrap();
-    let text = format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr)
-    );
-    let Some(status) = status else {
-        panic!("{what}: no exit within {RUN_TIMEOUT:?} ({cmd:?}), killed\n{text}");
-    };
-    assert!(
-        status.success(),
-        "{what} failed: {status} ({cmd:?})\n{text}"
-    );
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
 
 /// The directories under /run/containerd the shims create when missing, removed
 /// (by exact path, when empty) once the last test of this process using them is
