@@ -376,6 +376,20 @@ impl<S: Read + Write + Timeout> HostSession<S> {
         }
     }
 
+    /// Asks the agent for stats and waits for them.
+    pub fn stats(&mut self, timeout: Duration) -> micrun_proto::Stats {
+        self.ep.request_stats().expect("a stats request");
+        let mut got = None;
+        self.until(timeout, "a Stats event", |s| {
+            got = s.events.iter().rev().find_map(|e| match e {
+                HostEvent::Stats(st) => Some(*st),
+                _ => None,
+            });
+            got.is_some()
+        });
+        got.expect("checked by until")
+    }
+
     /// `Pong`s received so far.
     pub fn pongs(&self) -> usize {
         self.events

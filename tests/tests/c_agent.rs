@@ -93,37 +93,15 @@ fn a_c_application_on_the_agent_talks_to_the_host_endpoint() {
         },
     );
 
-    s.until(T, "the handshake", |s| {
-        s.events
-            .iter()
-            .any(|e| matches!(e, HostEvent::Connected(_)))
-    });
-    let peer = s
-        .events
-        .iter()
-        .find_map(|e| match e {
-            HostEvent::Connected(p) => Some(p.clone()),
-            _ => None,
-        })
-        .expect("connected");
+    s.until(T, "the handshake", |s| s.ep.is_connected());
+    let peer = s.ep.peer().expect("connected").clone();
     assert_eq!((peer.os.as_str(), peer.board.as_str()), ("c-test", "pipe"));
 
     let at = s.expect_stdout(0, "hello from a C agent\r\n", T);
     s.type_line("ping from the host");
     s.expect_stdout(at, "echo: ping from the host\r\n", T);
 
-    s.ep.request_stats().expect("a stats request");
-    s.until(T, "stats", |s| {
-        s.events.iter().any(|e| matches!(e, HostEvent::Stats(_)))
-    });
-    let stats = s
-        .events
-        .iter()
-        .find_map(|e| match e {
-            HostEvent::Stats(st) => Some(*st),
-            _ => None,
-        })
-        .expect("stats");
+    let stats = s.stats(T);
     assert_eq!(
         (
             stats.cpu_load_permille,

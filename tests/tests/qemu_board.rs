@@ -30,18 +30,7 @@ fn agent_session_handshake_echo_stats_exit() {
 
     s.type_line("stats");
     let at = s.expect_stdout(at, "mem_total_kib=", T);
-    s.ep.request_stats().unwrap();
-    s.until(T, "Stats event", |s| {
-        s.events.iter().any(|e| matches!(e, HostEvent::Stats(_)))
-    });
-    let stats = s
-        .events
-        .iter()
-        .find_map(|e| match e {
-            HostEvent::Stats(st) => Some(*st),
-            _ => None,
-        })
-        .unwrap();
+    let stats = s.stats(T);
     assert!(stats.uptime_ms > 0);
     assert!(stats.cpu_load_permille <= 1000);
     // -m 64: the board reports the memory QEMU gave it.
