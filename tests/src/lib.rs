@@ -16,6 +16,7 @@ pub mod containerd;
 pub mod e2e;
 pub mod micad;
 pub mod oci;
+pub mod peers;
 pub mod remoteproc;
 pub mod xen;
 
