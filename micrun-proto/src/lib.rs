@@ -34,10 +34,10 @@ pub mod msg;
 mod ring;
 
 pub use endpoint::{
-    Counters, HostConfig, HostEndpoint, HostEvent, HostState, LinkKind, PeerInfo, ProtocolError,
-    QueueFull, RtosConfig, RtosEndpoint, RtosEvent, RtosState,
+    AnnounceFilter, Counters, HostConfig, HostEndpoint, HostEvent, HostState, LinkKind, PeerInfo,
+    ProtocolError, QueueFull, RtosConfig, RtosEndpoint, RtosEvent, RtosState,
 };
 pub use msg::{
-    features, ExitReason, Hello, HelloAck, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
-    PROTOCOL_VERSION,
+    features, Announce, ExitReason, Hello, HelloAck, HostMsg, LogLevel, RtosMsg, Stats, Stream,
+    Version, ANNOUNCE_MAGIC, PROTOCOL_VERSION,
 };

@@ -31,8 +31,13 @@ pub struct Version {
     pub minor: u8,
 }
 
-/// The version this crate speaks.
-pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 0 };
+/// The version this crate speaks. 1.1 added [`RtosMsg::Announce`].
+pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 1 };
+
+/// The first bytes of every [`Announce`]: `mcrn`. With the CRC and the exact
+/// length, they make a console line that happens to look like an announcement
+/// practically impossible.
+pub const ANNOUNCE_MAGIC: [u8; 4] = *b"mcrn";
 
 impl Version {
     /// Whether a peer speaking `other` can hold a session with us.
@@ -99,6 +104,30 @@ pub struct HelloAck<'a> {
     pub agent_version: &'a str,
     pub os: &'a str,
     pub board: &'a str,
+}
+
+/// The agent is here, RTOS → host, unsequenced: sent while no host has opened a
+/// session (and again after the host has been silent for a while), so that a
+/// host can detect the agent by listening, without sending a byte a firmware
+/// without the agent would take as typed input.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    /// Always [`ANNOUNCE_MAGIC`]; a decoder refuses anything else.
+    pub magic: [u8; 4],
+    pub version: Version,
+    /// Largest frame the agent accepts.
+    pub max_frame: u16,
+}
+
+impl Announce {
+    /// The announcement of an agent speaking `version`.
+    pub const fn new(version: Version, max_frame: u16) -> Self {
+        Announce {
+            magic: ANNOUNCE_MAGIC,
+            version,
+            max_frame,
+        }
+    }
 }
 
 /// Resource usage of the partition, as seen from inside.
@@ -171,6 +200,8 @@ pub enum RtosMsg<'a> {
     Exited { code: i32, reason: ExitReason },
     /// 7: a diagnostic line from the agent or the application.
     Log { level: LogLevel, text: &'a str },
+    /// 8: the agent is here and waits for a `Hello` (protocol 1.1). Unsequenced.
+    Announce(Announce),
 }
 
 /// Why a payload could not be encoded or decoded.
@@ -498,6 +529,14 @@ impl<'a> RtosMsg<'a> {
                 w.u8(level as u8)?;
                 w.bytes(text.as_bytes())?;
             }
+            RtosMsg::Announce(a) => {
+                w.u8(8)?;
+                for b in a.magic {
+                    w.u8(b)?;
+                }
+                w.version(a.version)?;
+                w.varint(u32::from(a.max_frame))?;
+            }
         }
         Ok(w.pos)
     }
@@ -551,6 +590,20 @@ impl<'a> RtosMsg<'a> {
                 },
                 text: r.str(MAX_LOG)?,
             },
+            8 => {
+                let mut magic = [0u8; 4];
+                for b in &mut magic {
+                    *b = r.u8()?;
+                }
+                if magic != ANNOUNCE_MAGIC {
+                    return Err(CodecError::Malformed);
+                }
+                RtosMsg::Announce(Announce {
+                    magic,
+                    version: r.version()?,
+                    max_frame: r.u16()?,
+                })
+            }
             _ => return Err(CodecError::Malformed),
         };
         r.finish(msg)
@@ -558,7 +611,10 @@ impl<'a> RtosMsg<'a> {
 
     /// Whether this message travels outside the reliable sequence.
     pub fn is_unsequenced(&self) -> bool {
-        matches!(self, RtosMsg::HelloAck(_) | RtosMsg::Pong { .. })
+        matches!(
+            self,
+            RtosMsg::HelloAck(_) | RtosMsg::Pong { .. } | RtosMsg::Announce(_)
+        )
     }
 }
 
@@ -637,6 +693,7 @@ mod tests {
                 level: LogLevel::Trace,
                 text: "ok",
             },
+            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, 496)),
         ];
         for m in rtos {
             let mut a = [0u8; 600];

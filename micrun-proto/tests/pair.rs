@@ -94,6 +94,8 @@ struct Pair {
     rtos_events: Vec<RtosEvent>,
     /// The RTOS stops servicing the link (a hung partition).
     rtos_hung: bool,
+    /// When the host first wrote to the link, and how many events it had then.
+    first_host_tx: Option<(u64, usize)>,
 }
 
 impl Pair {
@@ -119,6 +121,7 @@ impl Pair {
             host_events: vec![],
             rtos_events: vec![],
             rtos_hung: false,
+            first_host_tx: None,
         }
     }
 
@@ -134,6 +137,8 @@ impl Pair {
         while let Some(n) = self.host.poll_transmit(now, &mut buf) {
             assert!(n <= buf.len());
             assert_eq!(buf[n - 1], 0, "frames end with the delimiter");
+            self.first_host_tx
+                .get_or_insert((now, self.host_events.len()));
             self.to_rtos.send(&mut self.rng, &buf[..n]);
         }
         let bytes = self.to_host.take(&mut self.rng);
@@ -180,9 +185,17 @@ fn flood_byte(i: usize) -> u8 {
 
 /// Everything a user relies on, over a link with the given impairments.
 fn full_session(seed: u64, impair: Impair) {
-    let mut p = Pair::new(seed, impair, HostConfig::default());
+    full_session_with(seed, impair, HostConfig::default());
+}
+
+fn full_session_with(seed: u64, impair: Impair, host_cfg: HostConfig) {
+    let mut p = Pair::new(seed, impair, host_cfg);
     p.connect();
-    match &p.host_events[0] {
+    let first = p
+        .host_events
+        .iter()
+        .find(|e| !matches!(e, HostEvent::Announced { .. }));
+    match first.unwrap() {
         HostEvent::Connected(info) => {
             assert_eq!(info.os, "testos");
             assert_eq!(info.board, "pair");
@@ -287,7 +300,12 @@ fn full_session(seed: u64, impair: Impair) {
     let host_ctrl: Vec<_> = p
         .host_events
         .iter()
-        .filter(|e| !matches!(e, HostEvent::Pong { .. } | HostEvent::Readable(_)))
+        .filter(|e| {
+            !matches!(
+                e,
+                HostEvent::Pong { .. } | HostEvent::Readable(_) | HostEvent::Announced { .. }
+            )
+        })
         .cloned()
         .collect();
     assert_eq!(host_ctrl.len(), 5, "{host_ctrl:?}");
@@ -349,6 +367,114 @@ fn lossy_link_sessions() {
     for seed in 1..=12 {
         full_session(seed * 7919, LOSSY);
     }
+}
+
+const LISTEN: HostConfig = HostConfig {
+    session: 77,
+    link: LinkKind::Stream,
+    max_frame: MAX_FRAME as u16,
+    features: micrun_proto::features::ALL,
+    hello_interval_ms: 100,
+    handshake_timeout_ms: None,
+    ping_interval_ms: 1000,
+    peer_timeout_ms: 5000,
+    rto_initial_ms: 100,
+    rto_max_ms: 2000,
+    listen: true,
+};
+
+#[test]
+fn listening_host_sessions() {
+    full_session_with(3, CLEAN, LISTEN);
+    for seed in 1..=6 {
+        full_session_with(seed * 104_729, LOSSY, LISTEN);
+    }
+}
+
+/// A listening host never writes to a console where no agent announced itself
+/// (a plain shell or boot loader would take any byte as typed input).
+#[test]
+fn listening_host_is_silent_without_an_agent() {
+    let mut p = Pair::new(11, CLEAN, LISTEN);
+    p.rtos_hung = true; // no agent ever speaks
+    let mut garbage = Rng(5);
+    for _ in 0..10_000 {
+        // Console text, and bytes that look like the start of a frame.
+        let line: Vec<u8> = (0..8).map(|_| garbage.next() as u8 | 1).collect();
+        p.to_host.bytes.extend(line);
+        p.to_host.bytes.extend([1u8, 1, 0]);
+        p.step();
+        assert!(p.to_rtos.bytes.is_empty(), "the host wrote at {} ms", p.now);
+    }
+    assert_eq!(p.host.state(), HostState::Listening);
+    assert!(p.host_events.is_empty());
+}
+
+/// A listening host says its first byte only after the agent's announcement.
+#[test]
+fn listening_host_speaks_after_the_announcement() {
+    let mut p = Pair::new(13, CLEAN, LISTEN);
+    p.connect();
+    let (at, events) = p.first_host_tx.unwrap();
+    assert!(
+        matches!(p.host_events[..events], [HostEvent::Announced { .. }]),
+        "the host wrote at {at} ms after events {:?}",
+        &p.host_events[..events]
+    );
+}
+
+/// An agent that booted long before the host attached (a console that appears
+/// late) is still found, within one announce interval.
+#[test]
+fn late_host_finds_an_agent_that_booted_first() {
+    let mut p = Pair::new(17, CLEAN, LISTEN);
+    // The agent runs alone for 10 s; what it sent before the host attached is lost.
+    let mut buf = [0u8; 260];
+    for now in 1..=10_000 {
+        if p.rtos.poll_timeout().is_some_and(|t| t <= now) {
+            p.rtos.handle_timeout(now);
+        }
+        while p.rtos.poll_transmit(now, &mut buf).is_some() {}
+    }
+    assert_eq!(p.rtos.write(Stream::Stdout, b"booted"), 6);
+    p.now = 10_000;
+    let attached = p.now;
+    p.host = HostEndpoint::new(LISTEN, attached);
+    p.connect();
+    assert!(
+        p.now - attached <= 250,
+        "found after {} ms",
+        p.now - attached
+    );
+    p.run_until(1000, |p| p.host.readable(Stream::Stdout) == 6);
+}
+
+/// A host that went away without a word (a shim killed) is replaced by a new,
+/// listening one: the agent announces again once the old host has been silent.
+#[test]
+fn agent_announces_again_after_its_host_went_silent() {
+    let mut p = Pair::new(19, CLEAN, HostConfig::default());
+    p.connect();
+    p.run_until(2_000, |p| p.now >= 1_000);
+    let gone = p.now;
+    p.host = HostEndpoint::new(
+        HostConfig {
+            session: 99,
+            ..LISTEN
+        },
+        gone,
+    );
+    p.to_host.bytes.clear();
+    p.host_events.clear();
+    p.run_until(8_000, |p| p.host.is_connected());
+    let silence = RtosConfig::default().host_silence_ms as u64;
+    assert!(
+        p.now - gone <= silence + 1_500,
+        "reconnected after {} ms",
+        p.now - gone
+    );
+    assert_eq!(p.rtos.write(Stream::Stdout, b"still here"), 10);
+    p.run_until(1000, |p| p.host.readable(Stream::Stdout) == 10);
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use micrun_proto::frame::{self, Deframer, Header, FLAG_SEQ, MAX_FRAME};
 use micrun_proto::msg::{HelloAck, MAX_LOG, MAX_NAME};
 use micrun_proto::{
-    features, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
+    features, Announce, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
 };
 
 // ---- the cases ----------------------------------------------------------------------
@@ -448,6 +448,24 @@ fn cases() -> Vec<Case> {
             },
         ),
         r("r_seq_255", Some(255), 7, RtosMsg::Ready),
+        r(
+            "announce",
+            None,
+            0,
+            RtosMsg::Announce(Announce::new(Version { major: 1, minor: 1 }, 253)),
+        ),
+        r(
+            "announce_ack_max",
+            None,
+            255,
+            RtosMsg::Announce(Announce::new(
+                Version {
+                    major: u8::MAX,
+                    minor: u8::MAX,
+                },
+                u16::MAX,
+            )),
+        ),
         Case {
             name: "r_pure_ack_255",
             dir: Dir::R2h,
@@ -465,7 +483,7 @@ fn cases() -> Vec<Case> {
 // the wire index, which the test also checks against the payload's first byte.
 
 const HOST_VARIANTS: usize = 8;
-const RTOS_VARIANTS: usize = 8;
+const RTOS_VARIANTS: usize = 9;
 
 fn host_variant(m: &HostMsg<'_>) -> usize {
     match m {
@@ -490,6 +508,7 @@ fn rtos_variant(m: &RtosMsg<'_>) -> usize {
         RtosMsg::Stats(_) => 5,
         RtosMsg::Exited { .. } => 6,
         RtosMsg::Log { .. } => 7,
+        RtosMsg::Announce(_) => 8,
     }
 }
 

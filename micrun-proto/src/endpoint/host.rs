@@ -1,4 +1,5 @@
-//! The host side of a session: opens it with `Hello`, watches the peer's liveness,
+//! The host side of a session: opens it with `Hello` (at once, or when the agent
+//! has announced itself to a listening host), watches the peer's liveness,
 //! sends control messages and console input, receives console output and reports.
 
 use heapless::{Deque, String};
@@ -32,6 +33,10 @@ pub struct HostConfig {
     pub peer_timeout_ms: u32,
     pub rto_initial_ms: u32,
     pub rto_max_ms: u32,
+    /// Start in [`HostState::Listening`]: send nothing until the agent's
+    /// `Announce` has been received (protocol 1.1), so that a firmware without
+    /// the agent never sees a byte it did not get from the user.
+    pub listen: bool,
 }
 
 impl Default for HostConfig {
@@ -47,6 +52,7 @@ impl Default for HostConfig {
             peer_timeout_ms: 5000,
             rto_initial_ms: 100,
             rto_max_ms: 2000,
+            listen: false,
         }
     }
 }
@@ -68,6 +74,10 @@ pub struct PeerInfo {
 /// Something the host application should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEvent {
+    /// A listening host received the agent's `Announce` and now opens the session.
+    Announced {
+        version: Version,
+    },
     /// The handshake completed.
     Connected(PeerInfo),
     /// The RTOS application is up.
@@ -101,6 +111,8 @@ pub enum HostEvent {
 /// Where the host's session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostState {
+    /// Waiting, silent, for the agent's `Announce` ([`HostConfig::listen`]).
+    Listening,
     Handshaking,
     Connected,
     /// Ended by [`HostEvent::PeerLost`] or [`HostEvent::Error`].
@@ -206,7 +218,11 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             last_rx: now_ms,
         };
         ep.cfg.max_frame = max_frame as u16;
-        ep.start_handshake(now_ms);
+        if cfg.listen {
+            ep.state = HostState::Listening;
+        } else {
+            ep.start_handshake(now_ms);
+        }
         ep
     }
 
@@ -385,6 +401,9 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         if let Some(RtosMsg::HelloAck(ack)) = msg {
             return self.on_hello_ack(now, &ack);
         }
+        if let Some(RtosMsg::Announce(a)) = msg {
+            return self.on_announce(now, &a);
+        }
         if self.state != HostState::Connected {
             bump(&mut self.session.counters.unexpected);
             return;
@@ -435,13 +454,26 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
                 self.session.add_credit(stream, bytes);
                 return;
             }
-            RtosMsg::HelloAck(_) | RtosMsg::Pong { .. } => {
+            RtosMsg::HelloAck(_) | RtosMsg::Pong { .. } | RtosMsg::Announce(_) => {
                 // Unsequenced kinds in a sequenced frame: accepted, ignored.
                 bump(&mut self.session.counters.unexpected);
                 return;
             }
         };
         self.push_event(event);
+    }
+
+    fn on_announce(&mut self, now: u64, a: &crate::msg::Announce) {
+        match self.state {
+            HostState::Listening => {
+                self.start_handshake(now);
+                self.push_event(HostEvent::Announced { version: a.version });
+            }
+            // Waiting for an answer: the agent is there now, say Hello at once.
+            HostState::Handshaking => self.hello_due = true,
+            // The agent no longer hears us; our pings will tell it otherwise.
+            HostState::Connected | HostState::Closed => {}
+        }
     }
 
     fn on_hello_ack(&mut self, now: u64, ack: &crate::msg::HelloAck<'_>) {
@@ -494,6 +526,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             }
         };
         match self.state {
+            HostState::Listening => {}
             HostState::Handshaking => {
                 take(Some(self.next_hello));
                 take(self.handshake_deadline);
@@ -534,7 +567,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
                 }
                 self.session.handle_timeout(now_ms);
             }
-            HostState::Closed => {}
+            HostState::Listening | HostState::Closed => {}
         }
     }
 
@@ -549,7 +582,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         }
         let raw = &mut buf[offset..offset + room];
         let len = match self.state {
-            HostState::Closed => return None,
+            HostState::Listening | HostState::Closed => return None,
             HostState::Handshaking => {
                 if !self.hello_due {
                     return None;

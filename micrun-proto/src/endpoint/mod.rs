@@ -14,8 +14,16 @@
 //! if the oldest is not acknowledged within the retransmission timeout, all of them
 //! are sent again in order (go-back-N) and the timeout doubles up to a maximum. The
 //! receiver delivers only the next expected frame and drops the rest, so each
-//! message arrives exactly once and in order. `Hello`, `HelloAck`, `Ping` and `Pong`
-//! travel unsequenced: they are idempotent and repeated by their own timers.
+//! message arrives exactly once and in order. `Hello`, `HelloAck`, `Announce`,
+//! `Ping` and `Pong` travel unsequenced: they are idempotent and repeated by
+//! their own timers.
+//!
+//! # Who speaks first
+//! The agent announces itself (`Announce`, every `announce_interval_ms`) until a
+//! host opens a session with `Hello`. A host that must not disturb a firmware
+//! without the agent listens first ([`HostConfig::listen`], with
+//! [`AnnounceFilter`] to keep the console's own bytes apart); a host that knows
+//! the agent is there says `Hello` at once.
 //!
 //! # Flow control
 //! A receiver grants credit for each console stream equal to the free space of its
@@ -24,10 +32,12 @@
 //! byte being lost, and the RTOS's input ring (`IN` bytes) can never overflow.
 
 mod host;
+pub mod listen;
 mod rtos;
 pub(crate) mod session;
 
 pub use host::{HostConfig, HostEndpoint, HostEvent, HostState, PeerInfo, QueueFull};
+pub use listen::AnnounceFilter;
 pub use rtos::{RtosConfig, RtosEndpoint, RtosEvent, RtosState};
 pub use session::Counters;
 

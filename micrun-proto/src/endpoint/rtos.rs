@@ -1,4 +1,5 @@
-//! The RTOS side of a session: answers `Hello` and `Ping`, carries stdout/stderr
+//! The RTOS side of a session: announces itself until a host says `Hello`,
+//! answers `Hello` and `Ping`, carries stdout/stderr
 //! to the host and console input from it, and reports the application's life.
 
 use heapless::{Deque, String};
@@ -7,8 +8,8 @@ use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    features, CodecError, ExitReason, HelloAck, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
-    MAX_LOG, PROTOCOL_VERSION,
+    features, Announce, CodecError, ExitReason, HelloAck, HostMsg, LogLevel, RtosMsg, Stats,
+    Stream, Version, MAX_LOG, PROTOCOL_VERSION,
 };
 
 /// RTOS endpoint settings. Times in milliseconds.
@@ -23,6 +24,14 @@ pub struct RtosConfig {
     pub agent_version: &'static str,
     pub os: &'static str,
     pub board: &'static str,
+    /// While no host has opened a session, `Announce` goes out at this interval,
+    /// so that a listening host detects the agent (protocol 1.1). 0: never (only
+    /// a host that sends `Hello` unasked can then connect).
+    pub announce_interval_ms: u32,
+    /// A connected agent that has received no valid frame for this long announces
+    /// itself again (its host may have gone and a new one may be listening); the
+    /// session itself stays. 0: never.
+    pub host_silence_ms: u32,
 }
 
 impl Default for RtosConfig {
@@ -35,6 +44,8 @@ impl Default for RtosConfig {
             agent_version: "",
             os: "",
             board: "",
+            announce_interval_ms: 200,
+            host_silence_ms: 5000,
         }
     }
 }
@@ -163,6 +174,14 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     hello_ack_due: bool,
     /// Nonce of a `Ping` to answer; the uptime is taken when the `Pong` is sent.
     pong_due: Option<u32>,
+    /// An `Announce` is to go out.
+    announce_due: bool,
+    /// When the next `Announce` is due.
+    next_announce: u64,
+    /// When the last valid frame from the host arrived.
+    last_rx: u64,
+    /// Connected, but the host has been silent for `host_silence_ms`.
+    host_silent: bool,
 }
 
 impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize> core::fmt::Debug
@@ -222,6 +241,10 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 max_frame: Self::MAX_FRAME,
                 hello_ack_due: false,
                 pong_due: None,
+                announce_due: cfg.announce_interval_ms > 0,
+                next_announce: 0,
+                last_rx: 0,
+                host_silent: false,
             },
         }
     }
@@ -342,17 +365,30 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 
     /// The next time [`RtosEndpoint::handle_timeout`] has work, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        // Only while connected: `handle_timeout` does nothing otherwise.
-        self.core
-            .session
-            .poll_timeout()
-            .filter(|_| self.is_connected())
+        let c = &self.core;
+        let mut t = c.session.poll_timeout().filter(|_| self.is_connected());
+        let mut take = |x: u64| t = Some(t.map_or(x, |t| t.min(x)));
+        if c.announcing() {
+            take(c.next_announce);
+        } else if self.is_connected() && c.cfg.host_silence_ms > 0 {
+            take(c.last_rx + u64::from(c.cfg.host_silence_ms));
+        }
+        t
     }
 
     /// Runs the retransmission timer.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        if self.core.state == RtosState::Connected {
-            self.core.session.handle_timeout(now_ms);
+        let c = &mut self.core;
+        if c.state == RtosState::Connected {
+            c.session.handle_timeout(now_ms);
+            let silence = u64::from(c.cfg.host_silence_ms);
+            if silence > 0 && now_ms.saturating_sub(c.last_rx) >= silence {
+                c.host_silent = true;
+            }
+        }
+        if c.announcing() && now_ms >= c.next_announce {
+            c.announce_due = true;
+            c.next_announce = now_ms + u64::from(c.cfg.announce_interval_ms);
         }
     }
 
@@ -380,6 +416,11 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
             });
             let n = ack.encode(&mut raw[HEADER_LEN..]).ok()?;
             c.session.seal_unsequenced(raw, n)
+        } else if c.announce_due && c.announcing() {
+            c.announce_due = false;
+            let msg = RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, Self::MAX_FRAME as u16));
+            let n = msg.encode(&mut raw[HEADER_LEN..]).ok()?;
+            c.session.seal_unsequenced(raw, n)
         } else if c.state != RtosState::Connected {
             return None;
         } else if let Some(nonce) = c.pong_due.take() {
@@ -398,6 +439,12 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 }
 
 impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
+    /// Whether `Announce` goes out: no session yet, or a silent host.
+    fn announcing(&self) -> bool {
+        self.cfg.announce_interval_ms > 0
+            && (self.state != RtosState::Connected || self.host_silent)
+    }
+
     fn push_event(&mut self, e: RtosEvent) {
         if self.events.is_full() {
             self.events.pop_front();
@@ -410,6 +457,8 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             Ok(x) => x,
             Err(e) => return count_frame_error(&mut self.session.counters, e),
         };
+        self.last_rx = now;
+        self.host_silent = false;
         let msg = if payload.is_empty() {
             None
         } else {
