@@ -13,7 +13,7 @@
 // Protocol version this library speaks (see `Hello.version`).
 #define MICRUN_PROTOCOL_MAJOR 1
 
-#define MICRUN_PROTOCOL_MINOR 0
+#define MICRUN_PROTOCOL_MINOR 1
 
 // Longest `agent_version`, `os` or `board` in a HelloAck, in bytes.
 #define MICRUN_MAX_NAME 24
@@ -64,6 +64,10 @@
 #define MICRUN_RTOS_EXITED 6
 
 #define MICRUN_RTOS_LOG 7
+
+// The agent is there and waits for a Hello (protocol 1.1): a host listens for
+// it before it writes anything to a console that may have no agent.
+#define MICRUN_RTOS_ANNOUNCE 8
 
 // Console streams (`stream` fields).
 #define MICRUN_STREAM_STDIN 0
@@ -238,6 +242,14 @@ typedef struct micrun_stats_report {
   uint32_t mem_total_kib;
 } micrun_stats_report;
 
+// Fields of Announce (RTOS → host, until a host says Hello). The wire's magic
+// bytes (`mcrn`) are written by encode and checked by decode.
+typedef struct micrun_announce {
+  struct micrun_proto_version version;
+  // Largest frame the agent accepts.
+  uint16_t max_frame;
+} micrun_announce;
+
 // An RTOS → host message. `kind` (MICRUN_RTOS_*) selects the message; only the
 // fields listed for that kind are read by micrun_rtos_msg_encode, and
 // micrun_rtos_msg_decode sets the others to zero.
@@ -266,6 +278,8 @@ typedef struct micrun_rtos_msg {
   uint32_t level;
   // LOG: text, at most MICRUN_MAX_LOG bytes.
   struct micrun_bytes text;
+  // ANNOUNCE.
+  struct micrun_announce announce;
 } micrun_rtos_msg;
 
 // A frame's header as it is on the wire.

@@ -9,7 +9,9 @@
 use core::ptr::{addr_of, NonNull};
 
 use micrun_proto::msg::{self, HelloAck};
-use micrun_proto::{ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version};
+use micrun_proto::{
+    Announce, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
+};
 
 use crate::args::{self, Out};
 use crate::status::{
@@ -19,7 +21,7 @@ use crate::status::{
 
 /// Protocol version this library speaks (see `Hello.version`).
 pub const MICRUN_PROTOCOL_MAJOR: u8 = 1;
-pub const MICRUN_PROTOCOL_MINOR: u8 = 0;
+pub const MICRUN_PROTOCOL_MINOR: u8 = 1;
 
 /// Longest `agent_version`, `os` or `board` in a HelloAck, in bytes.
 pub const MICRUN_MAX_NAME: usize = 24;
@@ -52,6 +54,9 @@ pub const MICRUN_RTOS_CREDIT: u32 = 4;
 pub const MICRUN_RTOS_STATS: u32 = 5;
 pub const MICRUN_RTOS_EXITED: u32 = 6;
 pub const MICRUN_RTOS_LOG: u32 = 7;
+/// The agent is there and waits for a Hello (protocol 1.1): a host listens for
+/// it before it writes anything to a console that may have no agent.
+pub const MICRUN_RTOS_ANNOUNCE: u32 = 8;
 
 /// Console streams (`stream` fields).
 pub const MICRUN_STREAM_STDIN: u32 = 0;
@@ -125,6 +130,16 @@ pub struct micrun_hello {
     pub max_frame: u16,
     /// Chosen anew for each session; a repeated Hello repeats it.
     pub session: u32,
+}
+
+/// Fields of Announce (RTOS → host, until a host says Hello). The wire's magic
+/// bytes (`mcrn`) are written by encode and checked by decode.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct micrun_announce {
+    pub version: micrun_proto_version,
+    /// Largest frame the agent accepts.
+    pub max_frame: u16,
 }
 
 /// Fields of HelloAck (RTOS → host, answers Hello).
@@ -215,6 +230,8 @@ pub struct micrun_rtos_msg {
     pub level: u32,
     /// LOG: text, at most MICRUN_MAX_LOG bytes.
     pub text: micrun_bytes,
+    /// ANNOUNCE.
+    pub announce: micrun_announce,
 }
 
 const ZERO_VERSION: micrun_proto_version = micrun_proto_version { major: 0, minor: 0 };
@@ -266,6 +283,10 @@ impl micrun_rtos_msg {
         reason: 0,
         level: 0,
         text: micrun_bytes::EMPTY,
+        announce: micrun_announce {
+            version: ZERO_VERSION,
+            max_frame: 0,
+        },
     };
 }
 
@@ -279,7 +300,7 @@ const HOST_KINDS: [&str; 8] = [
     "Credit",
     "StatsRequest",
 ];
-const RTOS_KINDS: [&str; 8] = [
+const RTOS_KINDS: [&str; 9] = [
     "HelloAck",
     "Ready",
     "Pong",
@@ -288,6 +309,7 @@ const RTOS_KINDS: [&str; 8] = [
     "Stats",
     "Exited",
     "Log",
+    "Announce",
 ];
 
 /// Reads one field of a caller's struct without reading (or referencing) the
@@ -535,6 +557,10 @@ unsafe fn rtos_from_c<'a>(p: NonNull<micrun_rtos_msg>) -> Result<RtosMsg<'a>, Fa
                 }
             },
         },
+        MICRUN_RTOS_ANNOUNCE => {
+            let a: micrun_announce = field!(p, announce);
+            RtosMsg::Announce(Announce::new(version_from_c(a.version), a.max_frame))
+        }
         MICRUN_RTOS_LOG => {
             let level = match field!(p, level) {
                 MICRUN_LOG_ERROR => LogLevel::Error,
@@ -557,7 +583,7 @@ unsafe fn rtos_from_c<'a>(p: NonNull<micrun_rtos_msg>) -> Result<RtosMsg<'a>, Fa
         _ => {
             return Err(fail!(
                 MICRUN_ERR_INVALID_ARG,
-                "msg->kind {kind} is not a MICRUN_RTOS_* value (0..=7)"
+                "msg->kind {kind} is not a MICRUN_RTOS_* value (0..=8)"
             ))
         }
     })
@@ -624,6 +650,13 @@ pub fn rtos_to_c(m: &RtosMsg<'_>) -> micrun_rtos_msg {
                 LogLevel::Trace => MICRUN_LOG_TRACE,
             };
             c.text = micrun_bytes::of(text.as_bytes());
+        }
+        RtosMsg::Announce(a) => {
+            c.kind = MICRUN_RTOS_ANNOUNCE;
+            c.announce = micrun_announce {
+                version: version_to_c(a.version),
+                max_frame: a.max_frame,
+            };
         }
     }
     c

@@ -463,6 +463,14 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         self.push_event(event);
     }
 
+    /// The agent's announcement, found by the caller (e.g. an
+    /// [`super::AnnounceFilter`] on a console shared with raw output): as if
+    /// its frame had arrived through [`HostEndpoint::handle_input`].
+    pub fn handle_announce(&mut self, now_ms: u64, a: &crate::msg::Announce) {
+        self.last_rx = now_ms;
+        self.on_announce(now_ms, a);
+    }
+
     fn on_announce(&mut self, now: u64, a: &crate::msg::Announce) {
         match self.state {
             HostState::Listening => {
