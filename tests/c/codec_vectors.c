@@ -135,6 +135,10 @@ static void describe_rtos(struct text *t, const micrun_rtos_msg *m) {
         put(t, "Log level=%s", m->level < 5 ? levels[m->level] : "?");
         put_str(t, "text", m->text);
         break;
+    case MICRUN_RTOS_ANNOUNCE:
+        put(t, "Announce v%u.%u max_frame=%u", m->announce.version.major,
+            m->announce.version.minor, m->announce.max_frame);
+        break;
     default: put(t, "unknown kind %" PRIu32, m->kind);
     }
 }
@@ -197,6 +201,8 @@ static const struct {
     {"log_utf8", "Log level=warn text=\"temp\xc3\xa9rature \xe2\x89\xa5 90\xc2\xb0"
                  "C\""},
     {"r_seq_255", "Ready"},
+    {"announce", "Announce v1.1 max_frame=253"},
+    {"announce_ack_max", "Announce v255.255 max_frame=65535"},
     {"r_pure_ack_255", "(pure ack)"},
 };
 #define N_EXPECTED (sizeof expected / sizeof expected[0])
