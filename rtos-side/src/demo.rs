@@ -211,13 +211,6 @@ impl Shell {
                     self.skip_lf = b == b'\r';
                     return true;
                 }
-                0x00 => {
-                    // NUL ends a micrun protocol frame: a host probing for the
-                    // agent (agent=auto) sent it to this raw console. Drop the
-                    // partial line so the probe never reaches the command parser.
-                    self.line_len = 0;
-                    self.line_overflow = false;
-                }
                 0x08 | 0x7f => {
                     // Once a line has overflowed its tail is gone; erasing
                     // cannot bring it back, so the line stays an error.
@@ -246,12 +239,6 @@ impl Shell {
         if overflow {
             self.out.push(b"error: line too long\r\n");
             self.out.push(PROMPT);
-            return Action::None;
-        }
-        // Control bytes (other than tab) are never typed commands: they are pieces of
-        // a micrun protocol probe that a host in agent=auto mode sent to this raw
-        // console. Drop the line silently.
-        if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Action::None;
         }
         let line = trim_start(line);
@@ -882,18 +869,23 @@ mod tests {
         assert!(SHELL.is_idle());
     }
 
+    /// Like a plain RTOS shell, the demo takes every byte as typed input: a
+    /// host must never write anything to a raw console that the user did not
+    /// type (agent=auto listens; docs/protocol.md §5).
     #[test]
-    fn nul_discards_a_protocol_probe() {
+    fn every_byte_is_typed_input() {
         let mut sh = Shell::new();
         let mut con = TestConsole::new();
         sh.start(&TestBoard);
         run(&mut sh, &mut con);
-        // Two COBS frames of a Hello probe, then a real command.
-        sh.feed(&[0x01, 0x05, 0x0d, 0x02, 0xff, 0x00, 0x0a, 0x0b, 0x00]);
-        sh.feed(b"echo after probe\r");
+        sh.feed(&[0x01, 0x05, 0x00, b'\r']);
+        sh.feed(b"echo after\r");
         run(&mut sh, &mut con);
         let text = String::from_utf8_lossy(&con.take()).into_owned();
-        assert!(text.ends_with("after probe\r\n> "), "{text:?}");
-        assert!(!text.contains("unknown command"), "{text:?}");
+        assert!(
+            text.contains("unknown command: \u{1}\u{5}\u{0}"),
+            "{text:?}"
+        );
+        assert!(text.ends_with("after\r\n> "), "{text:?}");
     }
 }

@@ -151,7 +151,7 @@ fn raw_mode_detected_and_sigterm_is_143() {
     let (inst, mut io) = setup(&dir, &[], &["--raw"]);
     inst.start().unwrap();
     io.read_until("micrun demo shell on sim", Duration::from_secs(10));
-    // The probe times out after 1 s; then the relay is raw.
+    // No announcement within the handshake wait (1 s): raw for good.
     let deadline = Instant::now() + Duration::from_secs(5);
     while inst.mode() != Mode::Raw {
         assert!(Instant::now() < deadline);
@@ -163,6 +163,46 @@ fn raw_mode_detected_and_sigterm_is_143() {
     inst.kill(15).unwrap();
     let e = inst.wait_timeout(Duration::from_secs(10)).expect("exit");
     assert_eq!(e.code, 143);
+}
+
+/// The raw demo shell under `agent=auto` and under `agent=off`, typed at from
+/// the first moment: in both it gets exactly the typed bytes (no command fails)
+/// and the user gets the same bytes back.
+#[test]
+fn raw_console_in_auto_is_byte_identical_to_off() {
+    let session = |mode: &str| {
+        let dir = TempDir::new(&format!("engine-raw-{mode}"));
+        let (inst, mut io) = setup(
+            &dir,
+            &[("org.openeuler.micrun.container.agent", mode)],
+            &["--raw"],
+        );
+        inst.start().unwrap();
+        // At once, while `auto` is still listening for an agent.
+        io.stdin.write_all(b"echo first\r").unwrap();
+        io.read_until("> first\r\n", Duration::from_secs(10));
+        io.stdin.write_all(b"hello\r").unwrap();
+        io.read_until("hello from", Duration::from_secs(10));
+        io.stdin.write_all(b"exit 4\r").unwrap();
+        let e = inst.wait_timeout(Duration::from_secs(10)).expect("exit");
+        assert_eq!(e.code, 4, "{mode}");
+        assert_ne!(inst.mode(), Mode::Agent, "{mode}");
+        // The rest of the output, up to the end of the relay.
+        io.read_until("> ", Duration::from_secs(1));
+        let mut b = [0u8; 4096];
+        while let Ok(n) = io.stdout.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            io.out.extend_from_slice(&b[..n]);
+        }
+        io.out
+    };
+    let (auto, off) = (session("auto"), session("off"));
+    let text = String::from_utf8_lossy(&auto);
+    assert!(!text.contains("unknown command"), "{text:?}");
+    assert_eq!(text, String::from_utf8_lossy(&off));
+    assert_eq!(auto, off);
 }
 
 #[test]

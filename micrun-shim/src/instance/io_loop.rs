@@ -33,8 +33,8 @@ use smol::channel as async_channel;
 use smol::{future, Timer};
 
 use super::{
-    drain, finish, lock, push_raw, request_destroy, set_mode, unreported_end, would_block,
-    Command, LinkEndpoint, LoopCtx, Mode, Out, Relay, Wake, EXIT_GRACE, RAW_BUFFER,
+    drain, finish, lock, push_raw, request_destroy, set_mode, unreported_end, would_block, Command,
+    LinkEndpoint, LoopCtx, Mode, Out, Relay, Wake, EXIT_GRACE, RAW_BUFFER,
 };
 use crate::annotations::AgentMode;
 use crate::pedestal::micad::NewlineRestorer;
@@ -613,7 +613,10 @@ impl IoLoop {
             Detect::Announced { deadline } => at(*deadline),
         }
         let e = &self.ending;
-        for t in [e.stop.map(|s| s.0), e.exit, e.auto_close].into_iter().flatten() {
+        for t in [e.stop.map(|s| s.0), e.exit, e.auto_close]
+            .into_iter()
+            .flatten()
+        {
             at(t);
         }
         if let Some(t) = e.process_gone {
