@@ -5,10 +5,10 @@
 //! touching `/etc/containerd` or the system socket, and returns once `ctr version`
 //! answers. [`Containerd::start_release`] runs another [`Release`] (1.7, 2.1 from
 //! `.ci/fetch-newer`) the same way with that release's `ctr`; for 2.x the config
-//! is `version = 3` (plugin sections renamed, NRI turned off, the `mica` CRI
+//! is `version = 3` (plugin sections renamed, NRI turned off, the `micrun` CRI
 //! runtime registered). Everything of 2.x outside the temp dir is where 1.x puts
-//! it: the shim sockets under `/run/containerd/s/`. The daemon's `PATH` is the caller's shim dirs
-//! ([`ContainerdOpts::shim_dirs`]) before the system `PATH`, so
+//! it: the shim sockets under `/run/containerd/s/`. The daemon's `PATH` is the
+//! caller's shim dirs ([`ContainerdOpts::shim_dirs`]) before the system `PATH`, so
 //! `--runtime io.containerd.mica.v2` finds `containerd-shim-mica-v2` there. Its
 //! log is `<tmp>/containerd.log`; every [`Error`] carries its tail.
 //!
@@ -472,7 +472,7 @@ state = "{state}"
     /// `'io.containerd.<kind>.v1.<name>'`; the CRI runtimes moved from
     /// `io.containerd.grpc.v1.cri` to `io.containerd.cri.v1.runtime`. NRI, off in
     /// 1.x, is on by default in 2.x with a socket at `/var/run/nri/nri.sock`
-    /// shared by every daemon on the machine: turned off. The `mica` CRI runtime
+    /// shared by every daemon on the machine: turned off. The `micrun` CRI runtime
     /// is registered as docs/shim.md shows (micrun's annotations passed through).
     fn config_toml_v3(&self) -> String {
         let d = &self.dir;
@@ -493,7 +493,7 @@ state = "{state}"
 [plugins."io.containerd.nri.v1.nri"]
   disable = true
 
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.mica]
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.micrun]
   runtime_type = "io.containerd.mica.v2"
   pod_annotations = ["org.openeuler.micrun.*"]
   container_annotations = ["org.openeuler.micrun.*"]

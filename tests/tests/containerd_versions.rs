@@ -6,7 +6,7 @@
 //!
 //! | tests (`v1_7::*`, `v2_1::*`) | what |
 //! |---|---|
-//! | `release` | daemon and ctr are the release asked for; the config is in its format (2.1: no "migrated from version 2" warning), the `mica` CRI runtime registered in it (2.1) |
+//! | `release` | daemon and ctr are the release asked for; the config is in its format (2.1: no "migrated from version 2" warning), the `micrun` CRI runtime registered in it (2.1) |
 //! | `fg_echo_exit` | `ctr run` in the foreground: console input and output, `exit 3` → 3, task events in order |
 //! | `term_agent` | SIGTERM: the agent's own exit code (0) |
 //! | `term_raw`, `sigkill` | raw SIGTERM → 143 at once, SIGKILL → 137, nothing left |
@@ -38,7 +38,7 @@ fn env(version: &str) -> Arc<Env> {
 }
 
 /// The daemon answers with the release asked for, reads a config in that
-/// release's format, and the `mica` runtime is in its CRI config.
+/// release's format, and the `micrun` runtime is in its CRI config.
 fn release(version: &str) {
     let env = env(version);
     let rel = env.cd.release().clone();
@@ -73,9 +73,9 @@ fn release(version: &str) {
             env.log_tail(40)
         );
     }
-    // The CRI plugin logs the config it started with: on 2.x the `mica` runtime
+    // The CRI plugin logs the config it started with: on 2.x the `micrun` runtime
     // registered under `io.containerd.cri.v1.runtime` is in it (a runtime under
-    // 1.x's `io.containerd.grpc.v1.cri` would not be). 1.x keeps the plain
+    // 1.x's `io.containerd.grpc.v1.cri` in a version 3 file would not be). 1.x keeps the plain
     // version 2 config shim_e2e.rs has always used.
     let cri = log
         .lines()
@@ -87,9 +87,9 @@ fn release(version: &str) {
     assert!(!cri.is_empty(), "no CRI plugin start in the log");
     if rel.config_version() >= 3 {
         assert!(
-            cri.contains(r#"\"mica\":{\"runtimeType\":\"io.containerd.mica.v2\""#)
+            cri.contains(r#"\"micrun\":{\"runtimeType\":\"io.containerd.mica.v2\""#)
                 && cri.contains(r#"\"PodAnnotations\":[\"org.openeuler.micrun.*\"]"#),
-            "the mica runtime is not in containerd {version}'s CRI config: {cri}"
+            "the micrun runtime is not in containerd {version}'s CRI config: {cri}"
         );
     }
 }
