@@ -5,6 +5,8 @@
 //! shim_dir()     <repo>/target/shim-for-tests/path/containerd-shim-mica-v2 -> the binary
 //! Env::start()   private containerd: PATH = shim_dir() first, MICRUN_CONFIG = <tmp>/micrun.toml
 //!                (state_dir = <tmp>/state), images written to <tmp>/images/*.tar
+//! Env::start_release(Release::of("2.1"), ..), Env::shared_release("1.7")
+//!                the same on another containerd release, with its own ctr
 //! sim_image()    OCI image, linux/<host arch>, /firmware.elf = micrun-rtos-sim
 //! qemu_image()   OCI image, linux/arm64, /firmware.elf = the QEMU board ELF
 //! Session        one interactive `ctr` (or `script`) child: stdin pipe, stdout/stderr
