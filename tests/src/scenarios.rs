@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::containerd::{Events, Namespace, TaskState};
 use crate::e2e::{
-    mounts_under, next_remoteproc, pid_alive, processes_mentioning, shim_socket_of, unique_id,
-    wait_until, Env, Ped, Session, TestImage, ANN_AGENT,
+    mounts_under, next_remoteproc, pid_alive, processes_mentioning, script_command, shim_socket_of,
+    unique_id, wait_until, Env, Ped, Session, TestImage, ANN_AGENT,
 };
 
 /// From `ctr run` to the demo shell's banner (QEMU boots in well under a second
@@ -547,4 +547,71 @@ pub fn shim_killed(env: &Env, p: Ped) {
     if matches!(p, Ped::Micad | Ped::Rproc | Ped::Xen) {
         assert_partition_gone(env, p, &id);
     }
+}
+
+// ---------------------------------------------------------------------------
+// 7. attach / detach / re-attach; output made while detached waits for the next.
+
+/// `ctr task attach`, detach (SIGKILL of `ctr`), re-attach: the console answers
+/// each time, output made while detached (sim: `signal 10`) waits for the next.
+pub fn attach(env: &Env, p: Ped) {
+    let ns = env.namespace(&format!("attach-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("attach-{p}"));
+    ok(env, &id, env.run_detached_fifo(&ns, &img, &id, &strs(&ann)));
+    wait_state(env, &ns, &id, TaskState::Running);
+
+    let mut a1 = env.attach(&ns, &id);
+    a1.send("echo one\r");
+    ok(env, &id, a1.expect("one\r\n", T_ACT));
+    a1.kill();
+
+    if p == Ped::Sim {
+        // Output produced while nobody is attached: "signal 10" from the demo app.
+        ns.kill(&id, "SIGUSR1")
+            .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    }
+
+    let mut a2 = env.attach(&ns, &id);
+    if p == Ped::Sim {
+        ok(env, &id, a2.expect("signal 10\r\n", T_ACT));
+    }
+    a2.send("echo two\r");
+    ok(env, &id, a2.expect("two\r\n", T_ACT));
+    a2.kill();
+
+    let mut a3 = env.attach(&ns, &id);
+    a3.send("echo three\r");
+    ok(env, &id, a3.expect("three\r\n", T_ACT));
+    a3.kill();
+    assert_eq!(state(env, &ns, &id), Some(TaskState::Running));
+}
+
+// ---------------------------------------------------------------------------
+// 8. tty mode (`ctr run -t` on a pseudo-terminal made by `script`).
+
+/// `ctr run -t` on a pseudo-terminal (`script`): the console answers, `exit 0` → 0.
+pub fn tty(env: &Env, p: Ped) {
+    let ns = env.namespace(&format!("tty-{p}"));
+    let (img, ann) = image_and_args(p, false);
+    env.import(&ns, &img);
+    let id = unique_id(&format!("tty-{p}"));
+    let mut a = vec!["run".to_string(), "-t".into(), "--rm".into()];
+    a.extend(env.run_args(&img, &strs(&ann)));
+    a.push(img.name.clone());
+    a.push(id.clone());
+    let cmd = env.ctr_command(ns.name(), &strs(&a));
+    let mut s = Session::spawn(script_command(&cmd), format!("script: ctr run -t {id}"));
+    let at = ok(env, &id, s.expect(&banner(p), T_BOOT));
+    s.send("echo tty\r");
+    // No echo (ctr puts its terminal in raw mode, the shell does not echo): "tty"
+    // right after the prompt is the command's output. The outer pty (script's)
+    // may turn "\n" into "\r\n", hence only "\r" after it.
+    ok(env, &id, s.expect_from(at, "> tty\r", T_ACT));
+    s.send("exit 0\r");
+    let st = s.wait(T_ACT);
+    let what = format!("{}{}", s.describe(), env.diag(&id));
+    let st = st.unwrap_or_else(|| panic!("did not end after `exit 0`: {what}"));
+    assert_eq!(Session::code(st), 0, "{what}");
 }

@@ -12,6 +12,8 @@
 //! | `term_raw`, `sigkill` | raw SIGTERM → 143 at once, SIGKILL → 137, nothing left |
 //! | `pause_resume` | PAUSED past the liveness window, resumed, console works |
 //! | `metrics_ps` | `ctr task metrics` has memory, `ctr task ps` the instance process |
+//! | `attach` | `ctr task attach`, detach, re-attach; output made while detached kept |
+//! | `tty` | `ctr run -t` on a pseudo-terminal |
 //! | `shim_killed` | shim SIGKILLed → 137, nothing left |
 //! | `containerd_restart` | sim and QEMU tasks survive a daemon restart (reconnect) |
 //! | `nothing_left` | after the daemon is gone: no shim socket, FIFO or runc state of its namespaces under `/run/containerd`; NRI off (2.x would leave `/run/nri/nri.sock`) |
@@ -158,6 +160,8 @@ on_releases! {
     sigkill => |v| scenarios::kill_detached(&env(v), Ped::Sim, false, "SIGKILL", 137),
     pause_resume => |v| scenarios::pause_resume(&env(v), Ped::Sim),
     metrics_ps => |v| scenarios::metrics_ps(&env(v), Ped::Sim),
+    attach => |v| scenarios::attach(&env(v), Ped::Sim),
+    tty => |v| scenarios::tty(&env(v), Ped::Sim),
     shim_killed => |v| scenarios::shim_killed(&env(v), Ped::Sim),
     containerd_restart => |v| scenarios::containerd_restart(
         &Env::start_release(Release::of(v), |_| {}),

@@ -40,10 +40,10 @@ use std::time::{Duration, Instant};
 
 use micrun_tests::containerd::{Namespace, TaskState};
 use micrun_tests::e2e::{
-    custom_image, next_remoteproc, pid_alive, qemu_firmware_bytes, script_command, sha256_hex,
-    shim_socket_of, sim_firmware_bytes, sim_image, unique_id, wait_until, Env, Ped, Session,
-    TestImage, ANN_AUTO_CLOSE_TIMEOUT, ANN_FIRMWARE_HASH, ANN_FIRMWARE_PATH, ANN_MIN_MEMORY_MB,
-    ANN_PEDESTAL, RUNTIME,
+    custom_image, next_remoteproc, pid_alive, qemu_firmware_bytes, sha256_hex, shim_socket_of,
+    sim_firmware_bytes, sim_image, unique_id, wait_until, Env, Ped, Session, TestImage,
+    ANN_AUTO_CLOSE_TIMEOUT, ANN_FIRMWARE_HASH, ANN_FIRMWARE_PATH, ANN_MIN_MEMORY_MB, ANN_PEDESTAL,
+    RUNTIME,
 };
 use micrun_tests::scenarios::{
     annotations, assert_clean, assert_micad_gone, assert_partition_gone, banner, exit_status,
@@ -60,8 +60,8 @@ fn env_for(p: Ped) -> std::sync::Arc<Env> {
 }
 
 // The scenarios shared with containerd_versions.rs live in micrun_tests::scenarios
-// (foreground run and exit code, SIGTERM/SIGKILL, pause/resume, metrics, shim
-// killed, containerd restart); here on the daemon of each pedestal.
+// (foreground run and exit code, SIGTERM/SIGKILL, pause/resume, metrics, attach,
+// tty, shim killed, containerd restart); here on the daemon of each pedestal.
 
 fn fg_echo_exit(p: Ped) {
     micrun_tests::scenarios::fg_echo_exit(&env_for(p), p);
@@ -85,6 +85,14 @@ fn metrics_ps(p: Ped) {
 
 fn shim_killed(p: Ped) {
     micrun_tests::scenarios::shim_killed(&env_for(p), p);
+}
+
+fn attach(p: Ped) {
+    micrun_tests::scenarios::attach(&env_for(p), p);
+}
+
+fn tty(p: Ped) {
+    micrun_tests::scenarios::tty(&env_for(p), p);
 }
 
 /// containerd restarted while tasks run (a daemon of its own: the shared one
@@ -193,48 +201,6 @@ fn hang(p: Ped) {
     }
 }
 
-// ---------------------------------------------------------------------------
-// 7. attach / detach / re-attach; output made while detached waits for the next.
-
-fn attach(p: Ped) {
-    let env = env_for(p);
-    let ns = env.namespace(&format!("attach-{p}"));
-    let (img, ann) = image_and_args(p, false);
-    env.import(&ns, &img);
-    let id = unique_id(&format!("attach-{p}"));
-    ok(
-        &env,
-        &id,
-        env.run_detached_fifo(&ns, &img, &id, &strs(&ann)),
-    );
-    wait_state(&env, &ns, &id, TaskState::Running);
-
-    let mut a1 = env.attach(&ns, &id);
-    a1.send("echo one\r");
-    ok(&env, &id, a1.expect("one\r\n", T_ACT));
-    a1.kill();
-
-    if p == Ped::Sim {
-        // Output produced while nobody is attached: "signal 10" from the demo app.
-        ns.kill(&id, "SIGUSR1")
-            .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
-    }
-
-    let mut a2 = env.attach(&ns, &id);
-    if p == Ped::Sim {
-        ok(&env, &id, a2.expect("signal 10\r\n", T_ACT));
-    }
-    a2.send("echo two\r");
-    ok(&env, &id, a2.expect("two\r\n", T_ACT));
-    a2.kill();
-
-    let mut a3 = env.attach(&ns, &id);
-    a3.send("echo three\r");
-    ok(&env, &id, a3.expect("three\r\n", T_ACT));
-    a3.kill();
-    assert_eq!(state(&env, &ns, &id), Some(TaskState::Running));
-}
-
 /// Raw mode with a reader that stops reading: the RTOS is never held back (a raw
 /// console has no flow control), the shim keeps `RAW_BUFFER` bytes, drops the
 /// rest, says so once in the log when it starts, and reports the total at the end.
@@ -301,34 +267,6 @@ fn raw_stalled_reader_sim() {
         env.diag(&id)
     );
     ns.ctr_ok(&["containers", "rm", &id]).unwrap();
-}
-
-// ---------------------------------------------------------------------------
-// 8. tty mode (`ctr run -t` on a pseudo-terminal made by `script`).
-
-fn tty(p: Ped) {
-    let env = env_for(p);
-    let ns = env.namespace(&format!("tty-{p}"));
-    let (img, ann) = image_and_args(p, false);
-    env.import(&ns, &img);
-    let id = unique_id(&format!("tty-{p}"));
-    let mut a = vec!["run".to_string(), "-t".into(), "--rm".into()];
-    a.extend(env.run_args(&img, &strs(&ann)));
-    a.push(img.name.clone());
-    a.push(id.clone());
-    let cmd = env.ctr_command(ns.name(), &strs(&a));
-    let mut s = Session::spawn(script_command(&cmd), format!("script: ctr run -t {id}"));
-    let at = ok(&env, &id, s.expect(&banner(p), T_BOOT));
-    s.send("echo tty\r");
-    // No echo (ctr puts its terminal in raw mode, the shell does not echo): "tty"
-    // right after the prompt is the command's output. The outer pty (script's)
-    // may turn "\n" into "\r\n", hence only "\r" after it.
-    ok(&env, &id, s.expect_from(at, "> tty\r", T_ACT));
-    s.send("exit 0\r");
-    let st = s.wait(T_ACT);
-    let what = format!("{}{}", s.describe(), env.diag(&id));
-    let st = st.unwrap_or_else(|| panic!("did not end after `exit 0`: {what}"));
-    assert_eq!(Session::code(st), 0, "{what}");
 }
 
 // ---------------------------------------------------------------------------
