@@ -3,8 +3,12 @@
 //! [`Containerd::start`] runs Debian's `containerd` on a fresh temp dir (root,
 //! state, gRPC and ttrpc sockets, opt dir, a version 2 `config.toml`), never
 //! touching `/etc/containerd` or the system socket, and returns once `ctr version`
-//! answers. The daemon's `PATH` is the caller's shim dirs
-//! ([`ContainerdOpts::shim_dirs`]) before the system `PATH`, so
+//! answers. [`Containerd::start_release`] runs another [`Release`] (1.7, 2.1 from
+//! `.ci/fetch-newer`) the same way with that release's `ctr`; for 2.x the config
+//! is `version = 3` (plugin sections renamed, NRI turned off, the `micrun` CRI
+//! runtime registered). Everything of 2.x outside the temp dir is where 1.x puts
+//! it: the shim sockets under `/run/containerd/s/`. The daemon's `PATH` is the
+//! caller's shim dirs ([`ContainerdOpts::shim_dirs`]) before the system `PATH`, so
 //! `--runtime io.containerd.mica.v2` finds `containerd-shim-mica-v2` there. Its
 //! log is `<tmp>/containerd.log`; every [`Error`] carries its tail.
 //!
@@ -114,6 +118,71 @@ pub struct ContainerdOpts {
     pub env: Vec<(String, String)>,
 }
 
+/// A containerd release to run: its daemon and its `ctr`. The release decides the
+/// config file's format: `version = 2` for 1.x, `version = 3` for 2.x (see
+/// [`Release::config_version`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// `major.minor`, e.g. `"1.6"`, `"2.1"`.
+    pub version: String,
+    /// The `containerd` binary (a bare name is looked up in the daemon's `PATH`).
+    pub containerd: PathBuf,
+    /// The `ctr` of the same release.
+    pub ctr: PathBuf,
+}
+
+impl Default for Release {
+    /// The system's containerd and ctr (Debian 12: 1.6), found in `PATH`.
+    fn default() -> Release {
+        Release {
+            version: "1.6".into(),
+            containerd: "containerd".into(),
+            ctr: "ctr".into(),
+        }
+    }
+}
+
+impl Release {
+    /// containerd `version` as [`crate::peers::containerd`] finds it: `"1.6"` is
+    /// the system's, `"1.7"` and `"2.1"` the ones `.ci/fetch-newer` unpacks.
+    pub fn of(version: &str) -> Release {
+        let (containerd, ctr) = crate::peers::containerd(version);
+        Release {
+            version: version.into(),
+            containerd,
+            ctr,
+        }
+    }
+
+    /// The major version (1 or 2).
+    pub fn major(&self) -> u32 {
+        self.version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(1)
+    }
+
+    /// The `version` of the config file this release reads natively: 2 for 1.x,
+    /// 3 for 2.x (2.x converts a version 2 file on every start and warns).
+    pub fn config_version(&self) -> u32 {
+        if self.major() >= 2 {
+            3
+        } else {
+            2
+        }
+    }
+
+    /// The directory of the release's binaries, when they are given by path (it
+    /// goes on the daemon's `PATH`, so the release's own `containerd-shim-runc-v2`
+    /// serves runc tasks).
+    fn bin_dir(&self) -> Option<&Path> {
+        self.containerd
+            .parent()
+            .filter(|d| self.containerd.is_absolute() && !d.as_os_str().is_empty())
+    }
+}
+
 /// The state of a task as `ctr task ls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskState {
@@ -186,6 +255,7 @@ fn unique(tag: &str) -> String {
 pub struct Containerd {
     dir: PathBuf,
     opts: ContainerdOpts,
+    release: Release,
     path_env: OsString,
     daemon: Mutex<Option<Child>>,
     /// Names in `/run/containerd/s` before this daemon started.
@@ -214,12 +284,21 @@ impl Containerd {
         Containerd::start_with(ContainerdOpts::default())
     }
 
-    /// Starts a private containerd; returns once `ctr version` answers.
+    /// Starts a private containerd of the system's release; returns once `ctr
+    /// version` answers.
     pub fn start_with(opts: ContainerdOpts) -> Result<Containerd> {
+        Containerd::start_release(Release::default(), opts)
+    }
+
+    /// Starts a private containerd of `release` (its config in the release's
+    /// format, its `ctr` for every command); returns once `ctr version` answers.
+    pub fn start_release(release: Release, opts: ContainerdOpts) -> Result<Containerd> {
         let dir = std::env::temp_dir().join(unique("ctrd"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| Error::new(format!("create {dir:?}: {e}")))?;
-        let path_env = daemon_path(&opts.shim_dirs);
+        let mut path_dirs = opts.shim_dirs.clone();
+        path_dirs.extend(release.bin_dir().map(Path::to_path_buf));
+        let path_env = daemon_path(&path_dirs);
         static SWEPT: std::sync::Once = std::sync::Once::new();
         SWEPT.call_once(|| {
             sweep_stale();
@@ -247,6 +326,7 @@ impl Containerd {
         let cd = Containerd {
             dir,
             opts,
+            release,
             path_env,
             daemon: Mutex::new(None),
             shim_dir_before,
@@ -338,6 +418,16 @@ impl Containerd {
         &self.opts
     }
 
+    /// The containerd release it runs.
+    pub fn release(&self) -> &Release {
+        &self.release
+    }
+
+    /// The `ctr` of its release.
+    pub fn ctr_binary(&self) -> &Path {
+        &self.release.ctr
+    }
+
     /// The PID of the running daemon, if it runs.
     pub fn pid(&self) -> Option<u32> {
         lock(&self.daemon).as_ref().map(Child::id)
@@ -352,6 +442,9 @@ impl Containerd {
     }
 
     fn config_toml(&self) -> String {
+        if self.release.config_version() >= 3 {
+            return self.config_toml_v3();
+        }
         let d = &self.dir;
         format!(
             r#"version = 2
@@ -366,6 +459,44 @@ state = "{state}"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{opt}"
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            grpc = self.address().display(),
+            ttrpc = self.ttrpc_address().display(),
+            opt = d.join("opt").display(),
+        )
+    }
+
+    /// The same daemon in containerd 2.x's format. Plugin sections are named
+    /// `'io.containerd.<kind>.v1.<name>'`; the CRI runtimes moved from
+    /// `io.containerd.grpc.v1.cri` to `io.containerd.cri.v1.runtime`. NRI, off in
+    /// 1.x, is on by default in 2.x with a socket at `/var/run/nri/nri.sock`
+    /// shared by every daemon on the machine: turned off. The `micrun` CRI runtime
+    /// is registered as docs/shim.md shows (micrun's annotations passed through).
+    fn config_toml_v3(&self) -> String {
+        let d = &self.dir;
+        format!(
+            r#"version = 3
+root = "{root}"
+state = "{state}"
+
+[grpc]
+  address = "{grpc}"
+
+[ttrpc]
+  address = "{ttrpc}"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
+
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.micrun]
+  runtime_type = "io.containerd.mica.v2"
+  pod_annotations = ["org.openeuler.micrun.*"]
+  container_annotations = ["org.openeuler.micrun.*"]
 "#,
             root = d.join("root").display(),
             state = d.join("state").display(),
@@ -393,7 +524,7 @@ state = "{state}"
         let log2 = log
             .try_clone()
             .map_err(|e| Error::new(format!("dup log fd: {e}")))?;
-        let mut cmd = Command::new("containerd");
+        let mut cmd = Command::new(&self.release.containerd);
         cmd.arg("--config")
             .arg(self.config_path())
             .env("PATH", &self.path_env)
@@ -406,7 +537,10 @@ state = "{state}"
         }
         let child = cmd.spawn().map_err(|e| {
             Error::new(format!(
-                "cannot start containerd (apt-get install containerd runc): {e}"
+                "cannot start containerd {} ({}): {e} (apt-get install containerd runc; \
+                 bash .ci/fetch-newer for 1.7 and 2.1)",
+                self.release.version,
+                self.release.containerd.display()
             ))
         })?;
         *lock(&self.daemon) = Some(child);
@@ -465,7 +599,7 @@ state = "{state}"
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Output {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(&self.release.ctr);
         cmd.arg("--address").arg(self.address());
         if let Some(ns) = ns {
             cmd.arg("--namespace").arg(ns);
@@ -514,7 +648,7 @@ state = "{state}"
     /// namespace) has been seen. The recording ends when the daemon stops or
     /// restarts; start a new one after [`restart`](Self::restart).
     pub fn events(&self) -> Result<Events<'_>> {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(&self.release.ctr);
         cmd.arg("--address")
             .arg(self.address())
             .arg("events")

@@ -5,6 +5,8 @@
 //! shim_dir()     <repo>/target/shim-for-tests/path/containerd-shim-mica-v2 -> the binary
 //! Env::start()   private containerd: PATH = shim_dir() first, MICRUN_CONFIG = <tmp>/micrun.toml
 //!                (state_dir = <tmp>/state), images written to <tmp>/images/*.tar
+//! Env::start_release(Release::of("2.1"), ..), Env::shared_release("1.7")
+//!                the same on another containerd release, with its own ctr
 //! sim_image()    OCI image, linux/<host arch>, /firmware.elf = micrun-rtos-sim
 //! qemu_image()   OCI image, linux/arm64, /firmware.elf = the QEMU board ELF
 //! Session        one interactive `ctr` (or `script`) child: stdin pipe, stdout/stderr
@@ -15,7 +17,7 @@
 //! namespaces (tasks, containers, images), the daemon (shims and what they started,
 //! mounts, shim sockets), then the [`Env`]'s temp dir (config, micrun state, images).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -25,7 +27,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::containerd::{Containerd, ContainerdOpts, Namespace};
+use crate::containerd::{Containerd, ContainerdOpts, Namespace, Release};
 use crate::micad::{MicadEmulator, Options as MicadOptions};
 use crate::oci::{host_arch, ImageBuilder};
 use crate::remoteproc::FakeRemoteproc;
@@ -506,6 +508,12 @@ impl Env {
     /// A daemon whose config is [`MicrunConfig::for_tests`] changed by `edit`. The
     /// state dir is always inside the env's temp dir.
     pub fn start_with(edit: impl FnOnce(&mut MicrunConfig)) -> Env {
+        Env::start_release(Release::default(), edit)
+    }
+
+    /// [`Env::start_with`] on a daemon of containerd `release` (its config
+    /// format and its `ctr`).
+    pub fn start_release(release: Release, edit: impl FnOnce(&mut MicrunConfig)) -> Env {
         sweep_stale_envs();
         let shims = shim_dir();
         // Short paths: the qemu pedestal keeps unix sockets (<= 107 bytes) under
@@ -526,13 +534,16 @@ impl Env {
         std::fs::create_dir_all(dir.path().join("images")).expect("create the image dir");
         let config_path = dir.path().join("micrun.toml");
         config.write(&config_path).expect("write the micrun config");
-        let cd = Containerd::start_with(ContainerdOpts {
-            shim_dirs: vec![shims],
-            env: vec![(
-                "MICRUN_CONFIG".into(),
-                config_path.to_string_lossy().into_owned(),
-            )],
-        })
+        let cd = Containerd::start_release(
+            release,
+            ContainerdOpts {
+                shim_dirs: vec![shims],
+                env: vec![(
+                    "MICRUN_CONFIG".into(),
+                    config_path.to_string_lossy().into_owned(),
+                )],
+            },
+        )
         .expect("start a private containerd");
         let micad = config
             .host_root
@@ -581,6 +592,19 @@ impl Env {
         }
         let e = Arc::new(Env::start());
         *g = Arc::downgrade(&e);
+        e
+    }
+
+    /// Like [`Env::shared`], one daemon per containerd release (`"1.7"`, `"2.1"`,
+    /// as [`Release::of`] takes it), shared by the tests of a process that use it.
+    pub fn shared_release(version: &str) -> Arc<Env> {
+        static SHARED: Mutex<BTreeMap<String, Weak<Env>>> = Mutex::new(BTreeMap::new());
+        let mut g = lock(&SHARED);
+        if let Some(e) = g.get(version).and_then(Weak::upgrade) {
+            return e;
+        }
+        let e = Arc::new(Env::start_release(Release::of(version), |_| {}));
+        g.insert(version.to_string(), Arc::downgrade(&e));
         e
     }
 
@@ -684,7 +708,7 @@ impl Env {
     /// `ctr --address <sock> --namespace NS ARGS` as a [`Command`] (not started), with
     /// the daemon's `PATH`.
     pub fn ctr_command(&self, ns: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(self.cd.ctr_binary());
         cmd.arg("--address")
             .arg(self.cd.address())
             .arg("--namespace")

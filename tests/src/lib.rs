@@ -18,6 +18,7 @@ pub mod micad;
 pub mod oci;
 pub mod peers;
 pub mod remoteproc;
+pub mod scenarios;
 pub mod xen;
 
 use std::io::{Read, Write};
