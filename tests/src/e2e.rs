@@ -131,6 +131,10 @@ pub struct MicrunConfig {
     pub baremetal_driver: String,
     /// Run the micad emulator in `host_root` ([`Env::micad`]).
     pub start_micad: bool,
+    /// Arguments the micad emulator gives every firmware (`--raw` for the raw
+    /// demo shell) and how late each console appears after `start`.
+    pub micad_firmware_args: Vec<String>,
+    pub micad_tty_delay: Duration,
     /// Fake remote processors in `host_root` ([`Env::remoteproc`]): their names,
     /// each with its console `<host_root>/dev/ttyRPMSG_<name>` in `[baremetal]
     /// rpmsg_tty`.
@@ -161,6 +165,8 @@ impl MicrunConfig {
             host_root,
             baremetal_driver: "auto".into(),
             start_micad: true,
+            micad_firmware_args: Vec::new(),
+            micad_tty_delay: Duration::ZERO,
             remoteprocs: Vec::new(),
             fake_xl: None,
             xen_tools: None,
@@ -550,7 +556,10 @@ impl Env {
             .as_ref()
             .filter(|_| config.start_micad)
             .map(|root| {
-                MicadEmulator::start(&root.join("run/mica"), MicadOptions::new(root.join("dev")))
+                let mut options = MicadOptions::new(root.join("dev"));
+                options.firmware_args = config.micad_firmware_args.clone();
+                options.tty_delay = config.micad_tty_delay;
+                MicadEmulator::start(&root.join("run/mica"), options)
                     .expect("start the micad emulator")
             });
         let remoteproc = config

@@ -18,7 +18,10 @@
 //! to the link as typed, what the firmware prints goes to the user byte for byte,
 //! except the agent's `Announce` frames, which an [`AnnounceFilter`] picks out.
 //! The first announcement starts the handshake (the endpoint says `Hello`); from
-//! then on the link is the protocol's. No announcement within `handshake_wait`:
+//! then on the link is the protocol's, and what the user typed while the loop was
+//! listening (it reached the link raw, where the agent ignores it) is given to
+//! the agent again as console input, so a script that pipes commands in at once
+//! loses nothing on either kind of firmware. No announcement within `handshake_wait`:
 //! raw mode for good. `agent=on` says `Hello` at once; `agent=off` never listens.
 
 use std::pin::Pin;
@@ -55,6 +58,9 @@ enum Detect {
         filter: Box<AnnounceFilter>,
         deadline: Instant,
         last_rx: Instant,
+        /// What the user typed meanwhile (it went to the link raw): given to
+        /// the agent as console input if one turns out to be there.
+        typed: Vec<u8>,
     },
     /// The agent announced itself; the handshake runs until `deadline`.
     Announced { deadline: Instant },
@@ -85,6 +91,8 @@ struct IoLoop {
     stderr: Out,
     /// Bytes for the link (frames, or raw console input).
     link_out: Vec<u8>,
+    /// Console input typed while listening, for the agent once connected.
+    replay: Vec<u8>,
     link_eof: bool,
     stdin_open: bool,
     /// CloseIO: take what is still in the FIFO, then stop reading it.
@@ -146,6 +154,7 @@ impl IoLoop {
                 filter: Box::default(),
                 deadline: t0 + ctx.lifecycle.handshake_wait,
                 last_rx: t0,
+                typed: Vec::new(),
             }
         } else {
             Detect::Off
@@ -168,6 +177,7 @@ impl IoLoop {
             stdout: Out::default(),
             stderr: Out::default(),
             link_out: Vec::new(),
+            replay: Vec::new(),
             link_eof: false,
             stdin_closing: false,
             paused: false,
@@ -185,6 +195,9 @@ impl IoLoop {
     }
 
     fn set_mode(&mut self, mode: Mode) {
+        if mode == Mode::Raw {
+            self.replay.clear();
+        }
         self.mode = mode;
         set_mode(&self.ctx, mode);
     }
@@ -208,6 +221,10 @@ impl IoLoop {
         }
         while let Some(ev) = self.ep.poll_event() {
             self.on_event(ev);
+        }
+        if self.mode == Mode::Agent && !self.replay.is_empty() {
+            let n = self.ep.write_stdin(&self.replay);
+            self.replay.drain(..n);
         }
     }
 
@@ -284,6 +301,7 @@ impl IoLoop {
                 filter,
                 deadline,
                 last_rx,
+                ..
             } => {
                 if now >= *deadline {
                     log::info!(
@@ -323,7 +341,10 @@ impl IoLoop {
     /// to the endpoint, and after the first one, the rest to the protocol.
     fn listen(&mut self, data: &[u8]) {
         let Detect::Listening {
-            filter, last_rx, ..
+            filter,
+            last_rx,
+            typed,
+            ..
         } = &mut self.detect
         else {
             return;
@@ -332,17 +353,29 @@ impl IoLoop {
         let out = &mut self.stdout;
         let mut dropping = false;
         let found = filter.push(data, &mut |b: &[u8]| dropping |= push_raw(out, b));
+        let typed = std::mem::take(typed);
         if dropping {
             self.warn_dropping();
         }
-        if let Some(found) = found {
-            let now = self.now_ms();
-            self.ep.handle_announce(now, &found.announce);
-            self.detect = Detect::Announced {
-                deadline: Instant::now() + self.ctx.lifecycle.handshake_wait,
-            };
-            self.ep.handle_input(now, &data[found.consumed..]);
+        let Some(found) = found else {
+            if let Detect::Listening { typed: t, .. } = &mut self.detect {
+                *t = typed;
+            }
+            return;
+        };
+        let now = self.now_ms();
+        if !typed.is_empty() {
+            // Typed bytes went to the link raw; the agent takes them as the start
+            // of a frame, so end that with a delimiter before `Hello`
+            // (protocol.md §3), and give them again as console input.
+            self.link_out.push(micrun_proto::frame::DELIMITER);
+            self.replay = typed;
         }
+        self.ep.handle_announce(now, &found.announce);
+        self.detect = Detect::Announced {
+            deadline: Instant::now() + self.ctx.lifecycle.handshake_wait,
+        };
+        self.ep.handle_input(now, &data[found.consumed..]);
     }
 
     // ---- console ----------------------------------------------------------------
@@ -439,7 +472,8 @@ impl IoLoop {
     fn can_take_stdin(&self) -> bool {
         self.stdin_open
             && match self.mode {
-                Mode::Agent => self.ep.stdin_free() > 0,
+                // Input typed while listening goes first.
+                Mode::Agent => self.replay.is_empty() && self.ep.stdin_free() > 0,
                 Mode::Raw => self.link_out.len() < LINK_OUT_MAX,
                 Mode::Unknown => {
                     matches!(self.detect, Detect::Listening { .. })
@@ -465,7 +499,14 @@ impl IoLoop {
                         self.ep.write_stdin(&self.rbuf[..n]);
                     }
                     // Raw, or listening: the console gets exactly what was typed.
-                    _ => self.link_out.extend_from_slice(&self.rbuf[..n]),
+                    _ => {
+                        self.link_out.extend_from_slice(&self.rbuf[..n]);
+                        if let Detect::Listening { typed, .. } = &mut self.detect {
+                            if typed.len() < LINK_OUT_MAX {
+                                typed.extend_from_slice(&self.rbuf[..n]);
+                            }
+                        }
+                    }
                 }
             }
             Err(e) if would_block(&e) => {
@@ -604,6 +645,7 @@ impl IoLoop {
                 filter,
                 deadline,
                 last_rx,
+                ..
             } => {
                 at(*deadline);
                 if filter.held() > 0 {
