@@ -139,6 +139,19 @@ impl Role for RtosRole {
 /// input (the host retransmits), so nothing is lost.
 const EVENTS: usize = 3;
 
+/// What the endpoint keeps of its [`RtosConfig`] (the retransmission timing
+/// lives in the session; not stored twice, for the agent's RAM budget).
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    link: LinkKind,
+    features: u32,
+    agent_version: &'static str,
+    os: &'static str,
+    board: &'static str,
+    announce_interval_ms: u32,
+    host_silence_ms: u32,
+}
+
 /// The RTOS endpoint.
 ///
 /// - `FRAME`: receive buffer for one encoded frame, at least 128 bytes; it bounds
@@ -165,7 +178,7 @@ pub struct RtosEndpoint<
 /// Everything but the receive buffer, so a frame borrowed from the buffer can be
 /// dispatched without copying it.
 struct Core<const OUT: usize, const IN: usize, const W: usize> {
-    cfg: RtosConfig,
+    cfg: Setup,
     state: RtosState,
     session: Session<RtosRole, 2, OUT, 1, IN, 4, W>,
     events: Deque<RtosEvent, EVENTS>,
@@ -176,10 +189,9 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     pong_due: Option<u32>,
     /// An `Announce` is to go out.
     announce_due: bool,
-    /// When the next `Announce` is due.
-    next_announce: u64,
-    /// When the last valid frame from the host arrived.
-    last_rx: u64,
+    /// Announcing: when the next `Announce` is due. Connected: when the host
+    /// will have been silent for `host_silence_ms` (one timer serves both).
+    announce_at: u64,
     /// Connected, but the host has been silent for `host_silence_ms`.
     host_silent: bool,
 }
@@ -221,29 +233,32 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         let () = Self::FRAME_OK;
         #[allow(clippy::let_unit_value)]
         let () = Self::WINDOW_OK;
-        let cfg = RtosConfig {
+        let timing = Timing {
+            rto_initial_ms: cfg.rto_initial_ms.max(1),
+            rto_max_ms: cfg.rto_max_ms.max(cfg.rto_initial_ms.max(1)),
+        };
+        let cfg = Setup {
+            link: cfg.link,
+            features: cfg.features,
             agent_version: clip(cfg.agent_version),
             os: clip(cfg.os),
             board: clip(cfg.board),
-            ..cfg
+            announce_interval_ms: cfg.announce_interval_ms,
+            host_silence_ms: cfg.host_silence_ms,
         };
         Self {
             deframer: Deframer::new(),
             core: Core {
                 cfg,
                 state: RtosState::Waiting,
-                session: Session::new(Timing {
-                    rto_initial_ms: cfg.rto_initial_ms.max(1),
-                    rto_max_ms: cfg.rto_max_ms.max(cfg.rto_initial_ms.max(1)),
-                }),
+                session: Session::new(timing),
                 events: Deque::new(),
                 session_id: 0,
                 max_frame: Self::MAX_FRAME,
                 hello_ack_due: false,
                 pong_due: None,
                 announce_due: cfg.announce_interval_ms > 0,
-                next_announce: 0,
-                last_rx: 0,
+                announce_at: 0,
                 host_silent: false,
             },
         }
@@ -368,10 +383,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         let c = &self.core;
         let mut t = c.session.poll_timeout().filter(|_| self.is_connected());
         let mut take = |x: u64| t = Some(t.map_or(x, |t| t.min(x)));
-        if c.announcing() {
-            take(c.next_announce);
-        } else if self.is_connected() && c.cfg.host_silence_ms > 0 {
-            take(c.last_rx + u64::from(c.cfg.host_silence_ms));
+        if c.announcing() || (self.is_connected() && c.cfg.host_silence_ms > 0) {
+            take(c.announce_at);
         }
         t
     }
@@ -381,14 +394,13 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         let c = &mut self.core;
         if c.state == RtosState::Connected {
             c.session.handle_timeout(now_ms);
-            let silence = u64::from(c.cfg.host_silence_ms);
-            if silence > 0 && now_ms.saturating_sub(c.last_rx) >= silence {
+            if c.cfg.host_silence_ms > 0 && now_ms >= c.announce_at {
                 c.host_silent = true;
             }
         }
-        if c.announcing() && now_ms >= c.next_announce {
+        if c.announcing() && now_ms >= c.announce_at {
             c.announce_due = true;
-            c.next_announce = now_ms + u64::from(c.cfg.announce_interval_ms);
+            c.announce_at = now_ms + u64::from(c.cfg.announce_interval_ms);
         }
     }
 
@@ -445,6 +457,14 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             && (self.state != RtosState::Connected || self.host_silent)
     }
 
+    /// A valid frame from the host of our session: it is not silent.
+    fn host_heard(&mut self, now: u64) {
+        if self.state == RtosState::Connected {
+            self.host_silent = false;
+            self.announce_at = now + u64::from(self.cfg.host_silence_ms);
+        }
+    }
+
     fn push_event(&mut self, e: RtosEvent) {
         if self.events.is_full() {
             self.events.pop_front();
@@ -457,8 +477,6 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             Ok(x) => x,
             Err(e) => return count_frame_error(&mut self.session.counters, e),
         };
-        self.last_rx = now;
-        self.host_silent = false;
         let msg = if payload.is_empty() {
             None
         } else {
@@ -478,12 +496,14 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             }
         };
         if let Some(HostMsg::Hello(hello)) = msg {
-            return self.on_hello(&hello);
+            self.on_hello(&hello);
+            return self.host_heard(now);
         }
         if self.state != RtosState::Connected {
             bump(&mut self.session.counters.unexpected);
             return;
         }
+        self.host_heard(now);
         self.session.on_ack(header.ack, now);
         let Some(msg) = msg else { return };
         match header.seq {
