@@ -83,6 +83,15 @@ pub fn exit_status(env: &Env, ns: &Namespace<'_>, id: &str) -> i32 {
         .unwrap_or_else(|e| panic!("{id} did not exit: {e}{}", env.diag(id)))
 }
 
+/// The pid containerd reports for task `id` (0 when it has none).
+pub fn task_pid(ns: &Namespace<'_>, id: &str) -> u32 {
+    ns.tasks()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == id)
+        .map_or(0, |t| t.pid)
+}
+
 /// What is left of container `id` once it is deleted, waiting up to 10 s for it to
 /// go: its instance process `pid` (0: unknown), processes naming the id (shim, sim,
 /// QEMU), mounts under its bundle, the bundle, micrun state naming the id, the shim
@@ -241,13 +250,7 @@ pub fn kill_detached(env: &Env, p: Ped, raw: bool, signal: &str, want: i32) {
     let id = unique_id(&tag);
     ok(env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
     wait_state(env, &ns, &id, TaskState::Running);
-    let pid = ns
-        .tasks()
-        .unwrap()
-        .into_iter()
-        .find(|t| t.id == id)
-        .map(|t| t.pid)
-        .unwrap_or(0);
+    let pid = task_pid(&ns, &id);
     let socket = shim_socket_of(&env.cd.bundle_dir(ns.name(), &id));
     let t0 = Instant::now();
     ns.kill(&id, signal)

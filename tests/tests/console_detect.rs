@@ -19,7 +19,8 @@ use micrun_tests::containerd::TaskState;
 use micrun_tests::e2e::{custom_image, unique_id, Env, Ped, Session, TestImage, ANN_AGENT};
 use micrun_tests::peers;
 use micrun_tests::scenarios::{
-    annotations, assert_clean, exit_status, image_and_args, ok, strs, wait_state, T_ACT, T_BOOT,
+    annotations, assert_clean, exit_status, image_and_args, ok, strs, task_pid, wait_state, T_ACT,
+    T_BOOT,
 };
 
 /// U-Boot prints this before its countdown, and `<INTERRUPT>` when a byte stops it.
@@ -109,13 +110,7 @@ fn uboot_signals_auto() {
         let ann = annotations(Ped::Qemu, &[]);
         ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
         wait_state(&env, &ns, &id, TaskState::Running);
-        let pid = ns
-            .tasks()
-            .unwrap()
-            .into_iter()
-            .find(|t| t.id == id)
-            .map(|t| t.pid)
-            .unwrap_or(0);
+        let pid = task_pid(&ns, &id);
         ns.kill(&id, signal)
             .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
         assert_eq!(
