@@ -320,6 +320,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         self.queue(HostCtrl::StatsRequest)
     }
 
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<HostEvent> {
         self.events.pop_front()
     }
@@ -526,6 +527,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
     }
 
     /// The next time [`HostEndpoint::handle_timeout`] has work, if any.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         let mut t: Option<u64> = None;
         let mut take = |x: Option<u64>| {
@@ -583,6 +585,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
     /// `None` when there is nothing to send. `buf` should hold
     /// [`super::transmit_buf_len`]`(link, max_frame)` bytes; a smaller one limits
     /// console chunks and may hold back control messages.
+    #[must_use]
     pub fn poll_transmit(&mut self, now_ms: u64, buf: &mut [u8]) -> Option<usize> {
         let (offset, room) = raw_layout(self.cfg.link, buf.len(), self.max_frame);
         if room < MIN_FRAME {

@@ -64,6 +64,26 @@ pub enum ProtocolError {
     HandshakeTimeout,
 }
 
+impl core::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ProtocolError::IncompatibleVersion { ours, peer } => write!(
+                f,
+                "incompatible protocol version: ours {}.{}, the peer's {}.{}",
+                ours.major, ours.minor, peer.major, peer.minor
+            ),
+            ProtocolError::FrameTooSmall { peer_max_frame } => write!(
+                f,
+                "the peer's largest frame is {peer_max_frame} bytes, below the protocol's minimum {}",
+                frame::MIN_FRAME
+            ),
+            ProtocolError::HandshakeTimeout => f.write_str("no answer to the handshake in time"),
+        }
+    }
+}
+
+impl core::error::Error for ProtocolError {}
+
 /// Bytes `poll_transmit` needs to emit frames of up to `max_frame` bytes on `link`.
 pub const fn transmit_buf_len(link: LinkKind, max_frame: usize) -> usize {
     match link {

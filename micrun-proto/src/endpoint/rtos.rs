@@ -345,6 +345,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         self.core.session.is_flushed()
     }
 
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<RtosEvent> {
         self.core.events.pop_front()
     }
@@ -379,6 +380,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     }
 
     /// The next time [`RtosEndpoint::handle_timeout`] has work, if any.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         let c = &self.core;
         let mut t = c.session.poll_timeout().filter(|_| self.is_connected());
@@ -408,6 +410,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// `None` when there is nothing to send. `buf` should hold
     /// [`super::transmit_buf_len`]`(link, Self::MAX_FRAME)` bytes; a smaller one
     /// (at least 128) only makes console chunks smaller.
+    #[must_use]
     pub fn poll_transmit(&mut self, now_ms: u64, buf: &mut [u8]) -> Option<usize> {
         let c = &mut self.core;
         let (offset, room) = raw_layout(c.cfg.link, buf.len(), c.max_frame);

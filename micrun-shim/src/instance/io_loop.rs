@@ -282,7 +282,7 @@ impl IoLoop {
                 self.ending.exit = Some(Instant::now());
             }
             HostEvent::Error(e) => {
-                log::warn!("{id}: protocol error: {e:?}; relaying the raw console");
+                log::warn!("{id}: protocol error: {e}; relaying the raw console");
                 self.detect = Detect::Off;
                 self.set_mode(Mode::Raw);
             }
