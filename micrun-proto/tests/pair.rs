@@ -424,7 +424,7 @@ fn listening_host_speaks_after_the_announcement() {
 }
 
 /// An agent that booted long before the host attached (a console that appears
-/// late) is still found, within one announce interval.
+/// late) is still found, within the longest announce interval.
 #[test]
 fn late_host_finds_an_agent_that_booted_first() {
     let mut p = Pair::new(17, CLEAN, LISTEN);
@@ -441,8 +441,10 @@ fn late_host_finds_an_agent_that_booted_first() {
     let attached = p.now;
     p.host = HostEndpoint::new(LISTEN, attached);
     p.connect();
+    // Unanswered announcements back off to one a second.
+    let bound = u64::from(micrun_proto::endpoint::ANNOUNCE_MAX_MS) + 50;
     assert!(
-        p.now - attached <= 250,
+        p.now - attached <= bound,
         "found after {} ms",
         p.now - attached
     );

@@ -38,7 +38,7 @@ pub(crate) mod session;
 
 pub use host::{HostConfig, HostEndpoint, HostEvent, HostState, PeerInfo, QueueFull};
 pub use listen::AnnounceFilter;
-pub use rtos::{RtosConfig, RtosEndpoint, RtosEvent, RtosState};
+pub use rtos::{RtosConfig, RtosEndpoint, RtosEvent, RtosState, ANNOUNCE_MAX_MS};
 pub use session::Counters;
 
 use crate::frame::{self, FrameError};

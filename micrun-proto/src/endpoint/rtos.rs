@@ -25,8 +25,10 @@ pub struct RtosConfig {
     pub os: &'static str,
     pub board: &'static str,
     /// While no host has opened a session, `Announce` goes out at this interval,
-    /// so that a listening host detects the agent (protocol 1.1). 0: never (only
-    /// a host that sends `Hello` unasked can then connect).
+    /// so that a listening host detects the agent (protocol 1.1); the interval
+    /// doubles with each unanswered announcement up to [`ANNOUNCE_MAX_MS`] (or
+    /// stays, if it is longer already). 0: never (only a host that sends `Hello`
+    /// unasked can then connect).
     pub announce_interval_ms: u32,
     /// A connected agent that has received no valid frame for this long announces
     /// itself again (its host may have gone and a new one may be listening); the
@@ -139,6 +141,10 @@ impl Role for RtosRole {
 /// input (the host retransmits), so nothing is lost.
 const EVENTS: usize = 3;
 
+/// The longest wait between two announcements once they go unanswered: a host
+/// that starts listening hears the agent within this long.
+pub const ANNOUNCE_MAX_MS: u32 = 1000;
+
 /// What the endpoint keeps of its [`RtosConfig`] (the retransmission timing
 /// lives in the session; not stored twice, for the agent's RAM budget).
 #[derive(Debug, Clone, Copy)]
@@ -183,7 +189,7 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     session: Session<RtosRole, 2, OUT, 1, IN, 4, W>,
     events: Deque<RtosEvent, EVENTS>,
     session_id: u32,
-    max_frame: usize,
+    max_frame: u16,
     hello_ack_due: bool,
     /// Nonce of a `Ping` to answer; the uptime is taken when the `Pong` is sent.
     pong_due: Option<u32>,
@@ -194,6 +200,8 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     announce_at: u64,
     /// Connected, but the host has been silent for `host_silence_ms`.
     host_silent: bool,
+    /// Announcements sent since the host was last heard (the back-off).
+    announced: u8,
 }
 
 impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize> core::fmt::Debug
@@ -254,12 +262,13 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 session: Session::new(timing),
                 events: Deque::new(),
                 session_id: 0,
-                max_frame: Self::MAX_FRAME,
+                max_frame: Self::MAX_FRAME as u16,
                 hello_ack_due: false,
                 pong_due: None,
                 announce_due: cfg.announce_interval_ms > 0,
                 announce_at: 0,
                 host_silent: false,
+                announced: 0,
             },
         }
     }
@@ -402,7 +411,10 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         }
         if c.announcing() && now_ms >= c.announce_at {
             c.announce_due = true;
-            c.announce_at = now_ms + u64::from(c.cfg.announce_interval_ms);
+            let base = c.cfg.announce_interval_ms;
+            let wait = (base << c.announced.min(10)).min(ANNOUNCE_MAX_MS.max(base));
+            c.announced = c.announced.saturating_add(1);
+            c.announce_at = now_ms + u64::from(wait);
         }
     }
 
@@ -413,7 +425,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     #[must_use]
     pub fn poll_transmit(&mut self, now_ms: u64, buf: &mut [u8]) -> Option<usize> {
         let c = &mut self.core;
-        let (offset, room) = raw_layout(c.cfg.link, buf.len(), c.max_frame);
+        let (offset, room) = raw_layout(c.cfg.link, buf.len(), usize::from(c.max_frame));
         if room < MIN_FRAME {
             return None;
         }
@@ -464,6 +476,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
     fn host_heard(&mut self, now: u64) {
         if self.state == RtosState::Connected {
             self.host_silent = false;
+            self.announced = 0;
             self.announce_at = now + u64::from(self.cfg.host_silence_ms);
         }
     }
@@ -575,7 +588,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
                 peer_max_frame: hello.max_frame,
             }));
         }
-        self.max_frame = self.max_frame.min(usize::from(hello.max_frame));
+        self.max_frame = self.max_frame.min(hello.max_frame);
         self.session.restart();
         self.state = RtosState::Connected;
         let version = PROTOCOL_VERSION.negotiate(hello.version);
