@@ -28,3 +28,4 @@ pub mod resources;
 pub mod service;
 pub mod spec;
 pub mod state;
+pub mod stdio;
