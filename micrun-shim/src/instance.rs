@@ -35,9 +35,8 @@
 //! `ctr` neither blocks nor breaks the relay; output waits in the pipe for the next
 //! attach.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -161,6 +160,8 @@ pub struct Instance {
     io_parts: Mutex<Option<IoParts>>,
     lifecycle: LifecycleConfig,
     on_exit: Arc<Mutex<Option<ExitHook>>>,
+    /// What Start made for stdout/stderr (a logger, log file copiers); ended at Delete.
+    stdio: Mutex<Option<crate::stdio::StdioGuard>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -209,6 +210,7 @@ impl Instance {
             io_parts: Mutex::new(Some((link, io, cmd_rx))),
             lifecycle,
             on_exit: Arc::new(Mutex::new(None)),
+            stdio: Mutex::new(None),
         })
     }
 
@@ -258,7 +260,7 @@ impl Instance {
             return Err(InstanceError::Precondition("already started".into()));
         };
         let open = |link| {
-            Relay::open(&self.spec, link, io)
+            Relay::open(&self.spec, link, io, &self.stdio)
                 .map_err(|e| InstanceError::Io(format!("container {}: console: {e}", self.spec.id)))
         };
         // A start that fails half way (the partition runs, its console never
@@ -513,6 +515,14 @@ impl Instance {
         }
     }
 
+    /// Delete, once the instance has ended: the logger or log file copiers of
+    /// its stdio finish (see [`crate::stdio::StdioGuard::close`]).
+    pub fn close_stdio(&self) {
+        if let Some(guard) = lock(&self.stdio).take() {
+            guard.close();
+        }
+    }
+
     /// Destroys what is left of the partition (Delete). Never blocks on the RTOS.
     pub fn destroy(&self) {
         if self.exit().is_none() {
@@ -579,36 +589,31 @@ struct Relay {
     stderr: Option<Async<File>>,
 }
 
-fn open_fifo(path: &Option<PathBuf>) -> io::Result<Option<Async<File>>> {
-    match path {
-        Some(p) if !p.as_os_str().is_empty() => {
-            // Read-write: never blocks at open, never EPIPE when no reader is attached.
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(nix::libc::O_NONBLOCK)
-                .open(p)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
-            Async::new(f).map(Some)
-        }
-        _ => Ok(None),
-    }
-}
-
 impl Relay {
-    fn open(spec: &InstanceSpec, link: Link, io: IoPaths) -> io::Result<Relay> {
-        let stderr = if spec.terminal {
-            None
-        } else {
-            open_fifo(&io.stderr)?
-        };
+    /// Opens the link and the stdio (FIFOs, log files, a logger: [`crate::stdio`]),
+    /// leaving in `guard` what must be ended at Delete.
+    fn open(
+        spec: &InstanceSpec,
+        link: Link,
+        io: IoPaths,
+        guard: &Mutex<Option<crate::stdio::StdioGuard>>,
+    ) -> io::Result<Relay> {
+        let s = crate::stdio::open(
+            &spec.id,
+            &spec.namespace,
+            &io,
+            spec.terminal,
+            crate::stdio::TIMEOUTS,
+        )?;
+        *lock(guard) = Some(s.guard);
+        let a = |f: Option<File>| f.map(Async::new).transpose();
         Ok(Relay {
             link_rx: Async::new(File::from(link.rx))?,
             link_tx: Async::new(File::from(link.tx))?,
             rx_translate: link.rx_translate,
-            stdin: open_fifo(&io.stdin)?,
-            stdout: open_fifo(&io.stdout)?,
-            stderr,
+            stdin: a(s.stdin)?,
+            stdout: a(s.stdout)?,
+            stderr: a(s.stderr)?,
         })
     }
 }

@@ -7,7 +7,8 @@
 //!         pedestal::for_kind (detect: host default, driver) ─► Pedestal::create
 //!         ─► Partition + Link ─► instance::Instance (state::write for `delete`)
 //! Start:  Partition::start; the I/O loop (one thread, smol) relays containerd's
-//!         FIFOs ⇄ HostEndpoint (agent mode) or raw bytes ⇄ the link
+//!         FIFOs (or log URIs: stdio) ⇄ HostEndpoint (agent mode) or raw bytes ⇄
+//!         the link
 //! Kill/Pause/Update/Stats/...: service (ttrpc Task API) ─► Instance ─► Partition
 //!         or a message to the agent (Stop, Signal, Resize, StatsRequest)
 //! End:    agent Exited / process exit / console hang-up ─► exit status rules
@@ -28,3 +29,4 @@ pub mod resources;
 pub mod service;
 pub mod spec;
 pub mod state;
+pub mod stdio;

@@ -313,6 +313,14 @@ impl Service {
         if lock(&self.tasks).contains_key(&id) {
             return Err(Error::AlreadyExists(id));
         }
+        let io = IoPaths {
+            stdin: Some(PathBuf::from(&req.stdin)).filter(|p| !p.as_os_str().is_empty()),
+            stdout: Some(PathBuf::from(&req.stdout)).filter(|p| !p.as_os_str().is_empty()),
+            stderr: Some(PathBuf::from(&req.stderr)).filter(|p| !p.as_os_str().is_empty()),
+        };
+        // Before anything is made: a bad log URI leaves nothing behind.
+        crate::stdio::check(&io)
+            .map_err(|e| Error::InvalidArgument(format!("create {id}: {e}")))?;
         let config_path =
             crate::config::options_config_path(&req.options.type_url, &req.options.value)
                 .map_err(|e| Error::InvalidArgument(format!("create {id}: {e}")))?;
@@ -352,11 +360,6 @@ impl Service {
                     log::warn!("{e}");
                 }
             }
-        };
-        let io = IoPaths {
-            stdin: Some(PathBuf::from(&req.stdin)).filter(|p| !p.as_os_str().is_empty()),
-            stdout: Some(PathBuf::from(&req.stdout)).filter(|p| !p.as_os_str().is_empty()),
-            stderr: Some(PathBuf::from(&req.stderr)).filter(|p| !p.as_os_str().is_empty()),
         };
         let dir = state::task_dir(&config.state_dir, &self.namespace, &id);
 
@@ -461,6 +464,7 @@ impl Service {
                 if i.wait_timeout(Duration::from_secs(10)).is_none() {
                     log::warn!("{id}: no exit seen 10 s after destroy; releasing anyway");
                 }
+                i.close_stdio();
             }
             Workload::Sandbox(p) => p.set(
                 Status::Stopped,

@@ -143,7 +143,7 @@ impl Pedestal for Sim {
 /// partition waits (stopped) before exec, so without this it would hold other
 /// instances' link pipes open, and their ends would never be seen. Only
 /// async-signal-safe calls.
-unsafe fn close_from(first: i32) -> bool {
+pub(crate) unsafe fn close_from(first: i32) -> bool {
     use nix::libc;
     // SAFETY: plain syscalls on descriptor numbers.
     unsafe {

@@ -58,6 +58,8 @@ Mode:
   --raw             plain console bytes over the link, no micrun agent
 Other:
   --board NAME      board name shown by the shell (default: sim)
+  --input TEXT      console input typed at boot, before anything from the
+                    link (at most 512 bytes; end each command with a CR)
   --help            show this help
 ";
 
@@ -107,6 +109,9 @@ struct Opts {
     link: LinkOpt,
     raw: bool,
     board: String,
+    /// `--input`: typed at boot (a task whose stdin is not a console, such as
+    /// one with a containerd log URI, can still be given commands).
+    input: Vec<u8>,
 }
 
 /// `Ok(None)` means `--help`.
@@ -117,6 +122,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Opts>, 
     let mut pty_link = None;
     let mut raw = false;
     let mut board = String::from("sim");
+    let mut input = Vec::new();
     while let Some(arg) = args.next() {
         let arg = arg
             .into_string()
@@ -128,6 +134,16 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Opts>, 
             "--pty" => pty = true,
             "--socket" => socket = Some(PathBuf::from(value("--socket")?)),
             "--pty-link" => pty_link = Some(PathBuf::from(value("--pty-link")?)),
+            "--input" => {
+                input = std::os::unix::ffi::OsStringExt::into_vec(value("--input")?);
+                if input.len() > micrun_rtos::demo::INPUT_CAPACITY {
+                    return Err(format!(
+                        "--input: {} bytes, at most {} fit",
+                        input.len(),
+                        micrun_rtos::demo::INPUT_CAPACITY
+                    ));
+                }
+            }
             "--board" => {
                 board = value("--board")?
                     .into_string()
@@ -143,7 +159,12 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Opts>, 
         (None, false) if pty_link.is_none() => LinkOpt::Stdio,
         _ => return Err("--pty-link needs --pty".into()),
     };
-    Ok(Some(Opts { link, raw, board }))
+    Ok(Some(Opts {
+        link,
+        raw,
+        board,
+        input,
+    }))
 }
 
 fn run(opts: &Opts) -> Result<i32, String> {
@@ -161,9 +182,9 @@ fn run(opts: &Opts) -> Result<i32, String> {
     let link = Link::open(&opts.link)?;
     let board = SimBoard::new(&opts.board);
     let end = if opts.raw {
-        run_raw(&link, &board, &signals)
+        run_raw(&link, &board, &signals, &opts.input)
     } else {
-        run_agent(&link, &board, &signals)
+        run_agent(&link, &board, &signals, &opts.input)
     }?;
     Ok(match end {
         End::Exit(code) => code,
@@ -179,9 +200,10 @@ enum End {
 
 /// Raw mode: console bytes straight over the link, like an RTOS image with a
 /// plain UART console.
-fn run_raw(link: &Link, board: &SimBoard, signals: &SignalFd) -> Result<End, String> {
+fn run_raw(link: &Link, board: &SimBoard, signals: &SignalFd, input: &[u8]) -> Result<End, String> {
     let mut shell = Shell::new();
     shell.start(board);
+    shell.feed(input);
     let mut eof = false;
     let mut buf = [0u8; 512];
     loop {
@@ -237,7 +259,12 @@ fn run_raw(link: &Link, board: &SimBoard, signals: &SignalFd) -> Result<End, Str
 /// its output into the agent's stdout ring (as far as the host's credit
 /// allows); then the loop sleeps until link input, the agent's next timer or
 /// a signal, or loops at once while there is work the agent has not sent yet.
-fn run_agent(link: &Link, board: &SimBoard, signals: &SignalFd) -> Result<End, String> {
+fn run_agent(
+    link: &Link,
+    board: &SimBoard,
+    signals: &SignalFd,
+    input: &[u8],
+) -> Result<End, String> {
     // The agent wants `'static` names; the process lives as long as they do.
     let info = AgentInfo {
         os: OS_NAME,
@@ -253,6 +280,7 @@ fn run_agent(link: &Link, board: &SimBoard, signals: &SignalFd) -> Result<End, S
     };
     // Before a host connects the banner waits in the agent's stdout ring.
     app.shell.start(board);
+    app.shell.feed(input);
     let mut phase = Phase::Running;
     let mut buf = [0u8; 512];
     loop {
@@ -821,7 +849,8 @@ mod tests {
             Opts {
                 link: LinkOpt::Stdio,
                 raw: false,
-                board: "sim".into()
+                board: "sim".into(),
+                input: Vec::new(),
             }
         );
         assert_eq!(
@@ -833,18 +862,28 @@ mod tests {
                     link: Some("/tmp/x".into())
                 },
                 raw: true,
-                board: "b".into()
+                board: "b".into(),
+                input: Vec::new(),
             }
         );
         assert_eq!(
             parse(&["--socket", "/s"]).unwrap().unwrap().link,
             LinkOpt::Socket("/s".into())
         );
+        assert_eq!(
+            parse(&["--input", "echo a\rexit 3\r"])
+                .unwrap()
+                .unwrap()
+                .input,
+            b"echo a\rexit 3\r"
+        );
         assert_eq!(parse(&["--help"]).unwrap(), None);
         for bad in [
             &["--bogus"][..],
             &["--socket"],
             &["--board"],
+            &["--input"],
+            &["--input", &"x".repeat(513)],
             &["--pty-link", "/x"],
             &["--socket", "/s", "--pty"],
             &["--socket", "/s", "--pty-link", "/x"],

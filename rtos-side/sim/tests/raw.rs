@@ -249,6 +249,23 @@ fn eof_on_the_link_exits_0_after_pending_lines() {
     assert_eq!(child.wait().code(), Some(0));
 }
 
+/// `--input`: commands typed at boot, before (and without) any from the link.
+#[test]
+fn input_at_boot() {
+    let mut child = ChildGuard::spawn(
+        Command::new(SIM)
+            .args(["--raw", "--input", "echo typed\rexit 4\r"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let _stdin = child.0.stdin.take().unwrap();
+    let mut out = Output::new(child.0.stdout.take().unwrap());
+    let mut expected = banner("sim");
+    expected.extend_from_slice(b"typed\r\n> ");
+    assert_eq!(out.rest(), expected);
+    assert_eq!(child.wait().code(), Some(4));
+}
+
 #[test]
 fn hang_stays_alive_and_silent() {
     let (mut child, mut stdin, mut out) = raw_stdio("sim");
