@@ -24,6 +24,7 @@
 //! machine = "virt"
 //! cpu = "cortex-a53"
 //! extra_args = []
+//! startup_timeout = "20s"          # QEMU started → its QMP answers
 //!
 //! [mica]                           # micad, the Mica daemon (drives xen and baremetal)
 //! dir = "/run/mica"                # its sockets: mica-create.socket, <id>.socket
@@ -259,6 +260,10 @@ pub struct QemuConfig {
     pub cpu: String,
     /// Arguments appended to QEMU's command line (default none).
     pub extra_args: Vec<String>,
+    /// How long QEMU may take from its start to answering QMP in `prelaunch`
+    /// (default 20 s; a large image makes QEMU answer late, U-Boot 2025.01 after ~2.4 s on an idle host).
+    #[serde(deserialize_with = "duration")]
+    pub startup_timeout: Duration,
 }
 
 impl Default for QemuConfig {
@@ -268,6 +273,7 @@ impl Default for QemuConfig {
             machine: "virt".to_owned(),
             cpu: "cortex-a53".to_owned(),
             extra_args: Vec::new(),
+            startup_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -605,6 +611,7 @@ impl Config {
             ("lifecycle.liveness_window", life.liveness_window),
             ("lifecycle.ping_interval", life.ping_interval),
             ("lifecycle.handshake_wait", life.handshake_wait),
+            ("qemu.startup_timeout", self.qemu.startup_timeout),
         ] {
             if value.is_zero() {
                 return Err((key, "must be longer than 0".to_owned()));
@@ -943,6 +950,7 @@ mod tests {
         assert_eq!(config.qemu.machine, "virt");
         assert_eq!(config.qemu.cpu, "cortex-a53");
         assert!(config.qemu.extra_args.is_empty());
+        assert_eq!(config.qemu.startup_timeout, Duration::from_secs(20));
         assert_eq!(config.resources.min_memory_mib, 32);
         assert_eq!(config.resources.default_memory_mib, 64);
         assert_eq!(config.resources.max_vcpus, 8);
@@ -1170,6 +1178,7 @@ max_vcpus = 4
                 "lifecycle.ping_interval",
             ),
             ("[qemu]\nbinary = \"\"", "qemu.binary"),
+            ("[qemu]\nstartup_timeout = \"0s\"", "qemu.startup_timeout"),
             ("[qemu]\nmachine = \" \"", "qemu.machine"),
             ("[qemu]\ncpu = \"\"", "qemu.cpu"),
             (

@@ -47,8 +47,6 @@ const KIND: PedestalKind = PedestalKind::Qemu;
 
 /// The longest unix socket path: `sun_path` is 108 bytes with the terminating NUL.
 pub const SUN_PATH_MAX: usize = 107;
-/// How long QEMU may take from spawn to answering `query-status` (normally ~0.1 s).
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `quit` may take to be answered, and then for QEMU to end.
 const QUIT_TIMEOUT: Duration = Duration::from_millis(500);
 const QUIT_WAIT: Duration = Duration::from_secs(1);
@@ -66,6 +64,8 @@ pub struct Qemu {
     machine: String,
     cpu: String,
     extra_args: Vec<String>,
+    /// From spawn to QMP answering in `prelaunch` (`[qemu] startup_timeout`).
+    startup_timeout: Duration,
     /// The config file, for error messages.
     config_origin: Option<PathBuf>,
 }
@@ -77,6 +77,7 @@ impl Qemu {
             machine: config.qemu.machine.clone(),
             cpu: config.qemu.cpu.clone(),
             extra_args: config.qemu.extra_args.clone(),
+            startup_timeout: config.qemu.startup_timeout,
             config_origin: config.origin.clone(),
         }
     }
@@ -168,7 +169,7 @@ impl Qemu {
         drop(child);
         let start = proc_stat(pid).map_or(0, |s| s.start);
 
-        match startup(pid, start, &files, started + STARTUP_TIMEOUT) {
+        match startup(pid, start, &files, started, self.startup_timeout) {
             Ok((uart, qmp)) => {
                 log::debug!(
                     "{}: QEMU pid {pid} ready in {:?}",
@@ -372,16 +373,23 @@ fn remove(path: &Path) {
 }
 
 /// Connects the UART, then QMP, and checks that QEMU waits in `prelaunch`.
+/// All of it by `started + timeout` (`[qemu] startup_timeout`).
 fn startup(
     pid: u32,
     start: u64,
     files: &RunFiles,
-    deadline: Instant,
+    started: Instant,
+    timeout: Duration,
 ) -> Result<(UnixStream, Qmp), String> {
-    let uart = connect_when_listening(&files.uart, "UART", pid, start, deadline)?;
-    let stream = connect_when_listening(&files.qmp, "QMP", pid, start, deadline)?;
-    let mut qmp = Qmp::handshake(stream, deadline.saturating_duration_since(Instant::now()))
-        .map_err(|e| format!("QMP handshake: {e}"))?;
+    let deadline = started + timeout;
+    let uart = connect_when_listening(&files.uart, "UART", pid, start, deadline, timeout)?;
+    let stream = connect_when_listening(&files.qmp, "QMP", pid, start, deadline, timeout)?;
+    let mut qmp = Qmp::handshake(stream, &files.qmp, started, deadline).map_err(|e| {
+        format!(
+            "QMP handshake: {e}; the start-up deadline is `[qemu] startup_timeout` \
+             ({timeout:?} from QEMU's start)"
+        )
+    })?;
     let status = qmp
         .query_status()
         .map_err(|e| format!("QMP query-status: {e}"))?;
@@ -400,6 +408,7 @@ fn connect_when_listening(
     pid: u32,
     start: u64,
     deadline: Instant,
+    timeout: Duration,
 ) -> Result<UnixStream, String> {
     loop {
         match UnixStream::connect(path) {
@@ -410,7 +419,7 @@ fn connect_when_listening(
                 }
                 if Instant::now() >= deadline {
                     return Err(format!(
-                        "QEMU did not open its {what} socket {} within {STARTUP_TIMEOUT:?}: {e}",
+                        "QEMU did not open its {what} socket {} within {timeout:?} (`[qemu] startup_timeout`): {e}",
                         path.display()
                     ));
                 }
