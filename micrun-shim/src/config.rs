@@ -252,11 +252,13 @@ pub struct SimConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QemuConfig {
-    /// The QEMU binary, a name looked up in `PATH` or a path (default `qemu-system-aarch64`).
+    /// The QEMU binary for aarch64 firmware, a name looked up in `PATH` or a path
+    /// (default `qemu-system-aarch64`). Other architectures use the binary of the
+    /// pedestal's table (`crate::pedestal::qemu::MACHINES`).
     pub binary: PathBuf,
-    /// `-M` machine (default `virt`).
+    /// `-M` machine for aarch64 firmware (default `virt`).
     pub machine: String,
-    /// `-cpu` model (default `cortex-a53`).
+    /// `-cpu` model for aarch64 firmware (default `cortex-a53`).
     pub cpu: String,
     /// Arguments appended to QEMU's command line (default none).
     pub extra_args: Vec<String>,
@@ -268,10 +270,12 @@ pub struct QemuConfig {
 
 impl Default for QemuConfig {
     fn default() -> Self {
+        // The default architecture's entry of the qemu pedestal's table.
+        let aarch64 = &crate::pedestal::qemu::MACHINES[0];
         Self {
-            binary: PathBuf::from("qemu-system-aarch64"),
-            machine: "virt".to_owned(),
-            cpu: "cortex-a53".to_owned(),
+            binary: PathBuf::from(aarch64.binary),
+            machine: aarch64.machine.to_owned(),
+            cpu: aarch64.cpu.to_owned(),
             extra_args: Vec::new(),
             startup_timeout: Duration::from_secs(20),
         }

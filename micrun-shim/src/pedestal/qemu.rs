@@ -57,12 +57,57 @@ const EXIT_GRACE: Duration = Duration::from_millis(300);
 /// Lines of `qemu.log` quoted in an error.
 const LOG_TAIL_LINES: usize = 12;
 
-/// The qemu pedestal.
-#[derive(Debug)]
-pub struct Qemu {
+/// One architecture the pedestal runs: everything about QEMU that differs between
+/// architectures lives in [`MACHINES`], not in branches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineSpec {
+    /// What the firmware is built for.
+    pub arch: Arch,
+    /// The QEMU binary (looked up in `PATH`).
+    pub binary: &'static str,
+    /// The Debian package that has [`MachineSpec::binary`], for error messages.
+    pub package: &'static str,
+    /// `-M`.
+    pub machine: &'static str,
+    /// `-cpu`.
+    pub cpu: &'static str,
+    /// The machine's first UART, which QEMU's `-serial` connects to the link.
+    pub uart: &'static str,
+    /// Where the machine's RAM starts.
+    pub ram_base: u64,
+}
+
+/// The architectures the qemu pedestal runs, with QEMU's machine for each. The
+/// first is the default.
+pub const MACHINES: [MachineSpec; 1] = [MachineSpec {
+    arch: Arch::Aarch64,
+    binary: "qemu-system-aarch64",
+    package: "qemu-system-arm",
+    machine: "virt",
+    cpu: "cortex-a53",
+    uart: "PL011",
+    ram_base: 0x4000_0000,
+}];
+
+/// The table entry of `arch`.
+pub fn machine_for(arch: Arch) -> Option<&'static MachineSpec> {
+    MACHINES.iter().find(|m| m.arch == arch)
+}
+
+/// A [`MachineSpec`] as configured: `[qemu] binary`, `machine` and `cpu` replace
+/// the aarch64 entry's.
+#[derive(Debug, Clone)]
+struct Machine {
+    spec: &'static MachineSpec,
     binary: PathBuf,
     machine: String,
     cpu: String,
+}
+
+/// The qemu pedestal.
+#[derive(Debug)]
+pub struct Qemu {
+    machines: Vec<Machine>,
     extra_args: Vec<String>,
     /// From spawn to QMP answering in `prelaunch` (`[qemu] startup_timeout`).
     startup_timeout: Duration,
@@ -72,32 +117,62 @@ pub struct Qemu {
 
 impl Qemu {
     pub fn new(config: &Config) -> Qemu {
+        let machines = MACHINES
+            .iter()
+            .map(|spec| {
+                if spec.arch == Arch::Aarch64 {
+                    Machine {
+                        spec,
+                        binary: config.qemu.binary.clone(),
+                        machine: config.qemu.machine.clone(),
+                        cpu: config.qemu.cpu.clone(),
+                    }
+                } else {
+                    Machine {
+                        spec,
+                        binary: spec.binary.into(),
+                        machine: spec.machine.to_owned(),
+                        cpu: spec.cpu.to_owned(),
+                    }
+                }
+            })
+            .collect();
         Qemu {
-            binary: config.qemu.binary.clone(),
-            machine: config.qemu.machine.clone(),
-            cpu: config.qemu.cpu.clone(),
+            machines,
             extra_args: config.qemu.extra_args.clone(),
             startup_timeout: config.qemu.startup_timeout,
             config_origin: config.origin.clone(),
         }
     }
 
-    /// The QEMU binary to run: the configured path, or the name found in `PATH`.
+    /// The QEMU binary of the default architecture: the configured path, or the
+    /// name found in `PATH`.
     pub fn resolve_binary(&self) -> Result<PathBuf, PedestalError> {
+        self.resolve(&self.machines[0])
+    }
+
+    fn resolve(&self, machine: &Machine) -> Result<PathBuf, PedestalError> {
         find_binary(
-            &self.binary,
+            &machine.binary,
+            machine.spec,
             std::env::var_os("PATH").as_deref(),
             self.config_origin.as_deref(),
         )
     }
 
+    /// The machine that runs `spec`'s firmware.
+    fn machine(&self, _spec: &InstanceSpec) -> &Machine {
+        &self.machines[0]
+    }
+
     /// QEMU's arguments for `spec` with the files in `files`.
     fn args(&self, spec: &InstanceSpec, files: &RunFiles) -> Vec<OsString> {
+        let machine = self.machine(spec);
         let mut args: Vec<OsString> = [
             "-M",
-            &self.machine,
+            &machine.machine,
             "-cpu",
-            &self.cpu,
+            &machine.cpu,
             "-smp",
             &spec.resources.vcpus.to_string(),
             "-m",
@@ -216,12 +291,12 @@ impl Pedestal for Qemu {
     }
 
     fn arch(&self) -> Arch {
-        Arch::Aarch64
+        MACHINES[0].arch
     }
 
-    fn check(&self, _spec: &InstanceSpec) -> Result<(), PedestalError> {
+    fn check(&self, spec: &InstanceSpec) -> Result<(), PedestalError> {
         // The socket paths depend on the run directory, checked by `create`.
-        self.resolve_binary().map(drop)
+        self.resolve(self.machine(spec)).map(drop)
     }
 
     fn create(
@@ -229,7 +304,7 @@ impl Pedestal for Qemu {
         spec: &InstanceSpec,
         run_dir: &Path,
     ) -> Result<Box<dyn Partition>, PedestalError> {
-        let binary = self.resolve_binary()?;
+        let binary = self.resolve(self.machine(spec))?;
         let files = RunFiles::new(run_dir);
         files.check_len(&spec.id)?;
         let pin = match &spec.resources.cpu_str {
@@ -242,9 +317,11 @@ impl Pedestal for Qemu {
     }
 }
 
-/// Finds `binary` ([`super::find_executable`]); the error says how to get QEMU.
+/// Finds `binary` ([`super::find_executable`]) for `machine`; the error says how
+/// to get QEMU.
 fn find_binary(
     binary: &Path,
+    machine: &MachineSpec,
     path_var: Option<&OsStr>,
     config: Option<&Path>,
 ) -> Result<PathBuf, PedestalError> {
@@ -256,8 +333,9 @@ fn find_binary(
         PedestalError::Unavailable {
             pedestal: KIND,
             why: format!(
-                "QEMU binary {e}; install QEMU (Debian package qemu-system-arm) or set \
-                 `[qemu] binary` in {config}"
+                "QEMU binary for {} firmware {e}; install QEMU (Debian package {}) or set \
+                 `[qemu] binary` in {config}",
+                machine.arch, machine.package
             ),
         }
     })
@@ -790,7 +868,8 @@ mod tests {
 
     #[test]
     fn binary_lookup() {
-        let err = find_binary(Path::new("/nonexistent/qemu"), None, None).unwrap_err();
+        let err =
+            find_binary(Path::new("/nonexistent/qemu"), &MACHINES[0], None, None).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, PedestalError::Unavailable { .. }));
         assert!(
@@ -800,6 +879,7 @@ mod tests {
 
         let err = find_binary(
             Path::new("no-such-qemu"),
+            &MACHINES[0],
             Some(OsStr::new("/nonexistent-a:/nonexistent-b")),
             Some(Path::new("/etc/micrun/config.toml")),
         )
@@ -812,10 +892,15 @@ mod tests {
         );
 
         // `sh` exists on every host this builds on.
-        let found = find_binary(Path::new("sh"), Some(OsStr::new("/nonexistent:/bin")), None);
+        let found = find_binary(
+            Path::new("sh"),
+            &MACHINES[0],
+            Some(OsStr::new("/nonexistent:/bin")),
+            None,
+        );
         assert_eq!(found.unwrap(), Path::new("/bin/sh"));
         // A directory is not a binary.
-        assert!(find_binary(Path::new("/bin"), None, None).is_err());
+        assert!(find_binary(Path::new("/bin"), &MACHINES[0], None, None).is_err());
     }
 
     #[test]
