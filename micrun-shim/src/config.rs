@@ -25,6 +25,7 @@
 //! cpu = "cortex-a53"
 //! extra_args = []
 //! startup_timeout = "20s"          # QEMU started → its QMP answers
+//! watch_interval = "1s"            # how often a running guest's state is asked
 //!
 //! [mica]                           # micad, the Mica daemon (drives xen and baremetal)
 //! dir = "/run/mica"                # its sockets: mica-create.socket, <id>.socket
@@ -266,6 +267,10 @@ pub struct QemuConfig {
     /// (default 20 s; a large image makes QEMU answer late, U-Boot 2025.01 after ~2.4 s on an idle host).
     #[serde(deserialize_with = "duration")]
     pub startup_timeout: Duration,
+    /// How often a running guest's state is asked (`query-status`), to see a guest
+    /// that panicked or stopped with an internal error (default 1 s).
+    #[serde(deserialize_with = "duration")]
+    pub watch_interval: Duration,
 }
 
 impl Default for QemuConfig {
@@ -278,6 +283,7 @@ impl Default for QemuConfig {
             cpu: aarch64.cpu.to_owned(),
             extra_args: Vec::new(),
             startup_timeout: Duration::from_secs(20),
+            watch_interval: Duration::from_secs(1),
         }
     }
 }
@@ -616,6 +622,7 @@ impl Config {
             ("lifecycle.ping_interval", life.ping_interval),
             ("lifecycle.handshake_wait", life.handshake_wait),
             ("qemu.startup_timeout", self.qemu.startup_timeout),
+            ("qemu.watch_interval", self.qemu.watch_interval),
         ] {
             if value.is_zero() {
                 return Err((key, "must be longer than 0".to_owned()));

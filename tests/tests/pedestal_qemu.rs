@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use micrun_proto::{ExitReason, HostConfig, HostEvent};
 use micrun_shim::annotations::Annotations;
 use micrun_shim::config::{Config, PedestalKind};
-use micrun_shim::firmware::{validate_elf, Arch};
+use micrun_shim::firmware::Arch;
 use micrun_shim::pedestal::{self, Partition, PartitionState, Pedestal, PedestalError};
 use micrun_shim::resources::{CpuSet, Resources};
 use micrun_shim::spec::InstanceSpec;
@@ -113,7 +113,7 @@ fn spec(id: &str, fw: &Path, resources: Resources) -> InstanceSpec {
         bundle: rootfs.parent().unwrap().to_path_buf(),
         rootfs,
         firmware: fw.to_path_buf(),
-        elf: validate_elf(fw, Arch::Aarch64).ok(),
+        image: qemu().inspect_firmware(fw, &Default::default()).ok(),
         pedestal: PedestalKind::Qemu,
         resources,
         annotations: Annotations::default(),

@@ -36,7 +36,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, PedestalKind};
-use crate::firmware::Arch;
+use crate::firmware::{Arch, FirmwareError, FirmwareImage, ImageHints};
 use crate::resources::Resources;
 use crate::spec::InstanceSpec;
 
@@ -229,8 +229,19 @@ pub trait Partition: Send {
 /// A partitioning technology.
 pub trait Pedestal: Send + Sync {
     fn kind(&self) -> PedestalKind;
-    /// The architecture firmware must be built for.
+    /// The architecture firmware must be built for (the default one, for a
+    /// pedestal that runs several).
     fn arch(&self) -> Arch;
+    /// Reads the firmware at `path` and checks that this pedestal can boot it, as
+    /// `hints` (the container's image annotations) describe it. The default: an ELF
+    /// for [`Pedestal::arch`], nothing else.
+    fn inspect_firmware(
+        &self,
+        path: &Path,
+        hints: &ImageHints,
+    ) -> Result<FirmwareImage, FirmwareError> {
+        crate::firmware::inspect(path, hints, &[self.arch()], self.kind().name(), false)
+    }
     /// Checks that the pedestal can run `spec` on this host (binary present, id
     /// valid for it, ...), before anything is created.
     fn check(&self, spec: &InstanceSpec) -> Result<(), PedestalError>;

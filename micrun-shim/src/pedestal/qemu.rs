@@ -29,17 +29,21 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
 use super::qmp::{Qmp, QmpError};
 use super::{
-    find_executable, kill_if_same, proc_stat, Leftovers, Link, Partition, PartitionState,
-    PartitionStats, Pedestal, PedestalError,
+    find_executable, kill_if_same, proc_stat, process_start_time, Leftovers, Link, Partition,
+    PartitionState, PartitionStats, Pedestal, PedestalError,
 };
 use crate::config::{Config, PedestalKind};
-use crate::firmware::Arch;
+use crate::firmware::{Arch, FirmwareError, FirmwareImage, ImageFormat, ImageHints};
+use crate::instance::lock;
 use crate::resources::{CpuSet, Resources};
 use crate::spec::InstanceSpec;
 
@@ -78,16 +82,53 @@ pub struct MachineSpec {
 }
 
 /// The architectures the qemu pedestal runs, with QEMU's machine for each. The
-/// first is the default.
-pub const MACHINES: [MachineSpec; 1] = [MachineSpec {
-    arch: Arch::Aarch64,
-    binary: "qemu-system-aarch64",
-    package: "qemu-system-arm",
-    machine: "virt",
-    cpu: "cortex-a53",
-    uart: "PL011",
-    ram_base: 0x4000_0000,
-}];
+/// first is the default (for images that are not ELFs and name none).
+pub const MACHINES: [MachineSpec; 3] = [
+    MachineSpec {
+        arch: Arch::Aarch64,
+        binary: "qemu-system-aarch64",
+        package: "qemu-system-arm",
+        machine: "virt",
+        cpu: "cortex-a53",
+        uart: "PL011",
+        ram_base: 0x4000_0000,
+    },
+    MachineSpec {
+        arch: Arch::Arm,
+        binary: "qemu-system-arm",
+        package: "qemu-system-arm",
+        machine: "virt",
+        cpu: "cortex-a15",
+        uart: "PL011",
+        ram_base: 0x4000_0000,
+    },
+    // QEMU's default `-bios` here is OpenSBI (Debian: package opensbi), so an
+    // S-mode firmware given as `-kernel` runs over it.
+    MachineSpec {
+        arch: Arch::Riscv64,
+        binary: "qemu-system-riscv64",
+        package: "qemu-system-misc",
+        machine: "virt",
+        cpu: "rv64",
+        uart: "NS16550A",
+        ram_base: 0x8000_0000,
+    },
+];
+
+/// The architectures of [`MACHINES`], in its order.
+const ARCHS: [Arch; MACHINES.len()] = {
+    let mut archs = [Arch::Aarch64; MACHINES.len()];
+    let mut i = 0;
+    while i < MACHINES.len() {
+        archs[i] = MACHINES[i].arch;
+        i += 1;
+    }
+    archs
+};
+
+/// The exit status of a guest that QEMU reports `guest-panicked` or
+/// `internal-error`: 128 + SIGABRT, as for a crashed remote processor.
+pub const GUEST_FAILED_STATUS: i32 = 128 + nix::libc::SIGABRT;
 
 /// The table entry of `arch`.
 pub fn machine_for(arch: Arch) -> Option<&'static MachineSpec> {
@@ -111,6 +152,8 @@ pub struct Qemu {
     extra_args: Vec<String>,
     /// From spawn to QMP answering in `prelaunch` (`[qemu] startup_timeout`).
     startup_timeout: Duration,
+    /// How often a running guest's state is asked (`[qemu] watch_interval`).
+    watch_interval: Duration,
     /// The config file, for error messages.
     config_origin: Option<PathBuf>,
 }
@@ -141,6 +184,7 @@ impl Qemu {
             machines,
             extra_args: config.qemu.extra_args.clone(),
             startup_timeout: config.qemu.startup_timeout,
+            watch_interval: config.qemu.watch_interval,
             config_origin: config.origin.clone(),
         }
     }
@@ -160,9 +204,12 @@ impl Qemu {
         )
     }
 
-    /// The machine that runs `spec`'s firmware.
-    fn machine(&self, _spec: &InstanceSpec) -> &Machine {
-        &self.machines[0]
+    /// The machine that runs `spec`'s firmware (its image's architecture; the
+    /// default for a spec without an image).
+    fn machine(&self, spec: &InstanceSpec) -> &Machine {
+        spec.image
+            .and_then(|image| self.machines.iter().find(|m| m.spec.arch == image.arch))
+            .unwrap_or(&self.machines[0])
     }
 
     /// QEMU's arguments for `spec` with the files in `files`.
@@ -184,12 +231,35 @@ impl Qemu {
             "none",
             "-no-reboot",
             "-S",
-            "-kernel",
+            // A guest can report a panic (pvpanic); QEMU then stops it in state
+            // `guest-panicked`, which the watch sees, instead of exiting with 0.
+            "-device",
+            "pvpanic-pci",
+            "-action",
+            "panic=pause",
         ]
         .iter()
         .map(OsString::from)
         .collect();
-        args.push(spec.firmware.clone().into_os_string());
+        match spec.image.map(|i| i.format) {
+            Some(ImageFormat::Raw { load_address }) => {
+                // Copied to `load_address`, where the first CPU starts.
+                args.push("-device".into());
+                args.push(concat(&[
+                    OsStr::new("loader,file="),
+                    &opt_value(&spec.firmware),
+                    OsStr::new(&format!(",addr={load_address:#x},cpu-num=0")),
+                ]));
+            }
+            Some(ImageFormat::Bios) => {
+                args.push("-bios".into());
+                args.push(spec.firmware.clone().into_os_string());
+            }
+            Some(ImageFormat::Elf(_)) | None => {
+                args.push("-kernel".into());
+                args.push(spec.firmware.clone().into_os_string());
+            }
+        }
         args.push("-chardev".into());
         args.push(concat(&[
             OsStr::new("socket,id=link,path="),
@@ -224,15 +294,20 @@ impl Qemu {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        if let Some(set) = pin {
-            // SAFETY: between fork and exec only sched_setaffinity(2), a plain system
-            // call; the set was built before the fork. QEMU's threads inherit it.
-            unsafe {
-                cmd.pre_exec(move || {
+        // SAFETY: between fork and exec only setrlimit(2) and sched_setaffinity(2),
+        // plain system calls; the set was built before the fork. No core file: a
+        // failed guest is ended with SIGABRT (see `watch`), and a core of QEMU
+        // holds the guest's whole RAM.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+                    .map_err(std::io::Error::from)?;
+                if let Some(set) = pin {
                     nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
-                        .map_err(std::io::Error::from)
-                });
-            }
+                        .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
         }
         let started = Instant::now();
         let child = cmd.spawn().map_err(|e| {
@@ -257,9 +332,12 @@ impl Qemu {
                     fail(format!("UART socket: {e}"))
                 })?;
                 Ok(QemuPartition {
+                    id: spec.id.clone(),
                     pid,
                     start,
-                    qmp: Some(qmp),
+                    qmp: Arc::new(Mutex::new(Some(qmp))),
+                    watch: None,
+                    watch_interval: self.watch_interval,
                     link: Some(link),
                     files,
                     state: PartitionState::Created,
@@ -294,9 +372,26 @@ impl Pedestal for Qemu {
         MACHINES[0].arch
     }
 
+    fn inspect_firmware(
+        &self,
+        path: &Path,
+        hints: &ImageHints,
+    ) -> Result<FirmwareImage, FirmwareError> {
+        crate::firmware::inspect(path, hints, &ARCHS, KIND.name(), true)
+    }
+
     fn check(&self, spec: &InstanceSpec) -> Result<(), PedestalError> {
         // The socket paths depend on the run directory, checked by `create`.
-        self.resolve(self.machine(spec)).map(drop)
+        let machine = self.machine(spec);
+        if let Some(image) = &spec.image {
+            check_fits(
+                image,
+                &spec.firmware,
+                machine.spec,
+                spec.resources.memory_mib,
+            )?;
+        }
+        self.resolve(machine).map(drop)
     }
 
     fn create(
@@ -315,6 +410,38 @@ impl Pedestal for Qemu {
         };
         Ok(Box::new(self.launch(&binary, spec, files, pin)?))
     }
+}
+
+/// A raw image must lie inside the guest's RAM (`memory_mib` from the machine's
+/// RAM base); other kinds are placed by QEMU, which reports what does not fit.
+fn check_fits(
+    image: &FirmwareImage,
+    path: &Path,
+    machine: &MachineSpec,
+    memory_mib: u32,
+) -> Result<(), PedestalError> {
+    let ImageFormat::Raw { load_address } = image.format else {
+        return Ok(());
+    };
+    let ram_end = machine.ram_base + (u64::from(memory_mib) << 20);
+    let end = load_address.checked_add(image.size);
+    if load_address >= machine.ram_base && end.is_some_and(|end| end <= ram_end) {
+        return Ok(());
+    }
+    Err(PedestalError::failed(
+        KIND,
+        "create",
+        format!(
+            "the raw image {} ({} bytes at {load_address:#x}, from \
+             org.openeuler.micrun.container.firmware_load_address) does not fit the \
+             {} guest's RAM {:#x}..{ram_end:#x} ({memory_mib} MiB); give a load address \
+             inside it, or more memory",
+            path.display(),
+            image.size,
+            machine.arch,
+            machine.ram_base,
+        ),
+    ))
 }
 
 /// Finds `binary` ([`super::find_executable`]) for `machine`; the error says how
@@ -557,13 +684,85 @@ fn state_of(status: &str, exit_code: Option<i32>) -> Option<PartitionState> {
     })
 }
 
+/// Asks a running guest's state every `interval` until told to stop (the sender
+/// dropped) or QEMU is gone. A guest QEMU reports `guest-panicked` (the guest
+/// reported a panic on its pvpanic device) or `internal-error` makes no more
+/// progress: the reason goes to the log and QEMU is ended with SIGABRT, so that
+/// the task's exit status is [`GUEST_FAILED_STATUS`]. `shutdown` never lasts:
+/// QEMU exits on it (no `-no-shutdown`).
+fn watch(
+    id: String,
+    pid: u32,
+    start: u64,
+    qmp: Arc<Mutex<Option<Qmp>>>,
+    interval: Duration,
+    stop: mpsc::Receiver<()>,
+) {
+    loop {
+        match stop.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if !alive(pid, start) {
+            return;
+        }
+        let status = match lock(&qmp).as_mut() {
+            Some(qmp) => qmp.query_status(),
+            None => return,
+        };
+        match status {
+            Ok(status) if status == "guest-panicked" || status == "internal-error" => {
+                log::warn!(
+                    "{id}: QEMU (pid {pid}) reports the guest {status:?}: {}; ending it \
+                     with exit status {GUEST_FAILED_STATUS}",
+                    if status == "guest-panicked" {
+                        "the firmware reported a panic on its pvpanic device"
+                    } else {
+                        "QEMU could not go on running it"
+                    }
+                );
+                if process_start_time(pid) == Some(start) {
+                    let _ = nix::sys::signal::kill(
+                        Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGABRT,
+                    );
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(QmpError::Closed) => return,
+            Err(e) => log::debug!("{id}: QEMU pid {pid}: query-status: {e}"),
+        }
+    }
+}
+
+/// The thread of [`watch`] and how to stop it.
+#[derive(Debug)]
+struct Watch {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Watch {
+    fn end(self) {
+        drop(self.stop);
+        // It wakes at once, or after the query it is in (bounded by QMP's timeout).
+        let _ = self.thread.join();
+    }
+}
+
 /// One QEMU.
 #[derive(Debug)]
 struct QemuPartition {
+    id: String,
     pid: u32,
     start: u64,
-    /// `None` once QEMU closed it or the partition was destroyed.
-    qmp: Option<Qmp>,
+    /// `None` once QEMU closed it or the partition was destroyed. Shared with
+    /// the watch.
+    qmp: Arc<Mutex<Option<Qmp>>>,
+    /// Runs while the guest runs.
+    watch: Option<Watch>,
+    watch_interval: Duration,
     link: Option<Link>,
     files: RunFiles,
     /// The last state seen, for when QEMU cannot be asked.
@@ -598,15 +797,19 @@ impl QemuPartition {
             self.state = PartitionState::Stopped(self.exit_code);
             return Err(self.gone(operation));
         }
-        let qmp = self.qmp.as_mut().ok_or_else(|| {
-            PedestalError::failed(KIND, operation, "the QMP connection to QEMU is closed")
-        })?;
-        match qmp.execute(command) {
+        let result = {
+            let mut qmp = lock(&self.qmp);
+            let qmp = qmp.as_mut().ok_or_else(|| {
+                PedestalError::failed(KIND, operation, "the QMP connection to QEMU is closed")
+            })?;
+            qmp.execute(command)
+        };
+        match result {
             Ok(_) => Ok(()),
             Err(e) => {
                 if matches!(e, QmpError::Closed) {
                     // QEMU closes QMP when it exits.
-                    self.qmp = None;
+                    *lock(&self.qmp) = None;
                     if wait_ended(self.pid, self.start, Duration::from_millis(200)) {
                         self.state = PartitionState::Stopped(self.exit_code);
                         return Err(self.gone(operation));
@@ -668,6 +871,16 @@ impl Partition for QemuPartition {
     fn start(&mut self) -> Result<(), PedestalError> {
         self.command("start", "cont")?;
         self.state = PartitionState::Running;
+        if self.watch.is_none() {
+            let (stop, stopped) = mpsc::channel();
+            let (id, pid, start) = (self.id.clone(), self.pid, self.start);
+            let (qmp, interval) = (self.qmp.clone(), self.watch_interval);
+            let thread = std::thread::Builder::new()
+                .name("qemu-watch".into())
+                .spawn(move || watch(id, pid, start, qmp, interval, stopped))
+                .map_err(|e| PedestalError::failed(KIND, "start", format!("watch thread: {e}")))?;
+            self.watch = Some(Watch { stop, thread });
+        }
         Ok(())
     }
 
@@ -685,8 +898,11 @@ impl Partition for QemuPartition {
 
     fn destroy(&mut self) -> Result<(), PedestalError> {
         self.link = None;
+        if let Some(watch) = self.watch.take() {
+            watch.end();
+        }
         if alive(self.pid, self.start) {
-            let quitting = self.qmp.as_mut().is_some_and(|qmp| {
+            let quitting = lock(&self.qmp).as_mut().is_some_and(|qmp| {
                 let _ = qmp.set_timeout(QUIT_TIMEOUT);
                 qmp.execute("quit")
                     .inspect_err(|e| log::debug!("QEMU pid {}: quit: {e}", self.pid))
@@ -703,7 +919,7 @@ impl Partition for QemuPartition {
                 }
             }
         }
-        self.qmp = None;
+        *lock(&self.qmp) = None;
         // QEMU removes its sockets when it quits, not when it is killed.
         self.files.remove_sockets();
         self.state = PartitionState::Stopped(self.exit_code);
@@ -747,8 +963,9 @@ impl Partition for QemuPartition {
             self.state = PartitionState::Stopped(self.exit_code);
             return self.state;
         }
-        if let Some(qmp) = self.qmp.as_mut() {
-            match qmp.query_status() {
+        let status = lock(&self.qmp).as_mut().map(Qmp::query_status);
+        if let Some(status) = status {
+            match status {
                 Ok(status) => {
                     if let Some(state) = state_of(&status, self.exit_code) {
                         self.state = state;
@@ -757,7 +974,7 @@ impl Partition for QemuPartition {
                 Err(e) => {
                     log::debug!("QEMU pid {}: query-status: {e}", self.pid);
                     if matches!(e, QmpError::Closed) {
-                        self.qmp = None;
+                        *lock(&self.qmp) = None;
                         if wait_ended(self.pid, self.start, Duration::from_millis(200)) {
                             self.state = PartitionState::Stopped(self.exit_code);
                         }
@@ -770,7 +987,10 @@ impl Partition for QemuPartition {
 
     fn process_exited(&mut self, code: i32) {
         self.exit_code = Some(code);
-        self.qmp = None;
+        if let Some(watch) = self.watch.take() {
+            watch.end();
+        }
+        *lock(&self.qmp) = None;
         self.state = PartitionState::Stopped(Some(code));
     }
 
@@ -807,7 +1027,7 @@ mod tests {
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             firmware: "/b/rootfs/fw,1.elf".into(),
-            elf: None,
+            image: None,
             pedestal: KIND,
             resources: Resources {
                 vcpus: 2,
@@ -840,7 +1060,7 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "-M virt -cpu cortex-a53 -smp 2 -m 64 -nodefaults -display none -monitor none \
-             -no-reboot -S -kernel /b/rootfs/fw,1.elf \
+             -no-reboot -S -device pvpanic-pci -action panic=pause -kernel /b/rootfs/fw,1.elf \
              -chardev socket,id=link,path=/run/micrun/a,,b/uart.sock,server=on,wait=on \
              -serial chardev:link -qmp unix:/run/micrun/a,,b/qmp.sock,server=on,wait=off \
              -d guest_errors"
