@@ -119,10 +119,7 @@ fn exit_status(env: &Env, ns: &Namespace<'_>, id: &str) -> i32 {
         .unwrap_or_else(|e| panic!("{id} did not exit: {e}{}", env.diag(id)))
 }
 
-/// What is left of container `id` once it is deleted, waiting up to 10 s for it to
-/// go: its instance process `pid` (0: unknown), processes naming the id (shim, sim,
-/// QEMU), mounts under its bundle, the bundle, micrun state naming the id, the shim
-/// `socket`. Empty when all is clean.
+/// What is left of container `id` once it is deleted ([`Env::leftovers`]).
 fn leftovers(
     env: &Env,
     ns: &Namespace<'_>,
@@ -130,34 +127,7 @@ fn leftovers(
     pid: u32,
     socket: Option<&std::path::Path>,
 ) -> Vec<String> {
-    let bundle = env.cd.bundle_dir(ns.name(), id);
-    let check = || {
-        let mut left = Vec::new();
-        if pid != 0 && pid_alive(pid) {
-            left.push(format!("instance process {pid}"));
-        }
-        let procs = processes_mentioning(id);
-        if !procs.is_empty() {
-            left.push(format!("processes {procs:?}"));
-        }
-        let mounts = mounts_under(&bundle);
-        if !mounts.is_empty() {
-            left.push(format!("mounts {mounts:?}"));
-        }
-        if bundle.exists() {
-            left.push(format!("bundle {bundle:?}"));
-        }
-        let state = env.state_entries(id);
-        if !state.is_empty() {
-            left.push(format!("micrun state {state:?}"));
-        }
-        if let Some(s) = socket.filter(|s| s.exists()) {
-            left.push(format!("shim socket {s:?}"));
-        }
-        left
-    };
-    wait_until(Duration::from_secs(10), || check().is_empty());
-    check()
+    env.leftovers(ns, id, pid, socket)
 }
 
 fn assert_clean(
