@@ -40,10 +40,10 @@ use std::time::{Duration, Instant};
 
 use micrun_tests::containerd::{Namespace, TaskState};
 use micrun_tests::e2e::{
-    custom_image, mounts_under, next_remoteproc, pid_alive, processes_mentioning,
-    qemu_firmware_bytes, script_command, sha256_hex, shim_socket_of, sim_firmware_bytes, sim_image,
-    unique_id, wait_until, Env, Ped, Session, TestImage, ANN_AGENT, ANN_AUTO_CLOSE_TIMEOUT,
-    ANN_FIRMWARE_HASH, ANN_FIRMWARE_PATH, ANN_MIN_MEMORY_MB, ANN_PEDESTAL, RUNTIME,
+    custom_image, next_remoteproc, pid_alive, qemu_firmware_bytes, script_command, sha256_hex,
+    shim_socket_of, sim_firmware_bytes, sim_image, unique_id, wait_until, Env, Ped, Session,
+    TestImage, ANN_AGENT, ANN_AUTO_CLOSE_TIMEOUT, ANN_FIRMWARE_HASH, ANN_FIRMWARE_PATH,
+    ANN_MIN_MEMORY_MB, ANN_PEDESTAL, RUNTIME,
 };
 
 /// From `ctr run` to the demo shell's banner (QEMU boots in well under a second
