@@ -8,7 +8,7 @@
 //! | pedestal | where it is real | partition is | link |
 //! |---|---|---|---|
 //! | `sim` | tests, explicitly enabled | the firmware file run as a host process | its stdin/stdout |
-//! | `qemu` | any Linux box | `qemu-system-aarch64 -M virt` booting the ELF | PL011 UART on a unix socket |
+//! | `qemu` | any Linux box | `qemu-system-<arch> -M virt` booting the firmware (ELF, raw, bios; aarch64, arm, riscv64) | the first UART on a unix socket |
 //! | `xen`, `baremetal` through micad | openEuler Embedded with Mica | a micad instance ([`mica`]) | micad's pty (`ttyRPMSG_<id>_0`) |
 //! | `xen` through `xl` | a Xen dom0 without micad | a domain ([`xl`]) | its PV console pty (from xenstore) |
 //! | `baremetal` through remoteproc | Linux with remote cores, without micad | a remote processor ([`remoteproc`]) | its rpmsg tty (`[baremetal] rpmsg_tty`) |

@@ -1,12 +1,20 @@
-//! The `qemu` pedestal: `qemu-system-aarch64 -M virt` boots the firmware; the first
-//! PL011 UART is the link, on a unix socket; QMP drives the lifecycle.
+//! The `qemu` pedestal: `qemu-system-<arch> -M virt` boots the firmware; the first
+//! UART is the link, on a unix socket; QMP drives the lifecycle.
+//!
+//! What differs per architecture (binary, machine, CPU, UART, RAM base) is one
+//! table, [`MACHINES`]; the firmware's architecture picks the row. The firmware is
+//! an ELF (`-kernel`), a raw binary at a load address (`-device loader`) or a
+//! boot-flash image (`-bios`): see [`crate::firmware::inspect`].
 //!
 //! Create starts QEMU with `-S` (guest CPUs halted), the UART as a listening socket
 //! that QEMU waits on (`server=on,wait=on`, so no early output is lost) and QMP on a
 //! second socket. It connects the UART, then QMP, and checks that QEMU reports
 //! `prelaunch`: the partition exists and runs nothing until Start (`cont`). Pause
 //! and resume are QMP `stop` and `cont`; the state is `query-status`. Destroy asks
-//! QEMU to `quit` and kills it if it does not.
+//! QEMU to `quit` and kills it if it does not. The whole start, QMP handshake
+//! included, has one deadline (`[qemu] startup_timeout`). While the guest runs, a
+//! thread asks `query-status` every `[qemu] watch_interval` and ends a guest that
+//! QEMU reports panicked or failed ([`GUEST_FAILED_STATUS`]).
 //!
 //! Files, all in the instance's run directory: `uart.sock`, `qmp.sock` and
 //! `qemu.log` (QEMU's stderr). Unix socket paths are limited to 107 bytes, which
