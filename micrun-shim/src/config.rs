@@ -962,6 +962,7 @@ mod tests {
         assert_eq!(config.qemu.cpu, "cortex-a53");
         assert!(config.qemu.extra_args.is_empty());
         assert_eq!(config.qemu.startup_timeout, Duration::from_secs(20));
+        assert_eq!(config.qemu.watch_interval, Duration::from_secs(1));
         assert_eq!(config.resources.min_memory_mib, 32);
         assert_eq!(config.resources.default_memory_mib, 64);
         assert_eq!(config.resources.max_vcpus, 8);
@@ -990,6 +991,8 @@ binary = "/opt/qemu/bin/qemu-system-aarch64"
 machine = "virt,gic-version=3"
 cpu = "cortex-a57"
 extra_args = ["-smp", "2"]
+startup_timeout = "45s"
+watch_interval = "250ms"
 
 [resources]
 min_memory_mib = 16
@@ -1015,6 +1018,8 @@ max_vcpus = 4
         assert_eq!(config.qemu.machine, "virt,gic-version=3");
         assert_eq!(config.qemu.cpu, "cortex-a57");
         assert_eq!(config.qemu.extra_args, ["-smp", "2"]);
+        assert_eq!(config.qemu.startup_timeout, Duration::from_secs(45));
+        assert_eq!(config.qemu.watch_interval, Duration::from_millis(250));
         assert_eq!(
             config.resources,
             ResourceConfig {
@@ -1190,6 +1195,7 @@ max_vcpus = 4
             ),
             ("[qemu]\nbinary = \"\"", "qemu.binary"),
             ("[qemu]\nstartup_timeout = \"0s\"", "qemu.startup_timeout"),
+            ("[qemu]\nwatch_interval = 0", "qemu.watch_interval"),
             ("[qemu]\nmachine = \" \"", "qemu.machine"),
             ("[qemu]\ncpu = \"\"", "qemu.cpu"),
             (
