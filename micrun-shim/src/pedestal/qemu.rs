@@ -51,7 +51,6 @@ use super::{
 };
 use crate::config::{Config, PedestalKind};
 use crate::firmware::{Arch, FirmwareError, FirmwareImage, ImageFormat, ImageHints};
-use crate::instance::lock;
 use crate::resources::{CpuSet, Resources};
 use crate::spec::InstanceSpec;
 
@@ -742,6 +741,12 @@ fn watch(
             Err(e) => log::debug!("{id}: QEMU pid {pid}: query-status: {e}"),
         }
     }
+}
+
+/// The shared QMP session; a panic elsewhere while it was held leaves it usable
+/// (every exchange is complete or failed).
+fn lock(qmp: &Mutex<Option<Qmp>>) -> std::sync::MutexGuard<'_, Option<Qmp>> {
+    qmp.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The thread of [`watch`] and how to stop it.
