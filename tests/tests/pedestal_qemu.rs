@@ -1,8 +1,9 @@
 //! The `qemu` pedestal (micrun-shim `pedestal::qemu`) against a real
 //! `qemu-system-aarch64` booting the agent-mode demo firmware: create with the guest
 //! halted, start, a micrun-proto session over the pedestal's link, pause and resume,
-//! stats, update, destroy; QEMU ending on its own; and bad input failing at create
-//! with nothing left behind.
+//! stats, update, destroy; QEMU ending on its own; bad input failing at create
+//! with nothing left behind; and the start-up deadline with U-Boot 2025.01, whose
+//! QEMU answers QMP late.
 //!
 //! There is no containerd-shim reaper here, so the tests reap QEMU themselves
 //! (`waitpid`), also when an assertion fails ([`Reap`]). The tests of this file run
