@@ -27,6 +27,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::{parse_duration, PedestalKind};
+use crate::firmware::{Arch, ImageHints, ImageKind};
 
 /// The prefix of every micrun annotation.
 pub const PREFIX: &str = "org.openeuler.micrun.";
@@ -37,6 +38,13 @@ pub const OS: &str = "org.openeuler.micrun.container.os";
 pub const FIRMWARE_PATH: &str = "org.openeuler.micrun.container.firmware_path";
 /// Expected sha256 of the firmware; a mismatch fails Create.
 pub const FIRMWARE_HASH: &str = "org.openeuler.micrun.container.firmware_hash";
+/// How the firmware is booted: `elf`, `raw` or `bios` (default: detected, see
+/// `crate::firmware::inspect`).
+pub const FIRMWARE_KIND: &str = "org.openeuler.micrun.container.firmware_kind";
+/// Where a raw firmware image is loaded and entered (`0x40200000`, or decimal).
+pub const FIRMWARE_LOAD_ADDRESS: &str = "org.openeuler.micrun.container.firmware_load_address";
+/// The architecture of a firmware image that is not an ELF (default: the pedestal's).
+pub const FIRMWARE_ARCH: &str = "org.openeuler.micrun.container.firmware_arch";
 /// Memory floor in MiB (default: `[resources] min_memory_mib`, 32).
 pub const MIN_MEMORY_MB: &str = "org.openeuler.micrun.container.min_memory_mb";
 /// Most vCPUs the instance may have (default: `[resources] max_vcpus`, 8).
@@ -76,10 +84,13 @@ pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 /// Every annotation key micrun reads.
-pub const KNOWN_KEYS: [&str; 21] = [
+pub const KNOWN_KEYS: [&str; 24] = [
     OS,
     FIRMWARE_PATH,
     FIRMWARE_HASH,
+    FIRMWARE_KIND,
+    FIRMWARE_LOAD_ADDRESS,
+    FIRMWARE_ARCH,
     MIN_MEMORY_MB,
     MAX_VCPU_NUM,
     AUTO_CLOSE,
@@ -144,6 +155,8 @@ pub struct Annotations {
     pub firmware_path: Option<String>,
     /// [`FIRMWARE_HASH`], decoded.
     pub firmware_hash: Option<[u8; 32]>,
+    /// [`FIRMWARE_KIND`], [`FIRMWARE_LOAD_ADDRESS`] and [`FIRMWARE_ARCH`].
+    pub image: ImageHints,
     /// [`MIN_MEMORY_MB`].
     pub min_memory_mib: Option<u32>,
     /// [`MAX_VCPU_NUM`].
@@ -241,6 +254,21 @@ impl Annotations {
                         invalid("64 hex digits, optionally prefixed by \"sha256:\"")
                     })?)
                 }
+                FIRMWARE_KIND => {
+                    out.image.kind =
+                        Some(ImageKind::parse(value).ok_or_else(|| invalid("elf, raw or bios"))?)
+                }
+                FIRMWARE_LOAD_ADDRESS => {
+                    out.image.load_address = Some(parse_address(value).ok_or_else(|| {
+                        invalid("an address: 0x followed by hex digits (e.g. 0x40200000), or decimal digits")
+                    })?)
+                }
+                FIRMWARE_ARCH => {
+                    out.image.arch = Some(
+                        Arch::parse(value)
+                            .ok_or_else(|| invalid("aarch64, arm, riscv64, riscv32 or x86_64"))?,
+                    )
+                }
                 MIN_MEMORY_MB => {
                     out.min_memory_mib = Some(parse_count(value).ok_or_else(|| invalid(COUNT_MIB))?)
                 }
@@ -323,6 +351,20 @@ impl Annotations {
 const BOOL: &str = "true or false (also 1/0, yes/no, on/off)";
 const COUNT: &str = "a whole number, 1 to 2147483647";
 const COUNT_MIB: &str = "a whole number of MiB, 1 to 2147483647";
+
+/// Parses an address: `0x` (or `0X`) and 1 to 16 hex digits, or decimal digits that
+/// fit 64 bits.
+pub fn parse_address(text: &str) -> Option<u64> {
+    let text = text.trim();
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u64::from_str_radix(hex, 16).ok()
+        }
+        Some(_) => None,
+        None if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text.parse().ok(),
+        None => None,
+    }
+}
 
 /// Parses a boolean annotation value (see the module doc for the accepted words).
 pub fn parse_bool(text: &str) -> Option<bool> {
@@ -409,6 +451,9 @@ mod tests {
             (OS, "zephyr"),
             (FIRMWARE_PATH, "images/zephyr.elf"),
             (FIRMWARE_HASH, HASH),
+            (FIRMWARE_KIND, "raw"),
+            (FIRMWARE_LOAD_ADDRESS, "0x40200000"),
+            (FIRMWARE_ARCH, "arm"),
             (MIN_MEMORY_MB, "48"),
             (MAX_VCPU_NUM, "4"),
             (AUTO_CLOSE, "true"),
@@ -440,6 +485,11 @@ mod tests {
                 os: Some("zephyr".into()),
                 firmware_path: Some("images/zephyr.elf".into()),
                 firmware_hash: parsed.firmware_hash,
+                image: ImageHints {
+                    kind: Some(ImageKind::Raw),
+                    load_address: Some(0x4020_0000),
+                    arch: Some(Arch::Arm),
+                },
                 min_memory_mib: Some(48),
                 max_vcpus: Some(4),
                 auto_close: Some(Duration::from_secs(60)),
@@ -500,6 +550,46 @@ mod tests {
             let err = parse(&[(key, "maybe")]).unwrap_err();
             assert!(matches!(err, AnnotationError::Invalid { key: k, .. } if k == key));
         }
+    }
+
+    #[test]
+    fn image_annotations() {
+        for (text, want) in [
+            ("0x40200000", Some(0x4020_0000)),
+            ("0X0", Some(0)),
+            (" 0xFFFFffffFFFFffff ", Some(u64::MAX)),
+            ("1075838976", Some(0x4020_0000)),
+            ("0x", None),
+            ("0x1_0", None),
+            ("0x10000000000000000", None),
+            ("18446744073709551616", None),
+            ("-1", None),
+            ("40200000h", None),
+            ("0o17", None),
+        ] {
+            assert_eq!(parse_address(text), want, "{text}");
+        }
+        let err = parse(&[(FIRMWARE_LOAD_ADDRESS, "0xg")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "annotation {FIRMWARE_LOAD_ADDRESS}: invalid value \"0xg\" (expected an \
+                 address: 0x followed by hex digits (e.g. 0x40200000), or decimal digits)"
+            )
+        );
+        let err = parse(&[(FIRMWARE_KIND, "uimage")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "annotation {FIRMWARE_KIND}: invalid value \"uimage\" (expected elf, raw or bios)"
+            )
+        );
+        let err = parse(&[(FIRMWARE_ARCH, "mips")]).unwrap_err();
+        assert!(err.to_string().contains("aarch64, arm, riscv64"), "{err}");
+        assert_eq!(
+            parse(&[(FIRMWARE_KIND, " bios ")]).unwrap().image.kind,
+            Some(ImageKind::Bios)
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //! machine = "virt"
 //! cpu = "cortex-a53"
 //! extra_args = []
+//! startup_timeout = "20s"          # QEMU started → its QMP answers
+//! watch_interval = "1s"            # how often a running guest's state is asked
 //!
 //! [mica]                           # micad, the Mica daemon (drives xen and baremetal)
 //! dir = "/run/mica"                # its sockets: mica-create.socket, <id>.socket
@@ -251,23 +253,37 @@ pub struct SimConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QemuConfig {
-    /// The QEMU binary, a name looked up in `PATH` or a path (default `qemu-system-aarch64`).
+    /// The QEMU binary for aarch64 firmware, a name looked up in `PATH` or a path
+    /// (default `qemu-system-aarch64`). Other architectures use the binary of the
+    /// pedestal's table (`crate::pedestal::qemu::MACHINES`).
     pub binary: PathBuf,
-    /// `-M` machine (default `virt`).
+    /// `-M` machine for aarch64 firmware (default `virt`).
     pub machine: String,
-    /// `-cpu` model (default `cortex-a53`).
+    /// `-cpu` model for aarch64 firmware (default `cortex-a53`).
     pub cpu: String,
     /// Arguments appended to QEMU's command line (default none).
     pub extra_args: Vec<String>,
+    /// How long QEMU may take from its start to answering QMP in `prelaunch`
+    /// (default 20 s; a large image makes QEMU answer late, U-Boot 2025.01 after ~2.4 s on an idle host).
+    #[serde(deserialize_with = "duration")]
+    pub startup_timeout: Duration,
+    /// How often a running guest's state is asked (`query-status`), to see a guest
+    /// that panicked or stopped with an internal error (default 1 s).
+    #[serde(deserialize_with = "duration")]
+    pub watch_interval: Duration,
 }
 
 impl Default for QemuConfig {
     fn default() -> Self {
+        // The default architecture's entry of the qemu pedestal's table.
+        let aarch64 = &crate::pedestal::qemu::MACHINES[0];
         Self {
-            binary: PathBuf::from("qemu-system-aarch64"),
-            machine: "virt".to_owned(),
-            cpu: "cortex-a53".to_owned(),
+            binary: PathBuf::from(aarch64.binary),
+            machine: aarch64.machine.to_owned(),
+            cpu: aarch64.cpu.to_owned(),
             extra_args: Vec::new(),
+            startup_timeout: Duration::from_secs(20),
+            watch_interval: Duration::from_secs(1),
         }
     }
 }
@@ -605,6 +621,8 @@ impl Config {
             ("lifecycle.liveness_window", life.liveness_window),
             ("lifecycle.ping_interval", life.ping_interval),
             ("lifecycle.handshake_wait", life.handshake_wait),
+            ("qemu.startup_timeout", self.qemu.startup_timeout),
+            ("qemu.watch_interval", self.qemu.watch_interval),
         ] {
             if value.is_zero() {
                 return Err((key, "must be longer than 0".to_owned()));
@@ -943,6 +961,8 @@ mod tests {
         assert_eq!(config.qemu.machine, "virt");
         assert_eq!(config.qemu.cpu, "cortex-a53");
         assert!(config.qemu.extra_args.is_empty());
+        assert_eq!(config.qemu.startup_timeout, Duration::from_secs(20));
+        assert_eq!(config.qemu.watch_interval, Duration::from_secs(1));
         assert_eq!(config.resources.min_memory_mib, 32);
         assert_eq!(config.resources.default_memory_mib, 64);
         assert_eq!(config.resources.max_vcpus, 8);
@@ -971,6 +991,8 @@ binary = "/opt/qemu/bin/qemu-system-aarch64"
 machine = "virt,gic-version=3"
 cpu = "cortex-a57"
 extra_args = ["-smp", "2"]
+startup_timeout = "45s"
+watch_interval = "250ms"
 
 [resources]
 min_memory_mib = 16
@@ -996,6 +1018,8 @@ max_vcpus = 4
         assert_eq!(config.qemu.machine, "virt,gic-version=3");
         assert_eq!(config.qemu.cpu, "cortex-a57");
         assert_eq!(config.qemu.extra_args, ["-smp", "2"]);
+        assert_eq!(config.qemu.startup_timeout, Duration::from_secs(45));
+        assert_eq!(config.qemu.watch_interval, Duration::from_millis(250));
         assert_eq!(
             config.resources,
             ResourceConfig {
@@ -1170,6 +1194,8 @@ max_vcpus = 4
                 "lifecycle.ping_interval",
             ),
             ("[qemu]\nbinary = \"\"", "qemu.binary"),
+            ("[qemu]\nstartup_timeout = \"0s\"", "qemu.startup_timeout"),
+            ("[qemu]\nwatch_interval = 0", "qemu.watch_interval"),
             ("[qemu]\nmachine = \" \"", "qemu.machine"),
             ("[qemu]\ncpu = \"\"", "qemu.cpu"),
             (

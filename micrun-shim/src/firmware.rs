@@ -12,8 +12,10 @@
 //!    out. Symlinks resolve on the host, so an absolute symlink target points outside the
 //!    rootfs and is refused: images should use relative links.
 //! 3. It must be a regular file, and an ELF executable (`ET_EXEC`, or `ET_DYN` for
-//!    position-independent host builds run by the sim pedestal), little-endian, for the
-//!    architecture the pedestal runs ([`validate_elf`] reads only the header).
+//!    position-independent host builds run by the sim pedestal), little-endian, for an
+//!    architecture the pedestal runs ([`validate_elf`] reads only the header) — unless
+//!    it is an image that is not an ELF, which only pedestals that can load one accept
+//!    (qemu): see [`inspect`] for how its kind is decided and what is checked.
 //! 4. With `container.firmware_hash` set, its sha256 must match ([`verify_hash`], streamed).
 //!
 //! Nothing here panics on file content: short, empty, huge files, directories, dangling
@@ -27,7 +29,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::annotations::{FIRMWARE_HASH, FIRMWARE_PATH};
+use crate::annotations::{FIRMWARE_HASH, FIRMWARE_KIND, FIRMWARE_LOAD_ADDRESS, FIRMWARE_PATH};
 
 /// The firmware file looked for when no annotation names one.
 pub const DEFAULT_FIRMWARE: &str = "firmware.elf";
@@ -208,12 +210,36 @@ pub enum FirmwareError {
         source: io::Error,
     },
     /// The file does not start with the ELF magic.
-    #[error("{} is not an ELF file ({found}); the firmware must be a linked ELF image", .path.display())]
+    #[error("{} is not an ELF file ({found}); {}", .path.display(), if *.other_kinds {
+        "for a raw binary give its load address in annotation org.openeuler.micrun.container.firmware_load_address, for a UEFI/-bios image set org.openeuler.micrun.container.firmware_kind=bios"
+    } else {
+        "the firmware must be a linked ELF image"
+    })]
     NotElf {
         /// The file.
         path: PathBuf,
         /// What it starts with.
         found: String,
+        /// Whether the pedestal also boots raw and bios images (the message says how).
+        other_kinds: bool,
+    },
+    /// An image that is not an ELF, for a pedestal that boots only ELFs.
+    #[error("{} is a {kind} image ({FIRMWARE_KIND}); pedestal {pedestal} boots ELF firmware only (raw and bios images run on the qemu pedestal)", .path.display())]
+    ElfOnly {
+        /// The file.
+        path: PathBuf,
+        /// The kind asked for.
+        kind: ImageKind,
+        /// The pedestal's name.
+        pedestal: String,
+    },
+    /// An image that is not an ELF cannot be used as it is described.
+    #[error("{}: {reason}", .path.display())]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
     },
     /// The file is an ELF, but not one a pedestal can boot.
     #[error("{} is not a usable ELF firmware: {reason}", .path.display())]
@@ -223,15 +249,18 @@ pub enum FirmwareError {
         /// What is wrong.
         reason: String,
     },
-    /// The ELF is for another architecture.
-    #[error("{} is an ELF for {found}, but the pedestal runs {expected}; use a firmware built for {expected}", .path.display())]
+    /// The firmware is for another architecture.
+    #[error("{} is {} for {found}, but the pedestal runs {expected}; use a firmware built for {expected}", .path.display(), if *.elf { "an ELF" } else { "an image" })]
     WrongArch {
         /// The file.
         path: PathBuf,
+        /// Whether the architecture was read from an ELF header (else it was given
+        /// by annotation for a raw or bios image).
+        elf: bool,
         /// The architecture found (a name, or the raw machine number).
         found: String,
-        /// The architecture expected.
-        expected: Arch,
+        /// The architectures the pedestal runs (`aarch64`, `aarch64, arm or riscv64`).
+        expected: String,
     },
     /// The sha256 differs from the annotation's.
     #[error("{} has sha256 {actual}, but {FIRMWARE_HASH} expects {expected}; the image and the annotation disagree", .path.display())]
@@ -243,6 +272,194 @@ pub enum FirmwareError {
         /// The digest found, hex.
         actual: String,
     },
+}
+
+/// How a pedestal boots a firmware file (annotation [`FIRMWARE_KIND`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// An ELF executable: loaded by its program headers, entered at its entry point.
+    Elf,
+    /// A raw binary: copied to memory at its load address and entered there.
+    Raw,
+    /// A firmware image for the machine's boot flash (QEMU `-bios`), e.g. UEFI.
+    Bios,
+}
+
+impl ImageKind {
+    /// `elf`, `raw`, `bios`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Elf => "elf",
+            Self::Raw => "raw",
+            Self::Bios => "bios",
+        }
+    }
+
+    /// Parses [`ImageKind::name`]'s names.
+    pub fn parse(text: &str) -> Option<ImageKind> {
+        match text.trim() {
+            "elf" => Some(Self::Elf),
+            "raw" => Some(Self::Raw),
+            "bios" => Some(Self::Bios),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ImageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the container's annotations say about its firmware image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImageHints {
+    /// [`FIRMWARE_KIND`].
+    pub kind: Option<ImageKind>,
+    /// [`FIRMWARE_LOAD_ADDRESS`].
+    pub load_address: Option<u64>,
+    /// `container.firmware_arch`: the architecture of an image that is not an ELF.
+    pub arch: Option<Arch>,
+}
+
+/// How the firmware is booted, with what was read or given for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// An ELF; its header.
+    Elf(ElfInfo),
+    /// A raw binary loaded and entered at `load_address`.
+    Raw {
+        /// Where it is loaded and entered.
+        load_address: u64,
+    },
+    /// A boot-flash image (`-bios`).
+    Bios,
+}
+
+/// A firmware file a pedestal can boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirmwareImage {
+    /// What it is built for.
+    pub arch: Arch,
+    /// How it is booted.
+    pub format: ImageFormat,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl FirmwareImage {
+    /// Its kind.
+    pub fn kind(&self) -> ImageKind {
+        match self.format {
+            ImageFormat::Elf(_) => ImageKind::Elf,
+            ImageFormat::Raw { .. } => ImageKind::Raw,
+            ImageFormat::Bios => ImageKind::Bios,
+        }
+    }
+}
+
+/// The names of `archs` for a message: `aarch64`, `aarch64 or arm`, `aarch64, arm or riscv64`.
+fn arch_list(archs: &[Arch]) -> String {
+    let names: Vec<&str> = archs.iter().map(|a| a.name()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_owned(),
+        None => "nothing".to_owned(),
+    }
+}
+
+/// Reads the firmware at `path` and checks that a pedestal running `archs` (the first
+/// is its default) can boot it; `pedestal` names it in messages and `other_kinds` says
+/// whether it boots images that are not ELFs.
+///
+/// The kind is [`ImageHints::kind`] when given; else an ELF when the file starts with
+/// the ELF magic; else `raw` when a load address is given; else `bios` for a file
+/// named `*.fd` (EDK2's images); else it is refused as not an ELF, saying how to
+/// describe another kind.
+///
+/// Checked: an ELF as by [`validate_elf`] (its machine among `archs`; the arch
+/// annotation is not used). An image that is not an ELF: not empty; its architecture
+/// ([`ImageHints::arch`], else the pedestal's default) among `archs`; a raw image
+/// needs a load address (whether it fits the memory is the pedestal's check); a load
+/// address is refused for any other kind. What the bytes are cannot be checked.
+pub fn inspect(
+    path: &Path,
+    hints: &ImageHints,
+    archs: &[Arch],
+    pedestal: &str,
+    other_kinds: bool,
+) -> Result<FirmwareImage, FirmwareError> {
+    let mut file = open_regular(path)?;
+    let io_error = |source| FirmwareError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let size = file.metadata().map_err(io_error)?.len();
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut file, &mut magic).map_err(io_error)?;
+    drop(file);
+    let is_elf = n == magic.len() && magic == ELF_MAGIC;
+    let kind = hints.kind.unwrap_or(if is_elf {
+        ImageKind::Elf
+    } else if hints.load_address.is_some() {
+        ImageKind::Raw
+    } else if other_kinds && path.extension().is_some_and(|e| e == "fd") {
+        ImageKind::Bios
+    } else {
+        ImageKind::Elf
+    });
+    let bad = |reason: String| FirmwareError::BadImage {
+        path: path.to_owned(),
+        reason,
+    };
+    if kind != ImageKind::Raw {
+        if let Some(at) = hints.load_address {
+            return Err(bad(format!(
+                "{FIRMWARE_LOAD_ADDRESS} ({at:#x}) is for raw images, but the image is \
+                 {kind}; drop the annotation or set {FIRMWARE_KIND}=raw"
+            )));
+        }
+    }
+    if kind == ImageKind::Elf {
+        let info = check_elf(path, archs, other_kinds)?;
+        return Ok(FirmwareImage {
+            arch: info.arch,
+            format: ImageFormat::Elf(info),
+            size,
+        });
+    }
+    if !other_kinds {
+        return Err(FirmwareError::ElfOnly {
+            path: path.to_owned(),
+            kind,
+            pedestal: pedestal.to_owned(),
+        });
+    }
+    if size == 0 {
+        return Err(bad(format!("the {kind} image is empty")));
+    }
+    let arch = hints.arch.unwrap_or(archs[0]);
+    if !archs.contains(&arch) {
+        return Err(FirmwareError::WrongArch {
+            path: path.to_owned(),
+            elf: false,
+            found: arch.name().to_owned(),
+            expected: arch_list(archs),
+        });
+    }
+    let format = match kind {
+        ImageKind::Raw => ImageFormat::Raw {
+            load_address: hints.load_address.ok_or_else(|| {
+                bad(format!(
+                    "a raw image needs its load address: set {FIRMWARE_LOAD_ADDRESS} \
+                     (e.g. 0x40200000)"
+                ))
+            })?,
+        },
+        _ => ImageFormat::Bios,
+    };
+    Ok(FirmwareImage { arch, format, size })
 }
 
 /// Finds the firmware in `rootfs` (see the module doc for the order) and returns its
@@ -411,6 +628,12 @@ const EM_RISCV: u16 = 243;
 /// it: ELF magic, class 32/64, little-endian, an executable (not an object file or core
 /// dump), and the machine. Only the first 64 bytes are read.
 pub fn validate_elf(path: &Path, expected: Arch) -> Result<ElfInfo, FirmwareError> {
+    check_elf(path, &[expected], false)
+}
+
+/// [`validate_elf`] for a pedestal that runs any of `archs`; `other_kinds` as for
+/// [`inspect`].
+fn check_elf(path: &Path, archs: &[Arch], other_kinds: bool) -> Result<ElfInfo, FirmwareError> {
     let mut file = open_regular(path)?;
     let mut header = [0u8; EHDR64_SIZE];
     let len = read_up_to(&mut file, &mut header).map_err(|source| FirmwareError::Io {
@@ -435,6 +658,7 @@ pub fn validate_elf(path: &Path, expected: Arch) -> Result<ElfInfo, FirmwareErro
         return Err(FirmwareError::NotElf {
             path: path.to_owned(),
             found,
+            other_kinds,
         });
     }
     if len <= EI_DATA {
@@ -481,14 +705,16 @@ pub fn validate_elf(path: &Path, expected: Arch) -> Result<ElfInfo, FirmwareErro
 
     let arch = arch_of(e_machine, class).map_err(|found| FirmwareError::WrongArch {
         path: path.to_owned(),
+        elf: true,
         found,
-        expected,
+        expected: arch_list(archs),
     })?;
-    if arch != expected {
+    if !archs.contains(&arch) {
         return Err(FirmwareError::WrongArch {
             path: path.to_owned(),
+            elf: true,
             found: arch.name().to_owned(),
-            expected,
+            expected: arch_list(archs),
         });
     }
     let kind = match e_type {
@@ -979,7 +1205,7 @@ mod tests {
                     expected: e,
                     ..
                 } => {
-                    assert_eq!((got.as_str(), e), (found, expected));
+                    assert_eq!((got.as_str(), e.as_str()), (found, expected.name()));
                 }
                 other => panic!("{found}: {other}"),
             }
@@ -1127,5 +1353,127 @@ mod tests {
         assert_eq!(Arch::parse("arm64"), Some(Arch::Aarch64));
         assert_eq!(Arch::parse("amd64"), Some(Arch::X86_64));
         assert_eq!(Arch::parse("mips"), None);
+    }
+
+    #[test]
+    fn image_kinds_detected_and_checked() {
+        let dir = TempDir::new("kinds");
+        let qemu = [Arch::Aarch64, Arch::Arm, Arch::Riscv64];
+        let elf_path = dir.0.join("fw.elf");
+        write(&elf_path, &elf(1, 1, 2, EM_ARM));
+        let raw = dir.0.join("u-boot.bin");
+        write(&raw, &[0x00, 0x04, 0x00, 0x14, 1, 2, 3, 4]);
+        let fd = dir.0.join("QEMU_EFI.fd");
+        write(&fd, &[0x00, 0x04, 0x00, 0x14]);
+        let empty = dir.0.join("empty.bin");
+        write(&empty, b"");
+        let hints = |kind, load_address, arch| ImageHints {
+            kind,
+            load_address,
+            arch,
+        };
+        let none = hints(None, None, None);
+
+        // An ELF: its own machine, among the pedestal's.
+        let image = inspect(&elf_path, &none, &qemu, "qemu", true).unwrap();
+        assert_eq!((image.arch, image.kind()), (Arch::Arm, ImageKind::Elf));
+        // A load address makes a raw image; `.fd` a bios image.
+        let image = inspect(
+            &raw,
+            &hints(None, Some(0x4020_0000), None),
+            &qemu,
+            "qemu",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (image.arch, image.format, image.size),
+            (
+                Arch::Aarch64,
+                ImageFormat::Raw {
+                    load_address: 0x4020_0000
+                },
+                8
+            )
+        );
+        let image = inspect(&fd, &none, &qemu, "qemu", true).unwrap();
+        assert_eq!(image.format, ImageFormat::Bios);
+        let image = inspect(
+            &raw,
+            &hints(Some(ImageKind::Bios), None, Some(Arch::Riscv64)),
+            &qemu,
+            "qemu",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (image.arch, image.format),
+            (Arch::Riscv64, ImageFormat::Bios)
+        );
+
+        let err = |path: &Path, h: ImageHints, archs: &[Arch], other: bool| {
+            inspect(path, &h, archs, "sim", other)
+                .unwrap_err()
+                .to_string()
+        };
+        // Not an ELF and nothing said: how to describe it.
+        let text = err(&raw, none, &qemu, true);
+        assert!(
+            text.contains("is not an ELF file")
+                && text.contains("container.firmware_load_address")
+                && text.contains("container.firmware_kind=bios"),
+            "{text}"
+        );
+        // A pedestal that boots ELFs only says so.
+        let text = err(&raw, none, &[Arch::X86_64], false);
+        assert!(
+            text.ends_with("the firmware must be a linked ELF image"),
+            "{text}"
+        );
+        let text = err(
+            &fd,
+            hints(Some(ImageKind::Bios), None, None),
+            &[Arch::X86_64],
+            false,
+        );
+        assert!(
+            text.contains("is a bios image")
+                && text.contains("pedestal sim boots ELF firmware only"),
+            "{text}"
+        );
+        // Raw without a load address; a load address on another kind; empty; arch.
+        let text = err(&raw, hints(Some(ImageKind::Raw), None, None), &qemu, true);
+        assert!(text.contains("a raw image needs its load address: set org.openeuler.micrun.container.firmware_load_address"), "{text}");
+        let text = err(
+            &fd,
+            hints(Some(ImageKind::Bios), Some(16), None),
+            &qemu,
+            true,
+        );
+        assert!(
+            text.contains("(0x10) is for raw images, but the image is bios"),
+            "{text}"
+        );
+        let text = err(&elf_path, hints(None, Some(16), None), &qemu, true);
+        assert!(
+            text.contains("is for raw images, but the image is elf"),
+            "{text}"
+        );
+        let text = err(&empty, hints(None, Some(16), None), &qemu, true);
+        assert!(text.contains("the raw image is empty"), "{text}");
+        let text = err(&fd, hints(None, None, Some(Arch::X86_64)), &qemu, true);
+        assert!(
+            text.contains("is an image for x86_64, but the pedestal runs aarch64, arm or riscv64"),
+            "{text}"
+        );
+        // The ELF machine check stays.
+        let text = err(&elf_path, none, &[Arch::Aarch64, Arch::Riscv64], true);
+        assert!(
+            text.contains("is an ELF for arm, but the pedestal runs aarch64 or riscv64"),
+            "{text}"
+        );
+        // kind=elf insists on an ELF.
+        let text = err(&fd, hints(Some(ImageKind::Elf), None, None), &qemu, true);
+        assert!(text.contains("is not an ELF file"), "{text}");
     }
 }

@@ -4,13 +4,13 @@
 //! Order of checks, so the cheapest and most common mistakes are reported first:
 //! `config.json` → annotations → pedestal (named, or the host default; `sim` only
 //! when enabled) → the container id for that pedestal → firmware (path inside the
-//! rootfs, ELF for the pedestal's architecture, optional sha256) → resources.
+//! rootfs, an image the pedestal boots, optional sha256) → resources.
 
 use std::path::{Path, PathBuf};
 
 use crate::annotations::{AgentMode, AnnotationError, Annotations};
 use crate::config::{Config, PedestalChoice, PedestalKind};
-use crate::firmware::{self, ElfInfo, FirmwareError};
+use crate::firmware::{self, FirmwareError, FirmwareImage};
 use crate::oci::Spec;
 use crate::pedestal::{self, Pedestal, PedestalError};
 use crate::resources::{self, CpuSet, ResourceError, Resources};
@@ -48,7 +48,8 @@ pub struct InstanceSpec {
     pub rootfs: PathBuf,
     /// Canonical path of the firmware file, inside `rootfs`.
     pub firmware: PathBuf,
-    pub elf: Option<ElfInfo>,
+    /// What the firmware is and how it boots (`None` for a sandbox).
+    pub image: Option<FirmwareImage>,
     pub pedestal: PedestalKind,
     pub resources: Resources,
     pub annotations: Annotations,
@@ -152,15 +153,15 @@ pub fn build(
         log::info!("{id}: linux.resources {what} has no pedestal equivalent; ignored");
     }
 
-    let (firmware, elf) = if sandbox {
+    let (firmware, image) = if sandbox {
         (PathBuf::new(), None)
     } else {
         let fw = firmware::resolve_firmware(&rootfs, annotations.firmware_path.as_deref())?;
-        let elf = firmware::validate_elf(&fw, ped.arch())?;
+        let image = ped.inspect_firmware(&fw, &annotations.image)?;
         if let Some(want) = annotations.firmware_hash {
             firmware::verify_hash(&fw, want)?;
         }
-        (fw, Some(elf))
+        (fw, Some(image))
     };
 
     let spec = InstanceSpec {
@@ -169,7 +170,7 @@ pub fn build(
         bundle: bundle.to_path_buf(),
         rootfs,
         firmware,
-        elf,
+        image,
         pedestal: kind,
         resources,
         annotations,

@@ -821,6 +821,48 @@ impl Env {
             .collect()
     }
 
+    /// What is left of container `id` once it is deleted, waiting up to 10 s for it
+    /// to go: its instance process `pid` (0: unknown), processes naming the id
+    /// (shim, sim, QEMU), mounts under its bundle, the bundle, micrun state naming
+    /// the id, the shim `socket`. Empty when all is clean.
+    pub fn leftovers(
+        &self,
+        ns: &Namespace<'_>,
+        id: &str,
+        pid: u32,
+        socket: Option<&Path>,
+    ) -> Vec<String> {
+        let env = self;
+        let bundle = env.cd.bundle_dir(ns.name(), id);
+        let check = || {
+            let mut left = Vec::new();
+            if pid != 0 && pid_alive(pid) {
+                left.push(format!("instance process {pid}"));
+            }
+            let procs = processes_mentioning(id);
+            if !procs.is_empty() {
+                left.push(format!("processes {procs:?}"));
+            }
+            let mounts = mounts_under(&bundle);
+            if !mounts.is_empty() {
+                left.push(format!("mounts {mounts:?}"));
+            }
+            if bundle.exists() {
+                left.push(format!("bundle {bundle:?}"));
+            }
+            let state = env.state_entries(id);
+            if !state.is_empty() {
+                left.push(format!("micrun state {state:?}"));
+            }
+            if let Some(s) = socket.filter(|s| s.exists()) {
+                left.push(format!("shim socket {s:?}"));
+            }
+            left
+        };
+        wait_until(Duration::from_secs(10), || check().is_empty());
+        check()
+    }
+
     /// Entries under micrun's state dir whose path [`mentions`] `id`.
     pub fn state_entries(&self, id: &str) -> Vec<PathBuf> {
         paths_mentioning(self.state_dir(), id)

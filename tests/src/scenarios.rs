@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::containerd::{Events, Namespace, TaskState};
 use crate::e2e::{
-    mounts_under, next_remoteproc, pid_alive, processes_mentioning, script_command, shim_socket_of,
-    unique_id, wait_until, Env, Ped, Session, TestImage, ANN_AGENT,
+    next_remoteproc, pid_alive, script_command, shim_socket_of, unique_id, wait_until, Env, Ped,
+    Session, TestImage, ANN_AGENT,
 };
 
 /// From `ctr run` to the demo shell's banner (QEMU boots in well under a second
@@ -92,10 +92,7 @@ pub fn task_pid(ns: &Namespace<'_>, id: &str) -> u32 {
         .map_or(0, |t| t.pid)
 }
 
-/// What is left of container `id` once it is deleted, waiting up to 10 s for it to
-/// go: its instance process `pid` (0: unknown), processes naming the id (shim, sim,
-/// QEMU), mounts under its bundle, the bundle, micrun state naming the id, the shim
-/// `socket`. Empty when all is clean.
+/// What is left of container `id` once it is deleted ([`Env::leftovers`]).
 pub fn leftovers(
     env: &Env,
     ns: &Namespace<'_>,
@@ -103,37 +100,9 @@ pub fn leftovers(
     pid: u32,
     socket: Option<&std::path::Path>,
 ) -> Vec<String> {
-    let bundle = env.cd.bundle_dir(ns.name(), id);
-    let check = || {
-        let mut left = Vec::new();
-        if pid != 0 && pid_alive(pid) {
-            left.push(format!("instance process {pid}"));
-        }
-        let procs = processes_mentioning(id);
-        if !procs.is_empty() {
-            left.push(format!("processes {procs:?}"));
-        }
-        let mounts = mounts_under(&bundle);
-        if !mounts.is_empty() {
-            left.push(format!("mounts {mounts:?}"));
-        }
-        if bundle.exists() {
-            left.push(format!("bundle {bundle:?}"));
-        }
-        let state = env.state_entries(id);
-        if !state.is_empty() {
-            left.push(format!("micrun state {state:?}"));
-        }
-        if let Some(s) = socket.filter(|s| s.exists()) {
-            left.push(format!("shim socket {s:?}"));
-        }
-        left
-    };
-    wait_until(Duration::from_secs(10), || check().is_empty());
-    check()
+    env.leftovers(ns, id, pid, socket)
 }
 
-/// Panics unless [`leftovers`] is empty.
 pub fn assert_clean(
     env: &Env,
     ns: &Namespace<'_>,

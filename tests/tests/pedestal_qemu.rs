@@ -1,8 +1,9 @@
 //! The `qemu` pedestal (micrun-shim `pedestal::qemu`) against a real
 //! `qemu-system-aarch64` booting the agent-mode demo firmware: create with the guest
 //! halted, start, a micrun-proto session over the pedestal's link, pause and resume,
-//! stats, update, destroy; QEMU ending on its own; and bad input failing at create
-//! with nothing left behind.
+//! stats, update, destroy; QEMU ending on its own; bad input failing at create
+//! with nothing left behind; and the start-up deadline with U-Boot 2025.01, whose
+//! QEMU answers QMP late.
 //!
 //! There is no containerd-shim reaper here, so the tests reap QEMU themselves
 //! (`waitpid`), also when an assertion fails ([`Reap`]). The tests of this file run
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use micrun_proto::{ExitReason, HostConfig, HostEvent};
 use micrun_shim::annotations::Annotations;
 use micrun_shim::config::{Config, PedestalKind};
-use micrun_shim::firmware::{validate_elf, Arch};
+use micrun_shim::firmware::Arch;
 use micrun_shim::pedestal::{self, Partition, PartitionState, Pedestal, PedestalError};
 use micrun_shim::resources::{CpuSet, Resources};
 use micrun_shim::spec::InstanceSpec;
@@ -113,7 +114,7 @@ fn spec(id: &str, fw: &Path, resources: Resources) -> InstanceSpec {
         bundle: rootfs.parent().unwrap().to_path_buf(),
         rootfs,
         firmware: fw.to_path_buf(),
-        elf: validate_elf(fw, Arch::Aarch64).ok(),
+        image: qemu().inspect_firmware(fw, &Default::default()).ok(),
         pedestal: PedestalKind::Qemu,
         resources,
         annotations: Annotations::default(),
@@ -492,4 +493,43 @@ fn unbootable_partition_fails_with_qemu_log_and_leaves_nothing() {
         assert_no_qemu_left(&spec.id);
         eprintln!("{} failed in {:?}: {text}", spec.id, t.elapsed());
     }
+}
+
+/// U-Boot 2025.01 makes QEMU answer its first QMP command only after ~2.4 s. The
+/// start-up deadline (`[qemu] startup_timeout`) covers the whole QMP handshake: a
+/// deadline shorter than that wait fails as a timeout naming what was awaited,
+/// where and for how long, and leaves nothing; the default deadline lets it boot.
+#[test]
+fn qmp_handshake_uses_the_startup_deadline() {
+    let _serial = serial();
+    let fw = micrun_tests::peers::uboot_2025("qemu_arm64");
+    let dir = TempDir::new("ped-qemu-slow");
+    let mut config = Config::default();
+    config.qemu.startup_timeout = Duration::from_secs(1);
+    let ped = pedestal::for_kind(PedestalKind::Qemu, &config).unwrap();
+    let spec = spec("slow", &fw, resources(1, 64, None));
+    let t = Instant::now();
+    let err = ped.create(&spec, dir.path()).map(drop).unwrap_err();
+    let text = err.to_string();
+    let qmp = dir.path().join("qmp.sock");
+    assert!(
+        text.contains(&format!(
+            "timed out: no QMP answer to qmp_capabilities from QEMU on {} within 1",
+            qmp.display()
+        )) && text.contains("`[qemu] startup_timeout` (1s"),
+        "{text}"
+    );
+    assert!(!text.contains("os error 11"), "{text}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    assert_no_qemu_left("slow");
+
+    // The default deadline (20 s) is enough.
+    let ped = qemu();
+    let t = Instant::now();
+    let mut part = ped.create(&spec, dir.path()).unwrap();
+    let _reap = Reap(part.pid());
+    assert_eq!(part.state(), PartitionState::Created);
+    eprintln!("U-Boot 2025.01: QEMU ready for start in {:?}", t.elapsed());
+    part.destroy().unwrap();
 }

@@ -8,7 +8,7 @@
 //! | pedestal | where it is real | partition is | link |
 //! |---|---|---|---|
 //! | `sim` | tests, explicitly enabled | the firmware file run as a host process | its stdin/stdout |
-//! | `qemu` | any Linux box | `qemu-system-aarch64 -M virt` booting the ELF | PL011 UART on a unix socket |
+//! | `qemu` | any Linux box | `qemu-system-<arch> -M virt` booting the firmware (ELF, raw, bios; aarch64, arm, riscv64) | the first UART on a unix socket |
 //! | `xen`, `baremetal` through micad | openEuler Embedded with Mica | a micad instance ([`mica`]) | micad's pty (`ttyRPMSG_<id>_0`) |
 //! | `xen` through `xl` | a Xen dom0 without micad | a domain ([`xl`]) | its PV console pty (from xenstore) |
 //! | `baremetal` through remoteproc | Linux with remote cores, without micad | a remote processor ([`remoteproc`]) | its rpmsg tty (`[baremetal] rpmsg_tty`) |
@@ -36,7 +36,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, PedestalKind};
-use crate::firmware::Arch;
+use crate::firmware::{Arch, FirmwareError, FirmwareImage, ImageHints};
 use crate::resources::Resources;
 use crate::spec::InstanceSpec;
 
@@ -229,8 +229,19 @@ pub trait Partition: Send {
 /// A partitioning technology.
 pub trait Pedestal: Send + Sync {
     fn kind(&self) -> PedestalKind;
-    /// The architecture firmware must be built for.
+    /// The architecture firmware must be built for (the default one, for a
+    /// pedestal that runs several).
     fn arch(&self) -> Arch;
+    /// Reads the firmware at `path` and checks that this pedestal can boot it, as
+    /// `hints` (the container's image annotations) describe it. The default: an ELF
+    /// for [`Pedestal::arch`], nothing else.
+    fn inspect_firmware(
+        &self,
+        path: &Path,
+        hints: &ImageHints,
+    ) -> Result<FirmwareImage, FirmwareError> {
+        crate::firmware::inspect(path, hints, &[self.arch()], self.kind().name(), false)
+    }
     /// Checks that the pedestal can run `spec` on this host (binary present, id
     /// valid for it, ...), before anything is created.
     fn check(&self, spec: &InstanceSpec) -> Result<(), PedestalError>;

@@ -1,12 +1,20 @@
-//! The `qemu` pedestal: `qemu-system-aarch64 -M virt` boots the firmware; the first
-//! PL011 UART is the link, on a unix socket; QMP drives the lifecycle.
+//! The `qemu` pedestal: `qemu-system-<arch> -M virt` boots the firmware; the first
+//! UART is the link, on a unix socket; QMP drives the lifecycle.
+//!
+//! What differs per architecture (binary, machine, CPU, UART, RAM base) is one
+//! table, [`MACHINES`]; the firmware's architecture picks the row. The firmware is
+//! an ELF (`-kernel`), a raw binary at a load address (`-device loader`) or a
+//! boot-flash image (`-bios`): see [`crate::firmware::inspect`].
 //!
 //! Create starts QEMU with `-S` (guest CPUs halted), the UART as a listening socket
 //! that QEMU waits on (`server=on,wait=on`, so no early output is lost) and QMP on a
 //! second socket. It connects the UART, then QMP, and checks that QEMU reports
 //! `prelaunch`: the partition exists and runs nothing until Start (`cont`). Pause
 //! and resume are QMP `stop` and `cont`; the state is `query-status`. Destroy asks
-//! QEMU to `quit` and kills it if it does not.
+//! QEMU to `quit` and kills it if it does not. The whole start, QMP handshake
+//! included, has one deadline (`[qemu] startup_timeout`). While the guest runs, a
+//! thread asks `query-status` every `[qemu] watch_interval` and ends a guest that
+//! QEMU reports panicked or failed ([`GUEST_FAILED_STATUS`]).
 //!
 //! Files, all in the instance's run directory: `uart.sock`, `qmp.sock` and
 //! `qemu.log` (QEMU's stderr). Unix socket paths are limited to 107 bytes, which
@@ -29,17 +37,20 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
 use super::qmp::{Qmp, QmpError};
 use super::{
-    find_executable, kill_if_same, proc_stat, Leftovers, Link, Partition, PartitionState,
-    PartitionStats, Pedestal, PedestalError,
+    find_executable, kill_if_same, proc_stat, process_start_time, Leftovers, Link, Partition,
+    PartitionState, PartitionStats, Pedestal, PedestalError,
 };
 use crate::config::{Config, PedestalKind};
-use crate::firmware::Arch;
+use crate::firmware::{Arch, FirmwareError, FirmwareImage, ImageFormat, ImageHints};
 use crate::resources::{CpuSet, Resources};
 use crate::spec::InstanceSpec;
 
@@ -47,8 +58,6 @@ const KIND: PedestalKind = PedestalKind::Qemu;
 
 /// The longest unix socket path: `sun_path` is 108 bytes with the terminating NUL.
 pub const SUN_PATH_MAX: usize = 107;
-/// How long QEMU may take from spawn to answering `query-status` (normally ~0.1 s).
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `quit` may take to be answered, and then for QEMU to end.
 const QUIT_TIMEOUT: Duration = Duration::from_millis(500);
 const QUIT_WAIT: Duration = Duration::from_secs(1);
@@ -59,44 +68,165 @@ const EXIT_GRACE: Duration = Duration::from_millis(300);
 /// Lines of `qemu.log` quoted in an error.
 const LOG_TAIL_LINES: usize = 12;
 
-/// The qemu pedestal.
-#[derive(Debug)]
-pub struct Qemu {
+/// One architecture the pedestal runs: everything about QEMU that differs between
+/// architectures lives in [`MACHINES`], not in branches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineSpec {
+    /// What the firmware is built for.
+    pub arch: Arch,
+    /// The QEMU binary (looked up in `PATH`).
+    pub binary: &'static str,
+    /// The Debian package that has [`MachineSpec::binary`], for error messages.
+    pub package: &'static str,
+    /// `-M`.
+    pub machine: &'static str,
+    /// `-cpu`.
+    pub cpu: &'static str,
+    /// The machine's first UART, which QEMU's `-serial` connects to the link.
+    pub uart: &'static str,
+    /// Where the machine's RAM starts.
+    pub ram_base: u64,
+}
+
+/// The architectures the qemu pedestal runs, with QEMU's machine for each. The
+/// first is the default (for images that are not ELFs and name none).
+pub const MACHINES: [MachineSpec; 3] = [
+    MachineSpec {
+        arch: Arch::Aarch64,
+        binary: "qemu-system-aarch64",
+        package: "qemu-system-arm",
+        machine: "virt",
+        cpu: "cortex-a53",
+        uart: "PL011",
+        ram_base: 0x4000_0000,
+    },
+    MachineSpec {
+        arch: Arch::Arm,
+        binary: "qemu-system-arm",
+        package: "qemu-system-arm",
+        machine: "virt",
+        cpu: "cortex-a15",
+        uart: "PL011",
+        ram_base: 0x4000_0000,
+    },
+    // QEMU's default `-bios` here is OpenSBI (Debian: package opensbi), so an
+    // S-mode firmware given as `-kernel` runs over it.
+    MachineSpec {
+        arch: Arch::Riscv64,
+        binary: "qemu-system-riscv64",
+        package: "qemu-system-misc",
+        machine: "virt",
+        cpu: "rv64",
+        uart: "NS16550A",
+        ram_base: 0x8000_0000,
+    },
+];
+
+/// The architectures of [`MACHINES`], in its order.
+const ARCHS: [Arch; MACHINES.len()] = {
+    let mut archs = [Arch::Aarch64; MACHINES.len()];
+    let mut i = 0;
+    while i < MACHINES.len() {
+        archs[i] = MACHINES[i].arch;
+        i += 1;
+    }
+    archs
+};
+
+/// The exit status of a guest that QEMU reports `guest-panicked` or
+/// `internal-error`: 128 + SIGABRT, as for a crashed remote processor.
+pub const GUEST_FAILED_STATUS: i32 = 128 + nix::libc::SIGABRT;
+
+/// The table entry of `arch`.
+pub fn machine_for(arch: Arch) -> Option<&'static MachineSpec> {
+    MACHINES.iter().find(|m| m.arch == arch)
+}
+
+/// A [`MachineSpec`] as configured: `[qemu] binary`, `machine` and `cpu` replace
+/// the aarch64 entry's.
+#[derive(Debug, Clone)]
+struct Machine {
+    spec: &'static MachineSpec,
     binary: PathBuf,
     machine: String,
     cpu: String,
+}
+
+/// The qemu pedestal.
+#[derive(Debug)]
+pub struct Qemu {
+    machines: Vec<Machine>,
     extra_args: Vec<String>,
+    /// From spawn to QMP answering in `prelaunch` (`[qemu] startup_timeout`).
+    startup_timeout: Duration,
+    /// How often a running guest's state is asked (`[qemu] watch_interval`).
+    watch_interval: Duration,
     /// The config file, for error messages.
     config_origin: Option<PathBuf>,
 }
 
 impl Qemu {
     pub fn new(config: &Config) -> Qemu {
+        let machines = MACHINES
+            .iter()
+            .map(|spec| {
+                if spec.arch == Arch::Aarch64 {
+                    Machine {
+                        spec,
+                        binary: config.qemu.binary.clone(),
+                        machine: config.qemu.machine.clone(),
+                        cpu: config.qemu.cpu.clone(),
+                    }
+                } else {
+                    Machine {
+                        spec,
+                        binary: spec.binary.into(),
+                        machine: spec.machine.to_owned(),
+                        cpu: spec.cpu.to_owned(),
+                    }
+                }
+            })
+            .collect();
         Qemu {
-            binary: config.qemu.binary.clone(),
-            machine: config.qemu.machine.clone(),
-            cpu: config.qemu.cpu.clone(),
+            machines,
             extra_args: config.qemu.extra_args.clone(),
+            startup_timeout: config.qemu.startup_timeout,
+            watch_interval: config.qemu.watch_interval,
             config_origin: config.origin.clone(),
         }
     }
 
-    /// The QEMU binary to run: the configured path, or the name found in `PATH`.
+    /// The QEMU binary of the default architecture: the configured path, or the
+    /// name found in `PATH`.
     pub fn resolve_binary(&self) -> Result<PathBuf, PedestalError> {
+        self.resolve(&self.machines[0])
+    }
+
+    fn resolve(&self, machine: &Machine) -> Result<PathBuf, PedestalError> {
         find_binary(
-            &self.binary,
+            &machine.binary,
+            machine.spec,
             std::env::var_os("PATH").as_deref(),
             self.config_origin.as_deref(),
         )
     }
 
+    /// The machine that runs `spec`'s firmware (its image's architecture; the
+    /// default for a spec without an image).
+    fn machine(&self, spec: &InstanceSpec) -> &Machine {
+        spec.image
+            .and_then(|image| self.machines.iter().find(|m| m.spec.arch == image.arch))
+            .unwrap_or(&self.machines[0])
+    }
+
     /// QEMU's arguments for `spec` with the files in `files`.
     fn args(&self, spec: &InstanceSpec, files: &RunFiles) -> Vec<OsString> {
+        let machine = self.machine(spec);
         let mut args: Vec<OsString> = [
             "-M",
-            &self.machine,
+            &machine.machine,
             "-cpu",
-            &self.cpu,
+            &machine.cpu,
             "-smp",
             &spec.resources.vcpus.to_string(),
             "-m",
@@ -108,12 +238,35 @@ impl Qemu {
             "none",
             "-no-reboot",
             "-S",
-            "-kernel",
+            // A guest can report a panic (pvpanic); QEMU then stops it in state
+            // `guest-panicked`, which the watch sees, instead of exiting with 0.
+            "-device",
+            "pvpanic-pci",
+            "-action",
+            "panic=pause",
         ]
         .iter()
         .map(OsString::from)
         .collect();
-        args.push(spec.firmware.clone().into_os_string());
+        match spec.image.map(|i| i.format) {
+            Some(ImageFormat::Raw { load_address }) => {
+                // Copied to `load_address`, where the first CPU starts.
+                args.push("-device".into());
+                args.push(concat(&[
+                    OsStr::new("loader,file="),
+                    &opt_value(&spec.firmware),
+                    OsStr::new(&format!(",addr={load_address:#x},cpu-num=0")),
+                ]));
+            }
+            Some(ImageFormat::Bios) => {
+                args.push("-bios".into());
+                args.push(spec.firmware.clone().into_os_string());
+            }
+            Some(ImageFormat::Elf(_)) | None => {
+                args.push("-kernel".into());
+                args.push(spec.firmware.clone().into_os_string());
+            }
+        }
         args.push("-chardev".into());
         args.push(concat(&[
             OsStr::new("socket,id=link,path="),
@@ -148,15 +301,20 @@ impl Qemu {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        if let Some(set) = pin {
-            // SAFETY: between fork and exec only sched_setaffinity(2), a plain system
-            // call; the set was built before the fork. QEMU's threads inherit it.
-            unsafe {
-                cmd.pre_exec(move || {
+        // SAFETY: between fork and exec only setrlimit(2) and sched_setaffinity(2),
+        // plain system calls; the set was built before the fork. No core file: a
+        // failed guest is ended with SIGABRT (see `watch`), and a core of QEMU
+        // holds the guest's whole RAM.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+                    .map_err(std::io::Error::from)?;
+                if let Some(set) = pin {
                     nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
-                        .map_err(std::io::Error::from)
-                });
-            }
+                        .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
         }
         let started = Instant::now();
         let child = cmd.spawn().map_err(|e| {
@@ -168,7 +326,7 @@ impl Qemu {
         drop(child);
         let start = proc_stat(pid).map_or(0, |s| s.start);
 
-        match startup(pid, start, &files, started + STARTUP_TIMEOUT) {
+        match startup(pid, start, &files, started, self.startup_timeout) {
             Ok((uart, qmp)) => {
                 log::debug!(
                     "{}: QEMU pid {pid} ready in {:?}",
@@ -181,9 +339,12 @@ impl Qemu {
                     fail(format!("UART socket: {e}"))
                 })?;
                 Ok(QemuPartition {
+                    id: spec.id.clone(),
                     pid,
                     start,
-                    qmp: Some(qmp),
+                    qmp: Arc::new(Mutex::new(Some(qmp))),
+                    watch: None,
+                    watch_interval: self.watch_interval,
                     link: Some(link),
                     files,
                     state: PartitionState::Created,
@@ -215,12 +376,29 @@ impl Pedestal for Qemu {
     }
 
     fn arch(&self) -> Arch {
-        Arch::Aarch64
+        MACHINES[0].arch
     }
 
-    fn check(&self, _spec: &InstanceSpec) -> Result<(), PedestalError> {
+    fn inspect_firmware(
+        &self,
+        path: &Path,
+        hints: &ImageHints,
+    ) -> Result<FirmwareImage, FirmwareError> {
+        crate::firmware::inspect(path, hints, &ARCHS, KIND.name(), true)
+    }
+
+    fn check(&self, spec: &InstanceSpec) -> Result<(), PedestalError> {
         // The socket paths depend on the run directory, checked by `create`.
-        self.resolve_binary().map(drop)
+        let machine = self.machine(spec);
+        if let Some(image) = &spec.image {
+            check_fits(
+                image,
+                &spec.firmware,
+                machine.spec,
+                spec.resources.memory_mib,
+            )?;
+        }
+        self.resolve(machine).map(drop)
     }
 
     fn create(
@@ -228,7 +406,7 @@ impl Pedestal for Qemu {
         spec: &InstanceSpec,
         run_dir: &Path,
     ) -> Result<Box<dyn Partition>, PedestalError> {
-        let binary = self.resolve_binary()?;
+        let binary = self.resolve(self.machine(spec))?;
         let files = RunFiles::new(run_dir);
         files.check_len(&spec.id)?;
         let pin = match &spec.resources.cpu_str {
@@ -241,9 +419,43 @@ impl Pedestal for Qemu {
     }
 }
 
-/// Finds `binary` ([`super::find_executable`]); the error says how to get QEMU.
+/// A raw image must lie inside the guest's RAM (`memory_mib` from the machine's
+/// RAM base); other kinds are placed by QEMU, which reports what does not fit.
+fn check_fits(
+    image: &FirmwareImage,
+    path: &Path,
+    machine: &MachineSpec,
+    memory_mib: u32,
+) -> Result<(), PedestalError> {
+    let ImageFormat::Raw { load_address } = image.format else {
+        return Ok(());
+    };
+    let ram_end = machine.ram_base + (u64::from(memory_mib) << 20);
+    let end = load_address.checked_add(image.size);
+    if load_address >= machine.ram_base && end.is_some_and(|end| end <= ram_end) {
+        return Ok(());
+    }
+    Err(PedestalError::failed(
+        KIND,
+        "create",
+        format!(
+            "the raw image {} ({} bytes at {load_address:#x}, from \
+             org.openeuler.micrun.container.firmware_load_address) does not fit the \
+             {} guest's RAM {:#x}..{ram_end:#x} ({memory_mib} MiB); give a load address \
+             inside it, or more memory",
+            path.display(),
+            image.size,
+            machine.arch,
+            machine.ram_base,
+        ),
+    ))
+}
+
+/// Finds `binary` ([`super::find_executable`]) for `machine`; the error says how
+/// to get QEMU.
 fn find_binary(
     binary: &Path,
+    machine: &MachineSpec,
     path_var: Option<&OsStr>,
     config: Option<&Path>,
 ) -> Result<PathBuf, PedestalError> {
@@ -255,8 +467,9 @@ fn find_binary(
         PedestalError::Unavailable {
             pedestal: KIND,
             why: format!(
-                "QEMU binary {e}; install QEMU (Debian package qemu-system-arm) or set \
-                 `[qemu] binary` in {config}"
+                "QEMU binary for {} firmware {e}; install QEMU (Debian package {}) or set \
+                 `[qemu] binary` in {config}",
+                machine.arch, machine.package
             ),
         }
     })
@@ -372,16 +585,23 @@ fn remove(path: &Path) {
 }
 
 /// Connects the UART, then QMP, and checks that QEMU waits in `prelaunch`.
+/// All of it by `started + timeout` (`[qemu] startup_timeout`).
 fn startup(
     pid: u32,
     start: u64,
     files: &RunFiles,
-    deadline: Instant,
+    started: Instant,
+    timeout: Duration,
 ) -> Result<(UnixStream, Qmp), String> {
-    let uart = connect_when_listening(&files.uart, "UART", pid, start, deadline)?;
-    let stream = connect_when_listening(&files.qmp, "QMP", pid, start, deadline)?;
-    let mut qmp = Qmp::handshake(stream, deadline.saturating_duration_since(Instant::now()))
-        .map_err(|e| format!("QMP handshake: {e}"))?;
+    let deadline = started + timeout;
+    let uart = connect_when_listening(&files.uart, "UART", pid, start, deadline, timeout)?;
+    let stream = connect_when_listening(&files.qmp, "QMP", pid, start, deadline, timeout)?;
+    let mut qmp = Qmp::handshake(stream, &files.qmp, started, deadline).map_err(|e| {
+        format!(
+            "QMP handshake: {e}; the start-up deadline is `[qemu] startup_timeout` \
+             ({timeout:?} from QEMU's start)"
+        )
+    })?;
     let status = qmp
         .query_status()
         .map_err(|e| format!("QMP query-status: {e}"))?;
@@ -400,6 +620,7 @@ fn connect_when_listening(
     pid: u32,
     start: u64,
     deadline: Instant,
+    timeout: Duration,
 ) -> Result<UnixStream, String> {
     loop {
         match UnixStream::connect(path) {
@@ -410,7 +631,7 @@ fn connect_when_listening(
                 }
                 if Instant::now() >= deadline {
                     return Err(format!(
-                        "QEMU did not open its {what} socket {} within {STARTUP_TIMEOUT:?}: {e}",
+                        "QEMU did not open its {what} socket {} within {timeout:?} (`[qemu] startup_timeout`): {e}",
                         path.display()
                     ));
                 }
@@ -470,13 +691,91 @@ fn state_of(status: &str, exit_code: Option<i32>) -> Option<PartitionState> {
     })
 }
 
+/// Asks a running guest's state every `interval` until told to stop (the sender
+/// dropped) or QEMU is gone. A guest QEMU reports `guest-panicked` (the guest
+/// reported a panic on its pvpanic device) or `internal-error` makes no more
+/// progress: the reason goes to the log and QEMU is ended with SIGABRT, so that
+/// the task's exit status is [`GUEST_FAILED_STATUS`]. `shutdown` never lasts:
+/// QEMU exits on it (no `-no-shutdown`).
+fn watch(
+    id: String,
+    pid: u32,
+    start: u64,
+    qmp: Arc<Mutex<Option<Qmp>>>,
+    interval: Duration,
+    stop: mpsc::Receiver<()>,
+) {
+    loop {
+        match stop.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if !alive(pid, start) {
+            return;
+        }
+        let status = match lock(&qmp).as_mut() {
+            Some(qmp) => qmp.query_status(),
+            None => return,
+        };
+        match status {
+            Ok(status) if status == "guest-panicked" || status == "internal-error" => {
+                log::warn!(
+                    "{id}: QEMU (pid {pid}) reports the guest {status:?}: {}; ending it \
+                     with exit status {GUEST_FAILED_STATUS}",
+                    if status == "guest-panicked" {
+                        "the firmware reported a panic on its pvpanic device"
+                    } else {
+                        "QEMU could not go on running it"
+                    }
+                );
+                if process_start_time(pid) == Some(start) {
+                    let _ = nix::sys::signal::kill(
+                        Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGABRT,
+                    );
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(QmpError::Closed) => return,
+            Err(e) => log::debug!("{id}: QEMU pid {pid}: query-status: {e}"),
+        }
+    }
+}
+
+/// The shared QMP session; a panic elsewhere while it was held leaves it usable
+/// (every exchange is complete or failed).
+fn lock(qmp: &Mutex<Option<Qmp>>) -> std::sync::MutexGuard<'_, Option<Qmp>> {
+    qmp.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The thread of [`watch`] and how to stop it.
+#[derive(Debug)]
+struct Watch {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Watch {
+    fn end(self) {
+        drop(self.stop);
+        // It wakes at once, or after the query it is in (bounded by QMP's timeout).
+        let _ = self.thread.join();
+    }
+}
+
 /// One QEMU.
 #[derive(Debug)]
 struct QemuPartition {
+    id: String,
     pid: u32,
     start: u64,
-    /// `None` once QEMU closed it or the partition was destroyed.
-    qmp: Option<Qmp>,
+    /// `None` once QEMU closed it or the partition was destroyed. Shared with
+    /// the watch.
+    qmp: Arc<Mutex<Option<Qmp>>>,
+    /// Runs while the guest runs.
+    watch: Option<Watch>,
+    watch_interval: Duration,
     link: Option<Link>,
     files: RunFiles,
     /// The last state seen, for when QEMU cannot be asked.
@@ -511,15 +810,19 @@ impl QemuPartition {
             self.state = PartitionState::Stopped(self.exit_code);
             return Err(self.gone(operation));
         }
-        let qmp = self.qmp.as_mut().ok_or_else(|| {
-            PedestalError::failed(KIND, operation, "the QMP connection to QEMU is closed")
-        })?;
-        match qmp.execute(command) {
+        let result = {
+            let mut qmp = lock(&self.qmp);
+            let qmp = qmp.as_mut().ok_or_else(|| {
+                PedestalError::failed(KIND, operation, "the QMP connection to QEMU is closed")
+            })?;
+            qmp.execute(command)
+        };
+        match result {
             Ok(_) => Ok(()),
             Err(e) => {
                 if matches!(e, QmpError::Closed) {
                     // QEMU closes QMP when it exits.
-                    self.qmp = None;
+                    *lock(&self.qmp) = None;
                     if wait_ended(self.pid, self.start, Duration::from_millis(200)) {
                         self.state = PartitionState::Stopped(self.exit_code);
                         return Err(self.gone(operation));
@@ -581,6 +884,16 @@ impl Partition for QemuPartition {
     fn start(&mut self) -> Result<(), PedestalError> {
         self.command("start", "cont")?;
         self.state = PartitionState::Running;
+        if self.watch.is_none() {
+            let (stop, stopped) = mpsc::channel();
+            let (id, pid, start) = (self.id.clone(), self.pid, self.start);
+            let (qmp, interval) = (self.qmp.clone(), self.watch_interval);
+            let thread = std::thread::Builder::new()
+                .name("qemu-watch".into())
+                .spawn(move || watch(id, pid, start, qmp, interval, stopped))
+                .map_err(|e| PedestalError::failed(KIND, "start", format!("watch thread: {e}")))?;
+            self.watch = Some(Watch { stop, thread });
+        }
         Ok(())
     }
 
@@ -598,8 +911,11 @@ impl Partition for QemuPartition {
 
     fn destroy(&mut self) -> Result<(), PedestalError> {
         self.link = None;
+        if let Some(watch) = self.watch.take() {
+            watch.end();
+        }
         if alive(self.pid, self.start) {
-            let quitting = self.qmp.as_mut().is_some_and(|qmp| {
+            let quitting = lock(&self.qmp).as_mut().is_some_and(|qmp| {
                 let _ = qmp.set_timeout(QUIT_TIMEOUT);
                 qmp.execute("quit")
                     .inspect_err(|e| log::debug!("QEMU pid {}: quit: {e}", self.pid))
@@ -616,7 +932,7 @@ impl Partition for QemuPartition {
                 }
             }
         }
-        self.qmp = None;
+        *lock(&self.qmp) = None;
         // QEMU removes its sockets when it quits, not when it is killed.
         self.files.remove_sockets();
         self.state = PartitionState::Stopped(self.exit_code);
@@ -660,8 +976,9 @@ impl Partition for QemuPartition {
             self.state = PartitionState::Stopped(self.exit_code);
             return self.state;
         }
-        if let Some(qmp) = self.qmp.as_mut() {
-            match qmp.query_status() {
+        let status = lock(&self.qmp).as_mut().map(Qmp::query_status);
+        if let Some(status) = status {
+            match status {
                 Ok(status) => {
                     if let Some(state) = state_of(&status, self.exit_code) {
                         self.state = state;
@@ -670,7 +987,7 @@ impl Partition for QemuPartition {
                 Err(e) => {
                     log::debug!("QEMU pid {}: query-status: {e}", self.pid);
                     if matches!(e, QmpError::Closed) {
-                        self.qmp = None;
+                        *lock(&self.qmp) = None;
                         if wait_ended(self.pid, self.start, Duration::from_millis(200)) {
                             self.state = PartitionState::Stopped(self.exit_code);
                         }
@@ -683,7 +1000,10 @@ impl Partition for QemuPartition {
 
     fn process_exited(&mut self, code: i32) {
         self.exit_code = Some(code);
-        self.qmp = None;
+        if let Some(watch) = self.watch.take() {
+            watch.end();
+        }
+        *lock(&self.qmp) = None;
         self.state = PartitionState::Stopped(Some(code));
     }
 
@@ -720,7 +1040,7 @@ mod tests {
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             firmware: "/b/rootfs/fw,1.elf".into(),
-            elf: None,
+            image: None,
             pedestal: KIND,
             resources: Resources {
                 vcpus: 2,
@@ -753,7 +1073,7 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "-M virt -cpu cortex-a53 -smp 2 -m 64 -nodefaults -display none -monitor none \
-             -no-reboot -S -kernel /b/rootfs/fw,1.elf \
+             -no-reboot -S -device pvpanic-pci -action panic=pause -kernel /b/rootfs/fw,1.elf \
              -chardev socket,id=link,path=/run/micrun/a,,b/uart.sock,server=on,wait=on \
              -serial chardev:link -qmp unix:/run/micrun/a,,b/qmp.sock,server=on,wait=off \
              -d guest_errors"
@@ -781,7 +1101,8 @@ mod tests {
 
     #[test]
     fn binary_lookup() {
-        let err = find_binary(Path::new("/nonexistent/qemu"), None, None).unwrap_err();
+        let err =
+            find_binary(Path::new("/nonexistent/qemu"), &MACHINES[0], None, None).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, PedestalError::Unavailable { .. }));
         assert!(
@@ -791,6 +1112,7 @@ mod tests {
 
         let err = find_binary(
             Path::new("no-such-qemu"),
+            &MACHINES[0],
             Some(OsStr::new("/nonexistent-a:/nonexistent-b")),
             Some(Path::new("/etc/micrun/config.toml")),
         )
@@ -803,10 +1125,15 @@ mod tests {
         );
 
         // `sh` exists on every host this builds on.
-        let found = find_binary(Path::new("sh"), Some(OsStr::new("/nonexistent:/bin")), None);
+        let found = find_binary(
+            Path::new("sh"),
+            &MACHINES[0],
+            Some(OsStr::new("/nonexistent:/bin")),
+            None,
+        );
         assert_eq!(found.unwrap(), Path::new("/bin/sh"));
         // A directory is not a binary.
-        assert!(find_binary(Path::new("/bin"), None, None).is_err());
+        assert!(find_binary(Path::new("/bin"), &MACHINES[0], None, None).is_err());
     }
 
     #[test]

@@ -971,7 +971,7 @@ mod tests {
                 bundle: self.dir.clone(),
                 rootfs: self.dir.clone(),
                 firmware: self.dir.join("firmware.elf"),
-                elf: None,
+                image: None,
                 pedestal: KIND,
                 resources: Resources {
                     vcpus: 1,

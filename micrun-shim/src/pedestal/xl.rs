@@ -1080,7 +1080,7 @@ mod tests {
             bundle: rootfs.parent().unwrap_or(rootfs).to_path_buf(),
             rootfs: rootfs.to_path_buf(),
             firmware: rootfs.join("firmware.elf"),
-            elf: None,
+            image: None,
             pedestal: KIND,
             resources,
             annotations: Annotations::default(),
