@@ -871,6 +871,28 @@ mod tests {
         Config::from_str(text, Path::new(ORIGIN))
     }
 
+    /// docs/shim.md's sample config is what the code reads, and its prose names the
+    /// config's memory floor by the key the code accepts (the annotation keeps the Go
+    /// MicRun's `container.min_memory_mb`).
+    #[test]
+    fn shim_doc_sample_and_key_names_match_the_code() {
+        let doc = include_str!("../../docs/shim.md");
+        let start = doc
+            .find("```toml\ndefault_pedestal")
+            .expect("the sample config in docs/shim.md");
+        let body = &doc[start + "```toml\n".len()..];
+        let sample = &body[..body.find("```").unwrap()];
+        let config = parse(sample).unwrap();
+        assert_eq!(config.resources, ResourceConfig::default());
+        for (at, _) in doc.match_indices("min_memory_mb") {
+            assert!(
+                doc[..at].ends_with("org.openeuler.micrun.container."),
+                "docs/shim.md names `min_memory_mb` without the annotation prefix at byte {at}: \
+                 the config key is `min_memory_mib`"
+            );
+        }
+    }
+
     fn error(text: &str) -> String {
         match parse(text) {
             Ok(config) => panic!("{text:?} was accepted: {config:?}"),
