@@ -521,11 +521,12 @@ fn printf_left(s: &str, width: usize) -> String {
     out
 }
 
-/// The name micad shows in `status`: longer than 30 bytes becomes the first 12,
-/// `...` and the last byte.
+/// The name micad shows in `status` (its `truncate_name_for_display` into a 32-byte
+/// buffer): up to 31 bytes as it is, longer as the first 12 bytes, `...` and the last
+/// byte.
 fn shown_name(name: &str) -> String {
     let b = name.as_bytes();
-    if b.len() > 30 {
+    if b.len() > 31 {
         let mut s = b[..12].to_vec();
         s.extend_from_slice(b"...");
         s.push(b[b.len() - 1]);
