@@ -186,7 +186,7 @@ pub struct Annotations {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnotationError {
     /// The value of `key` is not what the key takes.
-    #[error("annotation {key}: invalid value {value:?} (expected {expected})")]
+    #[error("annotation {key}: invalid value {} (expected {expected})", crate::error::quote(.value))]
     Invalid {
         /// The annotation key.
         key: &'static str,
@@ -220,7 +220,8 @@ impl Annotations {
             let Some(known) = KNOWN_KEYS.iter().copied().find(|k| k == key) else {
                 if key.starts_with(PREFIX) {
                     out.warnings.push(format!(
-                        "unknown annotation {key} ignored: micrun does not read it (check the spelling)"
+                        "unknown annotation {} ignored: micrun does not read it (check the spelling)",
+                        crate::error::quote(key)
                     ));
                 }
                 continue;
@@ -642,10 +643,26 @@ mod tests {
         assert_eq!(
             parsed.warnings,
             [
-                "unknown annotation org.openeuler.micrun.container.firmware_pth ignored: micrun does not read it (check the spelling)",
-                "unknown annotation org.openeuler.micrun.runtime.experimental ignored: micrun does not read it (check the spelling)",
+                "unknown annotation \"org.openeuler.micrun.container.firmware_pth\" ignored: micrun does not read it (check the spelling)",
+                "unknown annotation \"org.openeuler.micrun.runtime.experimental\" ignored: micrun does not read it (check the spelling)",
             ]
         );
+    }
+
+    /// A 10 KB value (or key) makes a message of a few hundred bytes, not 10 KB.
+    #[test]
+    fn long_values_are_quoted_short() {
+        let huge = "9".repeat(10 * 1024);
+        let err = parse(&[(MAX_VCPU_NUM, &huge)]).unwrap_err().to_string();
+        assert!(err.len() < 400, "{} bytes: {err}", err.len());
+        assert!(
+            err.starts_with(&format!("annotation {MAX_VCPU_NUM}: invalid value \"999")),
+            "{err}"
+        );
+        assert!(err.contains("…\" (10240 bytes in all) (expected "), "{err}");
+        let key = format!("{PREFIX}{}", "k".repeat(10 * 1024));
+        let parsed = parse(&[(&key, "1")]).unwrap();
+        assert!(parsed.warnings[0].len() < 400, "{}", parsed.warnings[0]);
     }
 
     #[test]

@@ -158,7 +158,8 @@ impl<'de> Deserialize<'de> for PedestalChoice {
         }
         PedestalKind::parse(&text).map(Self::Named).ok_or_else(|| {
             de::Error::custom(format!(
-                "unknown pedestal {text:?} (expected auto, {})",
+                "unknown pedestal {} (expected auto, {})",
+                crate::error::quote(&text),
                 PedestalKind::NAMES
             ))
         })
@@ -737,7 +738,8 @@ fn arch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<crate::firmware::A
     let text = String::deserialize(deserializer)?;
     crate::firmware::Arch::parse(&text).ok_or_else(|| {
         de::Error::custom(format!(
-            "unknown architecture {text:?} (expected aarch64, arm, riscv64, riscv32 or x86_64)"
+            "unknown architecture {} (expected aarch64, arm, riscv64, riscv32 or x86_64)",
+            crate::error::quote(&text)
         ))
     })
 }
@@ -764,8 +766,12 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
         }
 
         fn visit_str<E: de::Error>(self, value: &str) -> Result<Duration, E> {
-            parse_duration(value)
-                .ok_or_else(|| E::custom(format!("invalid duration {value:?} ({DURATION_HINT})")))
+            parse_duration(value).ok_or_else(|| {
+                E::custom(format!(
+                    "invalid duration {} ({DURATION_HINT})",
+                    crate::error::quote(value)
+                ))
+            })
         }
     }
 

@@ -926,7 +926,7 @@ fn expect_create_error(
     id: &str,
     extra: &[String],
     keywords: &[&str],
-) {
+) -> String {
     let events = env.cd.events().expect("ctr events");
     let mut args = vec!["run".to_string(), "--rm".into()];
     match image {
@@ -981,6 +981,7 @@ fn expect_create_error(
         "task events of a failed create: {topics:?}{}",
         env.diag(id)
     );
+    stderr.into_owned()
 }
 
 fn assert_nothing_left(env: &Env, ns: &Namespace<'_>, id: &str) {
@@ -1785,4 +1786,101 @@ tests! {
     sigkill_xl => kill_detached(Ped::Xen, false, "SIGKILL", 137),
     sigkill_rproc => kill_detached(Ped::Rproc, false, "SIGKILL", 137),
     sigkill_qemu => kill_detached(Ped::Qemu, false, "SIGKILL", 137),
+}
+
+// ---------------------------------------------------------------------------
+// Small things a user hits (issue 8, item 7).
+
+/// `ctr run --config SPEC` of a spec with a host directory as the rootfs holding the
+/// sim firmware; `edit` changes the spec first.
+fn expect_spec_error(tag: &str, edit: impl FnOnce(&mut serde_json::Value), keywords: &[&str]) {
+    let env = Env::shared();
+    let ns = env.namespace(tag);
+    let id = unique_id(tag);
+    let dir = env.dir().join(format!("spec-{id}"));
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::write(dir.join("rootfs/firmware.elf"), sim_firmware_bytes()).unwrap();
+    let mut spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": { "uid": 0, "gid": 0 },
+            "args": ["/firmware.elf"],
+            "cwd": "/",
+            "env": ["PATH=/usr/bin:/bin"]
+        },
+        "root": { "path": dir.join("rootfs") },
+        "annotations": { ANN_PEDESTAL: "sim" }
+    });
+    edit(&mut spec);
+    let spec_path = dir.join("config.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let extra = vec![
+        "--config".to_string(),
+        spec_path.to_string_lossy().into_owned(),
+    ];
+    expect_create_error(&env, &ns, None, &id, &extra, keywords);
+}
+
+/// ctr takes `--memory-limit` as an unsigned number and hands containerd an int64:
+/// 18446744073709551614 arrives as −2, which must not pass for "no limit".
+#[test]
+fn bad_memory_limit_wrapped_negative() {
+    bad(
+        "memneg",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[],
+        &["--memory-limit", "18446744073709551614"],
+        None,
+        &[
+            "linux.resources.memory.limit is -2",
+            "18446744073709551614",
+            "cannot be negative",
+        ],
+    );
+}
+
+#[test]
+fn bad_memory_limit_negative_in_spec() {
+    expect_spec_error(
+        "memneg-spec",
+        |spec| spec["linux"] = serde_json::json!({ "resources": { "memory": { "limit": -5 } } }),
+        &["linux.resources.memory.limit is -5", "cannot be negative"],
+    );
+}
+
+#[test]
+fn bad_spec_without_root() {
+    expect_spec_error(
+        "noroot",
+        |spec| {
+            spec.as_object_mut().unwrap().remove("root");
+        },
+        &["has no `root`", "root filesystem"],
+    );
+}
+
+/// A 10 KB annotation value is quoted by its first 200 bytes and its length.
+#[test]
+fn bad_long_annotation_is_quoted_short() {
+    let value = "9".repeat(10 * 1024);
+    let ann = format!("{ANN_MIN_MEMORY_MB}={value}");
+    let env = env_for(Ped::Sim);
+    let ns = env.namespace("bad-longann");
+    let id = unique_id("bad-longann");
+    let extra = annotations(Ped::Sim, &[&ann]);
+    let stderr = expect_create_error(
+        &env,
+        &ns,
+        Some(&sim_image("e2e", false)),
+        &id,
+        &extra,
+        &["min_memory_mb", "(10240 bytes in all)"],
+    );
+    assert!(
+        stderr.len() < 2048 && !stderr.contains(&value[..300]),
+        "{} bytes of error: {stderr}",
+        stderr.len()
+    );
 }
