@@ -1884,3 +1884,118 @@ fn bad_long_annotation_is_quoted_short() {
         stderr.len()
     );
 }
+
+/// `-h` / `--help` print the usage on stdout and exit 0, wherever they stand among
+/// the flags; a flag's value that happens to be `-h` is not a request for help.
+#[test]
+fn shim_help() {
+    let shim = micrun_tests::e2e::shim_binary();
+    for args in [
+        &["-h"][..],
+        &["--help"],
+        &["-help"],
+        &["-namespace", "x", "-h", "start"],
+    ] {
+        let out = std::process::Command::new(&shim)
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        for word in [
+            "Usage: containerd-shim-mica-v2",
+            "start",
+            "delete",
+            "-namespace",
+            "-id",
+            "-address",
+            "-publish-binary",
+            "-socket",
+            "-bundle",
+            "-debug",
+            "-version",
+            "-info",
+        ] {
+            assert!(stdout.contains(word), "{args:?}: no {word:?} in {stdout}");
+        }
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+    }
+    // `-id -h`: an id, not help; the namespace is still required.
+    let out = std::process::Command::new(&shim)
+        .args(["-id", "-h", "start"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-namespace is required"));
+}
+
+/// `-info` prints containerd's `RuntimeInfo`: name, version, the runtime options it
+/// was given on stdin, and the OCI features document (typeurl's type URL, JSON) with
+/// every micrun annotation from the shim's own table, its pedestals and the
+/// protocol version.
+#[test]
+fn shim_info_is_a_runtime_info_with_features() {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::types::introspection::RuntimeInfo;
+    use std::io::Write;
+    let shim = micrun_tests::e2e::shim_binary();
+    let run = |stdin: &[u8]| {
+        let mut child = std::process::Command::new(&shim)
+            .arg("-info")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        RuntimeInfo::parse_from_bytes(&out.stdout).unwrap()
+    };
+    let info = run(b"");
+    assert_eq!(info.name, RUNTIME);
+    assert_eq!(info.version.version, env!("CARGO_PKG_VERSION"));
+    assert!(info.options.is_none());
+    assert_eq!(
+        info.features.type_url,
+        "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+    );
+    let features: serde_json::Value = serde_json::from_slice(&info.features.value).unwrap();
+    let listed: Vec<&str> = features["potentiallyUnsafeConfigAnnotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for key in micrun_shim::annotations::KNOWN_KEYS {
+        if key.starts_with(micrun_shim::annotations::PREFIX) {
+            assert!(listed.contains(&key), "{key} not in {listed:?}");
+        }
+    }
+    assert!(listed.contains(&ANN_PEDESTAL) && listed.contains(&ANN_AGENT));
+    assert_eq!(features["ociVersionMin"], "1.0.0");
+    assert_eq!(
+        features["annotations"]["org.openeuler.micrun.pedestals"],
+        "qemu,sim,xen,baremetal"
+    );
+    let proto = micrun_proto::PROTOCOL_VERSION;
+    assert_eq!(
+        features["annotations"]["org.openeuler.micrun.protocol.version"],
+        format!("{}.{}", proto.major, proto.minor)
+    );
+    assert_eq!(
+        info.annotations["org.openeuler.micrun.pedestals"],
+        "qemu,sim,xen,baremetal"
+    );
+
+    // The runtime options containerd passes on stdin come back as `options`.
+    let options = Any {
+        type_url: "runtimeoptions.v1.Options".into(),
+        value: b"\x12\x10/etc/micrun.toml".to_vec(),
+        ..Default::default()
+    };
+    let info = run(&options.write_to_bytes().unwrap());
+    assert_eq!(info.options.type_url, options.type_url);
+    assert_eq!(info.options.value, options.value);
+}
