@@ -1999,3 +1999,96 @@ fn shim_info_is_a_runtime_info_with_features() {
     assert_eq!(info.options.type_url, options.type_url);
     assert_eq!(info.options.value, options.value);
 }
+
+/// Xen through micad: micad's partition is a Xen domain named after the container
+/// (the emulator makes it in the fake Xen host with micad's config, as micad's
+/// libxl does), and Pause / Resume are `xl pause <id>` / `xl unpause <id>`.
+#[test]
+fn micad_xen_pause_resume_through_xl() {
+    let fake = std::path::Path::new(env!("CARGO_BIN_EXE_fake-xl"));
+    let env = Env::start_with(|c| {
+        c.fake_xl = Some(fake.to_path_buf());
+        c.xen_driver = "micad".into();
+    });
+    let events = env.cd.events().expect("ctr events");
+    let ns = env.namespace("mxpause");
+    let img = micrun_tests::e2e::xen_image("e2e");
+    env.import(&ns, &img);
+    let id = unique_id("mxpause");
+    let ann = vec!["--annotation".to_string(), format!("{ANN_PEDESTAL}=xen")];
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let xen = env.xen.as_ref().expect("a fake Xen host");
+    let micad = env.micad.as_ref().expect("the micad emulator");
+    assert_eq!(
+        micad.instance(&id).map(|i| i.create.ped),
+        Some("xen".to_string())
+    );
+    let domain = |field: &str| xen.domain(&id).map(|d| d[field].clone());
+    assert_eq!(
+        domain("state"),
+        Some("running".into()),
+        "{:?}",
+        xen.xl_calls()
+    );
+
+    ns.ctr_ok(&["tasks", "pause", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    wait_state(&env, &ns, &id, TaskState::Paused);
+    assert_eq!(domain("state"), Some("paused".into()));
+    assert!(
+        xen.xl_calls().contains(&format!("pause {id}")),
+        "{:?}",
+        xen.xl_calls()
+    );
+    ns.ctr_ok(&["tasks", "resume", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    assert_eq!(domain("state"), Some("running".into()));
+    let topics = events.topics(ns.name(), &id);
+    let paused = topics.iter().position(|t| t == "/tasks/paused");
+    let resumed = topics.iter().position(|t| t == "/tasks/resumed");
+    assert!(
+        matches!((paused, resumed), (Some(a), Some(b)) if a < b),
+        "events {topics:?}{}",
+        env.diag(&id)
+    );
+
+    ns.kill(&id, "SIGKILL")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    assert_eq!(exit_status(&env, &ns, &id), 137);
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    assert_micad_gone(&env, &id);
+    assert!(
+        wait_until(Duration::from_secs(5), || xen.domain(&id).is_none()),
+        "micad's domain is left: {:?}",
+        xen.domain(&id)
+    );
+}
+
+/// On baremetal through micad Pause stays refused, and the error says why: micad's
+/// stop/start reboots the core.
+#[test]
+fn micad_baremetal_pause_says_why() {
+    let env = Env::shared();
+    let ns = env.namespace("mbpause");
+    let (img, ann) = image_and_args(Ped::Micad, false);
+    env.import(&ns, &img);
+    let id = unique_id("mbpause");
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let out = ns.ctr(&["tasks", "pause", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "pause succeeded{}", env.diag(&id));
+    assert!(
+        stderr.contains("reboots the remote core") && stderr.contains("lose its state"),
+        "{stderr}{}",
+        env.diag(&id)
+    );
+    assert_eq!(state(&env, &ns, &id), Some(TaskState::Running));
+    ns.kill(&id, "SIGKILL")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    assert_eq!(exit_status(&env, &ns, &id), 137);
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    assert_micad_gone(&env, &id);
+}
