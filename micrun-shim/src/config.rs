@@ -467,56 +467,25 @@ pub fn config_path(env_value: Option<&std::ffi::OsStr>) -> PathBuf {
 /// `ctr run --runtime-config-path`.
 pub const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
 
-/// The config file named by runtime options (`runtimeoptions.v1.Options`, a
-/// protobuf message: field 1 `type_url`, field 2 `config_path`, both strings),
-/// if `type_url` is theirs and a path is set. Anything else is `Ok(None)`;
-/// options of that type that do not parse are an error.
+/// The config file named by runtime options (`runtimeoptions.v1.Options`, decoded
+/// with the message type build.rs generates from `proto/runtimeoptions.proto`), if
+/// `type_url` is theirs and a path is set. Anything else is `Ok(None)`; options of
+/// that type that do not parse are an error.
 pub fn options_config_path(type_url: &str, value: &[u8]) -> Result<Option<PathBuf>, String> {
+    use protobuf::Message;
     if type_url.trim_start_matches("type.googleapis.com/") != RUNTIME_OPTIONS_TYPE {
         return Ok(None);
     }
-    let mut input = value;
-    let mut path = None;
-    let varint = |input: &mut &[u8]| -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = input
-                .split_first()
-                .ok_or("runtime options end inside a number")?;
-            *input = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err("runtime options hold a number longer than 64 bits".into())
-    };
-    while !input.is_empty() {
-        let key = varint(&mut input)?;
-        match key & 7 {
-            0 => {
-                varint(&mut input)?;
-            }
-            1 | 5 => {
-                let n = if key & 7 == 1 { 8 } else { 4 };
-                input = input.get(n..).ok_or("runtime options end inside a field")?;
-            }
-            2 => {
-                let len = usize::try_from(varint(&mut input)?).map_err(|e| e.to_string())?;
-                let bytes = input
-                    .get(..len)
-                    .ok_or("runtime options end inside a string")?;
-                input = &input[len..];
-                if key >> 3 == 2 {
-                    let text = std::str::from_utf8(bytes)
-                        .map_err(|_| "the ConfigPath of the runtime options is not UTF-8")?;
-                    path = (!text.is_empty()).then(|| PathBuf::from(text));
-                }
-            }
-            w => return Err(format!("runtime options use protobuf wire type {w}")),
-        }
-    }
-    Ok(path)
+    let options = runtimeoptions::Options::parse_from_bytes(value)
+        .map_err(|e| format!("runtime options ({RUNTIME_OPTIONS_TYPE}) do not parse: {e}"))?;
+    Ok((!options.config_path.is_empty()).then(|| PathBuf::from(options.config_path)))
+}
+
+/// containerd's `runtimeoptions.v1.Options`, generated from
+/// `proto/runtimeoptions.proto` by build.rs.
+#[allow(warnings, clippy::all, missing_docs)]
+mod runtimeoptions {
+    include!(concat!(env!("OUT_DIR"), "/runtimeoptions.rs"));
 }
 
 impl Config {
