@@ -29,7 +29,8 @@
 //! | `*_micad` | the same scenarios on `baremetal` through micad (the emulator in `Env::micad`) |
 //! | `*_xl` | the same on `xen` through `xl` (a fake Xen host in `Env::xen`), pause/resume included |
 //! | `*_rproc` | the same on `baremetal` through Linux remoteproc (fake processors in `Env::remoteproc`, one per test) |
-//! | `micad_*` | micad refusing, hanging, no console, an over-long id, micad down; no pause through micad |
+//! | `micad_*` | micad refusing, hanging, no console, an over-long id, micad down; no pause through micad on baremetal (and why); `xl pause`/`unpause` of micad's Xen domain (`micad_xen_pause_resume_through_xl`, micad emulator + fake-xl) |
+//! | `shim_help`, `shim_info_*` | the binary's `-h`/`--help` usage and its `-info` RuntimeInfo with the OCI features document |
 //!
 //! The file takes about 30 s on 2 cores (60 s with both cores busy elsewhere), after
 //! the first build of the shim into `target/shim-for-tests`. Failure messages carry
