@@ -111,6 +111,58 @@ pub const KNOWN_KEYS: [&str; 24] = [
     CRI_SANDBOX_ID,
 ];
 
+/// The `type_url` containerd gives the OCI runtime-spec features document (typeurl's
+/// name for `features.Features` of runtime-spec 1.x; the value is its JSON).
+pub const FEATURES_TYPE_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+
+/// What micrun is, for tools: its version, pedestals and host↔RTOS protocol version
+/// (the `annotations` of the features document and of the shim's `-info`).
+pub fn implementation_annotations() -> Vec<(&'static str, String)> {
+    let v = micrun_proto::PROTOCOL_VERSION;
+    vec![
+        (
+            "org.openeuler.micrun.version",
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        (
+            "org.openeuler.micrun.pedestals",
+            PedestalKind::ALL.map(PedestalKind::name).join(","),
+        ),
+        (
+            "org.openeuler.micrun.protocol.version",
+            format!("{}.{}", v.major, v.minor),
+        ),
+    ]
+}
+
+/// The OCI runtime-spec features document (runtime-spec `features.md`) of micrun, as
+/// JSON: the spec versions it reads, no hooks, no mount options and no Linux
+/// namespaces (an RTOS partition uses none), [`implementation_annotations`], and every
+/// `org.openeuler.micrun.*` annotation it reads as `potentiallyUnsafeConfigAnnotations`
+/// (they change what runs where), taken from [`KNOWN_KEYS`].
+pub fn runtime_features_json() -> String {
+    let annotations: serde_json::Map<String, serde_json::Value> = implementation_annotations()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+        .collect();
+    let read: Vec<&str> = KNOWN_KEYS
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with(PREFIX))
+        .collect();
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.1",
+        "hooks": [],
+        "mountOptions": [],
+        "linux": { "namespaces": [] },
+        "annotations": annotations,
+        "potentiallyUnsafeConfigAnnotations": read,
+    })
+    .to_string()
+}
+
 /// The auto-close timeout when `container.auto_close` is true and no timeout is given
 /// (the Go MicRun's 30 s).
 pub const DEFAULT_AUTO_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -199,7 +251,7 @@ pub struct Annotations {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnotationError {
     /// The value of `key` is not what the key takes.
-    #[error("annotation {key}: invalid value {value:?} (expected {expected})")]
+    #[error("annotation {key}: invalid value {} (expected {expected})", crate::error::quote(.value))]
     Invalid {
         /// The annotation key.
         key: &'static str,
@@ -233,7 +285,8 @@ impl Annotations {
             let Some(known) = KNOWN_KEYS.iter().copied().find(|k| k == key) else {
                 if key.starts_with(PREFIX) {
                     out.warnings.push(format!(
-                        "unknown annotation {key} ignored: micrun does not read it (check the spelling)"
+                        "unknown annotation {} ignored: micrun does not read it (check the spelling)",
+                        crate::error::quote(key)
                     ));
                 }
                 continue;
@@ -732,10 +785,51 @@ mod tests {
         assert_eq!(
             parsed.warnings,
             [
-                "unknown annotation org.openeuler.micrun.container.firmware_pth ignored: micrun does not read it (check the spelling)",
-                "unknown annotation org.openeuler.micrun.runtime.experimental ignored: micrun does not read it (check the spelling)",
+                "unknown annotation \"org.openeuler.micrun.container.firmware_pth\" ignored: micrun does not read it (check the spelling)",
+                "unknown annotation \"org.openeuler.micrun.runtime.experimental\" ignored: micrun does not read it (check the spelling)",
             ]
         );
+    }
+
+    #[test]
+    fn features_list_every_micrun_annotation() {
+        let doc: serde_json::Value = serde_json::from_str(&runtime_features_json()).unwrap();
+        let listed: Vec<&str> = doc["potentiallyUnsafeConfigAnnotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            listed.len(),
+            KNOWN_KEYS.len() - 2,
+            "all but the two CRI keys"
+        );
+        assert!(listed.contains(&AGENT) && listed.contains(&PEDESTAL));
+        assert_eq!(
+            doc["annotations"]["org.openeuler.micrun.pedestals"],
+            "qemu,sim,xen,baremetal"
+        );
+        assert!(doc["annotations"]["org.openeuler.micrun.protocol.version"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}.", micrun_proto::PROTOCOL_VERSION.major)));
+    }
+
+    /// A 10 KB value (or key) makes a message of a few hundred bytes, not 10 KB.
+    #[test]
+    fn long_values_are_quoted_short() {
+        let huge = "9".repeat(10 * 1024);
+        let err = parse(&[(MAX_VCPU_NUM, &huge)]).unwrap_err().to_string();
+        assert!(err.len() < 400, "{} bytes: {err}", err.len());
+        assert!(
+            err.starts_with(&format!("annotation {MAX_VCPU_NUM}: invalid value \"999")),
+            "{err}"
+        );
+        assert!(err.contains("…\" (10240 bytes in all) (expected "), "{err}");
+        let key = format!("{PREFIX}{}", "k".repeat(10 * 1024));
+        let parsed = parse(&[(&key, "1")]).unwrap();
+        assert!(parsed.warnings[0].len() < 400, "{}", parsed.warnings[0]);
     }
 
     #[test]

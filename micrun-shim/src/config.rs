@@ -160,7 +160,8 @@ impl<'de> Deserialize<'de> for PedestalChoice {
         }
         PedestalKind::parse(&text).map(Self::Named).ok_or_else(|| {
             de::Error::custom(format!(
-                "unknown pedestal {text:?} (expected auto, {})",
+                "unknown pedestal {} (expected auto, {})",
+                crate::error::quote(&text),
                 PedestalKind::NAMES
             ))
         })
@@ -482,56 +483,25 @@ pub fn config_path(env_value: Option<&std::ffi::OsStr>) -> PathBuf {
 /// `ctr run --runtime-config-path`.
 pub const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
 
-/// The config file named by runtime options (`runtimeoptions.v1.Options`, a
-/// protobuf message: field 1 `type_url`, field 2 `config_path`, both strings),
-/// if `type_url` is theirs and a path is set. Anything else is `Ok(None)`;
-/// options of that type that do not parse are an error.
+/// The config file named by runtime options (`runtimeoptions.v1.Options`, decoded
+/// with the message type build.rs generates from `proto/runtimeoptions.proto`), if
+/// `type_url` is theirs and a path is set. Anything else is `Ok(None)`; options of
+/// that type that do not parse are an error.
 pub fn options_config_path(type_url: &str, value: &[u8]) -> Result<Option<PathBuf>, String> {
+    use protobuf::Message;
     if type_url.trim_start_matches("type.googleapis.com/") != RUNTIME_OPTIONS_TYPE {
         return Ok(None);
     }
-    let mut input = value;
-    let mut path = None;
-    let varint = |input: &mut &[u8]| -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = input
-                .split_first()
-                .ok_or("runtime options end inside a number")?;
-            *input = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err("runtime options hold a number longer than 64 bits".into())
-    };
-    while !input.is_empty() {
-        let key = varint(&mut input)?;
-        match key & 7 {
-            0 => {
-                varint(&mut input)?;
-            }
-            1 | 5 => {
-                let n = if key & 7 == 1 { 8 } else { 4 };
-                input = input.get(n..).ok_or("runtime options end inside a field")?;
-            }
-            2 => {
-                let len = usize::try_from(varint(&mut input)?).map_err(|e| e.to_string())?;
-                let bytes = input
-                    .get(..len)
-                    .ok_or("runtime options end inside a string")?;
-                input = &input[len..];
-                if key >> 3 == 2 {
-                    let text = std::str::from_utf8(bytes)
-                        .map_err(|_| "the ConfigPath of the runtime options is not UTF-8")?;
-                    path = (!text.is_empty()).then(|| PathBuf::from(text));
-                }
-            }
-            w => return Err(format!("runtime options use protobuf wire type {w}")),
-        }
-    }
-    Ok(path)
+    let options = runtimeoptions::Options::parse_from_bytes(value)
+        .map_err(|e| format!("runtime options ({RUNTIME_OPTIONS_TYPE}) do not parse: {e}"))?;
+    Ok((!options.config_path.is_empty()).then(|| PathBuf::from(options.config_path)))
+}
+
+/// containerd's `runtimeoptions.v1.Options`, generated from
+/// `proto/runtimeoptions.proto` by build.rs.
+#[allow(warnings, clippy::all, missing_docs)]
+mod runtimeoptions {
+    include!(concat!(env!("OUT_DIR"), "/runtimeoptions.rs"));
 }
 
 impl Config {
@@ -755,7 +725,8 @@ fn arch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<crate::firmware::A
     let text = String::deserialize(deserializer)?;
     crate::firmware::Arch::parse(&text).ok_or_else(|| {
         de::Error::custom(format!(
-            "unknown architecture {text:?} (expected aarch64, arm, riscv64, riscv32 or x86_64)"
+            "unknown architecture {} (expected aarch64, arm, riscv64, riscv32 or x86_64)",
+            crate::error::quote(&text)
         ))
     })
 }
@@ -782,8 +753,12 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
         }
 
         fn visit_str<E: de::Error>(self, value: &str) -> Result<Duration, E> {
-            parse_duration(value)
-                .ok_or_else(|| E::custom(format!("invalid duration {value:?} ({DURATION_HINT})")))
+            parse_duration(value).ok_or_else(|| {
+                E::custom(format!(
+                    "invalid duration {} ({DURATION_HINT})",
+                    crate::error::quote(value)
+                ))
+            })
         }
     }
 
@@ -887,6 +862,28 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_str(text, Path::new(ORIGIN))
+    }
+
+    /// docs/shim.md's sample config is what the code reads, and its prose names the
+    /// config's memory floor by the key the code accepts (the annotation keeps the Go
+    /// MicRun's `container.min_memory_mb`).
+    #[test]
+    fn shim_doc_sample_and_key_names_match_the_code() {
+        let doc = include_str!("../../docs/shim.md");
+        let start = doc
+            .find("```toml\ndefault_pedestal")
+            .expect("the sample config in docs/shim.md");
+        let body = &doc[start + "```toml\n".len()..];
+        let sample = &body[..body.find("```").unwrap()];
+        let config = parse(sample).unwrap();
+        assert_eq!(config.resources, ResourceConfig::default());
+        for (at, _) in doc.match_indices("min_memory_mb") {
+            assert!(
+                doc[..at].ends_with("org.openeuler.micrun.container."),
+                "docs/shim.md names `min_memory_mb` without the annotation prefix at byte {at}: \
+                 the config key is `min_memory_mib`"
+            );
+        }
     }
 
     fn error(text: &str) -> String {

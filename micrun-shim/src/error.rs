@@ -26,6 +26,48 @@ pub enum Error {
     Internal(String),
 }
 
+/// The most bytes of a user's value that an error message quotes.
+pub const QUOTE_MAX: usize = 200;
+
+/// A user's value (an annotation, a path, a cpuset, …) as error messages quote it:
+/// in double quotes with Rust's escapes, cut after [`QUOTE_MAX`] bytes (at a character
+/// boundary) and followed by how long it was, so a 10 KB value makes a short message.
+/// Every error that quotes a value the user gave goes through this.
+pub struct Quoted<'a>(pub &'a str);
+
+/// [`Quoted`] as a function, for `format!` arguments.
+pub fn quote(value: &str) -> Quoted<'_> {
+    Quoted(value)
+}
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.0;
+        if value.len() <= QUOTE_MAX {
+            return write!(f, "{value:?}");
+        }
+        let mut end = QUOTE_MAX;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        let head = &value[..end];
+        // `{:?}` of the head, without its closing quote, then the mark.
+        let escaped = format!("{head:?}");
+        write!(
+            f,
+            "{}…\" ({} bytes in all)",
+            &escaped[..escaped.len() - 1],
+            value.len()
+        )
+    }
+}
+
+impl std::fmt::Debug for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// gRPC status codes, as ttrpc carries them.
 pub use containerd_shim::protos::ttrpc::Code;
 
@@ -74,6 +116,26 @@ mod tests {
 
     fn ped(p: PedestalError) -> Error {
         Error::Instance(InstanceError::Pedestal(p))
+    }
+
+    #[test]
+    fn quoting_keeps_short_values_and_cuts_long_ones() {
+        assert_eq!(quote("0-1").to_string(), "\"0-1\"");
+        assert_eq!(quote("a\"b\n").to_string(), "\"a\\\"b\\n\"");
+        let exact = "x".repeat(QUOTE_MAX);
+        assert_eq!(quote(&exact).to_string(), format!("{exact:?}"));
+        let long = "y".repeat(10 * 1024);
+        let q = quote(&long).to_string();
+        assert_eq!(
+            q,
+            format!("\"{}…\" (10240 bytes in all)", "y".repeat(QUOTE_MAX))
+        );
+        // Cut at a character boundary: 'é' is 2 bytes, the 200th byte is inside one.
+        let accents = format!("a{}", "é".repeat(300));
+        let q = quote(&accents).to_string();
+        assert!(q.starts_with("\"aé"), "{q}");
+        assert!(q.ends_with("…\" (601 bytes in all)"), "{q}");
+        assert!(q.len() < QUOTE_MAX + 40, "{q}");
     }
 
     #[test]

@@ -172,6 +172,13 @@ pub enum LoadError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// A field the runtime spec requires on Linux is absent or empty.
+    #[error(
+        "{} has no `{field}`: an OCI runtime spec for Linux must name the container's root \
+         filesystem, e.g. \"root\": {{\"path\": \"rootfs\"}} (containerd and iSulad write it)",
+        path.display()
+    )]
+    Missing { path: PathBuf, field: &'static str },
 }
 
 impl Spec {
@@ -181,10 +188,24 @@ impl Spec {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_slice(&bytes).map_err(|source| LoadError::Parse {
+        let spec: Spec = serde_json::from_slice(&bytes).map_err(|source| LoadError::Parse {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+        // The runtime spec requires `root` (and `root.path`) on Linux; without them
+        // there is no rootfs to find the firmware in.
+        let missing = match &spec.root {
+            None => Some("root"),
+            Some(root) if root.path.as_os_str().is_empty() => Some("root.path"),
+            Some(_) => None,
+        };
+        if let Some(field) = missing {
+            return Err(LoadError::Missing {
+                path: path.to_path_buf(),
+                field,
+            });
+        }
+        Ok(spec)
     }
 }
 
@@ -332,6 +353,20 @@ mod tests {
                 path.display()
             )
         );
+
+        for (text, field) in [
+            (r#"{"process": {"args": ["/fw"]}}"#, "root"),
+            (r#"{"root": null}"#, "root"),
+            (r#"{"root": {}}"#, "root.path"),
+            (r#"{"root": {"path": ""}}"#, "root.path"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Spec::load(&path).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{} has no `{field}`: ", path.display())),
+                "{text}: {err}"
+            );
+        }
 
         std::fs::write(&path, CONTAINERD_SPEC).unwrap();
         let spec = Spec::load(&path).unwrap();

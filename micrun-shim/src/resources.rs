@@ -83,7 +83,10 @@ impl CpuSet {
                 }
             };
             if first > last {
-                return Err(format!("range {item:?} runs backwards"));
+                return Err(format!(
+                    "range {} runs backwards",
+                    crate::error::quote(item)
+                ));
             }
             set.extend(first..=last);
         }
@@ -114,7 +117,7 @@ impl CpuSet {
 fn cpu_number(text: &str) -> Result<u32, String> {
     let text = text.trim();
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{text:?} is not a CPU number"));
+        return Err(format!("{} is not a CPU number", crate::error::quote(text)));
     }
     match text.parse::<u32>() {
         Ok(cpu) if cpu <= MAX_CPU_ID => Ok(cpu),
@@ -203,7 +206,8 @@ impl fmt::Display for Resources {
 pub enum ResourceError {
     /// `cpu.cpus` does not parse.
     #[error(
-        "invalid cpuset {value:?} in linux.resources.cpu.cpus: {reason} (expected e.g. \"0-1,3\")"
+        "invalid cpuset {} in linux.resources.cpu.cpus: {reason} (expected e.g. \"0-1,3\")",
+        crate::error::quote(.value)
     )]
     InvalidCpuset {
         /// The cpuset as given.
@@ -240,6 +244,18 @@ pub enum ResourceError {
         floor_mib: u64,
         /// Where the floor comes from.
         floor_from: &'static str,
+    },
+    /// A memory size is negative (other than −1, "unlimited" in OCI).
+    #[error(
+        "{what} is {value} (as an unsigned number {}): a memory size cannot be negative; \
+         give bytes (e.g. 67108864 for 64 MiB), or -1 or 0 for no limit",
+        *.value as u64
+    )]
+    NegativeMemory {
+        /// Which setting.
+        what: &'static str,
+        /// The value as given.
+        value: i64,
     },
     /// A memory value is larger than the pedestal can take.
     #[error(
@@ -371,6 +387,19 @@ fn map_memory(
             "[resources] min_memory_mib in the micrun config",
         ),
     };
+    // −1 is "unlimited" and 0 "unset", as runc reads them; any other negative value is a
+    // mistake (ctr's `--memory-limit 18446744073709551614` arrives as −2), not a default.
+    for (what, value) in [
+        ("linux.resources.memory.limit", memory.and_then(|m| m.limit)),
+        (
+            "linux.resources.memory.reservation",
+            memory.and_then(|m| m.reservation),
+        ),
+    ] {
+        if let Some(value) = value.filter(|&v| v < -1) {
+            return Err(ResourceError::NegativeMemory { what, value });
+        }
+    }
     let positive =
         |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok()).filter(|&v| v > 0);
     if let Some(reservation) = positive(memory.and_then(|m| m.reservation)) {
@@ -862,6 +891,10 @@ mod tests {
             (Case { name: "limit under 1 MiB", limit: Some(1000), ..c() }, "the limit gives 0 MiB"),
             (Case { name: "limit too large", limit: Some(i64::MAX), ..c() }, "linux.resources.memory.limit) is more than a pedestal takes"),
             (Case { name: "reservation too large", reservation: Some(i64::MAX), ..c() }, "(linux.resources.memory.reservation) is more than a pedestal takes"),
+            (Case { name: "ctr --memory-limit 18446744073709551614", limit: Some(-2), ..c() }, "linux.resources.memory.limit is -2 (as an unsigned number 18446744073709551614): a memory size cannot be negative"),
+            (Case { name: "limit -5", limit: Some(-5), ..c() }, "linux.resources.memory.limit is -5"),
+            (Case { name: "reservation -5", reservation: Some(-5), ..c() }, "linux.resources.memory.reservation is -5"),
+            (Case { name: "long cpuset quoted short", cpus: Some(Box::leak("1,".repeat(5120).into_boxed_str())), ..c() }, "…\" (10240 bytes in all) in linux.resources.cpu.cpus"),
         ];
         for (case, expected) in cases {
             let err = match run(&case) {
@@ -976,6 +1009,39 @@ mod tests {
     /// `linux.resources` from its OCI JSON, as in config.json or an update request.
     fn from_json(json: &str) -> LinuxResources {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    /// An update request carries `linux.resources` as JSON and goes through the same
+    /// mapping (service.rs `update`): a negative limit is refused there too.
+    #[test]
+    fn update_with_a_negative_limit_is_refused() {
+        for (json, value) in [
+            (r#"{"memory": {"limit": -5}}"#, "-5"),
+            (
+                r#"{"memory": {"limit": -2}}"#,
+                "-2 (as an unsigned number 18446744073709551614)",
+            ),
+        ] {
+            let err = map_resources(
+                Some(&from_json(json)),
+                &Annotations::default(),
+                &CpuSet::first(2),
+                &ResourceConfig::default(),
+            )
+            .unwrap_err();
+            assert_eq!(
+                err,
+                ResourceError::NegativeMemory {
+                    what: "linux.resources.memory.limit",
+                    value: value[..2].parse().unwrap(),
+                }
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("linux.resources.memory.limit is {value}")),
+                "{err}"
+            );
+        }
     }
 
     fn ignored_of(resources: &LinuxResources) -> Vec<&'static str> {

@@ -144,6 +144,9 @@ pub struct MicrunConfig {
     pub fake_xl: Option<PathBuf>,
     /// `[xen] xl`, `xenstore_read`, `detect` (from the fake Xen host).
     xen_tools: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// `[xen] driver`: `direct` (default), or `micad` (with [`Self::fake_xl`] and the
+    /// micad emulator: micad's Xen domains are made in the fake Xen host).
+    pub xen_driver: String,
     /// More TOML, appended as is.
     pub extra_toml: String,
 }
@@ -170,6 +173,7 @@ impl MicrunConfig {
             remoteprocs: Vec::new(),
             fake_xl: None,
             xen_tools: None,
+            xen_driver: "direct".into(),
             extra_toml: String::new(),
         }
     }
@@ -208,10 +212,11 @@ impl MicrunConfig {
             let p = |rel: &str| toml_str(&root.join(rel).to_string_lossy());
             s += &format!(
                 "\n[mica]\ndir = {}\ntty_dirs = [{}]\ntty_wait = \"3s\"\ntimeout = \"2s\"\n\
-                 \n[xen]\ndriver = \"direct\"\n{}arch = \"x86_64\"\n\
+                 \n[xen]\ndriver = {}\n{}arch = \"x86_64\"\n\
                  \n[baremetal]\ndriver = {}\nsysfs = {}\narch = \"x86_64\"\nrpmsg_tty = {{ {} }}\n",
                 p("run/mica"),
                 p("dev"),
+                toml_str(&self.xen_driver),
                 match &self.xen_tools {
                     Some((xl, xsr, detect)) => format!(
                         "xl = {}\nxenstore_read = {}\ndetect = {}\n",
@@ -559,6 +564,7 @@ impl Env {
                 let mut options = MicadOptions::new(root.join("dev"));
                 options.firmware_args = config.micad_firmware_args.clone();
                 options.tty_delay = config.micad_tty_delay;
+                options.xl = xen.as_ref().map(FakeXen::xl);
                 MicadEmulator::start(&root.join("run/mica"), options)
                     .expect("start the micad emulator")
             });

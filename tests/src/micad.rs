@@ -246,6 +246,12 @@ pub struct Options {
     pub raw_tty: bool,
     /// micad's `\n` → `\r\n` on the firmware's output.
     pub translate_newlines: bool,
+    /// An `xl` (e.g. `fake-xl`'s wrapper): instances created with pedestal `xen`
+    /// also get a Xen domain through it, as micad's libxl makes one: micad's
+    /// `<name>-xen.cfg` (written here into the socket dir instead of `/etc/xen`),
+    /// `xl create -p` at create, `xl unpause` at start, `xl destroy` at rm. The
+    /// firmware the emulator runs and relays stays its own process.
+    pub xl: Option<PathBuf>,
 }
 
 impl Options {
@@ -256,6 +262,7 @@ impl Options {
             tty_delay: Duration::ZERO,
             raw_tty: true,
             translate_newlines: true,
+            xl: None,
         }
     }
 }
@@ -512,6 +519,53 @@ fn tty_link(tty_dir: &Path, name: &str) -> PathBuf {
     tty_dir.join(format!("ttyRPMSG_{sanitized}_0"))
 }
 
+/// micad's Xen domain for `msg` (its `generate_xen_cfg`, then libxl's create,
+/// paused): the config micad writes, then `xl create -p`.
+fn xen_create(xl: &Path, dir: &Path, msg: &CreateRequest) -> Result<(), String> {
+    let mut cfg = format!(
+        "name = \"{}\"\nvcpus = {}\nmemory = {}\nkernel = \"{}\"\ngic_version = \"v3\"\nacpi = 0\n",
+        msg.name, msg.vcpu_num, msg.memory, msg.ped_cfg
+    );
+    if msg.max_vcpu_num > 0 {
+        cfg += &format!("maxvcpus = {}\n", msg.max_vcpu_num);
+    }
+    if msg.max_memory > 0 {
+        cfg += &format!("maxmem = {}\n", msg.max_memory);
+    }
+    if !msg.cpu_str.is_empty() {
+        cfg += &format!("cpus = \"{}\"\n", msg.cpu_str);
+    }
+    if msg.cpu_weight >= 0 {
+        cfg += &format!("cpu_weight = {}\n", msg.cpu_weight);
+    }
+    if msg.cpu_capacity >= 0 {
+        cfg += &format!("cap = {}\n", msg.cpu_capacity);
+    }
+    let path = dir.join(format!("{}-xen.cfg", msg.name));
+    std::fs::write(&path, cfg).map_err(|e| format!("write {}: {e}", path.display()))?;
+    run_xl(xl, &["create", "-p", &path.to_string_lossy()]).inspect_err(|_| {
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+/// Runs `xl args`; its stderr when it fails.
+fn run_xl(xl: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(xl)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", xl.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "xl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// printf's `%-<width>s`: left-aligned, padded with blanks to `width` bytes, never cut.
 fn printf_left(s: &str, width: usize) -> String {
     let mut out = s.to_owned();
@@ -521,11 +575,12 @@ fn printf_left(s: &str, width: usize) -> String {
     out
 }
 
-/// The name micad shows in `status`: longer than 30 bytes becomes the first 12,
-/// `...` and the last byte.
+/// The name micad shows in `status` (its `truncate_name_for_display` into a 32-byte
+/// buffer): up to 31 bytes as it is, longer as the first 12 bytes, `...` and the last
+/// byte.
 fn shown_name(name: &str) -> String {
     let b = name.as_bytes();
-    if b.len() > 30 {
+    if b.len() > 31 {
         let mut s = b[..12].to_vec();
         s.extend_from_slice(b"...");
         s.push(b[b.len() - 1]);
@@ -720,6 +775,12 @@ impl State {
             reply(&mut stream, &format!("Invalid name: {}", msg.name), false);
             return None;
         }
+        if let (Some(xl), "xen") = (&self.options.xl, msg.ped.as_str()) {
+            if let Err(e) = xen_create(xl, &self.dir, &msg) {
+                reply(&mut stream, &e, false);
+                return None;
+            }
+        }
         let path = self.dir.join(format!("{}.socket", msg.name));
         let listener = match UnixListener::bind(&path).and_then(|l| {
             l.set_nonblocking(true)?;
@@ -804,8 +865,12 @@ impl State {
             reply(&mut stream, &format!("{name} is not created"), false);
             return false;
         };
+        let xl = options.xl.as_deref().filter(|_| inst.create.ped == "xen");
         match op {
-            Op::Start => match inst.start(name, &options) {
+            Op::Start => match inst
+                .start(name, &options)
+                .and_then(|()| xl.map_or(Ok(()), |xl| run_xl(xl, &["unpause", name])))
+            {
                 Ok(()) => reply(&mut stream, "", true),
                 Err(e) => reply(&mut stream, &format!("Start failed: {e}"), false),
             },
@@ -819,6 +884,10 @@ impl State {
             Op::Rm => {
                 if let Some(mut p) = inst.partition.take() {
                     p.end();
+                }
+                if let Some(xl) = xl {
+                    let _ = run_xl(xl, &["destroy", name]);
+                    let _ = std::fs::remove_file(self.dir.join(format!("{name}-xen.cfg")));
                 }
                 self.instances.remove(name);
                 // As micad: the answer first, then the socket goes.

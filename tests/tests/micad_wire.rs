@@ -793,3 +793,48 @@ fn micad_restart_leaves_partitions_running_and_forgets_them() {
         "dropping the emulator reaps its children"
     );
 }
+
+/// micad copies an instance's name into a 32-byte buffer before printing its status
+/// line: 31 bytes are shown whole and overflow the 30-byte name column, straight
+/// into the CPU list; from 32 bytes on the name is shortened. The shim's parser
+/// must follow both, or a 31-byte container id reads as an "unknown state".
+#[test]
+fn status_of_a_31_byte_name_is_shown_whole_and_parsed() {
+    let env = Env::new();
+    let _emu = env.emulator(env.options());
+    let fw = env.dummy_firmware();
+    let client = env.client();
+    let id31 = "abcdefghijkl-012345678901234-yz";
+    assert_eq!(id31.len(), 31);
+    let mut msg = create_msg(id31, &fw);
+    msg.cpu_str = "1-3".into();
+    client.create(&msg).unwrap();
+    let reply = raw_exchange(&env.sockets().join(format!("{id31}.socket")), b"status");
+    let expected = format!(
+        "{id31}1-3{}Offline{}MICA-SUCCESS",
+        " ".repeat(17),
+        " ".repeat(13)
+    );
+    assert_eq!(String::from_utf8(reply).unwrap(), expected);
+    let status = client.status(id31).unwrap();
+    assert_eq!(
+        (status.name.as_str(), status.cpu_str.as_str(), status.state),
+        (id31, "1-3", MicaState::Offline)
+    );
+
+    let id32 = "abcdefghijkl-0123456789012345-yz";
+    assert_eq!(id32.len(), 32);
+    client.create(&create_msg(id32, &fw)).unwrap();
+    let reply = raw_exchange(&env.sockets().join(format!("{id32}.socket")), b"status");
+    assert!(
+        String::from_utf8(reply)
+            .unwrap()
+            .starts_with(&format!("abcdefghijkl...z{}1 ", " ".repeat(14))),
+        "a 32-byte name is shortened"
+    );
+    let status = client.status(id32).unwrap();
+    assert_eq!(
+        (status.name.as_str(), status.state),
+        ("abcdefghijkl...z", MicaState::Offline)
+    );
+}

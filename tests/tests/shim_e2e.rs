@@ -29,7 +29,8 @@
 //! | `*_micad` | the same scenarios on `baremetal` through micad (the emulator in `Env::micad`) |
 //! | `*_xl` | the same on `xen` through `xl` (a fake Xen host in `Env::xen`), pause/resume included |
 //! | `*_rproc` | the same on `baremetal` through Linux remoteproc (fake processors in `Env::remoteproc`, one per test) |
-//! | `micad_*` | micad refusing, hanging, no console, an over-long id, micad down; no pause through micad |
+//! | `micad_*` | micad refusing, hanging, no console, an over-long id, micad down; no pause through micad on baremetal (and why); `xl pause`/`unpause` of micad's Xen domain (`micad_xen_pause_resume_through_xl`, micad emulator + fake-xl) |
+//! | `shim_help`, `shim_info_*` | the binary's `-h`/`--help` usage and its `-info` RuntimeInfo with the OCI features document |
 //!
 //! The file takes about 30 s on 2 cores (60 s with both cores busy elsewhere), after
 //! the first build of the shim into `target/shim-for-tests`. Failure messages carry
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 use micrun_tests::containerd::{Namespace, TaskState};
 use micrun_tests::e2e::{
     custom_image, next_remoteproc, pid_alive, qemu_firmware_bytes, sha256_hex, shim_socket_of,
-    sim_firmware_bytes, sim_image, unique_id, wait_until, Env, Ped, Session, TestImage,
+    sim_firmware_bytes, sim_image, unique_id, wait_until, Env, Ped, Session, TestImage, ANN_AGENT,
     ANN_AUTO_CLOSE_TIMEOUT, ANN_FIRMWARE_HASH, ANN_FIRMWARE_PATH, ANN_MIN_MEMORY_MB, ANN_PEDESTAL,
     RUNTIME,
 };
@@ -380,7 +381,7 @@ fn expect_create_error(
     id: &str,
     extra: &[String],
     keywords: &[&str],
-) {
+) -> String {
     let events = env.cd.events().expect("ctr events");
     let mut args = vec!["run".to_string(), "--rm".into()];
     match image {
@@ -435,6 +436,7 @@ fn expect_create_error(
         "task events of a failed create: {topics:?}{}",
         env.diag(id)
     );
+    stderr.into_owned()
 }
 
 fn assert_nothing_left(env: &Env, ns: &Namespace<'_>, id: &str) {
@@ -1239,4 +1241,309 @@ tests! {
     sigkill_xl => kill_detached(Ped::Xen, false, "SIGKILL", 137),
     sigkill_rproc => kill_detached(Ped::Rproc, false, "SIGKILL", 137),
     sigkill_qemu => kill_detached(Ped::Qemu, false, "SIGKILL", 137),
+}
+
+// ---------------------------------------------------------------------------
+// Small things a user hits (issue 8, item 7).
+
+/// `ctr run --config SPEC` of a spec with a host directory as the rootfs holding the
+/// sim firmware; `edit` changes the spec first.
+fn expect_spec_error(tag: &str, edit: impl FnOnce(&mut serde_json::Value), keywords: &[&str]) {
+    let env = Env::shared();
+    let ns = env.namespace(tag);
+    let id = unique_id(tag);
+    let dir = env.dir().join(format!("spec-{id}"));
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::write(dir.join("rootfs/firmware.elf"), sim_firmware_bytes()).unwrap();
+    let mut spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": { "uid": 0, "gid": 0 },
+            "args": ["/firmware.elf"],
+            "cwd": "/",
+            "env": ["PATH=/usr/bin:/bin"]
+        },
+        "root": { "path": dir.join("rootfs") },
+        "annotations": { ANN_PEDESTAL: "sim" }
+    });
+    edit(&mut spec);
+    let spec_path = dir.join("config.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let extra = vec![
+        "--config".to_string(),
+        spec_path.to_string_lossy().into_owned(),
+    ];
+    expect_create_error(&env, &ns, None, &id, &extra, keywords);
+}
+
+/// ctr takes `--memory-limit` as an unsigned number and hands containerd an int64:
+/// 18446744073709551614 arrives as −2, which must not pass for "no limit".
+#[test]
+fn bad_memory_limit_wrapped_negative() {
+    bad(
+        "memneg",
+        Ped::Sim,
+        sim_image("e2e", false),
+        &[],
+        &["--memory-limit", "18446744073709551614"],
+        None,
+        &[
+            "linux.resources.memory.limit is -2",
+            "18446744073709551614",
+            "cannot be negative",
+        ],
+    );
+}
+
+#[test]
+fn bad_memory_limit_negative_in_spec() {
+    expect_spec_error(
+        "memneg-spec",
+        |spec| spec["linux"] = serde_json::json!({ "resources": { "memory": { "limit": -5 } } }),
+        &["linux.resources.memory.limit is -5", "cannot be negative"],
+    );
+}
+
+#[test]
+fn bad_spec_without_root() {
+    expect_spec_error(
+        "noroot",
+        |spec| {
+            spec.as_object_mut().unwrap().remove("root");
+        },
+        &["has no `root`", "root filesystem"],
+    );
+}
+
+/// A 10 KB annotation value is quoted by its first 200 bytes and its length.
+#[test]
+fn bad_long_annotation_is_quoted_short() {
+    let value = "9".repeat(10 * 1024);
+    let ann = format!("{ANN_MIN_MEMORY_MB}={value}");
+    let env = env_for(Ped::Sim);
+    let ns = env.namespace("bad-longann");
+    let id = unique_id("bad-longann");
+    let extra = annotations(Ped::Sim, &[&ann]);
+    let stderr = expect_create_error(
+        &env,
+        &ns,
+        Some(&sim_image("e2e", false)),
+        &id,
+        &extra,
+        &["min_memory_mb", "(10240 bytes in all)"],
+    );
+    assert!(
+        stderr.len() < 2048 && !stderr.contains(&value[..300]),
+        "{} bytes of error: {stderr}",
+        stderr.len()
+    );
+}
+
+/// `-h` / `--help` print the usage on stdout and exit 0, wherever they stand among
+/// the flags; a flag's value that happens to be `-h` is not a request for help.
+#[test]
+fn shim_help() {
+    let shim = micrun_tests::e2e::shim_binary();
+    for args in [
+        &["-h"][..],
+        &["--help"],
+        &["-help"],
+        &["-namespace", "x", "-h", "start"],
+    ] {
+        let out = std::process::Command::new(&shim)
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        for word in [
+            "Usage: containerd-shim-mica-v2",
+            "start",
+            "delete",
+            "-namespace",
+            "-id",
+            "-address",
+            "-publish-binary",
+            "-socket",
+            "-bundle",
+            "-debug",
+            "-version",
+            "-info",
+        ] {
+            assert!(stdout.contains(word), "{args:?}: no {word:?} in {stdout}");
+        }
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+    }
+    // `-id -h`: an id, not help; the namespace is still required.
+    let out = std::process::Command::new(&shim)
+        .args(["-id", "-h", "start"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-namespace is required"));
+}
+
+/// `-info` prints containerd's `RuntimeInfo`: name, version, the runtime options it
+/// was given on stdin, and the OCI features document (typeurl's type URL, JSON) with
+/// every micrun annotation from the shim's own table, its pedestals and the
+/// protocol version.
+#[test]
+fn shim_info_is_a_runtime_info_with_features() {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::types::introspection::RuntimeInfo;
+    use std::io::Write;
+    let shim = micrun_tests::e2e::shim_binary();
+    let run = |stdin: &[u8]| {
+        let mut child = std::process::Command::new(&shim)
+            .arg("-info")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        RuntimeInfo::parse_from_bytes(&out.stdout).unwrap()
+    };
+    let info = run(b"");
+    assert_eq!(info.name, RUNTIME);
+    assert_eq!(info.version.version, env!("CARGO_PKG_VERSION"));
+    assert!(info.options.is_none());
+    assert_eq!(
+        info.features.type_url,
+        "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+    );
+    let features: serde_json::Value = serde_json::from_slice(&info.features.value).unwrap();
+    let listed: Vec<&str> = features["potentiallyUnsafeConfigAnnotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for key in micrun_shim::annotations::KNOWN_KEYS {
+        if key.starts_with(micrun_shim::annotations::PREFIX) {
+            assert!(listed.contains(&key), "{key} not in {listed:?}");
+        }
+    }
+    assert!(listed.contains(&ANN_PEDESTAL) && listed.contains(&ANN_AGENT));
+    assert_eq!(features["ociVersionMin"], "1.0.0");
+    assert_eq!(
+        features["annotations"]["org.openeuler.micrun.pedestals"],
+        "qemu,sim,xen,baremetal"
+    );
+    let proto = micrun_proto::PROTOCOL_VERSION;
+    assert_eq!(
+        features["annotations"]["org.openeuler.micrun.protocol.version"],
+        format!("{}.{}", proto.major, proto.minor)
+    );
+    assert_eq!(
+        info.annotations["org.openeuler.micrun.pedestals"],
+        "qemu,sim,xen,baremetal"
+    );
+
+    // The runtime options containerd passes on stdin come back as `options`.
+    let options = Any {
+        type_url: "runtimeoptions.v1.Options".into(),
+        value: b"\x12\x10/etc/micrun.toml".to_vec(),
+        ..Default::default()
+    };
+    let info = run(&options.write_to_bytes().unwrap());
+    assert_eq!(info.options.type_url, options.type_url);
+    assert_eq!(info.options.value, options.value);
+}
+
+/// Xen through micad: micad's partition is a Xen domain named after the container
+/// (the emulator makes it in the fake Xen host with micad's config, as micad's
+/// libxl does), and Pause / Resume are `xl pause <id>` / `xl unpause <id>`.
+#[test]
+fn micad_xen_pause_resume_through_xl() {
+    let fake = std::path::Path::new(env!("CARGO_BIN_EXE_fake-xl"));
+    let env = Env::start_with(|c| {
+        c.fake_xl = Some(fake.to_path_buf());
+        c.xen_driver = "micad".into();
+    });
+    let events = env.cd.events().expect("ctr events");
+    let ns = env.namespace("mxpause");
+    let img = micrun_tests::e2e::xen_image("e2e");
+    env.import(&ns, &img);
+    let id = unique_id("mxpause");
+    let ann = vec!["--annotation".to_string(), format!("{ANN_PEDESTAL}=xen")];
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let xen = env.xen.as_ref().expect("a fake Xen host");
+    let micad = env.micad.as_ref().expect("the micad emulator");
+    assert_eq!(
+        micad.instance(&id).map(|i| i.create.ped),
+        Some("xen".to_string())
+    );
+    let domain = |field: &str| xen.domain(&id).map(|d| d[field].clone());
+    assert_eq!(
+        domain("state"),
+        Some("running".into()),
+        "{:?}",
+        xen.xl_calls()
+    );
+
+    ns.ctr_ok(&["tasks", "pause", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    wait_state(&env, &ns, &id, TaskState::Paused);
+    assert_eq!(domain("state"), Some("paused".into()));
+    assert!(
+        xen.xl_calls().contains(&format!("pause {id}")),
+        "{:?}",
+        xen.xl_calls()
+    );
+    ns.ctr_ok(&["tasks", "resume", &id])
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    assert_eq!(domain("state"), Some("running".into()));
+    let topics = events.topics(ns.name(), &id);
+    let paused = topics.iter().position(|t| t == "/tasks/paused");
+    let resumed = topics.iter().position(|t| t == "/tasks/resumed");
+    assert!(
+        matches!((paused, resumed), (Some(a), Some(b)) if a < b),
+        "events {topics:?}{}",
+        env.diag(&id)
+    );
+
+    ns.kill(&id, "SIGKILL")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    assert_eq!(exit_status(&env, &ns, &id), 137);
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    assert_micad_gone(&env, &id);
+    assert!(
+        wait_until(Duration::from_secs(5), || xen.domain(&id).is_none()),
+        "micad's domain is left: {:?}",
+        xen.domain(&id)
+    );
+}
+
+/// On baremetal through micad Pause stays refused, and the error says why: micad's
+/// stop/start reboots the core.
+#[test]
+fn micad_baremetal_pause_says_why() {
+    let env = Env::shared();
+    let ns = env.namespace("mbpause");
+    let (img, ann) = image_and_args(Ped::Micad, false);
+    env.import(&ns, &img);
+    let id = unique_id("mbpause");
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let out = ns.ctr(&["tasks", "pause", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "pause succeeded{}", env.diag(&id));
+    assert!(
+        stderr.contains("reboots the remote core") && stderr.contains("lose its state"),
+        "{stderr}{}",
+        env.diag(&id)
+    );
+    assert_eq!(state(&env, &ns, &id), Some(TaskState::Running));
+    ns.kill(&id, "SIGKILL")
+        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    assert_eq!(exit_status(&env, &ns, &id), 137);
+    ns.ctr_ok(&["containers", "rm", &id]).unwrap();
+    assert_micad_gone(&env, &id);
 }

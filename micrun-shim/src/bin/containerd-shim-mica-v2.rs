@@ -34,8 +34,81 @@ const RUNTIME_ID: &str = "io.containerd.mica.v2";
 const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 const TTRPC_ADDRESS: &str = "TTRPC_ADDRESS";
 
+const USAGE: &str = "\
+Usage: containerd-shim-mica-v2 [flags] [start | delete]
+
+The containerd runtime v2 shim of micrun (runtime io.containerd.mica.v2): runs RTOS
+firmware images as containers on a pedestal (qemu, sim, xen, baremetal). containerd,
+iSulad or libmicrun start it; a person rarely needs to.
+
+Actions:
+  start     start (or join) the shim server of this container's pod, write
+            <bundle>/address and print the address (run in the bundle directory)
+  delete    clean up after a lost shim: end the container's partition, remove its
+            state, print the exit status (137) as a DeleteResponse
+  (none)    serve the task API on -socket until Shutdown
+
+Flags (containerd's shim protocol; one dash or two):
+  -namespace NS         containerd namespace (required for the actions)
+  -id ID                container id
+  -address PATH         containerd's gRPC socket (events are published there)
+  -publish-binary PATH  containerd binary used to publish events
+  -socket PATH          the socket to serve on (no action)
+  -bundle PATH          the bundle (delete)
+  -debug                debug logging
+  -v, -version          print the version and exit
+  -info                 print the RuntimeInfo protobuf (name, version, the OCI
+                        features document with the annotations micrun reads, its
+                        pedestals and protocol version) and exit; runtime options
+                        (a protobuf Any) may come on stdin
+  -h, -help             this text
+
+Environment: MICRUN_CONFIG (default /etc/micrun/config.toml), TTRPC_ADDRESS.
+See docs/shim.md.
+";
+
+/// The flags of containerd's shim protocol that take a value (go's flag package
+/// syntax: `-flag value` or `-flag=value`, one or two dashes).
+const VALUE_FLAGS: [&str; 6] = [
+    "namespace",
+    "id",
+    "address",
+    "publish-binary",
+    "socket",
+    "bundle",
+];
+
+/// Whether the command line asks for help: `-h`, `-help`, `--h` or `--help` among the
+/// flags (before the action; a flag's value does not count).
+fn wants_help(args: &[std::ffi::OsString]) -> bool {
+    let mut skip_value = false;
+    for arg in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let Some(arg) = arg.to_str() else {
+            continue;
+        };
+        let Some(name) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return false; // the action: flags end here
+        };
+        if name.is_empty() {
+            return false; // `--`
+        }
+        if name == "h" || name == "help" {
+            return true;
+        }
+        skip_value = VALUE_FLAGS.contains(&name);
+    }
+    false
+}
+
 fn main() {
     let args: Vec<_> = std::env::args_os().collect();
+    if wants_help(&args[1..]) {
+        print!("{USAGE}");
+        return;
+    }
     let flags = match containerd_shim::parse(&args[1..]) {
         Ok(f) => f,
         Err(e) => fail(&format!("bad arguments: {e}")),
@@ -45,12 +118,9 @@ fn main() {
         return;
     }
     if flags.info {
-        let info = RuntimeInfo {
-            name: RUNTIME_ID.to_string(),
-            ..Default::default()
-        };
-        let bytes = info.write_to_bytes().unwrap_or_default();
-        let _ = std::io::stdout().write_all(&bytes);
+        if let Err(e) = info() {
+            fail(&e);
+        }
         return;
     }
     if flags.namespace.is_empty() {
@@ -64,6 +134,47 @@ fn main() {
     if let Err(e) = result {
         fail(&e);
     }
+}
+
+/// `-info`, as containerd's introspection (and its CRI plugin, for every runtime
+/// handler) runs it: a `RuntimeInfo` protobuf on stdout with the runtime options it
+/// was given on stdin (if any) and the OCI features document.
+fn info() -> Result<(), String> {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+    use containerd_shim::protos::types::introspection::RuntimeVersion;
+    let mut input = Vec::new();
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let _ = stdin.lock().take(1 << 20).read_to_end(&mut input);
+    }
+    let options = Any::parse_from_bytes(&input)
+        .map_err(|e| format!("-info: stdin is not runtime options (a protobuf Any): {e}"))?;
+    let mut info = RuntimeInfo {
+        name: RUNTIME_ID.to_string(),
+        version: Some(RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+        .into(),
+        features: Some(Any {
+            type_url: micrun_shim::annotations::FEATURES_TYPE_URL.to_string(),
+            value: micrun_shim::annotations::runtime_features_json().into_bytes(),
+            ..Default::default()
+        })
+        .into(),
+        annotations: micrun_shim::annotations::implementation_annotations()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ..Default::default()
+    };
+    if !options.type_url.is_empty() {
+        info.options = Some(options).into();
+    }
+    let bytes = info.write_to_bytes().map_err(|e| e.to_string())?;
+    std::io::stdout()
+        .write_all(&bytes)
+        .map_err(|e| format!("-info: write stdout: {e}"))
 }
 
 fn fail(msg: &str) -> ! {

@@ -4,8 +4,15 @@
 //! `create_msg`, `start`, `stop`/`rm` and `set`, reads its `status`, and relays the
 //! console micad creates (`ttyRPMSG_<id>_0`, a pty) once the partition runs. The wire
 //! format is in [`super::micad`]. What micad cannot do is said plainly: it has no
-//! pause, and the partition has no host process, so CPU time comes from the agent
-//! only.
+//! pause command, and the partition has no host process, so CPU time comes from the
+//! agent only.
+//!
+//! Pause and resume: on `xen`, micad's partition is a Xen domain named after the
+//! instance (micad writes `name = "<id>"` into `/etc/xen/<id>-xen.cfg`), so micrun
+//! pauses it with `xl pause <id>` / `xl unpause <id>` when `xl` (`[xen] xl`) is on
+//! `PATH`. On `baremetal` there is no pause: micad's `stop` and `start` shut the
+//! remote core down and boot the firmware again, so the RTOS would lose its state
+//! (the Go MicRun's "pause" does that; micrun refuses rather than reboot).
 //!
 //! ```text
 //! Create ─► check (id, socket path, micad up, boot image) ─► create_msg ─► Offline
@@ -40,14 +47,21 @@ pub struct Mica {
     arch: Arch,
     /// Xen: the boot image in the rootfs when `ped.conf` is not set.
     boot_image: Option<PathBuf>,
+    /// Xen: the `xl` that pauses micad's domains (`[xen] xl`, looked up in `PATH`
+    /// when used).
+    xl: Option<PathBuf>,
 }
 
 impl Mica {
     /// The `kind` pedestal (xen or baremetal) through the micad of `config`.
     pub fn new(kind: PedestalKind, config: &Config) -> Mica {
-        let (arch, boot_image) = match kind {
-            PedestalKind::Xen => (config.xen.arch, Some(config.xen.boot_image.clone())),
-            _ => (config.baremetal.arch, None),
+        let (arch, boot_image, xl) = match kind {
+            PedestalKind::Xen => (
+                config.xen.arch,
+                Some(config.xen.boot_image.clone()),
+                Some(config.xen.xl.clone()),
+            ),
+            _ => (config.baremetal.arch, None, None),
         };
         Mica {
             kind,
@@ -56,6 +70,7 @@ impl Mica {
             tty_wait: config.mica.tty_wait,
             arch,
             boot_image,
+            xl,
         }
     }
 
@@ -175,8 +190,10 @@ impl Pedestal for Mica {
             tty_dirs: self.tty_dirs.clone(),
             tty_wait: self.tty_wait,
             resources: spec.resources.clone(),
+            xl: self.xl.clone(),
             link: None,
             started: false,
+            paused: false,
             removed: false,
         }))
     }
@@ -191,8 +208,12 @@ struct MicaPartition {
     tty_dirs: Vec<PathBuf>,
     tty_wait: Duration,
     resources: Resources,
+    /// Xen: the configured `xl` (see [`Mica`]); `None` on baremetal.
+    xl: Option<PathBuf>,
     link: Option<Link>,
     started: bool,
+    /// Paused with `xl pause` (micad's status still says Running).
+    paused: bool,
     /// `rm` succeeded (or micad no longer knows the instance).
     removed: bool,
 }
@@ -203,6 +224,38 @@ impl MicaPartition {
             .command(&self.id, command)
             .map(drop)
             .map_err(|e| from_micad(self.kind, operation, e))
+    }
+
+    /// `xl pause` / `xl unpause` of micad's Xen domain, or why there is none.
+    fn xl_pause(&self, operation: &'static str, pause: bool) -> Result<(), PedestalError> {
+        let Some(xl) = &self.xl else {
+            return Err(PedestalError::Unsupported {
+                pedestal: self.kind,
+                operation: if pause {
+                    "pause through micad: micad has no pause command, and its stop/start \
+                     reboots the remote core, so the RTOS would lose its state (not a pause)"
+                } else {
+                    "resume through micad: micad has no pause command, and its stop/start \
+                     reboots the remote core, so the RTOS would lose its state (not a pause)"
+                },
+            });
+        };
+        let path = std::env::var_os("PATH");
+        let xl = super::find_executable(xl, path.as_deref()).map_err(|why| {
+            log::warn!("{}: {operation}: no xl: {why}", self.id);
+            PedestalError::Unsupported {
+                pedestal: self.kind,
+                operation: if pause {
+                    "pause through micad without `xl` (micad has no pause command; \
+                     install xl or set [xen] xl)"
+                } else {
+                    "resume through micad without `xl` (micad has no pause command; \
+                     install xl or set [xen] xl)"
+                },
+            }
+        })?;
+        super::xl::pause_domain(&xl, &self.id, pause)
+            .map_err(|e| PedestalError::failed(self.kind, operation, e))
     }
 
     fn open_console(&self) -> Result<Link, PedestalError> {
@@ -230,17 +283,15 @@ impl Partition for MicaPartition {
     }
 
     fn pause(&mut self) -> Result<(), PedestalError> {
-        Err(PedestalError::Unsupported {
-            pedestal: self.kind,
-            operation: "pause through micad (micad has no pause command)",
-        })
+        self.xl_pause("pause", true)?;
+        self.paused = true;
+        Ok(())
     }
 
     fn resume(&mut self) -> Result<(), PedestalError> {
-        Err(PedestalError::Unsupported {
-            pedestal: self.kind,
-            operation: "resume through micad (micad has no pause command)",
-        })
+        self.xl_pause("resume", false)?;
+        self.paused = false;
+        Ok(())
     }
 
     fn destroy(&mut self) -> Result<(), PedestalError> {
@@ -303,6 +354,7 @@ impl Partition for MicaPartition {
         }
         match self.client.status(&self.id) {
             Ok(status) => match status.state {
+                MicaState::Running if self.paused => PartitionState::Paused,
                 MicaState::Running => PartitionState::Running,
                 MicaState::Suspended => PartitionState::Paused,
                 MicaState::Offline | MicaState::Configured | MicaState::Ready if !self.started => {
@@ -352,5 +404,90 @@ pub fn destroy_detached(
             operation: "destroy",
             detail: format!("micad instance {name:?} may still run: {e}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn partition(kind: PedestalKind, xl: Option<PathBuf>) -> MicaPartition {
+        MicaPartition {
+            kind,
+            client: MicadClient::new("/nonexistent/mica"),
+            id: "rtos-1".into(),
+            tty_dirs: vec![],
+            tty_wait: Duration::ZERO,
+            resources: crate::resources::map_resources(
+                None,
+                &crate::annotations::Annotations::default(),
+                &crate::resources::CpuSet::first(1),
+                &crate::config::ResourceConfig::default(),
+            )
+            .unwrap(),
+            xl,
+            link: None,
+            started: true,
+            paused: false,
+            removed: false,
+        }
+    }
+
+    #[test]
+    fn baremetal_pause_is_refused_saying_why() {
+        let mut p = partition(PedestalKind::Baremetal, None);
+        for err in [p.pause().unwrap_err(), p.resume().unwrap_err()] {
+            assert!(matches!(err, PedestalError::Unsupported { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains("reboots the remote core")
+                    && text.contains("the RTOS would lose its state"),
+                "{text}"
+            );
+        }
+        assert!(!p.paused);
+    }
+
+    /// On Xen, micad's domain is named after the instance: `xl pause <id>` and
+    /// `xl unpause <id>`, run without a shell.
+    #[test]
+    fn xen_pause_is_xl_pause_of_the_instance_domain() {
+        let dir = std::env::temp_dir().join(format!("micrun-mica-xl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let calls = dir.join("calls");
+        let xl = dir.join("xl");
+        std::fs::write(
+            &xl,
+            format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&xl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut p = partition(PedestalKind::Xen, Some(xl.clone()));
+        p.pause().unwrap();
+        assert!(p.paused);
+        p.resume().unwrap();
+        assert!(!p.paused);
+        assert_eq!(
+            std::fs::read_to_string(&calls).unwrap(),
+            "pause rtos-1\nunpause rtos-1\n"
+        );
+
+        // An xl that fails: its words, and the partition is not marked paused.
+        std::fs::write(
+            &xl,
+            "#!/bin/sh\necho 'rtos-1 is an invalid domain identifier (rc=-6)' >&2\nexit 1\n",
+        )
+        .unwrap();
+        let err = p.pause().unwrap_err().to_string();
+        assert!(err.contains("invalid domain identifier"), "{err}");
+        assert!(!p.paused);
+
+        // No xl at all: unsupported, and how to fix it.
+        let mut p = partition(PedestalKind::Xen, Some(dir.join("missing/xl")));
+        let err = p.pause().unwrap_err();
+        assert!(matches!(err, PedestalError::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("without `xl`"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -59,8 +59,11 @@ pub const FAILED_MARKER: &str = "MICA-FAILED";
 const STATUS_NAME_WIDTH: usize = 30;
 const STATUS_CPU_WIDTH: usize = 20;
 const STATUS_STATE_WIDTH: usize = 20;
-/// Names longer than the name column are shown as their first 12 bytes, `...`
-/// and their last byte.
+/// micad copies the name into a 32-byte buffer before printing it
+/// (`truncate_name_for_display` in its socket_listener.c): a name of up to 31 bytes
+/// is shown whole (a 31-byte one fills the 30-byte column and touches the CPU list),
+/// a longer one as its first 12 bytes, `...` and its last byte.
+const STATUS_NAME_SHOWN_MAX: usize = 31;
 const STATUS_NAME_HEAD: usize = 12;
 
 /// The longest reply read: micad's replies are a few hundred bytes (its status
@@ -646,7 +649,7 @@ impl std::fmt::Display for MicaState {
 /// One instance's line of micad's `status` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
-    /// The name as shown: names longer than 30 bytes are shortened (see
+    /// The name as shown: names longer than 31 bytes are shortened (see
     /// [`status_name`]).
     pub name: String,
     pub cpu_str: String,
@@ -655,11 +658,11 @@ pub struct Status {
     pub services: String,
 }
 
-/// The name micad shows in `status` for instance `name`: itself when it fits the
-/// 30-byte column, else its first 12 bytes, `...` and its last byte.
+/// The name micad shows in `status` for instance `name`: itself when it has at most
+/// 31 bytes, else its first 12 bytes, `...` and its last byte.
 pub fn status_name(name: &str) -> String {
     let bytes = name.as_bytes();
-    if bytes.len() <= STATUS_NAME_WIDTH {
+    if bytes.len() <= STATUS_NAME_SHOWN_MAX {
         return name.to_owned();
     }
     let mut shown = bytes[..STATUS_NAME_HEAD].to_vec();
@@ -672,8 +675,23 @@ impl Status {
     /// Parses the text of a `status` reply (before `MICA-SUCCESS`): the name in a
     /// 30-byte column, the CPUs in a 20-byte column (a longer CPU list pushes the
     /// rest right, as printf does), the state in a 20-byte column, then the
-    /// services.
+    /// services. A 31-byte name (which micad shows whole, touching the CPU list)
+    /// is told apart only by [`Status::parse_of`], which knows the name to expect.
     pub fn parse(text: &str) -> Result<Status, MicadError> {
+        Self::parse_columns(text, None)
+    }
+
+    /// Parses the `status` reply of instance `id`: as [`Status::parse`], but when the
+    /// line starts with the name micad shows for `id` and that name overflows the
+    /// name column, the columns after it start where the name ends, as micad's
+    /// printf puts them.
+    pub fn parse_of(text: &str, id: &str) -> Result<Status, MicadError> {
+        let shown = status_name(id);
+        let overflow = shown.len() > STATUS_NAME_WIDTH && text.starts_with(&shown);
+        Self::parse_columns(text, overflow.then_some(shown.len()))
+    }
+
+    fn parse_columns(text: &str, name_end: Option<usize>) -> Result<Status, MicadError> {
         let bad = |why: String| MicadError::BadStatus {
             reply: preview(text),
             why,
@@ -685,8 +703,9 @@ impl Status {
         if line.contains('\n') {
             return Err(bad("more than one line".into()));
         }
+        let name_width = name_end.unwrap_or(STATUS_NAME_WIDTH);
         let name = line
-            .get(..STATUS_NAME_WIDTH)
+            .get(..name_width)
             .ok_or_else(|| {
                 bad(format!(
                     "shorter than the {STATUS_NAME_WIDTH}-byte name column"
@@ -698,7 +717,7 @@ impl Status {
                 "no single name in the first {STATUS_NAME_WIDTH} bytes"
             )));
         }
-        let rest = &line[STATUS_NAME_WIDTH..];
+        let rest = &line[name_width..];
         // The state starts where the CPU column ends: at 20, or later when the CPU
         // list (which has no blanks) overflows it.
         let mut found = None;
@@ -827,7 +846,7 @@ impl MicadClient {
     /// The status of instance `id`.
     pub fn status(&self, id: &str) -> Result<Status, MicadError> {
         let text = self.command(id, &Command::Status)?;
-        let status = Status::parse(&text)?;
+        let status = Status::parse_of(&text, id)?;
         if !status.is_of(id) {
             return Err(MicadError::StatusOfOther {
                 id: id.to_owned(),
@@ -1612,6 +1631,37 @@ mod tests {
         assert!(!s.is_of("0123456789ab...z0"));
         let s = Status::parse(&line("short", "1", "Running", "")).unwrap();
         assert!(s.is_of("short") && !s.is_of("shorter"));
+    }
+
+    /// micad shows a 31-byte name whole (its buffer holds 31 bytes and a NUL), so
+    /// the name overflows the 30-byte column and touches the CPU list; 32 bytes and
+    /// more are shortened.
+    #[test]
+    fn status_of_a_31_byte_name_overflows_the_column() {
+        let id31 = "c".repeat(30) + "d";
+        assert_eq!(status_name(&id31), id31);
+        let id32 = "e".repeat(31) + "f";
+        assert_eq!(status_name(&id32), "eeeeeeeeeeee...f");
+        let text = line(&id31, "1-3", "Running", "rpmsg-tty(/dev/ttyRPMSG_x_0) ");
+        assert!(text.starts_with(&format!("{id31}1-3 ")), "{text:?}");
+        let s = Status::parse_of(&text, &id31).unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.cpu_str.as_str(), s.state),
+            (id31.as_str(), "1-3", MicaState::Running)
+        );
+        assert!(s.is_of(&id31));
+        assert_eq!(s.tty(), Some(PathBuf::from("/dev/ttyRPMSG_x_0")));
+        // With an empty CPU list the name is followed by the 20 blanks of that column.
+        let s = Status::parse_of(&line(&id31, "", "Stopped", ""), &id31).unwrap();
+        assert_eq!((s.cpu_str.as_str(), s.state), ("", MicaState::Stopped));
+        // Shorter and shortened names parse the same with or without the id.
+        for id in ["short", &"n".repeat(30), &id32] {
+            let text = line(&status_name(id), "0", "Ready", "");
+            assert_eq!(
+                Status::parse_of(&text, id).unwrap(),
+                Status::parse(&text).unwrap()
+            );
+        }
     }
 
     #[test]

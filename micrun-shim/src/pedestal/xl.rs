@@ -92,6 +92,17 @@ pub fn destroy_detached(xl: &Path, domain: &str) -> Result<(), PedestalError> {
     })
 }
 
+/// `xl pause <domain>` (or `xl unpause`), for a domain another driver made: micad
+/// names a container's Xen domain after the instance, the container id.
+pub(crate) fn pause_domain(xl: &Path, domain: &str, pause: bool) -> Result<(), String> {
+    check_domain_name(domain)?;
+    let verb = if pause { "pause" } else { "unpause" };
+    Tools::xl_only(xl)
+        .xl([verb, domain])
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// The `xen` pedestal through `xl`.
 #[derive(Debug)]
 pub struct XenDirect {

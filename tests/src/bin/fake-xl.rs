@@ -557,6 +557,9 @@ fn domain_of(settings: &[(String, xlcfg::Value)], cfg: &Path) -> Result<Domain, 
         "on_poweroff",
         "on_reboot",
         "on_crash",
+        // micad's generate_xen_cfg writes these for Arm guests.
+        "gic_version",
+        "acpi",
     ];
     let mut map: BTreeMap<&str, &Value> = BTreeMap::new();
     for (key, value) in settings {
