@@ -65,7 +65,10 @@ pub fn uboot(board: &str) -> PathBuf {
 
 /// Debian trixie's U-Boot 2025.01 for one board.
 pub fn uboot_2025(board: &str) -> PathBuf {
-    newer("u-boot-2025.01", &format!("usr/lib/u-boot/{board}/uboot.elf"))
+    newer(
+        "u-boot-2025.01",
+        &format!("usr/lib/u-boot/{board}/uboot.elf"),
+    )
 }
 
 /// EDK2's UEFI firmware for QEMU aarch64 `virt` (not an ELF).
