@@ -527,7 +527,11 @@ pub unsafe extern "C" fn micrun_rt_create(
             // SAFETY: setsid is async-signal-safe; nothing else runs in the child
             // between fork and exec.
             unsafe {
-                cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+                cmd.pre_exec(|| {
+                    nix::unistd::setsid()
+                        .map(drop)
+                        .map_err(std::io::Error::from)
+                });
             }
         }
         let started = cmd
