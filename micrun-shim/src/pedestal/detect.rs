@@ -67,6 +67,18 @@ pub fn probe_micad(dir: &Path, timeout: Duration) -> Result<(), String> {
             Ok(d)
         }
     };
+    let not_micad = |reply: &[u8]| {
+        let shown: String = String::from_utf8_lossy(&reply[..reply.len().min(64)])
+            .chars()
+            .map(|c| if c.is_control() { '.' } else { c })
+            .collect();
+        format!(
+            "{} answered {} bytes that are not micad's ({shown:?}{})",
+            path.display(),
+            reply.len(),
+            if reply.len() > 64 { "…" } else { "" }
+        )
+    };
     let request = [0u8; micad::CREATE_MSG_LEN];
     let mut sent = 0;
     while sent < request.len() {
@@ -76,16 +88,26 @@ pub fn probe_micad(dir: &Path, timeout: Duration) -> Result<(), String> {
         match socket::send(stream.as_raw_fd(), &request[sent..], MsgFlags::MSG_NOSIGNAL) {
             Ok(n) => sent += n,
             Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => return Err(left("sending").err().unwrap_or_default()),
+            Err(Errno::EAGAIN) => {
+                return Err(format!(
+                    "{} accepted the connection but did not take the request within {timeout:?}",
+                    path.display()
+                ))
+            }
             Err(e) => return Err(format!("{}: sending a probe: {e}", path.display())),
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut reply = Vec::new();
     let mut chunk = [0u8; 512];
+    let mut timed_out = false;
     loop {
+        let Ok(wait) = left("waiting for the reply") else {
+            timed_out = true;
+            break;
+        };
         stream
-            .set_read_timeout(Some(left("waiting for the reply")?))
+            .set_read_timeout(Some(wait))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         match (&stream).read(&mut chunk) {
             Ok(0) => break,
@@ -102,9 +124,8 @@ pub fn probe_micad(dir: &Path, timeout: Duration) -> Result<(), String> {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(left("waiting for the reply")
-                    .err()
-                    .unwrap_or_else(|| format!("{}: no reply within {timeout:?}", path.display())))
+                timed_out = true;
+                break;
             }
             Err(e) => return Err(format!("{}: reading the reply: {e}", path.display())),
         }
@@ -112,22 +133,16 @@ pub fn probe_micad(dir: &Path, timeout: Duration) -> Result<(), String> {
     if micad::Reply::parse(&reply).is_some() {
         return Ok(());
     }
-    let shown: String = String::from_utf8_lossy(&reply[..reply.len().min(64)])
-        .chars()
-        .map(|c| if c.is_control() { '.' } else { c })
-        .collect();
-    Err(if reply.is_empty() {
-        format!(
+    Err(match (reply.is_empty(), timed_out) {
+        (true, true) => format!(
+            "{} accepted the connection but did not answer within {timeout:?}",
+            path.display()
+        ),
+        (true, false) => format!(
             "{} closed the connection without an answer (not micad)",
             path.display()
-        )
-    } else {
-        format!(
-            "{} answered {} bytes that are not micad's ({shown:?}{})",
-            path.display(),
-            reply.len(),
-            if reply.len() > 64 { "…" } else { "" }
-        )
+        ),
+        (false, _) => not_micad(&reply),
     })
 }
 
