@@ -389,17 +389,10 @@ fn driver_with(
         DriverChoice::Micad => (Driver::Micad, format!("{key} = \"micad\"")),
         DriverChoice::Direct => (Driver::Direct, format!("{key} = \"direct\"")),
         DriverChoice::Auto => {
-            let answer =
-                micad.unwrap_or_else(|| probe_micad(&config.mica.dir, MICAD_PROBE_TIMEOUT));
-            match answer {
-                Ok(()) => (
-                    Driver::Micad,
-                    format!(
-                        "{key} = \"auto\" and micad answered at {}",
-                        config.mica.dir.join(micad::CREATE_SOCKET).display()
-                    ),
-                ),
-                Err(why) => {
+            // A probe made here logs its own result (detection logged its own).
+            let answer = micad.unwrap_or_else(|| {
+                let answer = probe_micad(&config.mica.dir, MICAD_PROBE_TIMEOUT);
+                if let Err(why) = &answer {
                     if config
                         .mica
                         .dir
@@ -409,11 +402,21 @@ fn driver_with(
                     {
                         log::warn!("micad is not used: {why}");
                     }
-                    (
-                        Driver::Direct,
-                        format!("{key} = \"auto\" and no micad: {why}"),
-                    )
                 }
+                answer
+            });
+            match answer {
+                Ok(()) => (
+                    Driver::Micad,
+                    format!(
+                        "{key} = \"auto\" and micad answered at {}",
+                        config.mica.dir.join(micad::CREATE_SOCKET).display()
+                    ),
+                ),
+                Err(why) => (
+                    Driver::Direct,
+                    format!("{key} = \"auto\" and no micad: {why}"),
+                ),
             }
         }
     }
