@@ -54,6 +54,20 @@ typedef struct micrun_rt_ref {
   const char *bundle;
 } micrun_rt_ref;
 
+// What [`micrun_rt_start_info`] fills in: iSulad's `pid_ppid_info_t`.
+typedef struct micrun_rt_pid_info {
+  // The task's pid: the partition's host process, or the shim's when the
+  // partition has none (hardware pedestals).
+  uint32_t pid;
+  // Its start time, clock ticks since boot (`/proc/<pid>/stat` field 22).
+  uint64_t start_time;
+  // Its parent: the shim for a host process, the shim's parent (init or a
+  // subreaper) for the shim.
+  uint32_t ppid;
+  // The parent's start time, clock ticks since boot.
+  uint64_t pstart_time;
+} micrun_rt_pid_info;
+
 // What [`micrun_rt_state`] fills in.
 typedef struct micrun_rt_state_info {
   enum micrun_rt_status status;
@@ -66,14 +80,39 @@ typedef struct micrun_rt_state_info {
   char pedestal[MICRUN_RT_PEDESTAL_LEN];
 } micrun_rt_state_info;
 
-// What [`micrun_rt_stats`] fills in (from the shim's cgroup Metrics).
+// What [`micrun_rt_stats`] fills in (from the shim's cgroup Metrics): the 17
+// fields of iSulad's container stats, in its order after the first three.
+// Fields a partition never has are 0 (docs/c-api.md, "Stats").
 typedef struct micrun_rt_stats_info {
-  // CPU time used, in nanoseconds.
+  // CPU time the partition used, in nanoseconds (iSulad: `cpu_use_nanos`).
   uint64_t cpu_ns;
-  // Memory in use, in bytes.
+  // Memory in use, in bytes (iSulad: `mem_used`): what the RTOS reports
+  // through the agent, else what its host process uses.
   uint64_t memory_usage;
-  // The memory limit, in bytes.
+  // The partition's memory, in bytes (iSulad: `mem_limit`).
   uint64_t memory_limit;
+  // Host processes of the partition: 1 for qemu and sim, 0 for hardware.
+  uint64_t pids_current;
+  // CPU time of the whole host since boot, in nanoseconds (`/proc/stat`), the
+  // base iSulad divides `cpu_ns` deltas by.
+  uint64_t cpu_system_use;
+  // Bytes the partition's host process read and wrote through the storage
+  // layer (`/proc/<pid>/io`); 0 without one.
+  uint64_t blkio_read;
+  uint64_t blkio_write;
+  // Resident memory of the host process, bytes.
+  uint64_t rss_bytes;
+  // Page faults of the host process, all and major.
+  uint64_t page_faults;
+  uint64_t major_page_faults;
+  // Never known for a partition (always 0).
+  uint64_t kmem_used;
+  uint64_t kmem_limit;
+  uint64_t cache;
+  uint64_t cache_total;
+  uint64_t inactive_file_total;
+  uint64_t swap_used;
+  uint64_t swap_limit;
 } micrun_rt_stats_info;
 
 #ifdef __cplusplus
@@ -81,13 +120,32 @@ extern "C" {
 #endif // __cplusplus
 
 // Starts the shim for `opts->id` in `opts->bundle` and creates the container
-// there (stopped, not started). `*pid` receives the partition's host pid. On
-// an error the shim started for it is gone again and `<bundle>/address` removed.
+// there (stopped, not started). `*pid` receives the partition's host pid.
+//
+// The shim runs in a session of its own with stdin `/dev/null` (as iSulad starts
+// it): a hangup of the caller's terminal or a signal to the caller's process
+// group does not reach it. On an error nothing this call did not make is
+// touched: a container of that id that already runs (its `<bundle>/address`
+// answers and knows it) is `MICRUN_ERR_INVALID_ARG` with nothing started; a
+// shim started for this call is shut down again and the `<bundle>/address` it
+// wrote removed.
 //
 // # Safety
 // `opts` must point to a valid `micrun_rt_opts` whose non-NULL strings are
 // NUL-terminated; `pid` must be valid for a write.
 micrun_status micrun_rt_create(const struct micrun_rt_opts *opts, uint32_t *pid);
+
+// Creates the container `opts->id` on the shim the caller started and serves
+// at `task_addr` (iSulad starts the shim itself and passes its address; the
+// caller also writes `<bundle>/address`, which every later call reads).
+// `opts->shim_binary` is not used. On an error nothing is touched: the shim
+// keeps running for the caller to end.
+//
+// # Safety
+// As [`micrun_rt_create`]; `task_addr` must point to a NUL-terminated string.
+micrun_status micrun_rt_create_at(const struct micrun_rt_opts *opts,
+                                  const char *task_addr,
+                                  uint32_t *pid);
 
 // Starts the created container; `*pid` receives its host pid.
 //
@@ -95,7 +153,19 @@ micrun_status micrun_rt_create(const struct micrun_rt_opts *opts, uint32_t *pid)
 // `r` must point to a valid `micrun_rt_ref`; `pid` must be valid for a write.
 micrun_status micrun_rt_start(const struct micrun_rt_ref *r, uint32_t *pid);
 
+// [`micrun_rt_start`] filling in what iSulad's `pid_ppid_info_t` holds: the
+// task's pid (the partition's host process, else the shim), its start time,
+// its parent's pid and start time, all from `/proc/<pid>/stat`.
+//
+// # Safety
+// `r` must point to a valid `micrun_rt_ref`; `info` must be valid for a write.
+micrun_status micrun_rt_start_info(const struct micrun_rt_ref *r, struct micrun_rt_pid_info *info);
+
 // Sends `signal` to the container (SIGTERM: an orderly stop; SIGKILL: at once).
+// Signal 0 is a liveness check: `MICRUN_OK` while the container exists and has
+// not ended (created, running, paused), `MICRUN_ERR_NOT_FOUND` once it has
+// ended ("process already finished", as containerd's runc shim answers) or when
+// no shim serves it.
 //
 // # Safety
 // `r` must point to a valid `micrun_rt_ref`.
@@ -141,7 +211,8 @@ micrun_status micrun_rt_resume(const struct micrun_rt_ref *r);
 // NUL-terminated string.
 micrun_status micrun_rt_update(const struct micrun_rt_ref *r, const char *oci_resources_json);
 
-// The container's CPU time and memory use and limit.
+// The container's resource use: every field of iSulad's stats a pedestal knows
+// (see [`micrun_rt_stats_info`]).
 //
 // # Safety
 // `r` must point to a valid `micrun_rt_ref`; `stats` valid for a write.

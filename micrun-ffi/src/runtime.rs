@@ -2,11 +2,13 @@
 //! a shim v2 runtime. Header `include/micrun.h`; rules in `docs/c-api.md`.
 //!
 //! Stateless between calls: [`micrun_rt_create`] starts the shim binary
-//! (`containerd-shim-mica-v2 --id ID --namespace NS start` in the bundle, as
-//! iSulad starts it; the shim daemonizes and writes `<bundle>/address`) and sends
-//! Create over ttrpc. Every later call reads `<bundle>/address`, connects, and
-//! makes one ttrpc call with containerd-shim-protos' `TaskClient`. So any thread
-//! or process may make any call.
+//! (`containerd-shim-mica-v2 --id ID --namespace NS start` in the bundle, in its
+//! own session with stdin `/dev/null`, as iSulad starts it; the shim daemonizes
+//! and writes `<bundle>/address`) and sends Create over ttrpc;
+//! [`micrun_rt_create_at`] sends Create to a shim the caller started (iSulad's
+//! `task_addr`). Every later call reads `<bundle>/address`, connects, and makes
+//! one ttrpc call with containerd-shim-protos' `TaskClient`. So any thread or
+//! process may make any call.
 
 use core::ffi::{c_char, CStr};
 use std::path::{Path, PathBuf};
@@ -142,16 +144,94 @@ fn runtime_options(config_path: &str) -> Any {
     }
 }
 
-/// What [`micrun_rt_stats`] fills in (from the shim's cgroup Metrics).
+/// What [`micrun_rt_stats`] fills in (from the shim's cgroup Metrics): the 17
+/// fields of iSulad's container stats, in its order after the first three.
+/// Fields a partition never has are 0 (docs/c-api.md, "Stats").
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct micrun_rt_stats_info {
-    /// CPU time used, in nanoseconds.
+    /// CPU time the partition used, in nanoseconds (iSulad: `cpu_use_nanos`).
     pub cpu_ns: u64,
-    /// Memory in use, in bytes.
+    /// Memory in use, in bytes (iSulad: `mem_used`): what the RTOS reports
+    /// through the agent, else what its host process uses.
     pub memory_usage: u64,
-    /// The memory limit, in bytes.
+    /// The partition's memory, in bytes (iSulad: `mem_limit`).
     pub memory_limit: u64,
+    /// Host processes of the partition: 1 for qemu and sim, 0 for hardware.
+    pub pids_current: u64,
+    /// CPU time of the whole host since boot, in nanoseconds (`/proc/stat`), the
+    /// base iSulad divides `cpu_ns` deltas by.
+    pub cpu_system_use: u64,
+    /// Bytes the partition's host process read and wrote through the storage
+    /// layer (`/proc/<pid>/io`); 0 without one.
+    pub blkio_read: u64,
+    pub blkio_write: u64,
+    /// Resident memory of the host process, bytes.
+    pub rss_bytes: u64,
+    /// Page faults of the host process, all and major.
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+    /// Never known for a partition (always 0).
+    pub kmem_used: u64,
+    pub kmem_limit: u64,
+    pub cache: u64,
+    pub cache_total: u64,
+    pub inactive_file_total: u64,
+    pub swap_used: u64,
+    pub swap_limit: u64,
+}
+
+/// What [`micrun_rt_start_info`] fills in: iSulad's `pid_ppid_info_t`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct micrun_rt_pid_info {
+    /// The task's pid: the partition's host process, or the shim's when the
+    /// partition has none (hardware pedestals).
+    pub pid: u32,
+    /// Its start time, clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_time: u64,
+    /// Its parent: the shim for a host process, the shim's parent (init or a
+    /// subreaper) for the shim.
+    pub ppid: u32,
+    /// The parent's start time, clock ticks since boot.
+    pub pstart_time: u64,
+}
+
+/// The pid facts of `pid` for [`micrun_rt_pid_info`].
+fn pid_info(pid: u32) -> Result<micrun_rt_pid_info, String> {
+    use micrun_shim::pedestal::proc_stat;
+    let st = proc_stat(pid).ok_or_else(|| format!("process {pid} is gone"))?;
+    let parent = proc_stat(st.ppid).ok_or_else(|| format!("its parent {} is gone", st.ppid))?;
+    Ok(micrun_rt_pid_info {
+        pid,
+        start_time: st.start,
+        ppid: st.ppid,
+        pstart_time: parent.start,
+    })
+}
+
+/// The host's CPU time since boot in nanoseconds: the sum of `/proc/stat`'s
+/// `cpu` line, as iSulad and docker compute the system CPU usage.
+fn system_cpu_ns() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let ticks: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(100);
+    ticks.saturating_mul(1_000_000_000 / hz)
 }
 
 /// A required C string argument.
@@ -319,9 +399,92 @@ fn shutdown(client: &TaskClient, address: &str) -> bool {
     true
 }
 
+/// The checked strings of a `micrun_rt_opts`.
+struct CreateArgs<'a> {
+    ns: &'a str,
+    id: &'a str,
+    bundle: &'a Path,
+    stdin: Option<&'a str>,
+    stdout: Option<&'a str>,
+    stderr: Option<&'a str>,
+    shim: Option<&'a str>,
+    config: Option<&'a str>,
+    terminal: bool,
+}
+
+/// # Safety
+/// `opts` must be NULL or point to a valid `micrun_rt_opts` whose non-NULL
+/// strings are NUL-terminated and outlive `'a`.
+unsafe fn create_args<'a>(opts: *const micrun_rt_opts) -> Result<CreateArgs<'a>, Failed> {
+    // SAFETY: as documented.
+    let o = unsafe { input(opts, "opts")?.as_ref() };
+    // SAFETY: as documented.
+    let a = unsafe {
+        CreateArgs {
+            ns: text(o.ns, "opts->ns")?,
+            id: text(o.id, "opts->id")?,
+            bundle: Path::new(text(o.bundle, "opts->bundle")?),
+            stdin: optional(o.stdin_path, "opts->stdin_path")?,
+            stdout: optional(o.stdout_path, "opts->stdout_path")?,
+            stderr: optional(o.stderr_path, "opts->stderr_path")?,
+            shim: optional(o.shim_binary, "opts->shim_binary")?,
+            config: optional(o.config_path, "opts->config_path")?,
+            terminal: o.terminal,
+        }
+    };
+    if !a.bundle.is_dir() {
+        return Err(fail!(
+            MICRUN_ERR_INVALID_ARG,
+            "bundle {} is not a directory",
+            a.bundle.display()
+        ));
+    }
+    Ok(a)
+}
+
+impl CreateArgs<'_> {
+    /// Sends Create to the shim `client`; the container's pid.
+    fn send(&self, client: &TaskClient) -> Result<u32, ttrpc::Error> {
+        let req = api::CreateTaskRequest {
+            id: self.id.to_string(),
+            bundle: self.bundle.display().to_string(),
+            terminal: self.terminal,
+            stdin: self.stdin.unwrap_or_default().to_string(),
+            stdout: self.stdout.unwrap_or_default().to_string(),
+            stderr: self.stderr.unwrap_or_default().to_string(),
+            options: self.config.map(runtime_options).into(),
+            ..Default::default()
+        };
+        client
+            .create(ctx(Some(CALL_TIMEOUT)), &req)
+            .map(|resp| resp.pid)
+    }
+}
+
+/// Whether a shim at `address` already serves a task named `id`.
+fn serves(address: &str, id: &str) -> bool {
+    connect(address).is_ok_and(|c| {
+        c.state(
+            ctx(Some(CALL_TIMEOUT)),
+            &api::StateRequest {
+                id: id.to_string(),
+                ..Default::default()
+            },
+        )
+        .is_ok()
+    })
+}
+
 /// Starts the shim for `opts->id` in `opts->bundle` and creates the container
-/// there (stopped, not started). `*pid` receives the partition's host pid. On
-/// an error the shim started for it is gone again and `<bundle>/address` removed.
+/// there (stopped, not started). `*pid` receives the partition's host pid.
+///
+/// The shim runs in a session of its own with stdin `/dev/null` (as iSulad starts
+/// it): a hangup of the caller's terminal or a signal to the caller's process
+/// group does not reach it. On an error nothing this call did not make is
+/// touched: a container of that id that already runs (its `<bundle>/address`
+/// answers and knows it) is `MICRUN_ERR_INVALID_ARG` with nothing started; a
+/// shim started for this call is shut down again and the `<bundle>/address` it
+/// wrote removed.
 ///
 /// # Safety
 /// `opts` must point to a valid `micrun_rt_opts` whose non-NULL strings are
@@ -334,36 +497,42 @@ pub unsafe extern "C" fn micrun_rt_create(
     entry("micrun_rt_create", || {
         let out = Out::new(pid, "pid")?;
         // SAFETY: as documented.
-        let o = unsafe { input(opts, "opts")?.as_ref() };
-        // SAFETY: as documented.
-        let (ns, id, bundle, stdin, stdout, stderr, shim, config) = unsafe {
-            (
-                text(o.ns, "opts->ns")?,
-                text(o.id, "opts->id")?,
-                text(o.bundle, "opts->bundle")?,
-                optional(o.stdin_path, "opts->stdin_path")?,
-                optional(o.stdout_path, "opts->stdout_path")?,
-                optional(o.stderr_path, "opts->stderr_path")?,
-                optional(o.shim_binary, "opts->shim_binary")?,
-                optional(o.config_path, "opts->config_path")?,
-            )
-        };
-        let bundle = Path::new(bundle);
-        if !bundle.is_dir() {
+        let a = unsafe { create_args(opts)? };
+        let address_file = a.bundle.join("address");
+        // A live shim named by <bundle>/address (a stale file names none).
+        let before = std::fs::read_to_string(&address_file)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|addr| connect(addr).is_ok());
+        if let Some(existing) = before.as_deref().filter(|addr| serves(addr, a.id)) {
             return Err(fail!(
                 MICRUN_ERR_INVALID_ARG,
-                "bundle {} is not a directory",
-                bundle.display()
+                "container {} already exists: the shim at {existing} (named by {}) serves it; \
+                 delete it first or use another id",
+                a.id,
+                address_file.display()
             ));
         }
-        let shim = shim.unwrap_or("containerd-shim-mica-v2");
+        let shim = a.shim.unwrap_or("containerd-shim-mica-v2");
         let mut cmd = Command::new(shim);
-        cmd.args(["--id", id, "--namespace", ns, "start"])
-            .current_dir(bundle)
+        cmd.args(["--id", a.id, "--namespace", a.ns, "start"])
+            .current_dir(a.bundle)
             .env_remove("TTRPC_ADDRESS")
             .stdin(Stdio::null());
-        if let Some(config) = config {
+        if let Some(config) = a.config {
             cmd.env("MICRUN_CONFIG", config);
+        }
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setsid is async-signal-safe; nothing else runs in the child
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::unistd::setsid()
+                        .map(drop)
+                        .map_err(std::io::Error::from)
+                });
+            }
         }
         let started = cmd
             .output()
@@ -377,35 +546,62 @@ pub unsafe extern "C" fn micrun_rt_create(
             ));
         }
         let address = String::from_utf8_lossy(&started.stdout).trim().to_string();
+        // Whether this call made the shim and the address file (else a live
+        // shim served there already, and stays as it was).
+        let ours = before.as_deref() != Some(address.as_str());
         let client = connect(&address).map_err(|e| {
             fail!(
                 MICRUN_ERR_RUNTIME,
                 "the shim started but does not answer at {address:?}: {e}"
             )
         })?;
-        let req = api::CreateTaskRequest {
-            id: id.to_string(),
-            bundle: bundle.display().to_string(),
-            terminal: o.terminal,
-            stdin: stdin.unwrap_or_default().to_string(),
-            stdout: stdout.unwrap_or_default().to_string(),
-            stderr: stderr.unwrap_or_default().to_string(),
-            options: config.map(runtime_options).into(),
-            ..Default::default()
-        };
-        match client.create(ctx(Some(CALL_TIMEOUT)), &req) {
-            Ok(resp) => {
+        match a.send(&client) {
+            Ok(p) => {
                 // SAFETY: checked by Out::new; valid per the contract.
-                unsafe { out.set(resp.pid) };
+                unsafe { out.set(p) };
                 Ok(())
             }
             Err(e) => {
-                let failed = rpc_failed("create", id, e);
-                shutdown(&client, &address);
-                let _ = std::fs::remove_file(bundle.join("address"));
+                let failed = rpc_failed("create", a.id, e);
+                if ours {
+                    shutdown(&client, &address);
+                    let _ = std::fs::remove_file(&address_file);
+                }
                 Err(failed)
             }
         }
+    })
+}
+
+/// Creates the container `opts->id` on the shim the caller started and serves
+/// at `task_addr` (iSulad starts the shim itself and passes its address; the
+/// caller also writes `<bundle>/address`, which every later call reads).
+/// `opts->shim_binary` is not used. On an error nothing is touched: the shim
+/// keeps running for the caller to end.
+///
+/// # Safety
+/// As [`micrun_rt_create`]; `task_addr` must point to a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn micrun_rt_create_at(
+    opts: *const micrun_rt_opts,
+    task_addr: *const c_char,
+    pid: *mut u32,
+) -> micrun_status {
+    entry("micrun_rt_create_at", || {
+        let out = Out::new(pid, "pid")?;
+        // SAFETY: as documented.
+        let (a, address) = unsafe { (create_args(opts)?, text(task_addr, "task_addr")?) };
+        let client = connect(address).map_err(|e| {
+            fail!(
+                MICRUN_ERR_NOT_FOUND,
+                "create {}: no shim answers at {address}: {e}",
+                a.id
+            )
+        })?;
+        let p = a.send(&client).map_err(|e| rpc_failed("create", a.id, e))?;
+        // SAFETY: checked by Out::new; valid per the contract.
+        unsafe { out.set(p) };
+        Ok(())
     })
 }
 
@@ -417,21 +613,56 @@ pub unsafe extern "C" fn micrun_rt_create(
 pub unsafe extern "C" fn micrun_rt_start(r: *const micrun_rt_ref, pid: *mut u32) -> micrun_status {
     on_shim("micrun_rt_start", r, |t, s| {
         let out = Out::new(pid, "pid")?;
-        let req = api::StartRequest {
-            id: t.id.clone(),
-            ..Default::default()
-        };
-        let resp = s
-            .client
-            .start(ctx(Some(CALL_TIMEOUT)), &req)
-            .map_err(|e| rpc_failed("start", &t.id, e))?;
+        let started = start(t, s)?;
         // SAFETY: as documented.
-        unsafe { out.set(resp.pid) };
+        unsafe { out.set(started) };
         Ok(())
     })
 }
 
+/// [`micrun_rt_start`] filling in what iSulad's `pid_ppid_info_t` holds: the
+/// task's pid (the partition's host process, else the shim), its start time,
+/// its parent's pid and start time, all from `/proc/<pid>/stat`.
+///
+/// # Safety
+/// `r` must point to a valid `micrun_rt_ref`; `info` must be valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn micrun_rt_start_info(
+    r: *const micrun_rt_ref,
+    info: *mut micrun_rt_pid_info,
+) -> micrun_status {
+    on_shim("micrun_rt_start_info", r, |t, s| {
+        let out = Out::new(info, "info")?;
+        let started = start(t, s)?;
+        let facts = pid_info(started).map_err(|e| {
+            fail!(
+                MICRUN_ERR_RUNTIME,
+                "start {}: started, but its pid {started} cannot be read: {e}",
+                t.id
+            )
+        })?;
+        // SAFETY: as documented.
+        unsafe { out.set(facts) };
+        Ok(())
+    })
+}
+
+fn start(t: &Target, s: &Shim) -> Result<u32, Failed> {
+    let req = api::StartRequest {
+        id: t.id.clone(),
+        ..Default::default()
+    };
+    s.client
+        .start(ctx(Some(CALL_TIMEOUT)), &req)
+        .map(|resp| resp.pid)
+        .map_err(|e| rpc_failed("start", &t.id, e))
+}
+
 /// Sends `signal` to the container (SIGTERM: an orderly stop; SIGKILL: at once).
+/// Signal 0 is a liveness check: `MICRUN_OK` while the container exists and has
+/// not ended (created, running, paused), `MICRUN_ERR_NOT_FOUND` once it has
+/// ended ("process already finished", as containerd's runc shim answers) or when
+/// no shim serves it.
 ///
 /// # Safety
 /// `r` must point to a valid `micrun_rt_ref`.
@@ -611,7 +842,8 @@ pub unsafe extern "C" fn micrun_rt_update(
     })
 }
 
-/// The container's CPU time and memory use and limit.
+/// The container's resource use: every field of iSulad's stats a pedestal knows
+/// (see [`micrun_rt_stats_info`]).
 ///
 /// # Safety
 /// `r` must point to a valid `micrun_rt_ref`; `stats` valid for a write.
@@ -637,12 +869,34 @@ pub unsafe extern "C" fn micrun_rt_stats(
                 t.id
             )
         })?;
+        let blkio = |op: &str| {
+            m.blkio
+                .io_service_bytes_recursive
+                .iter()
+                .filter(|e| e.op.eq_ignore_ascii_case(op))
+                .map(|e| e.value)
+                .sum()
+        };
         // SAFETY: as documented.
         unsafe {
             out.set(micrun_rt_stats_info {
                 cpu_ns: m.cpu.usage.total,
                 memory_usage: m.memory.usage.usage,
                 memory_limit: m.memory.usage.limit,
+                pids_current: m.pids.current,
+                cpu_system_use: system_cpu_ns(),
+                blkio_read: blkio("Read"),
+                blkio_write: blkio("Write"),
+                rss_bytes: m.memory.rss,
+                page_faults: m.memory.pg_fault,
+                major_page_faults: m.memory.pg_maj_fault,
+                kmem_used: m.memory.kernel.usage,
+                kmem_limit: m.memory.kernel.limit,
+                cache: m.memory.cache,
+                cache_total: m.memory.total_cache,
+                inactive_file_total: m.memory.total_inactive_file,
+                swap_used: m.memory.swap.usage,
+                swap_limit: m.memory.swap.limit,
             })
         };
         Ok(())

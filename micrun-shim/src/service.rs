@@ -27,13 +27,14 @@ use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::topics;
-use containerd_shim::protos::ttrpc::Client;
+use containerd_shim::protos::ttrpc::{self, Client};
 use containerd_shim::protos::EventsClient;
 use containerd_shim::{Context, ExitSignal, TtrpcContext, TtrpcResult};
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::instance::{lock, ExitInfo, Instance, IoPaths, Status};
+use crate::pedestal::detect::Chosen;
 use crate::state::{self, TaskRecord};
 
 /// A message sent to containerd inside a protobuf `Any`, with its `type_url`: the
@@ -239,6 +240,8 @@ struct Task {
     record: TaskRecord,
     /// The config file named by the runtime options, if any (else the shim's).
     config_path: Option<PathBuf>,
+    /// The pedestal and how it was chosen, for error messages.
+    chosen: Option<Chosen>,
 }
 
 impl Task {
@@ -308,7 +311,13 @@ impl Service {
             .ok_or_else(|| Error::NotFound(id.to_string()))
     }
 
-    fn do_create(&self, req: &api::CreateTaskRequest) -> Result<u32, Error> {
+    /// Create; `chosen` receives the pedestal and how it was chosen once known,
+    /// for the error message.
+    fn do_create(
+        &self,
+        req: &api::CreateTaskRequest,
+        chosen: &mut Option<Chosen>,
+    ) -> Result<u32, Error> {
         let id = req.id.clone();
         if lock(&self.tasks).contains_key(&id) {
             return Err(Error::AlreadyExists(id));
@@ -363,7 +372,7 @@ impl Service {
         };
         let dir = state::task_dir(&config.state_dir, &self.namespace, &id);
 
-        let built = crate::spec::build(&id, &self.namespace, &bundle, &config);
+        let built = crate::spec::build_noting(&id, &self.namespace, &bundle, &config, chosen);
         let (spec, ped) = match built {
             Ok(x) => x,
             Err(e) => {
@@ -421,6 +430,7 @@ impl Service {
             dir,
             record,
             config_path,
+            chosen: chosen.clone(),
         });
         let pid = task.pid();
         if let Workload::Rtos(inst) = &task.workload {
@@ -517,6 +527,148 @@ fn ttrpc<T>(r: Result<T, Error>) -> TtrpcResult<T> {
     })
 }
 
+/// A Create or Start error as a ttrpc error: `e`'s code, and its message followed
+/// by the pedestal and how it was chosen (or that none was chosen yet).
+fn on_pedestal(what: &str, id: &str, e: &Error, chosen: Option<&Chosen>) -> ttrpc::Error {
+    let message = match chosen {
+        Some(c) => format!("{what} {id}: {e} [{c}]"),
+        None => format!("{what} {id}: {e} [no pedestal chosen yet]"),
+    };
+    log::warn!("{message}");
+    ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), message))
+}
+
+/// The answer to signal 0 (iSulad's liveness check) for a task in `status`:
+/// success while it exists and has not ended; once it has, NOT_FOUND "process
+/// already finished", as containerd's runc shim answers.
+fn signal_zero(id: &str, status: Status, exit: Option<ExitInfo>) -> TtrpcResult<api::Empty> {
+    match status {
+        Status::Stopped => Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
+            ttrpc::Code::NOT_FOUND,
+            format!(
+                "container {id}: process already finished (exit status {})",
+                exit.map_or(0, |e| e.code)
+            ),
+        ))),
+        _ => Ok(api::Empty::new()),
+    }
+}
+
+/// A partition's resource use as cgroup v1 `Metrics`, the form containerd and
+/// iSulad read: CPU time, memory (the partition's size as the limit; what the
+/// RTOS says it uses, else what its host process uses), and for a partition with
+/// a host process (`pid`) its count, RSS, page faults and storage I/O. What a
+/// partition never has (kernel memory, page cache, swap: its memory is one fixed
+/// reservation) stays 0; docs/c-api.md lists them.
+fn partition_metrics(
+    ped: &crate::pedestal::PartitionStats,
+    rtos_used: Option<u64>,
+    pid: Option<u32>,
+) -> Metrics {
+    use containerd_shim::protos::cgroups::metrics::{
+        BlkIOEntry, BlkIOStat, CPUStat, CPUUsage, MemoryEntry, MemoryStat, PidsStat,
+    };
+    let mut metrics = Metrics::new();
+    let mut usage = CPUUsage::new();
+    usage.total = ped.cpu_ns;
+    let mut cpu = CPUStat::new();
+    cpu.usage = MessageField::some(usage);
+    metrics.cpu = MessageField::some(cpu);
+    let mut entry = MemoryEntry::new();
+    entry.limit = ped.memory_limit_bytes;
+    entry.usage = rtos_used.unwrap_or(ped.memory_used_bytes);
+    let mut mem = MemoryStat::new();
+    mem.usage = MessageField::some(entry);
+    mem.rss = ped.memory_used_bytes;
+    mem.total_rss = ped.memory_used_bytes;
+    let stat = pid.and_then(crate::pedestal::proc_stat);
+    if let Some(st) = &stat {
+        mem.pg_fault = st.minor_faults + st.major_faults;
+        mem.total_pg_fault = mem.pg_fault;
+        mem.pg_maj_fault = st.major_faults;
+        mem.total_pg_maj_fault = st.major_faults;
+    }
+    metrics.memory = MessageField::some(mem);
+    let mut pids = PidsStat::new();
+    pids.current = u64::from(stat.is_some_and(|s| !s.ended()));
+    metrics.pids = MessageField::some(pids);
+    if let Some((read, write)) = pid.and_then(crate::pedestal::proc_io) {
+        let mut blkio = BlkIOStat::new();
+        for (op, value) in [("Read", read), ("Write", write)] {
+            let mut e = BlkIOEntry::new();
+            e.op = op.to_owned();
+            e.value = value;
+            blkio.io_service_bytes_recursive.push(e);
+        }
+        metrics.blkio = MessageField::some(blkio);
+    }
+    metrics
+}
+
+/// Sends the shim's log to `log` in the working directory (the bundle), as
+/// containerd and iSulad expect: containerd makes it a FIFO it reads; iSulad
+/// creates it (a FIFO or a file) and reads it after the fact. The level is
+/// `RUST_LOG`, else info (debug with `-debug`).
+///
+/// Never blocks and never truncates: a FIFO with a reader is written as it is; a
+/// FIFO nobody reads yet is held open read-write, so its lines wait in the pipe
+/// (and, once the pipe is full, new lines are dropped rather than stopping the
+/// shim); a regular file is appended to. `Err` when there is no `log` (the shim
+/// then logs nowhere).
+pub fn init_bundle_log(debug: bool) -> Result<(), String> {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let path = Path::new("log");
+    let meta = std::fs::metadata(path).map_err(|e| format!("log: {e}"))?;
+    let file = if meta.file_type().is_fifo() {
+        let nonblocking = nix::fcntl::OFlag::O_NONBLOCK.bits();
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(nonblocking)
+            .open(path)
+        {
+            Ok(f) => {
+                // A reader is there (containerd): write as a blocking pipe.
+                let fd = std::os::fd::AsFd::as_fd(&f);
+                let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+                    .map_err(|e| format!("log: {e}"))?;
+                let flags =
+                    nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags))
+                    .map_err(|e| format!("log: {e}"))?;
+                f
+            }
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(nonblocking)
+                .open(path)
+                .map_err(|e| format!("log: {e}"))?,
+            Err(e) => return Err(format!("log: {e}")),
+        }
+    } else {
+        OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("log: {e}"))?
+    };
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<log::LevelFilter>().ok())
+        .unwrap_or(log::LevelFilter::Info);
+    let level = if debug {
+        level.max(log::LevelFilter::Debug)
+    } else {
+        level
+    };
+    log::set_boxed_logger(Box::new(containerd_shim::logger::FifoLogger::with_file(
+        file,
+    )))
+    .map_err(|e| e.to_string())?;
+    log::set_max_level(level);
+    Ok(())
+}
+
 /// Where a task whose runtime options named a config file records that path,
 /// in its bundle.
 pub const CONFIG_PATH_FILE: &str = "micrun-config-path";
@@ -557,7 +709,10 @@ impl containerd_shim::Task for Service {
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
         log::info!("create {} (bundle {})", req.id, req.bundle);
-        let pid = ttrpc(self.do_create(&req))?;
+        let mut chosen = None;
+        let pid = self
+            .do_create(&req, &mut chosen)
+            .map_err(|e| on_pedestal("create", &req.id, &e, chosen.as_ref()))?;
         Ok(api::CreateTaskResponse {
             pid,
             ..Default::default()
@@ -571,7 +726,22 @@ impl containerd_shim::Task for Service {
     ) -> TtrpcResult<api::StartResponse> {
         let task = ttrpc(self.get(&req.id))?;
         match &task.workload {
-            Workload::Rtos(i) => ttrpc(i.start().map_err(Error::from))?,
+            Workload::Rtos(i) => {
+                if let Err(e) = i.start() {
+                    // A task whose start failed ends here (TaskExit, status
+                    // STOPPED), so that Delete is allowed: containerd's client
+                    // (`ctr run --rm`) deletes only a stopped task after a
+                    // failed Start, and would otherwise leave it CREATED with
+                    // this shim alive.
+                    i.destroy();
+                    return Err(on_pedestal(
+                        "start",
+                        &req.id,
+                        &Error::from(e),
+                        task.chosen.as_ref(),
+                    ));
+                }
+            }
             Workload::Sandbox(p) => p.set(Status::Running, None),
         }
         let pid = task.pid();
@@ -639,6 +809,10 @@ impl containerd_shim::Task for Service {
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
         log::info!("kill {} signal {}", req.id, req.signal);
         let task = ttrpc(self.get(&req.id))?;
+        if req.signal == 0 {
+            let (status, exit) = task.status();
+            return signal_zero(&req.id, status, exit);
+        }
         match &task.workload {
             Workload::Rtos(i) => ttrpc(i.kill(req.signal).map_err(Error::from))?,
             Workload::Sandbox(p) => {
@@ -745,26 +919,13 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
-        use containerd_shim::protos::cgroups::metrics::{
-            CPUStat, CPUUsage, MemoryEntry, MemoryStat,
-        };
         let task = ttrpc(self.get(&req.id))?;
         let mut metrics = Metrics::new();
         if let Workload::Rtos(inst) = &task.workload {
             let (ped, agent) = ttrpc(inst.stats().map_err(Error::from))?;
-            let mut usage = CPUUsage::new();
-            usage.total = ped.cpu_ns;
-            let mut cpu = CPUStat::new();
-            cpu.usage = MessageField::some(usage);
-            metrics.cpu = MessageField::some(cpu);
-            let mut entry = MemoryEntry::new();
-            entry.limit = ped.memory_limit_bytes;
             // Prefer what the RTOS reports about itself.
-            entry.usage = agent.map_or(ped.memory_used_bytes, |a| u64::from(a.mem_used_kib) << 10);
-            let mut mem = MemoryStat::new();
-            mem.usage = MessageField::some(entry);
-            mem.rss = ped.memory_used_bytes;
-            metrics.memory = MessageField::some(mem);
+            let used = agent.map(|a| u64::from(a.mem_used_kib) << 10);
+            metrics = partition_metrics(&ped, used, inst.pid());
         }
         let any = ttrpc(metrics.to_any())?;
         Ok(api::StatsResponse {
@@ -994,5 +1155,49 @@ mod tests {
             ..Default::default()
         });
         assert!(lock(&events.publisher).is_none());
+    }
+
+    #[test]
+    fn signal_zero_is_a_liveness_check() {
+        for status in [Status::Created, Status::Running, Status::Paused] {
+            assert!(signal_zero("c1", status, None).is_ok(), "{status:?}");
+        }
+        let exit = ExitInfo {
+            code: 137,
+            at: SystemTime::now(),
+        };
+        let Err(ttrpc::Error::RpcStatus(st)) = signal_zero("c1", Status::Stopped, Some(exit))
+        else {
+            panic!("a stopped task is not alive");
+        };
+        assert_eq!(st.code(), ttrpc::Code::NOT_FOUND);
+        assert_eq!(
+            st.message,
+            "container c1: process already finished (exit status 137)"
+        );
+    }
+
+    #[test]
+    fn metrics_of_a_partition_with_a_host_process() {
+        use crate::pedestal::PartitionStats;
+        let ped = PartitionStats {
+            cpu_ns: 5,
+            memory_limit_bytes: 64 << 20,
+            memory_used_bytes: 3 << 20,
+        };
+        // This test process stands in for the partition's host process.
+        let m = partition_metrics(&ped, Some(1 << 20), Some(std::process::id()));
+        assert_eq!(m.cpu.usage.total, 5);
+        assert_eq!(m.memory.usage.limit, 64 << 20);
+        assert_eq!(m.memory.usage.usage, 1 << 20, "the RTOS's own figure wins");
+        assert_eq!(m.memory.rss, 3 << 20);
+        assert_eq!(m.pids.current, 1);
+        assert!(m.memory.pg_fault > 0, "{:?}", m.memory);
+        assert_eq!(m.blkio.io_service_bytes_recursive.len(), 2);
+        // A hardware partition: no host process, no process figures.
+        let m = partition_metrics(&ped, None, None);
+        assert_eq!(m.memory.usage.usage, 3 << 20);
+        assert_eq!((m.pids.current, m.memory.pg_fault), (0, 0));
+        assert!(m.blkio.is_none());
     }
 }

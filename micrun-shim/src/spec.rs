@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::annotations::{AgentMode, AnnotationError, Annotations};
-use crate::config::{Config, PedestalChoice, PedestalKind};
+use crate::config::{Config, PedestalKind};
 use crate::firmware::{self, FirmwareError, FirmwareImage};
 use crate::oci::Spec;
 use crate::pedestal::{self, Pedestal, PedestalError};
@@ -89,13 +89,7 @@ pub fn choose_pedestal(
     annotations: &Annotations,
     config: &Config,
 ) -> Result<PedestalKind, PedestalError> {
-    if let Some(kind) = annotations.pedestal {
-        return Ok(kind);
-    }
-    match config.default_pedestal {
-        PedestalChoice::Named(kind) => Ok(kind),
-        PedestalChoice::Auto => pedestal::detect::HostProbe::probe(config).default_pedestal(),
-    }
+    pedestal::detect::choose(annotations.pedestal, config).map(|c| c.kind)
 }
 
 /// CPUs of this host, from `/sys/devices/system/cpu/online` (e.g. `0-3`).
@@ -117,13 +111,27 @@ pub fn build(
     bundle: &Path,
     config: &Config,
 ) -> Result<(InstanceSpec, Box<dyn Pedestal>), SpecError> {
+    build_noting(id, namespace, bundle, config, &mut None)
+}
+
+/// [`build`], noting in `chosen` the pedestal and how it was chosen as soon as
+/// it is (so that a later error can say so).
+pub fn build_noting(
+    id: &str,
+    namespace: &str,
+    bundle: &Path,
+    config: &Config,
+    chosen: &mut Option<pedestal::detect::Chosen>,
+) -> Result<(InstanceSpec, Box<dyn Pedestal>), SpecError> {
     let oci = load_oci_spec(bundle)?;
     let annotations = Annotations::from_spec(&oci)?;
     for w in &annotations.warnings {
         log::warn!("{id}: {w}");
     }
     let sandbox = annotations.is_sandbox();
-    let kind = choose_pedestal(&annotations, config)?;
+    let choice = pedestal::detect::choose(annotations.pedestal, config)?;
+    let kind = choice.kind;
+    let choice = chosen.insert(choice);
     if kind == PedestalKind::Sim && !config.sim.enable {
         return Err(SpecError::SimDisabled {
             config: config.origin.as_ref().map_or_else(
@@ -136,7 +144,7 @@ pub fn build(
             ),
         });
     }
-    let ped = pedestal::for_kind(kind, config)?;
+    let ped = pedestal::for_chosen(choice, config)?;
     let terminal = oci
         .process
         .as_ref()

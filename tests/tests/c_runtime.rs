@@ -676,3 +676,85 @@ fn every_bad_input_from_c_is_an_error_and_leaves_nothing() {
         .collect();
     assert!(tasks.is_empty(), "micrun state left: {tasks:?}");
 }
+
+/// The calls iSulad makes beyond the lifecycle, from C (`tests/c/rt_isulad.c`,
+/// with the sanitizers), on the sim pedestal: kill 0 as a liveness check (success
+/// while created and running, NOT_FOUND "process already finished" once ended);
+/// `micrun_rt_start_info` against `/proc`; a second create of a live id refused
+/// with `<bundle>/address` and the container untouched; the shim in a session of
+/// its own (a SIGHUP to the driver's process group does not reach it; stdin
+/// `/dev/null`); every stats field a partition has filled, the others 0; the
+/// shim's log appended to `<bundle>/log` (a file) and written to a FIFO the caller
+/// reads; a shim the driver started iSulad-style driven with
+/// `micrun_rt_create_at`, where a failing create touches nothing. Nothing is left.
+#[test]
+fn isulad_calls_from_c() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("c-rt-isulad");
+    let exe = compile(dir.path(), "rt_isulad", true, false);
+    let fw = sim_binary();
+    let a = bundle(&dir.path().join("bundle-a"), Some(&fw), "sim");
+    let b = bundle(&dir.path().join("bundle-b"), Some(&fw), "sim");
+    let bad = bundle(&dir.path().join("bundle-nofw"), None, "sim");
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("micrun.toml");
+    fs::write(
+        &cfg,
+        format!("state_dir = {state:?}\n[sim]\nenable = true\n"),
+    )
+    .unwrap();
+    let id = format!("crtisu{}", std::process::id());
+    let _dirs = Dirs::enter();
+    let mut cmd = Command::new(&exe);
+    cmd.arg(shim_binary())
+        .arg(&cfg)
+        .arg("isula")
+        .arg(&id)
+        .arg(&a)
+        .arg(&b)
+        .arg(&bad)
+        // The driver sends SIGHUP to its own process group: not this test's.
+        .process_group(0)
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:halt_on_error=1:abort_on_error=0",
+        )
+        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut cmd, "rt_isulad")));
+    let left = processes_mentioning(&id);
+    if !left.is_empty() {
+        cleanup_shims(&id, &[(&a, "a"), (&b, "b")]);
+    }
+    let sockets: Vec<PathBuf> = ["a", "b"]
+        .iter()
+        .map(|s| {
+            let addr = containerd_shim::socket_address("", "isula", &format!("{id}-{s}"));
+            PathBuf::from(addr.trim_start_matches("unix://"))
+        })
+        .collect();
+    let sockets_left: Vec<_> = sockets.iter().filter(|p| p.exists()).cloned().collect();
+    for p in &sockets_left {
+        let _ = fs::remove_file(p);
+    }
+    let out = match result {
+        Ok(out) => out,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("rt_isulad:\n{text}");
+    assert!(text.contains("isulad ok"), "{text}");
+    assert!(left.is_empty(), "shims left running: {left:?}");
+    assert!(sockets_left.is_empty(), "sockets left: {sockets_left:?}");
+    for b in [&a, &b, &bad] {
+        assert!(!b.join("address").exists(), "{b:?}/address left");
+    }
+    let tasks: Vec<_> = fs::read_dir(&state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|ns| fs::read_dir(ns.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect();
+    assert!(tasks.is_empty(), "micrun state left: {tasks:?}");
+}

@@ -515,3 +515,147 @@ fn update_through_micad() {
         .unwrap();
     drop(shim);
 }
+
+/// iSulad creates `<bundle>/log` before it starts the shim. A FIFO that nobody
+/// reads yet must not stop the shim (an open for writing would block until a
+/// reader comes): `start` returns promptly, the shim serves, and its lines wait
+/// in the FIFO for the reader that comes later. Signal 0 is a liveness check:
+/// OK while running, NOT_FOUND "process already finished" once ended.
+#[test]
+fn a_log_fifo_nobody_reads_yet_and_signal_zero() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TempDir::new("isulad-log");
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": { "args": ["/firmware.elf"], "cwd": "/", "user": {"uid": 0, "gid": 0} },
+        "root": { "path": "rootfs" },
+        "annotations": { "org.openeuler.micrun.ped.pedestal": "sim" },
+    });
+    let bundle = sim_bundle(&dir.path().join("bundle"), &spec);
+    let log = bundle.join("log");
+    nix::unistd::mkfifo(&log, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let cfg = dir.path().join("micrun.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\n[sim]\nenable = true\n",
+            dir.path().join("state")
+        ),
+    )
+    .unwrap();
+    let id = format!("isulog{}", std::process::id());
+    let dirs = Dirs(
+        ["/run/containerd/s", "/run/containerd"]
+            .into_iter()
+            .filter(|d| !Path::new(d).exists())
+            .collect(),
+    );
+    let mut child = Command::new(shim_binary())
+        .args(["--id", &id, "--namespace", "isula", "start"])
+        .current_dir(&bundle)
+        .env("MICRUN_CONFIG", &cfg)
+        .env_remove("TTRPC_ADDRESS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        // The shim hangs on the log: end it and everything it started, by pid.
+        let _ = child.kill();
+        let _ = child.wait();
+        for (pid, _) in micrun_tests::e2e::processes_mentioning(&id) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        panic!("`start` did not return within 10 s with a log FIFO nobody reads");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let shim = IsuladShim {
+        socket: address.trim_start_matches("unix://").to_string(),
+        address,
+        _dirs: dirs,
+    };
+    let client = TaskClient::new(Client::connect(&shim.address).unwrap());
+    create_start(&client, &id, &bundle, || {});
+    let kill0 = |client: &TaskClient| {
+        client.kill(
+            ctx(),
+            &api::KillRequest {
+                id: id.clone(),
+                signal: 0,
+                ..Default::default()
+            },
+        )
+    };
+    kill0(&client).expect("signal 0 on a running task");
+    client
+        .kill(
+            ctx(),
+            &api::KillRequest {
+                id: id.clone(),
+                signal: 9,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let waited = client
+        .wait(
+            ctx(),
+            &api::WaitRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(waited.exit_status, 137);
+    // Ended, not yet deleted: what containerd's runc shim answers.
+    match kill0(&client) {
+        Err(containerd_shim::protos::ttrpc::Error::RpcStatus(s)) => {
+            assert_eq!(s.code(), containerd_shim::protos::ttrpc::Code::NOT_FOUND);
+            assert!(
+                s.message.contains("process already finished"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("signal 0 on an ended task: {other:?}"),
+    }
+    client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+
+    // The reader comes now: the shim's lines waited for it.
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&log)
+        .unwrap();
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = reader.read(&mut buf) {
+        text.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains(&format!("create {id}")), "{text}");
+    drop(shim);
+}

@@ -261,11 +261,9 @@ fn serve(flags: &Flags) -> Result<(), String> {
         return Err("-socket is required to serve".into());
     }
     set_subreaper();
-    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
-    {
-        // No log FIFO (iSulad, or by hand): log to stderr instead is not possible
-        // once the logger is set, so just say it once.
-        eprintln!("{RUNTIME_ID}: no containerd log FIFO ({e}); logging disabled");
+    if let Err(e) = micrun_shim::service::init_bundle_log(flags.debug) {
+        // No `<bundle>/log` (libmicrun without one, or by hand): say it once.
+        eprintln!("{RUNTIME_ID}: no log in the bundle ({e}); logging disabled");
     }
     reap_children();
 

@@ -254,16 +254,39 @@ pub trait Pedestal: Send + Sync {
     ) -> Result<Box<dyn Partition>, PedestalError>;
 }
 
-/// The pedestal implementation for `kind`, configured from `config`.
+/// The pedestal implementation for `kind`, configured from `config` (the driver
+/// of a hardware pedestal as [`detect::driver`] decides).
 pub fn for_kind(kind: PedestalKind, config: &Config) -> Result<Box<dyn Pedestal>, PedestalError> {
+    let driver = match kind {
+        PedestalKind::Xen | PedestalKind::Baremetal => Some(detect::driver(kind, config)),
+        _ => None,
+    };
+    with_driver(kind, driver, config)
+}
+
+/// The pedestal implementation [`detect::choose`] chose.
+pub fn for_chosen(
+    chosen: &detect::Chosen,
+    config: &Config,
+) -> Result<Box<dyn Pedestal>, PedestalError> {
+    with_driver(chosen.kind, chosen.driver.as_ref().map(|d| d.0), config)
+}
+
+fn with_driver(
+    kind: PedestalKind,
+    driver: Option<detect::Driver>,
+    config: &Config,
+) -> Result<Box<dyn Pedestal>, PedestalError> {
     match kind {
         PedestalKind::Sim => Ok(Box::new(sim::Sim::new(config)?)),
         PedestalKind::Qemu => Ok(Box::new(qemu::Qemu::new(config))),
-        PedestalKind::Xen | PedestalKind::Baremetal => match detect::driver(kind, config) {
-            detect::Driver::Micad => Ok(Box::new(mica::Mica::new(kind, config))),
-            detect::Driver::Direct if kind == PedestalKind::Xen => xl::pedestal(config),
-            detect::Driver::Direct => remoteproc::pedestal(config),
-        },
+        PedestalKind::Xen | PedestalKind::Baremetal => {
+            match driver.unwrap_or(detect::Driver::Direct) {
+                detect::Driver::Micad => Ok(Box::new(mica::Mica::new(kind, config))),
+                detect::Driver::Direct if kind == PedestalKind::Xen => xl::pedestal(config),
+                detect::Driver::Direct => remoteproc::pedestal(config),
+            }
+        }
     }
 }
 
@@ -310,6 +333,11 @@ fn executable(path: &Path) -> Result<(), String> {
 pub struct ProcStat {
     /// `R`, `S`, `D`, `Z` (ended, not yet reaped), ...
     pub state: char,
+    /// The parent's pid.
+    pub ppid: u32,
+    /// Page faults that needed no disk read (minor) and that did (major).
+    pub minor_faults: u64,
+    pub major_faults: u64,
     /// Start time in clock ticks since boot: tells a process from a later one
     /// with the same pid.
     pub start: u64,
@@ -343,6 +371,9 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
+        ppid: u32::try_from(num(1)?).ok()?,
+        minor_faults: num(7)?,
+        major_faults: num(9)?,
         start: num(19)?,
         cpu_ticks: num(11)? + num(12)?,
         rss_pages: num(21)?,
@@ -356,6 +387,18 @@ fn sysconf(var: nix::unistd::SysconfVar, default: u64) -> u64 {
         .and_then(|v| u64::try_from(v).ok())
         .filter(|&v| v > 0)
         .unwrap_or(default)
+}
+
+/// Bytes process `pid` made the storage layer read and write (`read_bytes`,
+/// `write_bytes` of `/proc/<pid>/io`); `None` when unreadable.
+pub fn proc_io(pid: u32) -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((field("read_bytes")?, field("write_bytes")?))
 }
 
 /// Start time of process `pid` (see [`ProcStat::start`]).
