@@ -293,7 +293,8 @@ impl Default for QemuConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DriverChoice {
-    /// Through micad when it runs (its create socket exists), else directly.
+    /// Through micad when it answers on its create socket (a harmless probe,
+    /// within 1 s: `pedestal::detect`), else directly.
     #[default]
     Auto,
     /// Always through micad; Create fails when micad is not running.
@@ -316,8 +317,8 @@ impl fmt::Display for DriverChoice {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MicaConfig {
-    /// micad's socket directory (default `/run/mica`); micad runs when
-    /// `<dir>/mica-create.socket` exists.
+    /// micad's socket directory (default `/run/mica`); micad is used when it
+    /// answers on `<dir>/mica-create.socket`.
     pub dir: PathBuf,
     /// Directories searched for `ttyRPMSG_<id>_0`, the console micad makes (default
     /// `/dev`).
