@@ -103,6 +103,21 @@ pub fn leftovers(
     env.leftovers(ns, id, pid, socket)
 }
 
+/// Nothing of container `id` is left once `ctr run --rm` (or a failed create)
+/// is done: no task, no container, and [`assert_clean`].
+pub fn assert_nothing_left(env: &Env, ns: &Namespace<'_>, id: &str) {
+    assert_eq!(state(env, ns, id), None, "a task is left{}", env.diag(id));
+    let containers = ns.ctr_ok(&["containers", "ls", "-q"]).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&containers.stdout)
+            .lines()
+            .any(|l| l.trim() == id),
+        "ctr run --rm left the container{}",
+        env.diag(id)
+    );
+    assert_clean(env, ns, id, 0, None);
+}
+
 pub fn assert_clean(
     env: &Env,
     ns: &Namespace<'_>,

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use micrun_tests::e2e::{
-    pid_alive, processes_mentioning, qemu_image, sim_image, unique_id, wait_until, Env, Ped,
-    TestImage, ANN_AGENT,
+    pid_alive, qemu_image, sim_image, unique_id, wait_until, Env, Ped, TestImage, ANN_AGENT,
 };
+use micrun_tests::scenarios::assert_nothing_left;
 
 const LOGGER: &str = env!("CARGO_BIN_EXE_log-recorder");
 /// A whole `ctr run` of the sim firmware (boot, commands, exit, delete).
@@ -79,44 +79,6 @@ fn describe(env: &Env, id: &str, out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr),
         env.diag(id)
     )
-}
-
-/// Nothing of container `id` is left: no task, no container, no process naming
-/// it, no bundle, no micrun state.
-fn assert_nothing_left(env: &Env, ns: &micrun_tests::containerd::Namespace<'_>, id: &str) {
-    let bundle = env.cd.bundle_dir(ns.name(), id);
-    let left = || {
-        let mut left = Vec::new();
-        if ns.task_state(id).ok().flatten().is_some() {
-            left.push("a task".to_string());
-        }
-        let containers = ns.ctr_ok(&["containers", "ls", "-q"]).unwrap();
-        if String::from_utf8_lossy(&containers.stdout)
-            .lines()
-            .any(|l| l.trim() == id)
-        {
-            left.push("the container".into());
-        }
-        let procs = processes_mentioning(id);
-        if !procs.is_empty() {
-            left.push(format!("processes {procs:?}"));
-        }
-        if bundle.exists() {
-            left.push(format!("bundle {bundle:?}"));
-        }
-        let state = env.state_entries(id);
-        if !state.is_empty() {
-            left.push(format!("micrun state {state:?}"));
-        }
-        left
-    };
-    wait_until(Duration::from_secs(10), || left().is_empty());
-    let left = left();
-    assert!(
-        left.is_empty(),
-        "{id}: left behind: {left:?}{}",
-        env.diag(id)
-    );
 }
 
 fn read(dir: &Path, name: &str) -> Vec<u8> {

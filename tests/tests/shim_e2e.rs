@@ -47,8 +47,8 @@ use micrun_tests::e2e::{
     RUNTIME,
 };
 use micrun_tests::scenarios::{
-    annotations, assert_clean, assert_micad_gone, assert_partition_gone, banner, exit_status,
-    image_and_args, ok, state, strs, wait_state, T_ACT, T_BOOT,
+    annotations, assert_micad_gone, assert_nothing_left, assert_partition_gone, banner,
+    exit_status, image_and_args, ok, state, strs, wait_state, T_ACT, T_BOOT,
 };
 
 /// The shared daemon for pedestal `p` (its own for the hardware stand-ins).
@@ -437,18 +437,6 @@ fn expect_create_error(
         env.diag(id)
     );
     stderr.into_owned()
-}
-
-fn assert_nothing_left(env: &Env, ns: &Namespace<'_>, id: &str) {
-    assert_eq!(state(env, ns, id), None, "a task is left{}", env.diag(id));
-    let containers = ns.ctr_ok(&["containers", "ls", "-q"]).unwrap();
-    assert!(
-        !String::from_utf8_lossy(&containers.stdout)
-            .lines()
-            .any(|l| l.trim() == id),
-        "ctr run --rm left the container"
-    );
-    assert_clean(env, ns, id, 0, None);
 }
 
 /// One bad-input case on the shared daemon: `image` (built by the caller), the
