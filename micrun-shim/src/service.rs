@@ -293,6 +293,7 @@ impl Service {
                 let Subject::Pid(pid) = ev.subject else {
                     continue;
                 };
+                crate::stdio::child_exited(pid, ev.exit_code);
                 let found = lock(&tasks).values().find_map(|t| match &t.workload {
                     Workload::Rtos(i) if i.pid() == Some(pid as u32) => Some(i.clone()),
                     _ => None,

@@ -44,7 +44,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -536,7 +536,7 @@ impl StdioGuard {
                 }
             };
             // Not inside the log call: its arguments run only when logging is on.
-            let status = reap(&l.pidfd).map_or(String::new(), |s| format!(", {s}"));
+            let status = reap_logger(&l).map_or(String::new(), |s| format!(", {s}"));
             log::info!(
                 "{}: logger {} (pid {}) {how}{status}",
                 self.id,
@@ -599,6 +599,56 @@ fn wait_exit(pidfd: &OwnedFd, limit: Duration) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// Loggers running now, and the exit status the shim's reaper saw for each: the
+/// reaper (`waitpid(-1)`) may collect a logger before its pidfd can, and then
+/// only the reaper knows the status. Filled by [`child_exited`].
+static LOGGER_EXITS: (Mutex<Vec<LoggerExit>>, Condvar) = (Mutex::new(Vec::new()), Condvar::new());
+
+/// A running logger's pid, and its exit status once the shim's reaper saw it.
+type LoggerExit = (i32, Option<i32>);
+
+fn lock_exits() -> std::sync::MutexGuard<'static, Vec<LoggerExit>> {
+    LOGGER_EXITS.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The shim's reaper collected child `pid` with exit `code` (every child; only
+/// loggers are kept).
+pub fn child_exited(pid: i32, code: i32) {
+    let mut exits = lock_exits();
+    if let Some(e) = exits.iter_mut().find(|e| e.0 == pid) {
+        e.1 = Some(code);
+        LOGGER_EXITS.1.notify_all();
+    }
+}
+
+/// The status of a logger that has ended: reaped through its pidfd, or, when the
+/// shim's reaper was first, as the reaper reports it (it will: it holds the
+/// status; waited for at most a second). Forgets the logger either way.
+fn reap_logger(l: &Logger) -> Option<String> {
+    let status = reap(&l.pidfd).or_else(|| {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut exits = lock_exits();
+        loop {
+            match exits.iter().find(|e| e.0 == l.pid) {
+                Some((_, Some(code))) => return Some(format!("exit status {code}")),
+                None => return None,
+                Some((_, None)) => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            exits = LOGGER_EXITS
+                .1
+                .wait_timeout(exits, left)
+                .map(|r| r.0)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    });
+    lock_exits().retain(|e| e.0 != l.pid);
+    status
 }
 
 /// Reaps the process through its pidfd if the shim's reaper has not; its status
@@ -758,11 +808,12 @@ fn spawn_logger(
         pidfd,
         path: path.to_path_buf(),
     };
+    lock_exits().push((pid, None));
     // From here on, a failure must end and reap the child.
     let fail = |logger: Logger, e: io::Error| {
         let _ = send_signal(&logger.pidfd, libc::SIGKILL);
         wait_exit(&logger.pidfd, Duration::from_secs(5));
-        reap(&logger.pidfd);
+        reap_logger(&logger);
         e
     };
     if let Err(e) = File::from(gate_w).write_all(&[1]) {
@@ -831,7 +882,7 @@ fn wait_ready(l: &Logger, ready_r: OwnedFd, limit: Duration) -> io::Result<()> {
             return Ok(());
         }
         wait_exit(&l.pidfd, Duration::from_secs(5));
-        let status = reap(&l.pidfd).unwrap_or_else(|| "status unknown".into());
+        let status = reap_logger(l).unwrap_or_else(|| "status unknown".into());
         return Err(io::Error::new(
             io::ErrorKind::BrokenPipe,
             format!(

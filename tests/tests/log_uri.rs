@@ -320,10 +320,7 @@ fn logger_ends_before_ready() {
             && stderr.contains("ended (exit status 3) before it signalled ready"),
         "{what}"
     );
-    // ctr run --rm cannot delete a task that stays CREATED after a failed Start
-    // (issue 8, item 3): delete it here.
-    ns.delete(&id)
-        .unwrap_or_else(|e| panic!("{e}{}", env.diag(&id)));
+    // A failed Start ends the task, so `ctr run --rm` removes it by itself.
     assert_nothing_left(&env, &ns, &id);
 }
 
