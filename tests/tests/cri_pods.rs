@@ -10,7 +10,7 @@
 //! | tests (`v1_6::*`, `v2_1::*`) | what |
 //! |---|---|
 //! | `pod_lifecycle` | RunPodSandbox (handler `micrun`) → READY, served by one micrun shim with no pause process; CreateContainer with no command; StartContainer → RUNNING in the pod's shim; the RTOS console in the CRI log file (`<time> stdout F <text>`); StopContainer with a grace period → EXITED, exit code 0 (the agent's graceful stop), reason `Completed`; RemoveContainer, StopPodSandbox, RemovePodSandbox → no shim, socket, bundle, micrun state or CRI record left |
-//! | `annotations_reach_shim` | the glob `org.openeuler.micrun.*` passes a container annotation (`container.agent=on` on a raw firmware: StartContainer fails with the shim's FAILED_PRECONDITION naming the annotation) and a pod annotation (the same, set on the pod); the same raw image without it runs |
+//! | `annotations_reach_shim` | the glob `org.openeuler.micrun.*` passes a container annotation (`container.agent=on` on a raw firmware: StartContainer fails with the shim's message naming the annotation, ContainerStatus EXITED, reason `StartError`, the same message; once removed nothing of it is left) and a pod annotation (the same, set on the pod); the same raw image without it runs |
 //! | `image_without_command` | an image with no Entrypoint/Cmd is refused by the CRI plugin itself before the shim is called (`no command specified`): what RTOS images must carry today |
 //!
 //! Needs what `shim_e2e.rs` needs, gcc (static pause program) and `bash
@@ -238,7 +238,9 @@ fn start_raw(
     (cid, r)
 }
 
-fn assert_agent_on_refused(env: &Env, cid: &str, r: Result<(), cri::Status>) {
+/// StartContainer failed with the shim's agent=on message; once removed, nothing
+/// of the container is left (no firmware process, bundle or micrun state).
+fn assert_agent_on_refused(env: &Env, cri: &Cri, cid: &str, r: Result<(), cri::Status>) {
     let e = r.expect_err("agent=on on a firmware without the agent must fail");
     assert!(
         e.message()
@@ -246,6 +248,38 @@ fn assert_agent_on_refused(env: &Env, cid: &str, r: Result<(), cri::Status>) {
         "the shim's message reaches the CRI caller: {e:?}{}",
         env.diag(cid)
     );
+    // What `kubectl describe pod` shows: the shim's message as the status message.
+    let st = status(env, cri, cid);
+    assert_eq!(state_name(st.state), "CONTAINER_EXITED", "{st:?}");
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (128, "StartError"),
+        "{st:?}"
+    );
+    assert!(
+        st.message
+            .contains("org.openeuler.micrun.container.agent=on"),
+        "{st:?}"
+    );
+    cri.remove_container(cid)
+        .unwrap_or_else(|e| panic!("RemoveContainer {cid}: {e:?}{}", env.diag(cid)));
+    let left = || {
+        let mut left = Vec::new();
+        let procs = processes_mentioning(cid);
+        if !procs.is_empty() {
+            left.push(format!("processes {procs:?}"));
+        }
+        if bundle(env, cid).exists() {
+            left.push("bundle".to_string());
+        }
+        let state = paths_mentioning(env.state_dir(), cid);
+        if !state.is_empty() {
+            left.push(format!("micrun state {state:?}"));
+        }
+        left
+    };
+    wait_until(Duration::from_secs(10), || left().is_empty());
+    assert_eq!(left(), Vec::<String>::new(), "{}", env.diag(cid));
 }
 
 fn annotations_reach_shim(version: &str) {
@@ -263,7 +297,7 @@ fn annotations_reach_shim(version: &str) {
     );
     // A container annotation: agent=on makes the shim demand the handshake.
     let (cid, r) = start_raw(&env, &cri, &pod, "agent-on", &[(AGENT, "on")]);
-    assert_agent_on_refused(&env, &cid, r);
+    assert_agent_on_refused(&env, &cri, &cid, r);
     assert_eq!(
         state_name(status(&env, &cri, &plain).state),
         "CONTAINER_RUNNING",
@@ -274,7 +308,7 @@ fn annotations_reach_shim(version: &str) {
     // A pod annotation reaches the pod's containers the same way.
     let pod = run_pod(&env, &cri, "podann", &[(AGENT, "on")]);
     let (cid, r) = start_raw(&env, &cri, &pod, "raw", &[]);
-    assert_agent_on_refused(&env, &cid, r);
+    assert_agent_on_refused(&env, &cri, &cid, r);
 }
 
 /// Documents today's behaviour: the CRI plugin refuses an image with neither
