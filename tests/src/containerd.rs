@@ -6,7 +6,11 @@
 //! answers. [`Containerd::start_release`] runs another [`Release`] (1.7, 2.1 from
 //! `.ci/fetch-newer`) the same way with that release's `ctr`; for 2.x the config
 //! is `version = 3` (plugin sections renamed, NRI turned off, the `micrun` CRI
-//! runtime registered). Everything of 2.x outside the temp dir is where 1.x puts
+//! runtime registered). Both formats register the CRI runtime `micrun` (→
+//! `io.containerd.mica.v2`, micrun's annotations passed as the globs
+//! `org.openeuler.micrun.*`), the sandbox image [`SANDBOX_IMAGE`] and
+//! `restrict_oom_score_adj` (runc pods need it on hosts where a negative
+//! `oom_score_adj` cannot be written). Everything of 2.x outside the temp dir is where 1.x puts
 //! it: the shim sockets under `/run/containerd/s/`. The daemon's `PATH` is the
 //! caller's shim dirs ([`ContainerdOpts::shim_dirs`]) before the system `PATH`, so
 //! `--runtime io.containerd.mica.v2` finds `containerd-shim-mica-v2` there. Its
@@ -55,6 +59,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+/// The CRI plugin's sandbox (pause) image in every config written here. No
+/// registry is reachable: tests that use CRI import it into `k8s.io` first
+/// (`micrun_tests::cri::import_pause_image`).
+pub const SANDBOX_IMAGE: &str = "localhost/micrun/pause:1";
 /// Where containerd shims put their sockets, whatever the daemon's config says.
 pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 /// Where runc (as started by `containerd-shim-runc-v2`) keeps container state,
@@ -459,7 +467,21 @@ state = "{state}"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{opt}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  restrict_oom_score_adj = true
+
+# Naming one runtime replaces 1.x's default table: runc (the default handler) again.
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.micrun]
+  runtime_type = "io.containerd.mica.v2"
+  pod_annotations = ["org.openeuler.micrun.*"]
+  container_annotations = ["org.openeuler.micrun.*"]
 "#,
+            pause = SANDBOX_IMAGE,
             root = d.join("root").display(),
             state = d.join("state").display(),
             grpc = self.address().display(),
@@ -493,11 +515,18 @@ state = "{state}"
 [plugins."io.containerd.nri.v1.nri"]
   disable = true
 
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "{pause}"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.micrun]
   runtime_type = "io.containerd.mica.v2"
   pod_annotations = ["org.openeuler.micrun.*"]
   container_annotations = ["org.openeuler.micrun.*"]
 "#,
+            pause = SANDBOX_IMAGE,
             root = d.join("root").display(),
             state = d.join("state").display(),
             grpc = self.address().display(),

@@ -13,6 +13,7 @@
 
 pub mod cbuild;
 pub mod containerd;
+pub mod cri;
 pub mod e2e;
 pub mod micad;
 pub mod oci;

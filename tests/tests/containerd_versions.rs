@@ -6,7 +6,7 @@
 //!
 //! | tests (`v1_7::*`, `v2_1::*`) | what |
 //! |---|---|
-//! | `release` | daemon and ctr are the release asked for; the config is in its format (2.1: no "migrated from version 2" warning), the `micrun` CRI runtime registered in it (2.1) |
+//! | `release` | daemon and ctr are the release asked for; the config is in its format (2.1: no "migrated from version 2" warning), the `micrun` CRI runtime and the local sandbox image registered in it |
 //! | `fg_echo_exit` | `ctr run` in the foreground: console input and output, `exit 3` → 3, task events in order |
 //! | `term_agent` | SIGTERM: the agent's own exit code (0) |
 //! | `term_raw`, `sigkill` | raw SIGTERM → 143 at once, SIGKILL → 137, nothing left |
@@ -75,10 +75,10 @@ fn release(version: &str) {
             env.log_tail(40)
         );
     }
-    // The CRI plugin logs the config it started with: on 2.x the `micrun` runtime
-    // registered under `io.containerd.cri.v1.runtime` is in it (a runtime under
-    // 1.x's `io.containerd.grpc.v1.cri` in a version 3 file would not be). 1.x keeps the plain
-    // version 2 config shim_e2e.rs has always used.
+    // The CRI plugin logs the config it started with: the `micrun` runtime is in it
+    // (on 2.x registered under `io.containerd.cri.v1.runtime`; a runtime under 1.x's
+    // `io.containerd.grpc.v1.cri` in a version 3 file would not be), and so is the
+    // local sandbox image.
     let cri = log
         .lines()
         .rfind(|l| {
@@ -88,10 +88,23 @@ fn release(version: &str) {
         .unwrap_or_default();
     assert!(!cri.is_empty(), "no CRI plugin start in the log");
     if rel.config_version() >= 3 {
+        // 2.x logs the runtime config as JSON (the images plugin, which holds the
+        // sandbox image, logs nothing of it).
         assert!(
             cri.contains(r#"\"micrun\":{\"runtimeType\":\"io.containerd.mica.v2\""#)
                 && cri.contains(r#"\"PodAnnotations\":[\"org.openeuler.micrun.*\"]"#),
             "the micrun runtime is not in containerd {version}'s CRI config: {cri}"
+        );
+    } else {
+        // 1.x logs it as a Go struct.
+        assert!(
+            cri.contains("micrun:{Type:io.containerd.mica.v2 ")
+                && cri.contains("PodAnnotations:[org.openeuler.micrun.*]")
+                && cri.contains(&format!(
+                    "SandboxImage:{}",
+                    micrun_tests::containerd::SANDBOX_IMAGE
+                )),
+            "the micrun runtime or sandbox image is not in containerd {version}'s CRI config: {cri}"
         );
     }
 }

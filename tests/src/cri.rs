@@ -1,0 +1,439 @@
+//! A CRI client for the tests: the calls kubelet makes to containerd's CRI plugin
+//! (`runtime.v1` RuntimeService and ImageService, gRPC over the daemon's unix
+//! socket), with the fields kubelet fills.
+//!
+//! [`Cri::connect`] opens one HTTP/2 channel to `<private containerd dir>/containerd.sock`;
+//! every call blocks on a small tokio runtime of its own, so tests stay plain
+//! synchronous code. [`pod_config`] and [`container_config`] build the configs
+//! kubelet sends for a pod with `hostNetwork: true` (no CNI here) and a container
+//! with no `command` (the image's Entrypoint/Cmd run). [`HANDLER`] is the
+//! RuntimeClass handler the private daemon registers (`tests/src/containerd.rs`).
+//!
+//! Pods live in containerd's `k8s.io` namespace; the daemon's cleanup removes
+//! whatever a failed test leaves there. The sandbox image has to exist locally
+//! before RunPodSandbox: [`import_pause_image`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    security_profile, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerStatus,
+    CreateContainerRequest, ImageSpec, ImageStatusRequest, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListContainersRequest, ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxMetadata, PodSandboxStatus, PodSandboxStatusRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, SecurityProfile,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest, VersionRequest,
+};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::containerd::SANDBOX_IMAGE;
+use crate::e2e::{Env, TestImage};
+use crate::oci::ImageBuilder;
+
+pub use k8s_cri::v1;
+
+/// The RuntimeClass handler of micrun in the private daemon's CRI config.
+pub const HANDLER: &str = "micrun";
+/// containerd's namespace for everything the CRI plugin makes.
+pub const K8S_NAMESPACE: &str = "k8s.io";
+/// How long one CRI call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A CRI failure: the gRPC status code and message.
+pub type Status = tonic::Status;
+
+/// A connection to a containerd's CRI plugin.
+pub struct Cri {
+    rt: tokio::runtime::Runtime,
+    channel: Channel,
+}
+
+impl std::fmt::Debug for Cri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cri").finish_non_exhaustive()
+    }
+}
+
+impl Cri {
+    /// Connects to the gRPC socket `socket` (e.g. `Containerd::address()`).
+    pub fn connect(socket: &Path) -> Result<Cri, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let path: PathBuf = socket.to_path_buf();
+        let channel = rt
+            .block_on(async move {
+                // The URI is required by tonic but unused: the connector dials the socket.
+                Endpoint::from_static("http://localhost")
+                    .timeout(CALL_TIMEOUT)
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(
+                                tokio::net::UnixStream::connect(path).await?,
+                            ))
+                        }
+                    }))
+                    .await
+            })
+            .map_err(|e| format!("connect to the CRI socket {}: {e}", socket.display()))?;
+        Ok(Cri { rt, channel })
+    }
+
+    fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.channel.clone())
+    }
+
+    /// `Version`: the runtime's name and version (`containerd`, `v1.6.20~ds1`).
+    pub fn version(&self) -> Result<(String, String), Status> {
+        let r = self.rt.block_on(self.runtime().version(VersionRequest {
+            version: "v1".into(),
+        }))?;
+        let r = r.into_inner();
+        Ok((r.runtime_name, r.runtime_version))
+    }
+
+    /// `ImageStatus`: whether the CRI plugin knows `image` (by reference).
+    pub fn image_present(&self, image: &str) -> Result<bool, Status> {
+        let r = self
+            .rt
+            .block_on(ImageServiceClient::new(self.channel.clone()).image_status(
+                ImageStatusRequest {
+                    image: Some(ImageSpec {
+                        image: image.into(),
+                        ..Default::default()
+                    }),
+                    verbose: false,
+                },
+            ))?
+            .into_inner();
+        Ok(r.image.is_some())
+    }
+
+    /// `RunPodSandbox` with `runtime_handler`; returns the sandbox id.
+    pub fn run_pod(&self, config: &PodSandboxConfig, handler: &str) -> Result<String, Status> {
+        let r = self
+            .rt
+            .block_on(self.runtime().run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: handler.into(),
+            }))?;
+        Ok(r.into_inner().pod_sandbox_id)
+    }
+
+    /// `PodSandboxStatus`.
+    pub fn pod_status(&self, pod: &str) -> Result<PodSandboxStatus, Status> {
+        let r = self
+            .rt
+            .block_on(self.runtime().pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: pod.into(),
+                verbose: false,
+            }))?;
+        r.into_inner()
+            .status
+            .ok_or_else(|| Status::internal("PodSandboxStatus without a status"))
+    }
+
+    /// `ListPodSandbox` ids (all, or the one `id`).
+    pub fn list_pods(&self, id: Option<&str>) -> Result<Vec<String>, Status> {
+        let r = self
+            .rt
+            .block_on(self.runtime().list_pod_sandbox(ListPodSandboxRequest {
+                filter: id.map(|id| PodSandboxFilter {
+                    id: id.into(),
+                    ..Default::default()
+                }),
+            }))?;
+        Ok(r.into_inner().items.into_iter().map(|p| p.id).collect())
+    }
+
+    /// `StopPodSandbox`.
+    pub fn stop_pod(&self, pod: &str) -> Result<(), Status> {
+        self.rt
+            .block_on(self.runtime().stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            }))?;
+        Ok(())
+    }
+
+    /// `RemovePodSandbox`.
+    pub fn remove_pod(&self, pod: &str) -> Result<(), Status> {
+        self.rt
+            .block_on(self.runtime().remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            }))?;
+        Ok(())
+    }
+
+    /// `CreateContainer` in `pod` (kubelet sends the pod's config along); returns
+    /// the container id.
+    pub fn create_container(
+        &self,
+        pod: &str,
+        config: &ContainerConfig,
+        pod_config: &PodSandboxConfig,
+    ) -> Result<String, Status> {
+        let r = self
+            .rt
+            .block_on(self.runtime().create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.into(),
+                config: Some(config.clone()),
+                sandbox_config: Some(pod_config.clone()),
+            }))?;
+        Ok(r.into_inner().container_id)
+    }
+
+    /// `StartContainer`.
+    pub fn start_container(&self, id: &str) -> Result<(), Status> {
+        self.rt
+            .block_on(self.runtime().start_container(StartContainerRequest {
+                container_id: id.into(),
+            }))?;
+        Ok(())
+    }
+
+    /// `ContainerStatus`.
+    pub fn container_status(&self, id: &str) -> Result<ContainerStatus, Status> {
+        let r = self.rt.block_on(self.runtime().container_status(
+            k8s_cri::v1::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            },
+        ))?;
+        r.into_inner()
+            .status
+            .ok_or_else(|| Status::internal("ContainerStatus without a status"))
+    }
+
+    /// `ListContainers` ids of `pod`.
+    pub fn list_containers(&self, pod: &str) -> Result<Vec<String>, Status> {
+        let r = self
+            .rt
+            .block_on(self.runtime().list_containers(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    pod_sandbox_id: pod.into(),
+                    ..Default::default()
+                }),
+            }))?;
+        Ok(r.into_inner()
+            .containers
+            .into_iter()
+            .map(|c| c.id)
+            .collect())
+    }
+
+    /// `StopContainer` with a grace period of `timeout_s` seconds (kubelet's
+    /// `terminationGracePeriodSeconds`).
+    pub fn stop_container(&self, id: &str, timeout_s: i64) -> Result<(), Status> {
+        self.rt
+            .block_on(self.runtime().stop_container(StopContainerRequest {
+                container_id: id.into(),
+                timeout: timeout_s,
+            }))?;
+        Ok(())
+    }
+
+    /// `RemoveContainer`.
+    pub fn remove_container(&self, id: &str) -> Result<(), Status> {
+        self.rt
+            .block_on(self.runtime().remove_container(RemoveContainerRequest {
+                container_id: id.into(),
+            }))?;
+        Ok(())
+    }
+}
+
+fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The namespaces kubelet asks for a `hostNetwork: true` pod (network of the node,
+/// a pid namespace per container, IPC shared in the pod).
+fn host_network_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+/// kubelet's seccomp default (no `seccompProfile` in the pod, `SeccompDefault` off).
+fn unconfined() -> Option<SecurityProfile> {
+    Some(SecurityProfile {
+        profile_type: security_profile::ProfileType::Unconfined as i32,
+        localhost_ref: String::new(),
+    })
+}
+
+/// The PodSandboxConfig kubelet sends for pod `name` (namespace `default`, uid
+/// derived from the name) with `hostNetwork: true`: empty hostname (runc refuses a
+/// hostname on a host-network pod), the kubelet labels, `annotations`, logs under
+/// `log_dir`.
+pub fn pod_config(name: &str, log_dir: &Path, annotations: &[(&str, &str)]) -> PodSandboxConfig {
+    let uid = format!("uid-{name}");
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: uid.clone(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: String::new(),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        labels: map(&[
+            ("io.kubernetes.pod.name", name),
+            ("io.kubernetes.pod.namespace", "default"),
+            ("io.kubernetes.pod.uid", &uid),
+        ]),
+        annotations: map(annotations),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: String::new(),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(host_network_namespaces()),
+                seccomp: unconfined(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The ContainerConfig kubelet sends for container `name` of a pod: `image`, no
+/// command or args (the image's Entrypoint/Cmd), log at `<name>/0.log` under the
+/// pod's log directory, `annotations`.
+pub fn container_config(name: &str, image: &str, annotations: &[(&str, &str)]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        log_path: format!("{name}/0.log"),
+        labels: map(&[("io.kubernetes.container.name", name)]),
+        annotations: map(annotations),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(host_network_namespaces()),
+                seccomp: unconfined(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// One line of a CRI container log: `<RFC 3339 nano time> <stream> <P|F> <text>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// The timestamp as written.
+    pub time: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// `F` (full line) or `P` (partial: continued by the next line).
+    pub tag: String,
+    /// The text, without the newline.
+    pub text: String,
+}
+
+impl LogLine {
+    /// Parses one line; `None` if it is not in the CRI format.
+    pub fn parse(line: &str) -> Option<LogLine> {
+        let mut it = line.splitn(4, ' ');
+        let (time, stream, tag) = (it.next()?, it.next()?, it.next()?);
+        let text = it.next().unwrap_or("");
+        let ok_time = time.len() >= 20
+            && time.as_bytes()[4] == b'-'
+            && time.as_bytes()[10] == b'T'
+            && (time.ends_with('Z') || time.contains('+') || time[19..].contains('-'));
+        if !ok_time || !matches!(stream, "stdout" | "stderr") || !matches!(tag, "P" | "F") {
+            return None;
+        }
+        Some(LogLine {
+            time: time.into(),
+            stream: stream.into(),
+            tag: tag.into(),
+            text: text.into(),
+        })
+    }
+}
+
+/// The pause program (`tests/c/pause.c`, static), built once per process.
+fn pause_binary() -> Vec<u8> {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES
+        .get_or_init(|| {
+            let out_dir = crate::repo_root().join("target/pause-for-tests");
+            std::fs::create_dir_all(&out_dir).expect("create target/pause-for-tests");
+            let out = out_dir.join(format!("pause-{}", std::process::id()));
+            crate::cbuild::run(
+                std::process::Command::new("gcc")
+                    .args(["-static", "-Os", "-s", "-o"])
+                    .arg(&out)
+                    .arg(crate::repo_root().join("tests/c/pause.c")),
+                "build the pause program",
+            );
+            let bytes = std::fs::read(&out).expect("read the pause program");
+            let _ = std::fs::remove_file(&out);
+            bytes
+        })
+        .clone()
+}
+
+/// The sandbox image [`SANDBOX_IMAGE`]: the static pause program as `/pause`,
+/// Entrypoint `/pause`, platform linux/<host arch>.
+pub fn pause_image() -> TestImage {
+    let image = ImageBuilder::new(SANDBOX_IMAGE)
+        .file("/pause", pause_binary(), 0o755)
+        .entrypoint(["/pause"])
+        .build()
+        .and_then(|i| i.to_tar())
+        .expect("build the pause image");
+    TestImage {
+        name: SANDBOX_IMAGE.into(),
+        tar: std::sync::Arc::new(image),
+        run_args: Vec::new(),
+    }
+}
+
+/// Imports `image` into the `k8s.io` namespace of `env`'s daemon, where the CRI
+/// plugin finds it. Once per daemon and image; imports are serialized (tests run in
+/// parallel and share the daemon).
+pub fn import_k8s(env: &Env, image: &TestImage) {
+    static DONE: Mutex<BTreeSet<(PathBuf, String)>> = Mutex::new(BTreeSet::new());
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (env.dir().to_path_buf(), image.name.clone());
+    if done.contains(&key) {
+        return;
+    }
+    let file = image.name.replace(['/', ':'], "_") + ".k8s.tar";
+    let path = env.dir().join(file);
+    std::fs::write(&path, image.tar.as_slice()).expect("write the image tar");
+    env.cd
+        .ctr_ok(
+            Some(K8S_NAMESPACE),
+            &["images", "import", &path.to_string_lossy()],
+        )
+        .unwrap_or_else(|e| panic!("import {} into {K8S_NAMESPACE}: {e}", image.name));
+    done.insert(key);
+}
+
+/// Imports the sandbox image into `k8s.io` (needed before any RunPodSandbox).
+pub fn import_pause_image(env: &Env) {
+    import_k8s(env, &pause_image());
+}

@@ -1,0 +1,365 @@
+//! RTOS pods through containerd's own CRI plugin, as kubelet drives them
+//! (`micrun_tests::cri`: RuntimeService calls with kubelet's fields), on
+//! containerd 1.6 (Debian 12, `version = 2` config) and 2.1 (`version = 3`). The
+//! private daemon registers the RuntimeClass handler `micrun` →
+//! `io.containerd.mica.v2` with `pod_annotations`/`container_annotations =
+//! ["org.openeuler.micrun.*"]` and the locally built sandbox image
+//! (`localhost/micrun/pause:1`, a static pause program). Pods use the node's
+//! network (no CNI here). The RTOS image is the `sim` pedestal's demo firmware.
+//!
+//! | tests (`v1_6::*`, `v2_1::*`) | what |
+//! |---|---|
+//! | `pod_lifecycle` | RunPodSandbox (handler `micrun`) → READY, served by one micrun shim with no pause process; CreateContainer with no command; StartContainer → RUNNING in the pod's shim; the RTOS console in the CRI log file (`<time> stdout F <text>`); StopContainer with a grace period → EXITED, exit code 0 (the agent's graceful stop), reason `Completed`; RemoveContainer, StopPodSandbox, RemovePodSandbox → no shim, socket, bundle, micrun state or CRI record left |
+//! | `annotations_reach_shim` | the glob `org.openeuler.micrun.*` passes a container annotation (`container.agent=on` on a raw firmware: StartContainer fails with the shim's message naming the annotation, ContainerStatus EXITED, reason `StartError`, the same message; once removed nothing of it is left) and a pod annotation (the same, set on the pod); the same raw image without it runs |
+//! | `image_without_command` | an image with no Entrypoint/Cmd is refused by the CRI plugin itself before the shim is called (`no command specified`): what RTOS images must carry today |
+//!
+//! Needs what `shim_e2e.rs` needs, gcc (static pause program) and `bash
+//! .ci/fetch-newer` (containerd 2.1).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use micrun_tests::containerd::SANDBOX_IMAGE;
+use micrun_tests::cri::{self, v1, Cri, LogLine, HANDLER, K8S_NAMESPACE};
+use micrun_tests::e2e::{
+    paths_mentioning, processes_mentioning, shim_socket_of, sim_image, unique_id, wait_until, Env,
+};
+use micrun_tests::oci::ImageBuilder;
+
+const PEDESTAL: &str = "org.openeuler.micrun.ped.pedestal";
+const AGENT: &str = "org.openeuler.micrun.container.agent";
+/// The demo firmware's banner on the sim pedestal.
+const BANNER: &str = "micrun demo shell on sim";
+
+/// A pod made through CRI; dropping it (also on a failed assertion) stops and
+/// removes it, so the shared daemon keeps no pod of a failed test.
+struct Pod<'a> {
+    cri: &'a Cri,
+    id: String,
+    config: v1::PodSandboxConfig,
+    log_dir: PathBuf,
+    removed: bool,
+}
+
+impl Drop for Pod<'_> {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.cri.stop_pod(&self.id);
+            let _ = self.cri.remove_pod(&self.id);
+        }
+    }
+}
+
+/// The daemon of containerd `version`, with the sandbox image imported.
+fn env(version: &str) -> std::sync::Arc<Env> {
+    let env = Env::shared_release(version);
+    cri::import_pause_image(&env);
+    env
+}
+
+fn connect(env: &Env) -> Cri {
+    Cri::connect(&env.cd.address()).unwrap_or_else(|e| panic!("{e}{}", env.diag("cri")))
+}
+
+/// RunPodSandbox with handler `micrun`, logs under the env's temp dir.
+fn run_pod<'a>(env: &Env, cri: &'a Cri, tag: &str, annotations: &[(&str, &str)]) -> Pod<'a> {
+    let name = unique_id(tag);
+    let log_dir = env.dir().join("pods").join(&name);
+    std::fs::create_dir_all(&log_dir).expect("create the pod's log dir");
+    let config = cri::pod_config(&name, &log_dir, annotations);
+    let id = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e:?}{}", env.diag(&name)));
+    Pod {
+        cri,
+        id,
+        config,
+        log_dir,
+        removed: false,
+    }
+}
+
+fn bundle(env: &Env, id: &str) -> PathBuf {
+    env.cd.bundle_dir(K8S_NAMESPACE, id)
+}
+
+/// Processes whose executable lies under `dir` (e.g. a pause program run from a
+/// bundle's rootfs).
+fn processes_running_from(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
+            if exe.starts_with(dir) {
+                out.push((pid, exe));
+            }
+        }
+    }
+    out
+}
+
+fn status(env: &Env, cri: &Cri, id: &str) -> v1::ContainerStatus {
+    cri.container_status(id)
+        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e:?}{}", env.diag(id)))
+}
+
+fn state_name(state: i32) -> String {
+    v1::ContainerState::try_from(state)
+        .map(|s| s.as_str_name().to_string())
+        .unwrap_or_else(|_| state.to_string())
+}
+
+fn pod_lifecycle(version: &str) {
+    let env = env(version);
+    let img = sim_image("cri", false);
+    cri::import_k8s(&env, &img);
+    let cri = connect(&env);
+    let (name, _) = cri.version().expect("CRI Version");
+    assert_eq!(name, "containerd");
+    assert!(cri.image_present(SANDBOX_IMAGE).unwrap(), "sandbox image");
+
+    // The sandbox: a placeholder in a micrun shim of its own, no pause process.
+    let mut pod = run_pod(&env, &cri, "pod", &[(PEDESTAL, "sim")]);
+    let ps = cri.pod_status(&pod.id).expect("PodSandboxStatus");
+    assert_eq!(ps.state, v1::PodSandboxState::SandboxReady as i32, "{ps:?}");
+    assert_eq!(
+        env.shim_pids_of(&pod.id).len(),
+        1,
+        "one micrun shim serves the pod{}",
+        env.diag(&pod.id)
+    );
+    let pod_bundle = bundle(&env, &pod.id);
+    let socket = shim_socket_of(&pod_bundle).expect("the pod's shim socket");
+    assert_eq!(
+        processes_running_from(&pod_bundle),
+        vec![],
+        "micrun runs no pause process for the sandbox"
+    );
+
+    // The RTOS container: no command in its config (the image's Entrypoint).
+    let config = cri::container_config("rtos", &img.name, &[]);
+    assert!(config.command.is_empty() && config.args.is_empty());
+    let cid = cri
+        .create_container(&pod.id, &config, &pod.config)
+        .unwrap_or_else(|e| panic!("CreateContainer: {e:?}{}", env.diag(&pod.id)));
+    let st = status(&env, &cri, &cid);
+    assert_eq!(state_name(st.state), "CONTAINER_CREATED");
+    cri.start_container(&cid)
+        .unwrap_or_else(|e| panic!("StartContainer: {e:?}{}", env.diag(&cid)));
+    let st = status(&env, &cri, &cid);
+    assert_eq!(state_name(st.state), "CONTAINER_RUNNING", "{st:?}");
+    assert_eq!(
+        shim_socket_of(&bundle(&env, &cid)).as_ref(),
+        Some(&socket),
+        "the container is served by the pod's shim"
+    );
+    assert!(env.shim_pids_of(&cid).is_empty(), "no second shim");
+
+    // `kubectl logs`: the console in the CRI log at the pod's log path.
+    let log_path = pod.log_dir.join("rtos/0.log");
+    assert_eq!(Path::new(&st.log_path), log_path);
+    let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_until(Duration::from_secs(10), || read().contains(BANNER));
+    let log = read();
+    let lines: Vec<LogLine> = log.lines().filter_map(LogLine::parse).collect();
+    assert_eq!(
+        lines.len(),
+        log.lines().count(),
+        "every line is in CRI format: {log:?}"
+    );
+    let banner = lines
+        .iter()
+        .find(|l| l.text.starts_with(BANNER))
+        .unwrap_or_else(|| panic!("no banner in {log_path:?}: {log:?}{}", env.diag(&cid)));
+    assert_eq!(
+        (banner.stream.as_str(), banner.tag.as_str()),
+        ("stdout", "F")
+    );
+
+    // StopContainer: the agent's graceful stop, well inside the grace period.
+    let t = Instant::now();
+    cri.stop_container(&cid, 10)
+        .unwrap_or_else(|e| panic!("StopContainer: {e:?}{}", env.diag(&cid)));
+    let took = t.elapsed();
+    let st = status(&env, &cri, &cid);
+    assert_eq!(state_name(st.state), "CONTAINER_EXITED", "{st:?}");
+    assert_eq!(st.exit_code, 0, "the RTOS's own exit code: {st:?}");
+    assert_eq!(st.reason, "Completed", "{st:?}");
+    assert!(took < Duration::from_secs(5), "graceful stop took {took:?}");
+
+    cri.remove_container(&cid).expect("RemoveContainer");
+    assert_eq!(cri.list_containers(&pod.id).unwrap(), Vec::<String>::new());
+    cri.stop_pod(&pod.id).expect("StopPodSandbox");
+    cri.remove_pod(&pod.id).expect("RemovePodSandbox");
+    pod.removed = true;
+
+    // Nothing left: CRI records, shim, socket, bundles, micrun state.
+    assert_eq!(cri.list_pods(Some(&pod.id)).unwrap(), Vec::<String>::new());
+    let left = || {
+        let mut left = Vec::new();
+        for id in [&pod.id, &cid] {
+            let procs = processes_mentioning(id);
+            if !procs.is_empty() {
+                left.push(format!("processes {procs:?}"));
+            }
+            if bundle(&env, id).exists() {
+                left.push(format!("bundle of {id}"));
+            }
+            let state = paths_mentioning(env.state_dir(), id);
+            if !state.is_empty() {
+                left.push(format!("micrun state {state:?}"));
+            }
+        }
+        if socket.exists() {
+            left.push(format!("shim socket {socket:?}"));
+        }
+        left
+    };
+    wait_until(Duration::from_secs(10), || left().is_empty());
+    assert_eq!(left(), Vec::<String>::new(), "{}", env.diag(&pod.id));
+}
+
+/// Creates and starts a raw-firmware container in `pod`; the start's result.
+fn start_raw(
+    env: &Env,
+    cri: &Cri,
+    pod: &Pod<'_>,
+    name: &str,
+    annotations: &[(&str, &str)],
+) -> (String, Result<(), cri::Status>) {
+    let img = sim_image("cri", true);
+    let config = cri::container_config(name, &img.name, annotations);
+    let cid = cri
+        .create_container(&pod.id, &config, &pod.config)
+        .unwrap_or_else(|e| panic!("CreateContainer {name}: {e:?}{}", env.diag(&pod.id)));
+    let r = cri.start_container(&cid);
+    (cid, r)
+}
+
+/// StartContainer failed with the shim's agent=on message; once removed, nothing
+/// of the container is left (no firmware process, bundle or micrun state).
+fn assert_agent_on_refused(env: &Env, cri: &Cri, cid: &str, r: Result<(), cri::Status>) {
+    let e = r.expect_err("agent=on on a firmware without the agent must fail");
+    assert!(
+        e.message()
+            .contains("org.openeuler.micrun.container.agent=on"),
+        "the shim's message reaches the CRI caller: {e:?}{}",
+        env.diag(cid)
+    );
+    // What `kubectl describe pod` shows: the shim's message as the status message.
+    let st = status(env, cri, cid);
+    assert_eq!(state_name(st.state), "CONTAINER_EXITED", "{st:?}");
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (128, "StartError"),
+        "{st:?}"
+    );
+    assert!(
+        st.message
+            .contains("org.openeuler.micrun.container.agent=on"),
+        "{st:?}"
+    );
+    cri.remove_container(cid)
+        .unwrap_or_else(|e| panic!("RemoveContainer {cid}: {e:?}{}", env.diag(cid)));
+    let left = || {
+        let mut left = Vec::new();
+        let procs = processes_mentioning(cid);
+        if !procs.is_empty() {
+            left.push(format!("processes {procs:?}"));
+        }
+        if bundle(env, cid).exists() {
+            left.push("bundle".to_string());
+        }
+        let state = paths_mentioning(env.state_dir(), cid);
+        if !state.is_empty() {
+            left.push(format!("micrun state {state:?}"));
+        }
+        left
+    };
+    wait_until(Duration::from_secs(10), || left().is_empty());
+    assert_eq!(left(), Vec::<String>::new(), "{}", env.diag(cid));
+}
+
+fn annotations_reach_shim(version: &str) {
+    let env = env(version);
+    cri::import_k8s(&env, &sim_image("cri", true));
+    let cri = connect(&env);
+
+    // Without annotations the raw firmware runs (agent auto-detection).
+    let pod = run_pod(&env, &cri, "ann", &[]);
+    let (plain, r) = start_raw(&env, &cri, &pod, "plain", &[]);
+    r.unwrap_or_else(|e| panic!("StartContainer: {e:?}{}", env.diag(&plain)));
+    assert_eq!(
+        state_name(status(&env, &cri, &plain).state),
+        "CONTAINER_RUNNING"
+    );
+    // A container annotation: agent=on makes the shim demand the handshake.
+    let (cid, r) = start_raw(&env, &cri, &pod, "agent-on", &[(AGENT, "on")]);
+    assert_agent_on_refused(&env, &cri, &cid, r);
+    assert_eq!(
+        state_name(status(&env, &cri, &plain).state),
+        "CONTAINER_RUNNING",
+        "the other container runs on"
+    );
+    drop(pod);
+
+    // A pod annotation reaches the pod's containers the same way.
+    let pod = run_pod(&env, &cri, "podann", &[(AGENT, "on")]);
+    let (cid, r) = start_raw(&env, &cri, &pod, "raw", &[]);
+    assert_agent_on_refused(&env, &cri, &cid, r);
+}
+
+/// Documents today's behaviour: the CRI plugin refuses an image with neither
+/// Entrypoint nor Cmd before calling the shim, so RTOS images must carry one (an
+/// image convention matter, not the shim's).
+fn image_without_command(version: &str) {
+    let env = env(version);
+    let name = format!("localhost/micrun/nocmd:{}", unique_id("t"));
+    let tar = ImageBuilder::new(name.clone())
+        .file(
+            "/firmware.elf",
+            micrun_tests::e2e::sim_firmware_bytes(),
+            0o755,
+        )
+        .build()
+        .and_then(|i| i.to_tar())
+        .expect("build the image");
+    let img = micrun_tests::e2e::TestImage {
+        name: name.clone(),
+        tar: std::sync::Arc::new(tar),
+        run_args: Vec::new(),
+    };
+    cri::import_k8s(&env, &img);
+    let cri = connect(&env);
+    let pod = run_pod(&env, &cri, "nocmd", &[]);
+    let config = cri::container_config("nocmd", &name, &[]);
+    let e = cri
+        .create_container(&pod.id, &config, &pod.config)
+        .expect_err("containerd refuses an image without a command");
+    assert!(e.message().contains("no command specified"), "{e:?}");
+    assert_eq!(cri.list_containers(&pod.id).unwrap(), Vec::<String>::new());
+}
+
+macro_rules! cri_tests {
+    ($module:ident, $version:literal) => {
+        mod $module {
+            #[test]
+            fn pod_lifecycle() {
+                super::pod_lifecycle($version);
+            }
+            #[test]
+            fn annotations_reach_shim() {
+                super::annotations_reach_shim($version);
+            }
+            #[test]
+            fn image_without_command() {
+                super::image_without_command($version);
+            }
+        }
+    };
+}
+
+cri_tests!(v1_6, "1.6");
+cri_tests!(v2_1, "2.1");
