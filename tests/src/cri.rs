@@ -212,6 +212,18 @@ impl Cri {
             .ok_or_else(|| Status::internal("ContainerStatus without a status"))
     }
 
+    /// `ContainerStats` (what `kubectl top` shows with CRI stats).
+    pub fn container_stats(&self, id: &str) -> Result<v1::ContainerStats, Status> {
+        let r = self
+            .rt
+            .block_on(self.runtime().container_stats(v1::ContainerStatsRequest {
+                container_id: id.into(),
+            }))?;
+        r.into_inner()
+            .stats
+            .ok_or_else(|| Status::internal("ContainerStats without stats"))
+    }
+
     /// `ListContainers` ids of `pod`.
     pub fn list_containers(&self, pod: &str) -> Result<Vec<String>, Status> {
         let r = self

@@ -221,6 +221,54 @@ fn pod_lifecycle(version: &str) {
     assert_eq!(left(), Vec::<String>::new(), "{}", env.diag(&pod.id));
 }
 
+/// `kubectl top` with CRI stats: ContainerStats of a working RTOS carries CPU
+/// time (the partition's host process) and memory, in the metrics type the CRI
+/// plugin reads.
+fn stats_of_a_working_rtos(version: &str) {
+    let env = env(version);
+    let img = sim_image("cri", false);
+    cri::import_k8s(&env, &img);
+    let cri = connect(&env);
+    let pod = run_pod(&env, &cri, "stats", &[(PEDESTAL, "sim")]);
+    // The demo shell floods 8 MB at boot (typed by the simulator's `--input`).
+    let mut config = cri::container_config("rtos", &img.name, &[]);
+    config.args = vec!["--input".into(), "flood 8000000\r".into()];
+    let cid = cri
+        .create_container(&pod.id, &config, &pod.config)
+        .unwrap_or_else(|e| panic!("CreateContainer: {e:?}{}", env.diag(&pod.id)));
+    cri.start_container(&cid)
+        .unwrap_or_else(|e| panic!("StartContainer: {e:?}{}", env.diag(&cid)));
+    let log_path = pod.log_dir.join("rtos/0.log");
+    let done = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("flood done 8000000")
+    });
+    assert!(
+        done,
+        "the flood did not reach the CRI log{}",
+        env.diag(&cid)
+    );
+    let stats = cri
+        .container_stats(&cid)
+        .unwrap_or_else(|e| panic!("ContainerStats: {e:?}{}", env.diag(&cid)));
+    let cpu = stats
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.as_ref())
+        .map_or(0, |v| v.value);
+    assert!(cpu > 0, "no CPU time after an 8 MB flood: {stats:?}");
+    let mem = stats
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.as_ref())
+        .map_or(0, |v| v.value);
+    assert!(mem > 0, "no memory: {stats:?}");
+    cri.stop_container(&cid, 10)
+        .unwrap_or_else(|e| panic!("StopContainer: {e:?}{}", env.diag(&cid)));
+    cri.remove_container(&cid).expect("RemoveContainer");
+}
+
 /// Creates and starts a raw-firmware container in `pod`; the start's result.
 fn start_raw(
     env: &Env,
@@ -356,6 +404,10 @@ macro_rules! cri_tests {
             #[test]
             fn image_without_command() {
                 super::image_without_command($version);
+            }
+            #[test]
+            fn stats_of_a_working_rtos() {
+                super::stats_of_a_working_rtos($version);
             }
         }
     };
