@@ -269,6 +269,59 @@ fn stats_of_a_working_rtos(version: &str) {
     cri.remove_container(&cid).expect("RemoveContainer");
 }
 
+/// Two RTOS containers in one pod share the pod's shim; removing one leaves the
+/// other running and its console going.
+fn two_rtos_in_one_pod(version: &str) {
+    let env = env(version);
+    let img = sim_image("cri", false);
+    cri::import_k8s(&env, &img);
+    let cri = connect(&env);
+    let pod = run_pod(&env, &cri, "two", &[(PEDESTAL, "sim")]);
+    let socket = shim_socket_of(&bundle(&env, &pod.id)).expect("the pod's shim socket");
+    let start = |name: &str| {
+        let config = cri::container_config(name, &img.name, &[]);
+        let cid = cri
+            .create_container(&pod.id, &config, &pod.config)
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e:?}{}", env.diag(&pod.id)));
+        cri.start_container(&cid)
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {e:?}{}", env.diag(&cid)));
+        assert_eq!(
+            shim_socket_of(&bundle(&env, &cid)).as_ref(),
+            Some(&socket),
+            "{name} is served by the pod's shim"
+        );
+        cid
+    };
+    let (a, b) = (start("rtos-a"), start("rtos-b"));
+    assert_eq!(env.shim_pids_of(&pod.id).len(), 1, "one shim for the pod");
+    for (cid, name) in [(&a, "rtos-a"), (&b, "rtos-b")] {
+        let log = pod.log_dir.join(format!("{name}/0.log"));
+        let ok = wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(BANNER)
+        });
+        assert!(ok, "no banner from {name}{}", env.diag(cid));
+    }
+    cri.stop_container(&a, 10).expect("StopContainer a");
+    cri.remove_container(&a).expect("RemoveContainer a");
+    let st = status(&env, &cri, &b);
+    assert_eq!(state_name(st.state), "CONTAINER_RUNNING", "{st:?}");
+    assert_eq!(
+        env.shim_pids_of(&pod.id).len(),
+        1,
+        "the pod's shim still runs"
+    );
+    cri.stop_container(&b, 10).expect("StopContainer b");
+    let st = status(&env, &cri, &b);
+    assert_eq!(
+        (state_name(st.state).as_str(), st.exit_code),
+        ("CONTAINER_EXITED", 0),
+        "{st:?}"
+    );
+    cri.remove_container(&b).expect("RemoveContainer b");
+}
+
 /// Creates and starts a raw-firmware container in `pod`; the start's result.
 fn start_raw(
     env: &Env,
@@ -408,6 +461,10 @@ macro_rules! cri_tests {
             #[test]
             fn stats_of_a_working_rtos() {
                 super::stats_of_a_working_rtos($version);
+            }
+            #[test]
+            fn two_rtos_in_one_pod() {
+                super::two_rtos_in_one_pod($version);
             }
         }
     };
