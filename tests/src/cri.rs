@@ -449,3 +449,140 @@ pub fn import_k8s(env: &Env, image: &TestImage) {
 pub fn import_pause_image(env: &Env) {
     import_k8s(env, &pause_image());
 }
+
+// ---- Fixtures shared by the CRI test files ----
+
+/// A pod made through CRI; dropping it (also on a failed assertion) stops and
+/// removes it, so the shared daemon keeps no pod of a failed test.
+pub struct Pod<'a> {
+    pub cri: &'a Cri,
+    pub id: String,
+    pub config: PodSandboxConfig,
+    /// The pod's log directory: container `c`'s first log is `<log_dir>/c/0.log`.
+    pub log_dir: PathBuf,
+    /// Set once a test stopped and removed the pod itself.
+    pub removed: bool,
+}
+
+impl Drop for Pod<'_> {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.cri.stop_pod(&self.id);
+            let _ = self.cri.remove_pod(&self.id);
+        }
+    }
+}
+
+impl<'a> Pod<'a> {
+    /// RunPodSandbox with `handler`, logs under the env's temp dir.
+    pub fn run_with(
+        env: &Env,
+        cri: &'a Cri,
+        tag: &str,
+        annotations: &[(&str, &str)],
+        handler: &str,
+    ) -> Pod<'a> {
+        let name = crate::e2e::unique_id(tag);
+        let log_dir = env.dir().join("pods").join(&name);
+        std::fs::create_dir_all(&log_dir).expect("create the pod's log dir");
+        let config = pod_config(&name, &log_dir, annotations);
+        let id = cri
+            .run_pod(&config, handler)
+            .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e:?}{}", env.diag(&name)));
+        Pod {
+            cri,
+            id,
+            config,
+            log_dir,
+            removed: false,
+        }
+    }
+
+    /// RunPodSandbox with handler [`HANDLER`].
+    pub fn run(env: &Env, cri: &'a Cri, tag: &str, annotations: &[(&str, &str)]) -> Pod<'a> {
+        Pod::run_with(env, cri, tag, annotations, HANDLER)
+    }
+
+    /// CreateContainer `config` in this pod; panics with the daemon's diagnostics.
+    pub fn create(&self, env: &Env, config: &ContainerConfig) -> String {
+        let name = config.metadata.as_ref().map_or("", |m| m.name.as_str());
+        self.cri
+            .create_container(&self.id, config, &self.config)
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e:?}{}", env.diag(&self.id)))
+    }
+
+    /// The CRI log file of container `name` (attempt 0).
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.log_dir.join(format!("{name}/0.log"))
+    }
+}
+
+/// The shared daemon of containerd `version` ("1.6", "2.1"), with the sandbox
+/// image imported.
+pub fn env(version: &str) -> std::sync::Arc<Env> {
+    let env = Env::shared_release(version);
+    import_pause_image(&env);
+    env
+}
+
+/// A CRI connection to `env`'s daemon; panics with its diagnostics.
+pub fn connect(env: &Env) -> Cri {
+    Cri::connect(&env.cd.address()).unwrap_or_else(|e| panic!("{e}{}", env.diag("cri")))
+}
+
+/// The bundle directory of CRI container or pod `id`.
+pub fn bundle(env: &Env, id: &str) -> PathBuf {
+    env.cd.bundle_dir(K8S_NAMESPACE, id)
+}
+
+/// ContainerStatus of `id`; panics with the daemon's diagnostics.
+pub fn status(env: &Env, cri: &Cri, id: &str) -> ContainerStatus {
+    cri.container_status(id)
+        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e:?}{}", env.diag(id)))
+}
+
+/// `CONTAINER_RUNNING` etc. for a ContainerStatus `state`.
+pub fn state_name(state: i32) -> String {
+    v1::ContainerState::try_from(state)
+        .map(|s| s.as_str_name().to_string())
+        .unwrap_or_else(|_| state.to_string())
+}
+
+/// Processes whose executable lies under `dir` (e.g. a pause program run from a
+/// bundle's rootfs).
+pub fn processes_running_from(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
+            if exe.starts_with(dir) {
+                out.push((pid, exe));
+            }
+        }
+    }
+    out
+}
+
+/// What is left of removed CRI container `id`: processes naming it, its bundle,
+/// micrun state. Waits up to 10 s for it to go; empty when nothing is left.
+pub fn leftovers(env: &Env, id: &str) -> Vec<String> {
+    let left = || {
+        let mut left = Vec::new();
+        let procs = crate::e2e::processes_mentioning(id);
+        if !procs.is_empty() {
+            left.push(format!("processes {procs:?}"));
+        }
+        if bundle(env, id).exists() {
+            left.push("bundle".to_string());
+        }
+        let state = crate::e2e::paths_mentioning(env.state_dir(), id);
+        if !state.is_empty() {
+            left.push(format!("micrun state {state:?}"));
+        }
+        left
+    };
+    crate::e2e::wait_until(Duration::from_secs(10), || left().is_empty());
+    left()
+}

@@ -16,11 +16,13 @@
 //! Needs what `shim_e2e.rs` needs, gcc (static pause program) and `bash
 //! .ci/fetch-newer` (containerd 2.1).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use micrun_tests::containerd::SANDBOX_IMAGE;
-use micrun_tests::cri::{self, v1, Cri, LogLine, HANDLER, K8S_NAMESPACE};
+use micrun_tests::cri::{
+    self, bundle, connect, env, processes_running_from, state_name, status, v1, Cri, LogLine, Pod,
+};
 use micrun_tests::e2e::{
     paths_mentioning, processes_mentioning, shim_socket_of, sim_image, unique_id, wait_until, Env,
 };
@@ -30,86 +32,6 @@ const PEDESTAL: &str = "org.openeuler.micrun.ped.pedestal";
 const AGENT: &str = "org.openeuler.micrun.container.agent";
 /// The demo firmware's banner on the sim pedestal.
 const BANNER: &str = "micrun demo shell on sim";
-
-/// A pod made through CRI; dropping it (also on a failed assertion) stops and
-/// removes it, so the shared daemon keeps no pod of a failed test.
-struct Pod<'a> {
-    cri: &'a Cri,
-    id: String,
-    config: v1::PodSandboxConfig,
-    log_dir: PathBuf,
-    removed: bool,
-}
-
-impl Drop for Pod<'_> {
-    fn drop(&mut self) {
-        if !self.removed {
-            let _ = self.cri.stop_pod(&self.id);
-            let _ = self.cri.remove_pod(&self.id);
-        }
-    }
-}
-
-/// The daemon of containerd `version`, with the sandbox image imported.
-fn env(version: &str) -> std::sync::Arc<Env> {
-    let env = Env::shared_release(version);
-    cri::import_pause_image(&env);
-    env
-}
-
-fn connect(env: &Env) -> Cri {
-    Cri::connect(&env.cd.address()).unwrap_or_else(|e| panic!("{e}{}", env.diag("cri")))
-}
-
-/// RunPodSandbox with handler `micrun`, logs under the env's temp dir.
-fn run_pod<'a>(env: &Env, cri: &'a Cri, tag: &str, annotations: &[(&str, &str)]) -> Pod<'a> {
-    let name = unique_id(tag);
-    let log_dir = env.dir().join("pods").join(&name);
-    std::fs::create_dir_all(&log_dir).expect("create the pod's log dir");
-    let config = cri::pod_config(&name, &log_dir, annotations);
-    let id = cri
-        .run_pod(&config, HANDLER)
-        .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e:?}{}", env.diag(&name)));
-    Pod {
-        cri,
-        id,
-        config,
-        log_dir,
-        removed: false,
-    }
-}
-
-fn bundle(env: &Env, id: &str) -> PathBuf {
-    env.cd.bundle_dir(K8S_NAMESPACE, id)
-}
-
-/// Processes whose executable lies under `dir` (e.g. a pause program run from a
-/// bundle's rootfs).
-fn processes_running_from(dir: &Path) -> Vec<(u32, PathBuf)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Ok(exe) = std::fs::read_link(e.path().join("exe")) {
-            if exe.starts_with(dir) {
-                out.push((pid, exe));
-            }
-        }
-    }
-    out
-}
-
-fn status(env: &Env, cri: &Cri, id: &str) -> v1::ContainerStatus {
-    cri.container_status(id)
-        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e:?}{}", env.diag(id)))
-}
-
-fn state_name(state: i32) -> String {
-    v1::ContainerState::try_from(state)
-        .map(|s| s.as_str_name().to_string())
-        .unwrap_or_else(|_| state.to_string())
-}
 
 fn pod_lifecycle(version: &str) {
     let env = env(version);
@@ -121,7 +43,7 @@ fn pod_lifecycle(version: &str) {
     assert!(cri.image_present(SANDBOX_IMAGE).unwrap(), "sandbox image");
 
     // The sandbox: a placeholder in a micrun shim of its own, no pause process.
-    let mut pod = run_pod(&env, &cri, "pod", &[(PEDESTAL, "sim")]);
+    let mut pod = Pod::run(&env, &cri, "pod", &[(PEDESTAL, "sim")]);
     let ps = cri.pod_status(&pod.id).expect("PodSandboxStatus");
     assert_eq!(ps.state, v1::PodSandboxState::SandboxReady as i32, "{ps:?}");
     assert_eq!(
@@ -229,7 +151,7 @@ fn stats_of_a_working_rtos(version: &str) {
     let img = sim_image("cri", false);
     cri::import_k8s(&env, &img);
     let cri = connect(&env);
-    let pod = run_pod(&env, &cri, "stats", &[(PEDESTAL, "sim")]);
+    let pod = Pod::run(&env, &cri, "stats", &[(PEDESTAL, "sim")]);
     // The demo shell floods 8 MB at boot (typed by the simulator's `--input`).
     let mut config = cri::container_config("rtos", &img.name, &[]);
     config.args = vec!["--input".into(), "flood 8000000\r".into()];
@@ -276,7 +198,7 @@ fn two_rtos_in_one_pod(version: &str) {
     let img = sim_image("cri", false);
     cri::import_k8s(&env, &img);
     let cri = connect(&env);
-    let pod = run_pod(&env, &cri, "two", &[(PEDESTAL, "sim")]);
+    let pod = Pod::run(&env, &cri, "two", &[(PEDESTAL, "sim")]);
     let socket = shim_socket_of(&bundle(&env, &pod.id)).expect("the pod's shim socket");
     let start = |name: &str| {
         let config = cri::container_config(name, &img.name, &[]);
@@ -364,23 +286,12 @@ fn assert_agent_on_refused(env: &Env, cri: &Cri, cid: &str, r: Result<(), cri::S
     );
     cri.remove_container(cid)
         .unwrap_or_else(|e| panic!("RemoveContainer {cid}: {e:?}{}", env.diag(cid)));
-    let left = || {
-        let mut left = Vec::new();
-        let procs = processes_mentioning(cid);
-        if !procs.is_empty() {
-            left.push(format!("processes {procs:?}"));
-        }
-        if bundle(env, cid).exists() {
-            left.push("bundle".to_string());
-        }
-        let state = paths_mentioning(env.state_dir(), cid);
-        if !state.is_empty() {
-            left.push(format!("micrun state {state:?}"));
-        }
-        left
-    };
-    wait_until(Duration::from_secs(10), || left().is_empty());
-    assert_eq!(left(), Vec::<String>::new(), "{}", env.diag(cid));
+    assert_eq!(
+        cri::leftovers(env, cid),
+        Vec::<String>::new(),
+        "{}",
+        env.diag(cid)
+    );
 }
 
 fn annotations_reach_shim(version: &str) {
@@ -389,7 +300,7 @@ fn annotations_reach_shim(version: &str) {
     let cri = connect(&env);
 
     // Without annotations the raw firmware runs (agent auto-detection).
-    let pod = run_pod(&env, &cri, "ann", &[]);
+    let pod = Pod::run(&env, &cri, "ann", &[]);
     let (plain, r) = start_raw(&env, &cri, &pod, "plain", &[]);
     r.unwrap_or_else(|e| panic!("StartContainer: {e:?}{}", env.diag(&plain)));
     assert_eq!(
@@ -407,7 +318,7 @@ fn annotations_reach_shim(version: &str) {
     drop(pod);
 
     // A pod annotation reaches the pod's containers the same way.
-    let pod = run_pod(&env, &cri, "podann", &[(AGENT, "on")]);
+    let pod = Pod::run(&env, &cri, "podann", &[(AGENT, "on")]);
     let (cid, r) = start_raw(&env, &cri, &pod, "raw", &[]);
     assert_agent_on_refused(&env, &cri, &cid, r);
 }
@@ -434,7 +345,7 @@ fn image_without_command(version: &str) {
     };
     cri::import_k8s(&env, &img);
     let cri = connect(&env);
-    let pod = run_pod(&env, &cri, "nocmd", &[]);
+    let pod = Pod::run(&env, &cri, "nocmd", &[]);
     let config = cri::container_config("nocmd", &name, &[]);
     let e = cri
         .create_container(&pod.id, &config, &pod.config)
