@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_NAME: usize = 24;
 /// Longest text of a [`RtosMsg::Log`], in bytes.
 pub const MAX_LOG: usize = 80;
+/// Longest argument vector of a [`HostMsg::ExecStart`], in bytes (every argument
+/// followed by a NUL). An `ExecStart` then fits the smallest frame.
+pub const MAX_ARGV: usize = 80;
 
 /// Protocol version. Peers interoperate when the major versions are equal; the
 /// session then uses the lower minor version.
@@ -31,8 +34,10 @@ pub struct Version {
     pub minor: u8,
 }
 
-/// The version this crate speaks. 1.1 added [`RtosMsg::Announce`].
-pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 1 };
+/// The version this crate speaks. 1.1 added [`RtosMsg::Announce`]; 1.2 added
+/// exec ([`HostMsg::ExecStart`], [`HostMsg::ExecSignal`], [`Stream::Exec`],
+/// [`RtosMsg::ExecExited`], [`features::EXEC`]).
+pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 2 };
 
 /// The first bytes of every [`Announce`]: `mcrn`. With the CRC and the exact
 /// length, they make a console line that happens to look like an announcement
@@ -65,8 +70,11 @@ pub mod features {
     pub const SIGNALS: u32 = 1 << 2;
     /// The agent sends a separate stderr stream.
     pub const STDERR: u32 = 1 << 3;
+    /// The agent runs commands of the application: [`super::HostMsg::ExecStart`]
+    /// (protocol 1.2). A host sends exec messages only when both sides set it.
+    pub const EXEC: u32 = 1 << 4;
     /// Everything this crate implements.
-    pub const ALL: u32 = STATS | RESIZE | SIGNALS | STDERR;
+    pub const ALL: u32 = STATS | RESIZE | SIGNALS | STDERR | EXEC;
 }
 
 /// A console stream. Credits name the stream they open.
@@ -78,6 +86,9 @@ pub enum Stream {
     Stdout,
     /// RTOS → host standard error.
     Stderr,
+    /// RTOS → host output of the running exec (protocol 1.2; one exec at a time,
+    /// so its bytes belong to the exec between `ExecStart` and `ExecExited`).
+    Exec,
 }
 
 /// First message of a session, host → RTOS, repeated until acknowledged.
@@ -178,6 +189,14 @@ pub enum HostMsg<'a> {
     Credit { stream: Stream, bytes: u32 },
     /// 7: ask for a [`Stats`] report.
     StatsRequest,
+    /// 8: run a command of the application (protocol 1.2, [`features::EXEC`]).
+    /// `exec` names it in [`RtosMsg::ExecExited`]; `argv` is every argument
+    /// followed by a NUL, at most [`MAX_ARGV`] bytes. One exec at a time: the
+    /// host sends the next only after the previous one's `ExecExited`.
+    ExecStart { exec: u32, argv: &'a [u8] },
+    /// 9: deliver a POSIX signal to exec `exec` (e.g. 9 when an exec probe
+    /// times out). The application should end it and report `ExecExited`.
+    ExecSignal { exec: u32, signo: u8 },
 }
 
 /// RTOS → host messages. The variant order is the wire index: append only.
@@ -202,6 +221,9 @@ pub enum RtosMsg<'a> {
     Log { level: LogLevel, text: &'a str },
     /// 8: the agent is here and waits for a `Hello` (protocol 1.1). Unsequenced.
     Announce(Announce),
+    /// 9: exec `exec` ended with `code`; sent after all its [`Stream::Exec`]
+    /// output (protocol 1.2).
+    ExecExited { exec: u32, code: i32 },
 }
 
 /// Why a payload could not be encoded or decoded.
@@ -359,6 +381,15 @@ impl<'a> Reader<'a> {
         core::str::from_utf8(b).map_err(|_| CodecError::Malformed)
     }
 
+    /// An argument vector: at most [`MAX_ARGV`] bytes, empty or ending in NUL.
+    fn argv(&mut self) -> Result<&'a [u8], CodecError> {
+        let b = self.bytes()?;
+        if b.len() > MAX_ARGV || b.last().is_some_and(|&l| l != 0) {
+            return Err(CodecError::Malformed);
+        }
+        Ok(b)
+    }
+
     fn version(&mut self) -> Result<Version, CodecError> {
         Ok(Version {
             major: self.u8()?,
@@ -376,6 +407,7 @@ impl<'a> Reader<'a> {
             0 => Ok(Stream::Stdin),
             1 => Ok(Stream::Stdout),
             2 => Ok(Stream::Stderr),
+            3 => Ok(Stream::Exec),
             _ => Err(CodecError::Malformed),
         }
     }
@@ -438,6 +470,19 @@ impl<'a> HostMsg<'a> {
                 w.varint(bytes)?;
             }
             HostMsg::StatsRequest => w.u8(7)?,
+            HostMsg::ExecStart { exec, argv } => {
+                if argv.len() > MAX_ARGV {
+                    return Err(CodecError::Malformed);
+                }
+                w.u8(8)?;
+                w.varint(exec)?;
+                w.bytes(argv)?;
+            }
+            HostMsg::ExecSignal { exec, signo } => {
+                w.u8(9)?;
+                w.varint(exec)?;
+                w.u8(signo)?;
+            }
         }
         Ok(w.pos)
     }
@@ -465,6 +510,14 @@ impl<'a> HostMsg<'a> {
                 bytes: r.u32()?,
             },
             7 => HostMsg::StatsRequest,
+            8 => HostMsg::ExecStart {
+                exec: r.u32()?,
+                argv: r.argv()?,
+            },
+            9 => HostMsg::ExecSignal {
+                exec: r.u32()?,
+                signo: r.u8()?,
+            },
             _ => return Err(CodecError::Malformed),
         };
         r.finish(msg)
@@ -537,6 +590,11 @@ impl<'a> RtosMsg<'a> {
                 w.version(a.version)?;
                 w.varint(u32::from(a.max_frame))?;
             }
+            RtosMsg::ExecExited { exec, code } => {
+                w.u8(9)?;
+                w.varint(exec)?;
+                w.i32(code)?;
+            }
         }
         Ok(w.pos)
     }
@@ -604,6 +662,10 @@ impl<'a> RtosMsg<'a> {
                     max_frame: r.u16()?,
                 })
             }
+            9 => RtosMsg::ExecExited {
+                exec: r.u32()?,
+                code: r.i32()?,
+            },
             _ => return Err(CodecError::Malformed),
         };
         r.finish(msg)

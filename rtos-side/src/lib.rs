@@ -4,7 +4,7 @@
 //!   RTOS application ──write_stdout/stderr──► output rings ─┐
 //!        ▲   ▲  read_stdin ◄── input ring ◄─┐               │
 //!        │   └─ App hooks (stop, signal,    │               ▼
-//!        │      resize, stats)          RtosEndpoint (micrun-proto, sans-IO)
+//!        │      resize, stats, exec)    RtosEndpoint (micrun-proto, sans-IO)
 //!        │                                   ▲ handle_input     │ poll_transmit
 //!     Agent::poll(now_ms) ── Link::read ─────┘                  └── Link::write
 //! ```
@@ -16,6 +16,13 @@
 //! rings sized by const generics; the agent sends it as the host grants credit, so
 //! a slow host never makes the agent drop or block — `write_stdout` simply accepts
 //! fewer bytes until there is room.
+//!
+//! Exec (`kubectl exec`, exec probes, `ctr task exec`; protocol 1.2): the host
+//! asks to run one command of the application; [`App::exec`] gets its
+//! arguments, the application writes the command's output with
+//! [`Agent::write_exec`] and ends it with [`Agent::exec_exit`], at once or over
+//! later polls. One exec runs at a time; an application without commands keeps
+//! the default hook, and every exec then ends with 127 ("command not found").
 //!
 //! No allocator, no clock, no I/O of its own: the board supplies the [`Link`] and
 //! the time. The `capi` feature adds a C ABI (see [`capi`]) for C RTOSes; the
@@ -63,10 +70,64 @@ pub trait App {
             ..Stats::default()
         }
     }
+    /// The host asks to run a command (protocol 1.2). Start it and return
+    /// `true`; write its output with [`Agent::write_exec`] and report its end
+    /// with [`Agent::exec_exit`] (now or from a later poll). `false`: the
+    /// application has no such command, and the exec ends with 127.
+    fn exec(&mut self, args: Args<'_>) -> bool {
+        let _ = args;
+        false
+    }
+    /// A signal for the running exec (9: its caller gave up, e.g. an exec
+    /// probe's timeout). The application should end it and call
+    /// [`Agent::exec_exit`] (e.g. with `128 + signo`).
+    fn exec_signal(&mut self, signo: u8) {
+        let _ = signo;
+    }
     /// The session failed (e.g. the host speaks an incompatible version). The
     /// agent keeps running and answers the next `Hello`.
     fn protocol_error(&mut self, error: ProtocolError) {
         let _ = error;
+    }
+}
+
+/// The arguments of an exec: each one a byte string (not necessarily UTF-8).
+#[derive(Debug, Clone, Copy)]
+pub struct Args<'a> {
+    /// Every argument followed by a NUL.
+    raw: &'a [u8],
+}
+
+impl<'a> Args<'a> {
+    /// Arguments in the wire form: every argument followed by a NUL.
+    pub fn new(raw: &'a [u8]) -> Self {
+        Args { raw }
+    }
+
+    /// The wire form: every argument followed by a NUL (so each one is a C
+    /// string in place).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The number of arguments.
+    pub fn len(&self) -> usize {
+        self.raw.iter().filter(|&&b| b == 0).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+}
+
+impl<'a> Iterator for Args<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let end = self.raw.iter().position(|&b| b == 0)?;
+        let (arg, rest) = self.raw.split_at(end);
+        self.raw = &rest[1..];
+        Some(arg)
     }
 }
 
@@ -102,6 +163,16 @@ pub struct Agent<
     tx: [u8; FRAME],
     now: u64,
     exit: ExitState,
+    exec: ExecState,
+}
+
+/// The host's exec, as far as the agent knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExecState {
+    Idle,
+    Running,
+    /// Ended with this code; the report is not queued yet (queue full).
+    Ending(i32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +191,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
             .field("endpoint", &self.ep)
             .field("now", &self.now)
             .field("exit", &self.exit)
+            .field("exec", &self.exec)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +220,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
             tx: [0; FRAME],
             now: 0,
             exit: ExitState::Running,
+            exec: ExecState::Idle,
         }
     }
 
@@ -175,6 +248,37 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Queues stderr bytes; returns how many fit.
     pub fn write_stderr(&mut self, data: &[u8]) -> usize {
         self.ep.write(Stream::Stderr, data)
+    }
+
+    /// Queues output of the running exec; returns how many bytes fit (0 when
+    /// no exec runs).
+    pub fn write_exec(&mut self, data: &[u8]) -> usize {
+        if self.exec != ExecState::Running {
+            return 0;
+        }
+        self.ep.write(Stream::Exec, data)
+    }
+
+    /// Whether an exec is running (started and not yet ended by
+    /// [`Agent::exec_exit`]).
+    pub fn exec_running(&self) -> bool {
+        self.exec == ExecState::Running
+    }
+
+    /// Ends the running exec with `code`; the report follows all its output.
+    pub fn exec_exit(&mut self, code: i32) {
+        if self.exec == ExecState::Running {
+            self.exec = ExecState::Ending(code);
+            self.queue_exec_exit();
+        }
+    }
+
+    fn queue_exec_exit(&mut self) {
+        if let ExecState::Ending(code) = self.exec {
+            if self.ep.send_exec_exited(code) {
+                self.exec = ExecState::Idle;
+            }
+        }
     }
 
     /// Takes console input from the host.
@@ -249,11 +353,25 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
                     let stats = app.stats(now_ms);
                     self.ep.send_stats(stats);
                 }
+                RtosEvent::Exec { .. } => {
+                    // The host starts one exec at a time; a new one replaces
+                    // whatever this side still believed was running.
+                    self.exec = ExecState::Running;
+                    if !app.exec(Args::new(self.ep.exec_argv())) {
+                        self.exec_exit(127);
+                    }
+                }
+                RtosEvent::ExecSignal { signo, .. } => {
+                    if self.exec == ExecState::Running {
+                        app.exec_signal(signo);
+                    }
+                }
                 RtosEvent::Readable => {}
                 RtosEvent::Error(e) => app.protocol_error(e),
             }
         }
         self.queue_exit();
+        self.queue_exec_exit();
         self.flush(now_ms);
     }
 

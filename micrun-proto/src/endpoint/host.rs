@@ -2,14 +2,14 @@
 //! has announced itself to a listening host), watches the peer's liveness,
 //! sends control messages and console input, receives console output and reports.
 
-use heapless::{Deque, String};
+use heapless::{Deque, String, Vec};
 
 use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
     features, CodecError, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
-    MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
+    MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
 };
 
 /// Host endpoint settings. Times in milliseconds.
@@ -100,6 +100,12 @@ pub enum HostEvent {
     },
     /// Console bytes are waiting in [`HostEndpoint::read_console`].
     Readable(Stream),
+    /// Exec `exec` ended with `code`; all its output has been delivered to the
+    /// [`Stream::Exec`] ring before this event.
+    ExecExited {
+        exec: u32,
+        code: i32,
+    },
     /// No valid frame for `silent_ms`; the session is over.
     PeerLost {
         silent_ms: u64,
@@ -128,20 +134,29 @@ pub(crate) enum HostCtrl {
     Signal(u8),
     Resize(u16, u16),
     StatsRequest,
+    /// The arguments are in the session's extra storage: one start in flight.
+    ExecStart(u32),
+    ExecSignal(u32, u8),
 }
 
 impl Role for HostRole {
     type Ctrl = HostCtrl;
-    type Extra = ();
+    type Extra = Vec<u8, MAX_ARGV>;
     const TX: &'static [Stream] = &[Stream::Stdin];
-    const RX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
+    const RX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
 
-    fn encode_ctrl(c: &HostCtrl, _: &(), buf: &mut [u8]) -> Result<usize, CodecError> {
+    fn encode_ctrl(
+        c: &HostCtrl,
+        argv: &Vec<u8, MAX_ARGV>,
+        buf: &mut [u8],
+    ) -> Result<usize, CodecError> {
         match *c {
             HostCtrl::Stop(grace_ms) => HostMsg::Stop { grace_ms },
             HostCtrl::Signal(signo) => HostMsg::Signal { signo },
             HostCtrl::Resize(rows, cols) => HostMsg::Resize { rows, cols },
             HostCtrl::StatsRequest => HostMsg::StatsRequest,
+            HostCtrl::ExecStart(exec) => HostMsg::ExecStart { exec, argv },
+            HostCtrl::ExecSignal(exec, signo) => HostMsg::ExecSignal { exec, signo },
         }
         .encode(buf)
     }
@@ -166,11 +181,11 @@ const EVENT_RESERVE: usize = 2;
 const RX_WIRE: usize = frame::cobs_max_len(MAX_FRAME);
 
 /// The host endpoint. `IN` is the console input ring (host → RTOS), `OUT` the size
-/// of each console output ring (stdout, stderr); both powers of two.
+/// of each output ring (stdout, stderr, exec); both powers of two.
 pub struct HostEndpoint<const IN: usize = 1024, const OUT: usize = 8192> {
     cfg: HostConfig,
     state: HostState,
-    session: Session<HostRole, 1, IN, 2, OUT, 8, 8>,
+    session: Session<HostRole, 1, IN, 3, OUT, 8, 8>,
     deframer: Deframer<RX_WIRE>,
     events: Deque<HostEvent, EVENTS>,
     peer: Option<PeerInfo>,
@@ -320,6 +335,30 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         self.queue(HostCtrl::StatsRequest)
     }
 
+    /// Starts exec `exec` (protocol 1.2; only when the peer has
+    /// [`features::EXEC`]): `argv` is every argument followed by a NUL, at most
+    /// [`MAX_ARGV`] bytes. One exec at a time: wait for its
+    /// [`HostEvent::ExecExited`] before the next. `Err` when the queue is full, a
+    /// start is still unacknowledged, or `argv` is not of that form.
+    pub fn send_exec_start(&mut self, exec: u32, argv: &[u8]) -> Result<(), QueueFull> {
+        let valid = argv.len() <= MAX_ARGV && argv.last().is_none_or(|&b| b == 0);
+        if !valid
+            || self
+                .session
+                .ctrl_queued(|c| matches!(c, HostCtrl::ExecStart(_)))
+        {
+            return Err(QueueFull);
+        }
+        self.session.extra.clear();
+        let _ = self.session.extra.extend_from_slice(argv);
+        self.queue(HostCtrl::ExecStart(exec))
+    }
+
+    /// Forwards a signal to exec `exec` (e.g. 9 when its deadline passed).
+    pub fn send_exec_signal(&mut self, exec: u32, signo: u8) -> Result<(), QueueFull> {
+        self.queue(HostCtrl::ExecSignal(exec, signo))
+    }
+
     #[must_use]
     pub fn poll_event(&mut self) -> Option<HostEvent> {
         self.events.pop_front()
@@ -438,6 +477,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             RtosMsg::Ready => HostEvent::Ready,
             RtosMsg::Stats(s) => HostEvent::Stats(s),
             RtosMsg::Exited { code, reason } => HostEvent::Exited { code, reason },
+            RtosMsg::ExecExited { exec, code } => HostEvent::ExecExited { exec, code },
             RtosMsg::Log { level, text } => {
                 let mut t = String::new();
                 let _ = t.push_str(text);

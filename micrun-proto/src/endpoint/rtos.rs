@@ -1,15 +1,21 @@
 //! The RTOS side of a session: announces itself until a host says `Hello`,
 //! answers `Hello` and `Ping`, carries stdout/stderr
-//! to the host and console input from it, and reports the application's life.
+//! to the host and console input from it, hands the host's exec requests to the
+//! application and carries their output back, and reports the application's life.
 
-use heapless::{Deque, String};
+use heapless::{Deque, Vec};
+
+const _: () = assert!(
+    MAX_ARGV <= MAX_LOG,
+    "exec arguments share the log line's storage"
+);
 
 use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
     features, Announce, CodecError, ExitReason, HelloAck, HostMsg, LogLevel, RtosMsg, Stats,
-    Stream, Version, MAX_LOG, PROTOCOL_VERSION,
+    Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
 };
 
 /// RTOS endpoint settings. Times in milliseconds.
@@ -75,6 +81,17 @@ pub enum RtosEvent {
     StatsRequested,
     /// Console input is waiting in [`RtosEndpoint::read_stdin`].
     Readable,
+    /// The host asks to run a command (protocol 1.2): its arguments are in
+    /// [`RtosEndpoint::exec_argv`] until the next `poll_event`. Write its output
+    /// to [`Stream::Exec`], then [`RtosEndpoint::send_exec_exited`].
+    Exec {
+        exec: u32,
+    },
+    /// A signal for the running exec (e.g. 9: an exec probe timed out).
+    ExecSignal {
+        exec: u32,
+        signo: u8,
+    },
     Error(ProtocolError),
 }
 
@@ -96,17 +113,21 @@ pub(crate) enum RtosCtrl {
     Exited(i32, ExitReason),
     /// The text is in the session's extra storage: one log line in flight at a time.
     Log(LogLevel),
+    /// Exec `0` ended with code `1`.
+    ExecExited(u32, i32),
 }
 
 impl Role for RtosRole {
     type Ctrl = RtosCtrl;
-    type Extra = String<MAX_LOG>;
-    const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
+    /// The text of the one log line in flight, or the arguments of an exec the
+    /// application has not taken yet (never both: see `RtosEndpoint::send_log`).
+    type Extra = Vec<u8, MAX_LOG>;
+    const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
     const RX: &'static [Stream] = &[Stream::Stdin];
 
     fn encode_ctrl(
         c: &RtosCtrl,
-        log: &String<MAX_LOG>,
+        log: &Vec<u8, MAX_LOG>,
         buf: &mut [u8],
     ) -> Result<usize, CodecError> {
         match c {
@@ -118,7 +139,12 @@ impl Role for RtosRole {
             },
             RtosCtrl::Log(level) => RtosMsg::Log {
                 level: *level,
-                text: log.as_str(),
+                // Pushed from a `&str` cut at a character boundary.
+                text: core::str::from_utf8(log).unwrap_or(""),
+            },
+            RtosCtrl::ExecExited(exec, code) => RtosMsg::ExecExited {
+                exec: *exec,
+                code: *code,
             },
         }
         .encode(buf)
@@ -133,7 +159,7 @@ impl Role for RtosRole {
     }
 
     fn after_output(c: &RtosCtrl) -> bool {
-        matches!(c, RtosCtrl::Exited(..))
+        matches!(c, RtosCtrl::Exited(..) | RtosCtrl::ExecExited(..))
     }
 }
 
@@ -162,8 +188,8 @@ struct Setup {
 ///
 /// - `FRAME`: receive buffer for one encoded frame, at least 128 bytes; it bounds
 ///   the frame size advertised to the host.
-/// - `OUT`: each of the stdout and stderr rings (power of two). Bytes stay there
-///   until the host acknowledges them.
+/// - `OUT`: each of the stdout, stderr and exec output rings (power of two).
+///   Bytes stay there until the host acknowledges them.
 /// - `IN`: the console input ring (power of two); the host never sends more than
 ///   its free space.
 /// - `W`: sequenced frames in flight before an acknowledgement, 1..=64. A frame
@@ -186,7 +212,7 @@ pub struct RtosEndpoint<
 struct Core<const OUT: usize, const IN: usize, const W: usize> {
     cfg: Setup,
     state: RtosState,
-    session: Session<RtosRole, 2, OUT, 1, IN, 4, W>,
+    session: Session<RtosRole, 3, OUT, 1, IN, 4, W>,
     events: Deque<RtosEvent, EVENTS>,
     session_id: u32,
     max_frame: u16,
@@ -202,6 +228,22 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     host_silent: bool,
     /// Announcements sent since the host was last heard (the back-off).
     announced: u8,
+    /// The exec the host started last (its output and `ExecExited` belong to it).
+    exec: u32,
+    /// Whether the session's extra storage holds that exec's arguments.
+    argv: Argv,
+}
+
+/// Where the arguments of the last `ExecStart` are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Argv {
+    /// Not held (the storage may carry a log line).
+    Free,
+    /// Held; the `Exec` event waits in the queue.
+    Queued,
+    /// Held; the application took the `Exec` event and may read them until its
+    /// next `poll_event`.
+    Taken,
 }
 
 impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize> core::fmt::Debug
@@ -269,6 +311,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 announce_at: 0,
                 host_silent: false,
                 announced: 0,
+                exec: 0,
+                argv: Argv::Free,
             },
         }
     }
@@ -332,9 +376,12 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     }
 
     /// Sends a diagnostic line (cut to [`MAX_LOG`] bytes). `false` when the queue
-    /// is full or the previous line is not yet acknowledged (one at a time keeps
-    /// the RAM cost at one line).
+    /// is full, the previous line is not yet acknowledged, or an exec's arguments
+    /// wait in the same storage (one at a time keeps the RAM cost at one line).
     pub fn send_log(&mut self, level: LogLevel, text: &str) -> bool {
+        if self.core.argv != Argv::Free {
+            return false;
+        }
         let s = &mut self.core.session;
         if s.ctrl_free() == 0 || s.ctrl_queued(|c| matches!(c, RtosCtrl::Log(_))) {
             return false;
@@ -344,8 +391,27 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
             end -= 1;
         }
         s.extra.clear();
-        let _ = s.extra.push_str(&text[..end]);
+        let _ = s.extra.extend_from_slice(&text.as_bytes()[..end]);
         s.queue_ctrl(RtosCtrl::Log(level)).is_ok()
+    }
+
+    /// The arguments of the exec of the last [`RtosEvent::Exec`], each followed
+    /// by a NUL (valid until the next [`RtosEndpoint::poll_event`]).
+    pub fn exec_argv(&self) -> &[u8] {
+        match self.core.argv {
+            Argv::Free => &[],
+            Argv::Queued | Argv::Taken => &self.core.session.extra,
+        }
+    }
+
+    /// Reports the end of the current exec. It reaches the host after every
+    /// byte written to [`Stream::Exec`] before it. `false` when the queue is full.
+    pub fn send_exec_exited(&mut self, code: i32) -> bool {
+        let exec = self.core.exec;
+        self.core
+            .session
+            .queue_ctrl(RtosCtrl::ExecExited(exec, code))
+            .is_ok()
     }
 
     /// Everything queued so far (console bytes and control messages) has been
@@ -356,7 +422,16 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 
     #[must_use]
     pub fn poll_event(&mut self) -> Option<RtosEvent> {
-        self.core.events.pop_front()
+        let c = &mut self.core;
+        if c.argv == Argv::Taken {
+            // The application has moved past its `Exec` event.
+            c.argv = Argv::Free;
+        }
+        let e = c.events.pop_front();
+        if let Some(RtosEvent::Exec { .. }) = e {
+            c.argv = Argv::Taken;
+        }
+        e
     }
 
     // ---- driving ----------------------------------------------------------------
@@ -481,6 +556,15 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         }
     }
 
+    /// Whether an in-order `msg` can be taken now: an `ExecStart` needs the
+    /// extra storage, which a log line in flight or unread arguments hold.
+    fn can_take(&self, msg: &HostMsg<'_>, seq: u8) -> bool {
+        if !matches!(msg, HostMsg::ExecStart { .. }) || !self.session.expects(seq) {
+            return true;
+        }
+        self.argv == Argv::Free && !self.session.ctrl_queued(|c| matches!(c, RtosCtrl::Log(_)))
+    }
+
     fn push_event(&mut self, e: RtosEvent) {
         if self.events.is_full() {
             self.events.pop_front();
@@ -528,9 +612,10 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
                 _ => bump(&mut self.session.counters.unexpected),
             },
             Some(seq) => {
-                // Hold back while the application has not taken its events: the
-                // host will send it again.
-                if self.events.is_full() {
+                // Hold back while the application has not taken its events (or
+                // an exec's arguments cannot be stored yet): the host will send
+                // it again.
+                if self.events.is_full() || !self.can_take(&msg, seq) {
                     return;
                 }
                 if self.session.check_seq(seq) == SeqVerdict::Drop {
@@ -560,6 +645,16 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
                 self.session.add_credit(stream, bytes);
                 return;
             }
+            HostMsg::ExecStart { exec, argv } => {
+                let extra = &mut self.session.extra;
+                extra.clear();
+                // Bounded by the decoder (`MAX_ARGV` = the storage's size).
+                let _ = extra.extend_from_slice(argv);
+                self.exec = exec;
+                self.argv = Argv::Queued;
+                RtosEvent::Exec { exec }
+            }
+            HostMsg::ExecSignal { exec, signo } => RtosEvent::ExecSignal { exec, signo },
             HostMsg::Hello(_) | HostMsg::Ping { .. } => {
                 bump(&mut self.session.counters.unexpected);
                 return;

@@ -294,6 +294,11 @@ impl<
         }
     }
 
+    /// Whether `seq` is the next in-order sequence number.
+    pub(crate) fn expects(&self, seq: u8) -> bool {
+        seq == self.rx_expected
+    }
+
     pub(crate) fn accept_seq(&mut self) {
         self.rx_expected = self.rx_expected.wrapping_add(1);
     }

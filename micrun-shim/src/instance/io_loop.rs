@@ -253,6 +253,9 @@ impl IoLoop {
             }
             HostEvent::Ready => log::debug!("{id}: application ready"),
             HostEvent::Pong { .. } | HostEvent::Readable(_) => {}
+            HostEvent::ExecExited { exec, code } => {
+                log::debug!("{id}: exec {exec} exited with {code}");
+            }
             HostEvent::Stats(s) => {
                 for w in self.stats_waiters.drain(..) {
                     let _ = w.try_send(s);
