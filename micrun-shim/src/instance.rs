@@ -53,7 +53,9 @@ use crate::pedestal::{
 };
 use crate::spec::InstanceSpec;
 
+mod exec;
 mod io_loop;
+pub use exec::{ExecJob, KILL_GRACE};
 use io_loop::run;
 
 /// Raw-mode output kept for a slow reader before bytes are dropped.
@@ -135,6 +137,10 @@ enum Command {
     Check,
     /// The partition was destroyed from outside the loop (Kill, Delete).
     Destroyed,
+    /// Run an exec (after those queued before it).
+    Exec(ExecJob),
+    /// A signal for the exec with this wire id.
+    ExecSignal(u32, u8),
 }
 
 #[derive(Debug)]
@@ -162,6 +168,8 @@ pub struct Instance {
     on_exit: Arc<Mutex<Option<ExitHook>>>,
     /// What Start made for stdout/stderr (a logger, log file copiers); ended at Delete.
     stdio: Mutex<Option<crate::stdio::StdioGuard>>,
+    /// The last exec id used on the wire.
+    exec_wire: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Instance {
@@ -211,6 +219,7 @@ impl Instance {
             lifecycle,
             on_exit: Arc::new(Mutex::new(None)),
             stdio: Mutex::new(None),
+            exec_wire: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -441,6 +450,71 @@ impl Instance {
         Ok(())
     }
 
+    /// Whether an exec can run now: the instance runs and its agent speaks
+    /// protocol 1.2 with exec. While `agent=auto` is still finding out, waits
+    /// (at most the handshake wait). The error says what the user can do.
+    pub fn exec_ready(&self) -> Result<(), InstanceError> {
+        let id = &self.spec.id;
+        let deadline = Instant::now() + self.lifecycle.handshake_wait + Duration::from_millis(500);
+        let (m, cv) = &*self.state;
+        let mut st = lock(m);
+        while st.status == Status::Running && st.mode == Mode::Unknown {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = cv
+                .wait_timeout(st, deadline - now)
+                .map(|r| r.0)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if st.status != Status::Running {
+            return Err(InstanceError::Precondition(format!(
+                "exec in container {id}: the container is {}, not running",
+                match st.status {
+                    Status::Created => "created",
+                    Status::Paused => "paused",
+                    _ => "stopped",
+                }
+            )));
+        }
+        match (st.mode, st.peer.as_ref()) {
+            (Mode::Agent, Some(p)) if p.features & micrun_proto::features::EXEC != 0 => Ok(()),
+            (Mode::Agent, Some(p)) => Err(InstanceError::Precondition(format!(
+                "exec in container {id}: the firmware's micrun agent ({}, protocol {}.{})                  does not run commands; exec needs an agent of protocol 1.2 or later",
+                p.agent_version, p.version.major, p.version.minor
+            ))),
+            _ => Err(InstanceError::Precondition(format!(
+                "exec in container {id}: exec needs the micrun agent in the firmware, and                  this container's console is raw (no agent answered, or                  org.openeuler.micrun.container.agent=off); use `ctr task attach` or                  `kubectl attach` to type into its console"
+            ))),
+        }
+    }
+
+    /// Hands an exec to the I/O loop; returns its wire id (for
+    /// [`Instance::exec_signal`]). The job's `on_exit` is called once, also
+    /// when the instance ends first.
+    pub fn exec(&self, mut job: ExecJob) -> Result<u32, InstanceError> {
+        self.exec_ready()?;
+        let wire = self
+            .exec_wire
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(1)
+            .max(1);
+        job.wire = wire;
+        self.cmd_tx.try_send(Command::Exec(job)).map_err(|_| {
+            InstanceError::Precondition(format!(
+                "exec in container {}: the container has ended",
+                self.spec.id
+            ))
+        })?;
+        Ok(wire)
+    }
+
+    /// A signal for a running exec.
+    pub fn exec_signal(&self, wire: u32, signo: u8) {
+        let _ = self.cmd_tx.try_send(Command::ExecSignal(wire, signo));
+    }
+
     pub fn resize(&self, rows: u16, cols: u16) {
         let _ = self.cmd_tx.try_send(Command::Resize(rows, cols));
     }
@@ -635,6 +709,7 @@ enum Wake {
     Stdin,
     Stdout,
     Stderr,
+    ExecOut,
     Timer,
     Cmd(Option<Command>),
 }

@@ -21,6 +21,7 @@
 pub mod annotations;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod firmware;
 pub mod instance;
 pub mod oci;

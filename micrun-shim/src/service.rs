@@ -4,7 +4,9 @@
 //! [`crate::instance`], [`crate::state`]) and the result into a response; errors
 //! become ttrpc statuses through [`crate::error::Error::code`] only. Events go out
 //! in containerd's order: TaskCreate → TaskStart → TaskExit → TaskDelete, and
-//! TaskPaused / TaskResumed.
+//! TaskPaused / TaskResumed; for an exec TaskExecAdded → TaskExecStarted →
+//! TaskExit (its id the exec id). Calls with an `exec_id` act on the task's
+//! [`ExecProcess`] ([`crate::exec`]).
 //!
 //! One shim serves every container of a pod (same `io.kubernetes.cri.sandbox-id`);
 //! the pod's sandbox container runs no RTOS: it is a placeholder that lives until
@@ -19,7 +21,8 @@ use std::time::{Duration, SystemTime};
 use containerd_shim::api;
 use containerd_shim::protos::cgroups::metrics::Metrics;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskPaused, TaskResumed,
+    TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -32,7 +35,8 @@ use containerd_shim::protos::EventsClient;
 use containerd_shim::{Context, ExitSignal, TtrpcContext, TtrpcResult};
 
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{quote, Error};
+use crate::exec::ExecProcess;
 use crate::instance::{lock, ExitInfo, Instance, IoPaths, Status};
 use crate::pedestal::detect::Chosen;
 use crate::state::{self, TaskRecord};
@@ -95,6 +99,8 @@ type_urls! {
     TaskDelete => "containerd.events.TaskDelete", topics::TASK_DELETE_EVENT_TOPIC;
     TaskPaused => "containerd.events.TaskPaused", topics::TASK_PAUSED_EVENT_TOPIC;
     TaskResumed => "containerd.events.TaskResumed", topics::TASK_RESUMED_EVENT_TOPIC;
+    TaskExecAdded => "containerd.events.TaskExecAdded", topics::TASK_EXEC_ADDED_EVENT_TOPIC;
+    TaskExecStarted => "containerd.events.TaskExecStarted", topics::TASK_EXEC_STARTED_EVENT_TOPIC;
     Metrics => "io.containerd.cgroups.v1.Metrics";
 }
 
@@ -242,6 +248,8 @@ struct Task {
     config_path: Option<PathBuf>,
     /// The pedestal and how it was chosen, for error messages.
     chosen: Option<Chosen>,
+    /// Its execs, by exec id, from Exec until Delete.
+    execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
 }
 
 impl Task {
@@ -432,6 +440,7 @@ impl Service {
             record,
             config_path,
             chosen: chosen.clone(),
+            execs: Mutex::new(HashMap::new()),
         });
         let pid = task.pid();
         if let Workload::Rtos(inst) = &task.workload {
@@ -466,6 +475,123 @@ impl Service {
         Ok(pid)
     }
 
+    /// The exec `exec_id` of task `id`.
+    fn get_exec(&self, id: &str, exec_id: &str) -> Result<(Arc<Task>, Arc<ExecProcess>), Error> {
+        let task = self.get(id)?;
+        let exec = lock(&task.execs)
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("{id}: exec {}", quote(exec_id))))?;
+        Ok((task, exec))
+    }
+
+    fn do_exec(&self, req: &api::ExecProcessRequest) -> Result<(), Error> {
+        let task = self.get(&req.id)?;
+        let Workload::Rtos(inst) = &task.workload else {
+            return Err(Error::Instance(crate::instance::InstanceError::Precondition(
+                format!(
+                    "exec in {}: the pod's sandbox container runs nothing; exec into one of                      its RTOS containers",
+                    req.id
+                ),
+            )));
+        };
+        if lock(&task.execs).contains_key(&req.exec_id) {
+            return Err(Error::AlreadyExists(format!(
+                "{}: exec {}",
+                req.id,
+                quote(&req.exec_id)
+            )));
+        }
+        let io = IoPaths {
+            // An RTOS command takes no input (see crate::exec).
+            stdin: None,
+            stdout: Some(PathBuf::from(&req.stdout)).filter(|p| !p.as_os_str().is_empty()),
+            stderr: Some(PathBuf::from(&req.stderr)).filter(|p| !p.as_os_str().is_empty()),
+        };
+        crate::stdio::check(&io)
+            .map_err(|e| Error::InvalidArgument(format!("exec {}: {e}", quote(&req.exec_id))))?;
+        let exec = ExecProcess::new(&req.id, &req.exec_id, &req.spec.value, io, req.terminal)?;
+        inst.exec_ready()?;
+        lock(&task.execs).insert(req.exec_id.clone(), Arc::new(exec));
+        self.events.send(TaskExecAdded {
+            container_id: req.id.clone(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    fn exec_exit_hook(&self, task: &Task, exec_id: &str) -> impl Fn(&ExitInfo) + Send + 'static {
+        let events = self.events.clone();
+        let (cid, eid, pid) = (task.id.clone(), exec_id.to_string(), task.pid());
+        move |e: &ExitInfo| {
+            events.send(TaskExit {
+                container_id: cid.clone(),
+                id: eid.clone(),
+                pid,
+                exit_status: e.code,
+                exited_at: MessageField::some(timestamp(e.at)),
+                ..Default::default()
+            })
+        }
+    }
+
+    fn start_exec(&self, id: &str, exec_id: &str) -> Result<u32, Error> {
+        let (task, exec) = self.get_exec(id, exec_id)?;
+        let Workload::Rtos(inst) = &task.workload else {
+            return Err(Error::NotFound(format!("{id}: exec {}", quote(exec_id))));
+        };
+        exec.start(inst, &self.namespace, self.exec_exit_hook(&task, exec_id))?;
+        let pid = task.pid();
+        self.events.send(TaskExecStarted {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            pid,
+            ..Default::default()
+        });
+        Ok(pid)
+    }
+
+    fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<(), Error> {
+        let (task, exec) = self.get_exec(id, exec_id)?;
+        let Workload::Rtos(inst) = &task.workload else {
+            return Ok(());
+        };
+        if signal == 0 || exec.status().1.is_some() {
+            // Signal 0 is a liveness check; a finished exec has nothing to kill.
+            return Ok(());
+        }
+        if let Some(info) = exec.kill(inst, signal) {
+            self.exec_exit_hook(&task, exec_id)(&info);
+        }
+        Ok(())
+    }
+
+    fn delete_exec(&self, id: &str, exec_id: &str) -> Result<api::DeleteResponse, Error> {
+        let (task, exec) = self.get_exec(id, exec_id)?;
+        let (status, exit) = exec.status();
+        if status == Status::Running {
+            return Err(Error::Instance(
+                crate::instance::InstanceError::Precondition(format!(
+                    "exec {} in container {id} is still running; kill it first",
+                    quote(exec_id)
+                )),
+            ));
+        }
+        exec.close_stdio();
+        lock(&task.execs).remove(exec_id);
+        let exit = exit.unwrap_or(ExitInfo {
+            code: 0,
+            at: SystemTime::now(),
+        });
+        Ok(api::DeleteResponse {
+            pid: task.pid(),
+            exit_status: exit.code,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+
     fn do_delete(&self, id: &str) -> Result<api::DeleteResponse, Error> {
         let task = self.get(id)?;
         match &task.workload {
@@ -476,6 +602,9 @@ impl Service {
                     log::warn!("{id}: no exit seen 10 s after destroy; releasing anyway");
                 }
                 i.close_stdio();
+                for (_, e) in lock(&task.execs).drain() {
+                    e.close_stdio();
+                }
             }
             Workload::Sandbox(p) => p.set(
                 Status::Stopped,
@@ -725,6 +854,14 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
+        if !req.exec_id.is_empty() {
+            log::info!("start exec {} in {}", req.exec_id, req.id);
+            let pid = ttrpc(self.start_exec(&req.id, &req.exec_id))?;
+            return Ok(api::StartResponse {
+                pid,
+                ..Default::default()
+            });
+        }
         let task = ttrpc(self.get(&req.id))?;
         match &task.workload {
             Workload::Rtos(i) => {
@@ -762,6 +899,28 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
+        if !req.exec_id.is_empty() {
+            let (task, exec) = ttrpc(self.get_exec(&req.id, &req.exec_id))?;
+            let (status, exit) = exec.status();
+            let path = |p: &Option<PathBuf>| {
+                p.as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            };
+            return Ok(api::StateResponse {
+                id: exec.id.clone(),
+                bundle: task.bundle.display().to_string(),
+                pid: task.pid(),
+                status: status_enum(status).into(),
+                stdout: path(&exec.io.stdout),
+                stderr: path(&exec.io.stderr),
+                terminal: exec.terminal,
+                exit_status: exit.map_or(0, |e| e.code),
+                exited_at: exit.map(|e| timestamp(e.at)).into(),
+                exec_id: exec.id.clone(),
+                ..Default::default()
+            });
+        }
         let task = ttrpc(self.get(&req.id))?;
         let (status, exit) = task.status();
         Ok(api::StateResponse {
@@ -795,6 +954,15 @@ impl containerd_shim::Task for Service {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        if !req.exec_id.is_empty() {
+            let (_, exec) = ttrpc(self.get_exec(&req.id, &req.exec_id))?;
+            let e = exec.wait();
+            return Ok(api::WaitResponse {
+                exit_status: e.code,
+                exited_at: MessageField::some(timestamp(e.at)),
+                ..Default::default()
+            });
+        }
         let task = ttrpc(self.get(&req.id))?;
         let e = match &task.workload {
             Workload::Rtos(i) => i.wait(),
@@ -809,6 +977,10 @@ impl containerd_shim::Task for Service {
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
         log::info!("kill {} signal {}", req.id, req.signal);
+        if !req.exec_id.is_empty() {
+            ttrpc(self.kill_exec(&req.id, &req.exec_id, req.signal))?;
+            return Ok(api::Empty::new());
+        }
         let task = ttrpc(self.get(&req.id))?;
         if req.signal == 0 {
             let (status, exit) = task.status();
@@ -840,7 +1012,10 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
-        log::info!("delete {}", req.id);
+        log::info!("delete {} {}", req.id, req.exec_id);
+        if !req.exec_id.is_empty() {
+            return ttrpc(self.delete_exec(&req.id, &req.exec_id));
+        }
         ttrpc(self.do_delete(&req.id))
     }
 
@@ -940,6 +1115,11 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::ResizePtyRequest,
     ) -> TtrpcResult<api::Empty> {
+        if !req.exec_id.is_empty() {
+            // An exec's output is not a terminal; nothing to resize.
+            ttrpc(self.get_exec(&req.id, &req.exec_id))?;
+            return Ok(api::Empty::new());
+        }
         let task = ttrpc(self.get(&req.id))?;
         if let Workload::Rtos(i) = &task.workload {
             i.resize(
@@ -951,6 +1131,11 @@ impl containerd_shim::Task for Service {
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        if !req.exec_id.is_empty() {
+            // An exec has no stdin to close.
+            ttrpc(self.get_exec(&req.id, &req.exec_id))?;
+            return Ok(api::Empty::new());
+        }
         let task = ttrpc(self.get(&req.id))?;
         if let Workload::Rtos(i) = &task.workload {
             i.close_stdin();
@@ -980,11 +1165,9 @@ impl containerd_shim::Task for Service {
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
-        Err(Error::Unimplemented(format!(
-            "exec in container {}: an RTOS partition runs one application; there is no exec",
-            req.id
-        ))
-        .to_ttrpc())
+        log::info!("exec {} in {}", req.exec_id, req.id);
+        ttrpc(self.do_exec(&req))?;
+        Ok(api::Empty::new())
     }
 
     fn checkpoint(

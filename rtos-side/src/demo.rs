@@ -35,7 +35,11 @@ const FLOOD_BUDGET_PER_POLL: u32 = 16 * 1024;
 const FLOOD_CHUNK: usize = 256;
 
 const PROMPT: &[u8] = b"> ";
-const HELP: &[u8] = b"commands: help, hello, echo <text>, uptime, stats, exit <code>, panic, hang, flood <bytes>\r\n";
+const HELP: &[u8] = b"commands: help, hello, echo <text>, uptime, stats, exit <code>, panic, hang, flood <bytes>, sleep <ms>\r\n";
+/// Status of a command line that was not understood (usage errors).
+pub const STATUS_USAGE: i32 = 2;
+/// Status of an unknown command, as a shell's "command not found".
+pub const STATUS_UNKNOWN: i32 = 127;
 
 /// Where the shell's output goes.
 pub trait Console {
@@ -86,6 +90,12 @@ pub struct Shell {
     skip_lf: bool,
     out: OutBuf,
     flood: Option<Flood>,
+    /// `sleep`: the command ends at this uptime.
+    sleep_until: Option<u64>,
+    /// Whether a prompt follows each command (not for an exec).
+    prompt: bool,
+    /// The status of the last command: 0, [`STATUS_USAGE`], [`STATUS_UNKNOWN`].
+    status: i32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,7 +121,23 @@ impl Shell {
             skip_lf: false,
             out: OutBuf::new(),
             flood: None,
+            sleep_until: None,
+            prompt: true,
+            status: 0,
         }
+    }
+
+    /// The prompt after each command (not wanted for an exec).
+    fn push_prompt(&mut self) {
+        if self.prompt {
+            self.out.push(PROMPT);
+        }
+    }
+
+    /// When a running `sleep` ends (uptime in ms): a caller that waits for
+    /// input should wake up then and [`Shell::poll`].
+    pub fn wake_at(&self) -> Option<u64> {
+        self.sleep_until
     }
 
     /// Queues the banner and the first prompt.
@@ -169,6 +195,14 @@ impl Shell {
                 // The trailer and prompt are queued; drain them first.
                 continue;
             }
+            if let Some(t) = self.sleep_until {
+                if board.uptime_ms() < t {
+                    return Action::None;
+                }
+                self.sleep_until = None;
+                self.push_prompt();
+                continue;
+            }
             if !self.take_line() {
                 return Action::None;
             }
@@ -181,8 +215,16 @@ impl Shell {
 
     /// True when there is no pending output, no flood running and no complete
     /// but unprocessed line: a caller may then sleep until new input arrives.
+    ///
+    /// A running `sleep` counts as idle (see [`Shell::wake_at`]).
     pub fn is_idle(&self) -> bool {
         self.out.is_empty() && self.flood.is_none() && !self.has_complete_line()
+    }
+
+    /// Whether a command is still running (its output draining, a flood, a
+    /// sleep) or a complete line waits.
+    pub fn is_busy(&self) -> bool {
+        !self.is_idle() || self.sleep_until.is_some()
     }
 
     fn has_complete_line(&self) -> bool {
@@ -236,9 +278,11 @@ impl Shell {
         self.line_len = 0;
         self.line_overflow = false;
 
+        self.status = 0;
         if overflow {
             self.out.push(b"error: line too long\r\n");
-            self.out.push(PROMPT);
+            self.status = STATUS_USAGE;
+            self.push_prompt();
             return Action::None;
         }
         let line = trim_start(line);
@@ -269,7 +313,14 @@ impl Shell {
             }
             b"exit" => match parse_arg::<i32>(rest) {
                 Some(code) => return Action::Exit(code),
-                None => self.out.push(b"usage: exit <code>\r\n"),
+                None => self.usage(b"usage: exit <code>\r\n"),
+            },
+            b"sleep" => match parse_arg::<u32>(rest) {
+                Some(ms) => {
+                    self.sleep_until = Some(board.uptime_ms() + u64::from(ms));
+                    return Action::None;
+                }
+                None => self.usage(b"usage: sleep <ms>\r\n"),
             },
             b"panic" => return Action::Panic,
             b"hang" => return Action::Hang,
@@ -279,16 +330,22 @@ impl Shell {
                     self.flood = Some(Flood { total, sent: 0 });
                     return Action::None;
                 }
-                None => self.out.push(b"usage: flood <bytes>\r\n"),
+                None => self.usage(b"usage: flood <bytes>\r\n"),
             },
             _ => {
                 self.out.push(b"unknown command: ");
                 self.out.push(cmd);
                 self.out.push(b"\r\n");
+                self.status = STATUS_UNKNOWN;
             }
         }
-        self.out.push(PROMPT);
+        self.push_prompt();
         Action::None
+    }
+
+    fn usage(&mut self, text: &[u8]) {
+        self.out.push(text);
+        self.status = STATUS_USAGE;
     }
 
     /// Writes flood bytes while `out` accepts them and budget is left; true
@@ -320,8 +377,119 @@ impl Shell {
         let total = flood.total;
         self.flood = None;
         let _ = write!(self.out, "\r\nflood done {}\r\n", total);
-        self.out.push(PROMPT);
+        self.push_prompt();
         true
+    }
+}
+
+/// One exec of the demo shell's commands (`kubectl exec`, exec probes; the
+/// agent's [`crate::App::exec`]): the arguments, joined by spaces, run as one
+/// command line of a shell of its own with no banner and no prompt, its output
+/// goes to the exec's console, and its status is the exec's exit code: 0,
+/// [`STATUS_USAGE`], [`STATUS_UNKNOWN`], the code of `exit <code>`, 134 for
+/// `panic` (the exec's end, not the application's); `hang` never ends until a
+/// signal does.
+#[derive(Debug)]
+pub struct Exec {
+    shell: Shell,
+    state: ExecRun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExecRun {
+    Idle,
+    Running,
+    /// Ended with this code once the output has drained.
+    Ending(i32),
+    /// `hang`: runs until a signal.
+    Hung,
+}
+
+/// Exit code of an exec that ran `panic`.
+pub const EXEC_PANIC: i32 = 134;
+
+impl Default for Exec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Exec {
+    pub const fn new() -> Self {
+        let mut shell = Shell::new();
+        shell.prompt = false;
+        Exec {
+            shell,
+            state: ExecRun::Idle,
+        }
+    }
+
+    /// Starts a command; `args` as the agent hands them over (each followed by
+    /// a NUL). A running one is abandoned.
+    pub fn start(&mut self, args: &[u8]) {
+        self.shell = Shell::new();
+        self.shell.prompt = false;
+        for (k, arg) in args.split(|&b| b == 0).enumerate() {
+            if k > 0 && !arg.is_empty() {
+                self.shell.feed(b" ");
+            }
+            self.shell.feed(arg);
+        }
+        self.shell.feed(b"\n");
+        self.state = ExecRun::Running;
+    }
+
+    /// Ends the running command as a signal would: `128 + signo`.
+    pub fn signal(&mut self, signo: u8) {
+        if self.state != ExecRun::Idle {
+            self.shell.flood = None;
+            self.shell.sleep_until = None;
+            self.state = ExecRun::Ending(128 + i32::from(signo));
+        }
+    }
+
+    /// Whether a command is running.
+    pub fn is_running(&self) -> bool {
+        self.state != ExecRun::Idle
+    }
+
+    /// When a running `sleep` ends, see [`Shell::wake_at`].
+    pub fn wake_at(&self) -> Option<u64> {
+        self.shell.wake_at()
+    }
+
+    /// Whether [`Exec::poll`] has work now (output to write, a flood).
+    pub fn is_busy(&self) -> bool {
+        matches!(self.state, ExecRun::Running | ExecRun::Ending(_)) && !self.shell.is_idle()
+    }
+
+    /// Makes progress; `Some(code)` once the command has ended and its output
+    /// is all written to `out`.
+    pub fn poll(&mut self, board: &impl Board, out: &mut impl Console) -> Option<i32> {
+        match self.state {
+            ExecRun::Idle | ExecRun::Hung => return None,
+            ExecRun::Running => match self.shell.poll(board, out) {
+                Action::None => {
+                    if self.shell.is_idle() && self.shell.sleep_until.is_none() {
+                        self.state = ExecRun::Ending(self.shell.status);
+                    }
+                }
+                Action::Exit(code) => self.state = ExecRun::Ending(code),
+                Action::Panic => {
+                    self.shell.out.push(b"PANIC: requested by exec\r\n");
+                    self.state = ExecRun::Ending(EXEC_PANIC);
+                }
+                Action::Hang => self.state = ExecRun::Hung,
+            },
+            ExecRun::Ending(_) => {}
+        }
+        if let ExecRun::Ending(code) = self.state {
+            if self.shell.out.drain(out) {
+                self.state = ExecRun::Idle;
+                return Some(code);
+            }
+        }
+        None
     }
 }
 

@@ -5,10 +5,12 @@
 //!  loop {
 //!    drive_protocol   endpoint timers, frames out, events in (agent / detection)
 //!    drive_detection  agent=auto: no announcement within handshake_wait → raw
-//!    collect_console  agent mode: console rings → output buffers (credit pace)
+//!    collect_console  agent mode: console rings → output buffers (credit pace),
+//!                     the exec stream → the running exec's buffer (super::exec)
 //!    the end?         link closed / process gone, output flushed → finish
 //!    wait             sweep every fd (something moved) or race the reactor
 //!    on_link_in / on_link_out / on_stdin / drain / on_timer / on_command
+//!    (Exec/ExecSignal commands and ExecExited events go to `Execs`)
 //!  }
 //! ```
 //!
@@ -35,6 +37,7 @@ use micrun_proto::{
 use smol::channel as async_channel;
 use smol::{future, Timer};
 
+use super::exec::Execs;
 use super::{
     drain, finish, lock, push_raw, request_destroy, set_mode, unreported_end, would_block, Command,
     LinkEndpoint, LoopCtx, Mode, Out, Relay, Wake, EXIT_GRACE, RAW_BUFFER,
@@ -108,6 +111,8 @@ struct IoLoop {
     /// here so frames and text arrive as sent.
     restorer: Option<NewlineRestorer>,
     restored: Vec<u8>,
+    /// `ctr task exec`, `kubectl exec`: one at a time through the agent.
+    execs: Execs,
 }
 
 /// The I/O loop of one instance (see the module doc).
@@ -187,6 +192,7 @@ impl IoLoop {
             sweep: false,
             restorer,
             restored: Vec::new(),
+            execs: Execs::default(),
         }
     }
 
@@ -226,6 +232,9 @@ impl IoLoop {
             let n = self.ep.write_stdin(&self.replay);
             self.replay.drain(..n);
         }
+        if self.mode == Mode::Agent {
+            self.execs.drive(&mut self.ep);
+        }
     }
 
     fn on_event(&mut self, ev: HostEvent) {
@@ -255,6 +264,10 @@ impl IoLoop {
             HostEvent::Pong { .. } | HostEvent::Readable(_) => {}
             HostEvent::ExecExited { exec, code } => {
                 log::debug!("{id}: exec {exec} exited with {code}");
+                // Take the rest of its output before the report counts.
+                self.execs.collect(&mut self.ep, &mut self.rbuf);
+                self.execs.on_exited(exec, code);
+                self.sweep = true;
             }
             HostEvent::Stats(s) => {
                 for w in self.stats_waiters.drain(..) {
@@ -396,6 +409,9 @@ impl IoLoop {
                     out.buf.extend_from_slice(&self.rbuf[..n]);
                 }
             }
+            self.execs.collect(&mut self.ep, &mut self.rbuf);
+            self.sweep |= self.execs.drain();
+            self.sweep |= self.execs.finish_ended();
             if self.relay.stderr.is_none() && !self.stderr.buf.is_empty() {
                 // One console stream (terminal mode, or no stderr FIFO): merge.
                 let b = std::mem::take(&mut self.stderr.buf);
@@ -552,6 +568,7 @@ impl IoLoop {
             self.ending.exit = None;
             self.link_eof |= request_destroy(&self.ctx);
         }
+        self.execs.on_timer(now);
     }
 
     /// Returns false when the command channel closed (the instance is gone).
@@ -594,6 +611,17 @@ impl IoLoop {
             // Without a host process, nothing else may ever say it ended (a
             // console that does not hang up).
             Command::Destroyed => self.link_eof |= !self.ctx.has_process,
+            Command::Exec(job) => {
+                if self.mode == Mode::Raw {
+                    // The service checked the mode; the agent went away since.
+                    log::warn!("{}: exec {}: the console is raw now", self.ctx.id, job.name);
+                    (job.on_exit)(126);
+                } else {
+                    self.execs.submit(job);
+                    self.sweep = true;
+                }
+            }
+            Command::ExecSignal(wire, signo) => self.execs.signal(&mut self.ep, wire, signo),
         }
         true
     }
@@ -625,6 +653,7 @@ impl IoLoop {
                     self.ctx.id
                 );
             }
+            self.execs.end_all(137);
             finish(&self.ctx.state, &self.ctx.on_exit, &self.ctx.id);
             return true;
         }
@@ -658,9 +687,14 @@ impl IoLoop {
             Detect::Announced { deadline } => at(*deadline),
         }
         let e = &self.ending;
-        for t in [e.stop.map(|s| s.0), e.exit, e.auto_close]
-            .into_iter()
-            .flatten()
+        for t in [
+            e.stop.map(|s| s.0),
+            e.exit,
+            e.auto_close,
+            self.execs.deadline(),
+        ]
+        .into_iter()
+        .flatten()
         {
             at(t);
         }
@@ -679,6 +713,7 @@ impl IoLoop {
         let relay = &self.relay;
         let (link_eof, link_out) = (self.link_eof, !self.link_out.is_empty());
         let (stdout, stderr) = (!self.stdout.buf.is_empty(), !self.stderr.buf.is_empty());
+        let exec_out = self.execs.fifo_waiting();
         if std::mem::take(&mut self.sweep) {
             // Something moved last time, so more is likely ready: try each fd at
             // once (all are non-blocking) instead of a round trip through the
@@ -696,6 +731,9 @@ impl IoLoop {
                     }
                     if stderr && relay.stderr.is_some() {
                         w.push(Wake::Stderr);
+                    }
+                    if exec_out.is_some() {
+                        w.push(Wake::ExecOut);
                     }
                     if !link_eof {
                         w.push(Wake::LinkIn);
@@ -728,6 +766,12 @@ impl IoLoop {
                     Wake::Stderr
                 }));
             }
+        }
+        if let Some(f) = exec_out {
+            waits.push(Box::pin(async {
+                f.writable().await.ok();
+                Wake::ExecOut
+            }));
         }
         if !link_eof {
             waits.push(Box::pin(async {
@@ -768,6 +812,10 @@ impl IoLoop {
             Wake::Stdin => self.on_stdin(),
             Wake::Stdout => self.sweep |= drain(&self.relay.stdout, &mut self.stdout),
             Wake::Stderr => self.sweep |= drain(&self.relay.stderr, &mut self.stderr),
+            Wake::ExecOut => {
+                self.sweep |= self.execs.drain();
+                self.sweep |= self.execs.finish_ended();
+            }
             Wake::Timer => self.on_timer(),
             Wake::Cmd(cmd) => return self.on_command(cmd),
         }

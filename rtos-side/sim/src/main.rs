@@ -33,7 +33,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use micrun_proto::Stats;
-use micrun_rtos::demo::{Action, Board, Console, Shell};
+use micrun_rtos::demo::{Action, Board, Console, Exec, Shell};
 use micrun_rtos::{Agent, AgentInfo, App, ExitReason};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -230,6 +230,10 @@ fn run_raw(link: &Link, board: &SimBoard, signals: &SignalFd, input: &[u8]) -> R
         // at the link; come straight back.
         let timeout = if busy && !con.blocked {
             PollTimeout::ZERO
+        } else if let Some(at) = shell.wake_at() {
+            // A `sleep` runs.
+            let ms = at.saturating_sub(board.uptime_ms());
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
         } else {
             PollTimeout::NONE
         };
@@ -276,6 +280,7 @@ fn run_agent(
     let mut app = DemoApp {
         board,
         shell: Shell::new(),
+        exec: Exec::new(),
         stop_requested: false,
     };
     // Before a host connects the banner waits in the agent's stdout ring.
@@ -307,6 +312,7 @@ fn run_agent(
                 let action = app.shell.poll(board, &mut con);
                 // Busy and not held back by credit: a long flood paused.
                 progress = n > 0 || con.wrote || (!con.blocked && !app.shell.is_idle());
+                progress |= run_exec(&mut agent, &mut app.exec, board);
                 match action {
                     Action::None => {}
                     Action::Exit(code) => {
@@ -349,7 +355,10 @@ fn run_agent(
         let timeout = if progress || agent.link().buffered_input() {
             PollTimeout::ZERO
         } else {
-            match agent.poll_timeout() {
+            let wake = [app.shell.wake_at(), app.exec.wake_at()]
+                .into_iter()
+                .flatten();
+            match agent.poll_timeout().into_iter().chain(wake).min() {
                 Some(at) => {
                     let ms = at.saturating_sub(board.uptime_ms());
                     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
@@ -378,14 +387,45 @@ enum Phase {
     Exiting(i32),
 }
 
+/// Advances the host's exec (the shell's commands; see [`Exec`]): its output
+/// into the agent's exec ring, its end to the agent. True if it made progress.
+fn run_exec(agent: &mut SimAgent<'_>, exec: &mut Exec, board: &SimBoard) -> bool {
+    if !exec.is_running() {
+        return false;
+    }
+    let mut con = ExecConsole {
+        agent,
+        wrote: false,
+        blocked: false,
+    };
+    let end = exec.poll(board, &mut con);
+    let progress = con.wrote || (!con.blocked && exec.is_busy());
+    if let Some(code) = end {
+        agent.exec_exit(code);
+        return true;
+    }
+    progress
+}
+
 /// The demo application as the agent sees it.
 struct DemoApp<'a> {
     board: &'a SimBoard,
     shell: Shell,
+    /// The host's exec: one command of the shell at a time.
+    exec: Exec,
     stop_requested: bool,
 }
 
 impl App for DemoApp<'_> {
+    fn exec(&mut self, args: micrun_rtos::Args<'_>) -> bool {
+        self.exec.start(args.as_bytes());
+        true
+    }
+
+    fn exec_signal(&mut self, signo: u8) {
+        self.exec.signal(signo);
+    }
+
     fn stop_requested(&mut self, _grace_ms: u32) {
         // Acted upon in the main loop, which can write to the agent.
         self.stop_requested = true;
@@ -420,6 +460,22 @@ struct AgentConsole<'a, 'l> {
     wrote: bool,
     /// The ring was full (no credit from the host yet).
     blocked: bool,
+}
+
+/// The exec's console: the agent's exec ring.
+struct ExecConsole<'a, 'l> {
+    agent: &'a mut SimAgent<'l>,
+    wrote: bool,
+    blocked: bool,
+}
+
+impl Console for ExecConsole<'_, '_> {
+    fn write(&mut self, data: &[u8]) -> usize {
+        let n = self.agent.write_exec(data);
+        self.wrote |= n > 0;
+        self.blocked |= n < data.len();
+        n
+    }
 }
 
 impl Console for AgentConsole<'_, '_> {

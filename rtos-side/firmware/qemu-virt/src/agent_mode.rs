@@ -2,7 +2,7 @@
 //! is one of the streams the agent multiplexes.
 
 use micrun_proto::Stats;
-use micrun_rtos::demo::{self, Action, Shell};
+use micrun_rtos::demo::{self, Action, Exec, Shell};
 use micrun_rtos::ExitReason;
 
 use crate::app::{BOARD_NAME, OS_NAME};
@@ -42,11 +42,22 @@ type FwAgent = micrun_rtos::Agent<UartLink>;
 struct Hooks<'a> {
     board: &'a Board,
     stop: bool,
+    /// The host's exec: one command of the shell at a time.
+    exec: &'a mut Exec,
 }
 
 impl micrun_rtos::App for Hooks<'_> {
     fn stop_requested(&mut self, _grace_ms: u32) {
         self.stop = true;
+    }
+
+    fn exec(&mut self, args: micrun_rtos::Args<'_>) -> bool {
+        self.exec.start(args.as_bytes());
+        true
+    }
+
+    fn exec_signal(&mut self, signo: u8) {
+        self.exec.signal(signo);
     }
 
     fn stats(&mut self, _uptime_ms: u64) -> Stats {
@@ -59,6 +70,22 @@ struct AgentConsole<'a> {
     agent: &'a mut FwAgent,
     /// The agent refused bytes (no room until the host grants credit).
     blocked: bool,
+}
+
+/// The exec's console: the agent's exec stream.
+struct ExecConsole<'a> {
+    agent: &'a mut FwAgent,
+    blocked: bool,
+}
+
+impl demo::Console for ExecConsole<'_> {
+    fn write(&mut self, data: &[u8]) -> usize {
+        let n = self.agent.write_exec(data);
+        if n < data.len() {
+            self.blocked = true;
+        }
+        n
+    }
 }
 
 impl demo::Console for AgentConsole<'_> {
@@ -88,6 +115,7 @@ pub fn run_agent(mut board: Board, uart: Pl011) -> ! {
     );
     let mut shell = Shell::new();
     shell.start(&board);
+    let mut exec = Exec::new();
     let mut buf = [0u8; 64];
     loop {
         board.update_load();
@@ -110,12 +138,22 @@ pub fn run_agent(mut board: Board, uart: Pl011) -> ! {
             }
             Action::Hang => board.hang(),
         }
+        let mut exec_console = ExecConsole {
+            agent: &mut agent,
+            blocked: false,
+        };
+        let exec_end = exec.poll(&board, &mut exec_console);
+        let exec_blocked = exec_console.blocked;
+        if let Some(code) = exec_end {
+            agent.exec_exit(code);
+        }
 
         // Sends what the shell wrote, takes what the host sent, runs timers.
         agent.link().got_input = false;
         let mut hooks = Hooks {
             board: &board,
             stop: false,
+            exec: &mut exec,
         };
         let now = board.uptime_ms();
         agent.poll(now, &mut hooks);
@@ -128,9 +166,14 @@ pub fn run_agent(mut board: Board, uart: Pl011) -> ! {
         // Sleep only when nothing can move until the link or the agent's next timer
         // says so: no input arrived (it may be stdin, or credit for more output),
         // and the shell is done or waits for credit.
-        if n == 0 && !agent.link().got_input && (shell.is_idle() || blocked) {
+        let exec_idle = !exec.is_busy() || exec_blocked;
+        if n == 0 && !agent.link().got_input && (shell.is_idle() || blocked) && exec_idle {
+            let wake = [shell.wake_at(), exec.wake_at()].into_iter().flatten();
             let wait = agent
                 .poll_timeout()
+                .into_iter()
+                .chain(wake)
+                .min()
                 .map_or(IDLE_TICK_MS, |t| t.saturating_sub(now));
             board.idle(&agent.link().uart, wait);
         }
@@ -143,7 +186,12 @@ fn report_exit(board: &mut Board, agent: &mut FwAgent, code: i32, reason: ExitRe
     let deadline = board.uptime_ms() + EXIT_DELIVERY_TIMEOUT_MS;
     loop {
         let now = board.uptime_ms();
-        let mut hooks = Hooks { board, stop: false };
+        let mut idle = Exec::new();
+        let mut hooks = Hooks {
+            board,
+            stop: false,
+            exec: &mut idle,
+        };
         // A stop request now changes nothing: the exit is already on its way.
         agent.poll(now, &mut hooks);
         if agent.exit_delivered() || now >= deadline {
