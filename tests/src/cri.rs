@@ -586,3 +586,39 @@ pub fn leftovers(env: &Env, id: &str) -> Vec<String> {
     crate::e2e::wait_until(Duration::from_secs(10), || left().is_empty());
     left()
 }
+
+// ---- Exec (`kubectl exec`, exec probes) ----
+
+impl Cri {
+    /// `ExecSync` (what exec probes and `kubectl exec` without a terminal
+    /// amount to): `cmd` in container `id`, at most `timeout_s` seconds (0: none).
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout_s: i64,
+    ) -> Result<v1::ExecSyncResponse, Status> {
+        let r = self
+            .rt
+            .block_on(self.runtime().exec_sync(v1::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: timeout_s,
+            }))?;
+        Ok(r.into_inner())
+    }
+
+    /// `Exec` (streaming, `kubectl exec`): the URL of the CRI plugin's streaming
+    /// server that serves it.
+    pub fn exec_url(&self, id: &str, cmd: &[&str], tty: bool) -> Result<String, Status> {
+        let r = self.rt.block_on(self.runtime().exec(v1::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin: false,
+            stdout: true,
+            stderr: !tty,
+        }))?;
+        Ok(r.into_inner().url)
+    }
+}
