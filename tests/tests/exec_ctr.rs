@@ -6,7 +6,7 @@
 //!
 //! | tests | what |
 //! |---|---|
-//! | `commands_*` | `stats` → its line, 0; `exit 3` → 3 (the task runs on); an unknown command → 127 and the shell's message; the console still answers |
+//! | `commands_*` | `stats` → its line, 0, and the events TaskExecAdded, TaskExecStarted, TaskExit (id `e1`); `exit 3` → 3 (the task runs on); an unknown command → 127 and the shell's message; the console still answers |
 //! | `flood_*` | 300 000 bytes of exec output arrive complete and in order (credit flow control), then `flood done` |
 //! | `queued_execs_sim` | four execs at once run one after another, each with its own output and code |
 //! | `kill_exec_sim` | `sleep 60000` killed with SIGKILL through `ctr task kill --exec-id` → 137 at once; the task runs on |
@@ -51,12 +51,32 @@ fn running<'e>(
 fn commands(p: Ped) {
     let env = Env::shared();
     let (ns, id) = running(&env, p, "exec", false);
+    let events = env.cd.events().expect("ctr events");
     let (code, out, err) = exec(&env, ns.name(), &id, "e1", &["stats"]);
     assert_eq!(code, 0, "stats: {out:?} {err:?}{}", env.diag(&id));
     assert!(out.contains("uptime_ms="), "stats output: {out:?}");
     assert!(
         !out.contains("> "),
         "no prompt in an exec's output: {out:?}"
+    );
+    // The exec's events, as runc's shim sends them: added, started, its exit.
+    let exit = events
+        .wait_for(T_ACT, "/tasks/exit of e1", |e| {
+            e.topic == "/tasks/exit" && e.payload["id"] == "e1"
+        })
+        .expect("the exec's TaskExit");
+    assert_eq!(exit.payload["container_id"], id.as_str());
+    assert_eq!(exit.payload["exit_status"].as_i64().unwrap_or(0), 0);
+    let topics: Vec<String> = events
+        .of(ns.name(), &id)
+        .into_iter()
+        .filter(|e| e.topic.starts_with("/tasks/exec") || e.payload["id"] == "e1")
+        .map(|e| e.topic)
+        .collect();
+    assert_eq!(
+        topics,
+        ["/tasks/exec-added", "/tasks/exec-started", "/tasks/exit"],
+        "the exec's events"
     );
 
     let (code, out, err) = exec(&env, ns.name(), &id, "e2", &["exit", "3"]);
