@@ -13,7 +13,8 @@
 //! is read from the endpoint only as fast as the exec's FIFO takes it (credit
 //! back-pressure, as for the console). A SIGKILL for an exec that the
 //! application does not end within [`KILL_GRACE`] ends it here with 137; the
-//! agent's late report for it is then ignored. When the instance ends, every
+//! agent's late report for it is then ignored (output such an application
+//! still sends for it may reach the next exec). When the instance ends, every
 //! exec still queued or running ends with 137, as a runtime kills a
 //! container's processes with its init.
 
@@ -66,6 +67,8 @@ struct Current {
     code: Option<u32>,
     /// A SIGKILL was sent: end it here at this time if the agent has not.
     kill_at: Option<Instant>,
+    /// Nothing of its output waits in the endpoint (as of the last collect).
+    ring_empty: bool,
 }
 
 /// The execs of one instance, on the loop's side.
@@ -105,10 +108,12 @@ impl Execs {
             out: Out::default(),
             code: None,
             kill_at: None,
+            ring_empty: true,
         });
     }
 
-    /// Takes exec output from the endpoint as far as the FIFO keeps up. Output
+    /// Takes exec output from the endpoint as far as the FIFO keeps up: it is
+    /// the current exec's (the agent's `ExecExited` follows all of it). Output
     /// with no exec to take it (one ended here after a SIGKILL) is discarded.
     pub fn collect<const I: usize, const O: usize>(
         &mut self,
@@ -116,15 +121,16 @@ impl Execs {
         rbuf: &mut [u8],
     ) {
         match self.current.as_mut() {
-            Some(c) if c.code.is_none() => {
+            Some(c) => {
                 if c.out.buf.len() < OUT_MAX {
                     let n = ep.read_console(Stream::Exec, rbuf);
                     if c.fifo.is_some() {
                         c.out.buf.extend_from_slice(&rbuf[..n]);
                     }
                 }
+                c.ring_empty = ep.readable(Stream::Exec) == 0;
             }
-            _ => while ep.read_console(Stream::Exec, rbuf) > 0 {},
+            None => while ep.read_console(Stream::Exec, rbuf) > 0 {},
         }
     }
 
@@ -175,6 +181,8 @@ impl Execs {
                 );
                 c.code = Some(137);
                 c.out.buf.clear();
+                // What it still sends is not waited for.
+                c.ring_empty = true;
             }
         }
     }
@@ -190,10 +198,9 @@ impl Execs {
     /// Finishes the current exec once it has ended and its output is written
     /// (or cannot be: its reader is gone). True when one finished.
     pub fn finish_ended(&mut self) -> bool {
-        let done = self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.code.is_some() && (c.out.buf.is_empty() || c.fifo.is_none()));
+        let done = self.current.as_ref().is_some_and(|c| {
+            c.code.is_some() && ((c.out.buf.is_empty() && c.ring_empty) || c.fifo.is_none())
+        });
         if !done {
             return false;
         }
