@@ -304,3 +304,45 @@ fn absent_reader_stalls_output_without_losing_it_or_the_partition() {
     inst.kill(9).unwrap();
     inst.wait_timeout(Duration::from_secs(10)).unwrap();
 }
+
+/// An exec whose reader stalls: its output waits (credit holds the agent back),
+/// nothing is lost, and the exit comes only after the last byte was taken.
+#[test]
+fn exec_with_a_stalled_reader_loses_nothing() {
+    use micrun_shim::instance::ExecJob;
+    let dir = TempDir::new("engine-exec");
+    let (inst, mut io) = setup(&dir, &[], &[]);
+    inst.start().unwrap();
+    io.read_until("> ", Duration::from_secs(10));
+    let (rx, tx) = nix::unistd::pipe().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    const N: u32 = 500_000;
+    let wire = inst
+        .exec(ExecJob {
+            wire: 0,
+            name: "flood".into(),
+            argv: format!("flood\0{N}\0").into_bytes(),
+            stdout: Some(fs::File::from(tx)),
+            on_exit: Box::new(move |code| {
+                let _ = done_tx.send(code);
+            }),
+        })
+        .expect("exec");
+    assert_ne!(wire, 0);
+    // Nobody reads for a while: the pipe (64 KiB) and the buffers fill.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        done_rx.try_recv().is_err(),
+        "ended before its output was read"
+    );
+    let mut out = Vec::new();
+    fs::File::from(rx).read_to_end(&mut out).unwrap();
+    assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)), Ok(0));
+    let mismatch = (0..N).find(|&i| out.get(i as usize) != Some(&micrun_rtos::demo::flood_byte(i)));
+    assert_eq!(mismatch, None, "{} bytes", out.len());
+    assert!(String::from_utf8_lossy(&out[N as usize..]).contains("flood done"));
+    // The console is untouched by the exec.
+    assert!(!String::from_utf8_lossy(&io.out).contains("flood done"));
+    inst.kill(9).unwrap();
+    inst.wait_timeout(Duration::from_secs(10)).unwrap();
+}
