@@ -13,13 +13,16 @@
 // Protocol version this library speaks (see `Hello.version`).
 #define MICRUN_PROTOCOL_MAJOR 1
 
-#define MICRUN_PROTOCOL_MINOR 1
+#define MICRUN_PROTOCOL_MINOR 2
 
 // Longest `agent_version`, `os` or `board` in a HelloAck, in bytes.
 #define MICRUN_MAX_NAME 24
 
 // Longest `text` of a Log message, in bytes.
 #define MICRUN_MAX_LOG 80
+
+// Longest `argv` of an ExecStart, in bytes (every argument followed by a NUL).
+#define MICRUN_MAX_ARGV 80
 
 // Feature bits of `Hello.features` / `HelloAck.features`; a session uses the
 // bits both sides set.
@@ -30,6 +33,10 @@
 #define MICRUN_FEATURE_SIGNALS 4
 
 #define MICRUN_FEATURE_STDERR 8
+
+// The agent runs the application's commands (protocol 1.2): a host sends
+// EXEC_START and EXEC_SIGNAL only when the session has this bit.
+#define MICRUN_FEATURE_EXEC 16
 
 // `micrun_host_msg.kind`: host → RTOS messages (the wire index).
 #define MICRUN_HOST_HELLO 0
@@ -47,6 +54,12 @@
 #define MICRUN_HOST_CREDIT 6
 
 #define MICRUN_HOST_STATS_REQUEST 7
+
+// Run a command of the application (protocol 1.2): `exec`, `argv`.
+#define MICRUN_HOST_EXEC_START 8
+
+// A signal for the running exec (protocol 1.2): `exec`, `signo`.
+#define MICRUN_HOST_EXEC_SIGNAL 9
 
 // `micrun_rtos_msg.kind`: RTOS → host messages (the wire index).
 #define MICRUN_RTOS_HELLO_ACK 0
@@ -69,12 +82,18 @@
 // it before it writes anything to a console that may have no agent.
 #define MICRUN_RTOS_ANNOUNCE 8
 
+// The exec ended (protocol 1.2): `exec`, `code`; sent after all its output.
+#define MICRUN_RTOS_EXEC_EXITED 9
+
 // Console streams (`stream` fields).
 #define MICRUN_STREAM_STDIN 0
 
 #define MICRUN_STREAM_STDOUT 1
 
 #define MICRUN_STREAM_STDERR 2
+
+// Output of the running exec, RTOS → host (protocol 1.2).
+#define MICRUN_STREAM_EXEC 3
 
 // Why the RTOS application ended (`micrun_rtos_msg.reason`).
 #define MICRUN_EXIT_REASON_NORMAL 0
@@ -202,7 +221,7 @@ typedef struct micrun_host_msg {
   uint32_t nonce;
   // STOP: how long the application may take to stop.
   uint32_t grace_ms;
-  // SIGNAL: a POSIX signal number.
+  // SIGNAL, EXEC_SIGNAL: a POSIX signal number.
   uint8_t signo;
   // CONSOLE_IN: console input bytes.
   struct micrun_bytes data;
@@ -214,6 +233,11 @@ typedef struct micrun_host_msg {
   uint32_t stream;
   // CREDIT: how many more bytes of `stream` the host can take.
   uint32_t bytes;
+  // EXEC_START, EXEC_SIGNAL: the exec's number, chosen by the host.
+  uint32_t exec;
+  // EXEC_START: every argument followed by a NUL, at most MICRUN_MAX_ARGV
+  // bytes (empty, or ending in a NUL).
+  struct micrun_bytes argv;
 } micrun_host_msg;
 
 // Fields of HelloAck (RTOS → host, answers Hello).
@@ -262,7 +286,7 @@ typedef struct micrun_rtos_msg {
   uint32_t nonce;
   // PONG: the agent's uptime.
   uint64_t uptime_ms;
-  // CONSOLE_OUT (STDOUT or STDERR), CREDIT (STDIN): MICRUN_STREAM_*.
+  // CONSOLE_OUT (STDOUT, STDERR or EXEC), CREDIT (STDIN): MICRUN_STREAM_*.
   uint32_t stream;
   // CONSOLE_OUT: console output bytes.
   struct micrun_bytes data;
@@ -270,7 +294,7 @@ typedef struct micrun_rtos_msg {
   uint32_t bytes;
   // STATS.
   struct micrun_stats_report stats;
-  // EXITED: the application's exit code.
+  // EXITED: the application's exit code; EXEC_EXITED: the exec's.
   int32_t code;
   // EXITED: MICRUN_EXIT_REASON_*.
   uint32_t reason;
@@ -280,6 +304,8 @@ typedef struct micrun_rtos_msg {
   struct micrun_bytes text;
   // ANNOUNCE.
   struct micrun_announce announce;
+  // EXEC_EXITED: the exec's number (from its EXEC_START).
+  uint32_t exec;
 } micrun_rtos_msg;
 
 // A frame's header as it is on the wire.

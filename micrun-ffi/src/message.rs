@@ -21,12 +21,14 @@ use crate::status::{
 
 /// Protocol version this library speaks (see `Hello.version`).
 pub const MICRUN_PROTOCOL_MAJOR: u8 = 1;
-pub const MICRUN_PROTOCOL_MINOR: u8 = 1;
+pub const MICRUN_PROTOCOL_MINOR: u8 = 2;
 
 /// Longest `agent_version`, `os` or `board` in a HelloAck, in bytes.
 pub const MICRUN_MAX_NAME: usize = 24;
 /// Longest `text` of a Log message, in bytes.
 pub const MICRUN_MAX_LOG: usize = 80;
+/// Longest `argv` of an ExecStart, in bytes (every argument followed by a NUL).
+pub const MICRUN_MAX_ARGV: usize = 80;
 
 /// Feature bits of `Hello.features` / `HelloAck.features`; a session uses the
 /// bits both sides set.
@@ -34,6 +36,9 @@ pub const MICRUN_FEATURE_STATS: u32 = 1;
 pub const MICRUN_FEATURE_RESIZE: u32 = 2;
 pub const MICRUN_FEATURE_SIGNALS: u32 = 4;
 pub const MICRUN_FEATURE_STDERR: u32 = 8;
+/// The agent runs the application's commands (protocol 1.2): a host sends
+/// EXEC_START and EXEC_SIGNAL only when the session has this bit.
+pub const MICRUN_FEATURE_EXEC: u32 = 16;
 
 /// `micrun_host_msg.kind`: host → RTOS messages (the wire index).
 pub const MICRUN_HOST_HELLO: u32 = 0;
@@ -44,6 +49,10 @@ pub const MICRUN_HOST_CONSOLE_IN: u32 = 4;
 pub const MICRUN_HOST_RESIZE: u32 = 5;
 pub const MICRUN_HOST_CREDIT: u32 = 6;
 pub const MICRUN_HOST_STATS_REQUEST: u32 = 7;
+/// Run a command of the application (protocol 1.2): `exec`, `argv`.
+pub const MICRUN_HOST_EXEC_START: u32 = 8;
+/// A signal for the running exec (protocol 1.2): `exec`, `signo`.
+pub const MICRUN_HOST_EXEC_SIGNAL: u32 = 9;
 
 /// `micrun_rtos_msg.kind`: RTOS → host messages (the wire index).
 pub const MICRUN_RTOS_HELLO_ACK: u32 = 0;
@@ -57,11 +66,15 @@ pub const MICRUN_RTOS_LOG: u32 = 7;
 /// The agent is there and waits for a Hello (protocol 1.1): a host listens for
 /// it before it writes anything to a console that may have no agent.
 pub const MICRUN_RTOS_ANNOUNCE: u32 = 8;
+/// The exec ended (protocol 1.2): `exec`, `code`; sent after all its output.
+pub const MICRUN_RTOS_EXEC_EXITED: u32 = 9;
 
 /// Console streams (`stream` fields).
 pub const MICRUN_STREAM_STDIN: u32 = 0;
 pub const MICRUN_STREAM_STDOUT: u32 = 1;
 pub const MICRUN_STREAM_STDERR: u32 = 2;
+/// Output of the running exec, RTOS → host (protocol 1.2).
+pub const MICRUN_STREAM_EXEC: u32 = 3;
 
 /// Why the RTOS application ended (`micrun_rtos_msg.reason`).
 pub const MICRUN_EXIT_REASON_NORMAL: u32 = 0;
@@ -82,10 +95,12 @@ const _: () = {
     assert!(MICRUN_PROTOCOL_MINOR == micrun_proto::PROTOCOL_VERSION.minor);
     assert!(MICRUN_MAX_NAME == msg::MAX_NAME);
     assert!(MICRUN_MAX_LOG == msg::MAX_LOG);
+    assert!(MICRUN_MAX_ARGV == msg::MAX_ARGV);
     assert!(MICRUN_FEATURE_STATS == micrun_proto::features::STATS);
     assert!(MICRUN_FEATURE_RESIZE == micrun_proto::features::RESIZE);
     assert!(MICRUN_FEATURE_SIGNALS == micrun_proto::features::SIGNALS);
     assert!(MICRUN_FEATURE_STDERR == micrun_proto::features::STDERR);
+    assert!(MICRUN_FEATURE_EXEC == micrun_proto::features::EXEC);
 };
 
 /// A byte string or text: `len` bytes at `ptr`. Text is UTF-8 and not
@@ -186,7 +201,7 @@ pub struct micrun_host_msg {
     pub nonce: u32,
     /// STOP: how long the application may take to stop.
     pub grace_ms: u32,
-    /// SIGNAL: a POSIX signal number.
+    /// SIGNAL, EXEC_SIGNAL: a POSIX signal number.
     pub signo: u8,
     /// CONSOLE_IN: console input bytes.
     pub data: micrun_bytes,
@@ -198,6 +213,11 @@ pub struct micrun_host_msg {
     pub stream: u32,
     /// CREDIT: how many more bytes of `stream` the host can take.
     pub bytes: u32,
+    /// EXEC_START, EXEC_SIGNAL: the exec's number, chosen by the host.
+    pub exec: u32,
+    /// EXEC_START: every argument followed by a NUL, at most MICRUN_MAX_ARGV
+    /// bytes (empty, or ending in a NUL).
+    pub argv: micrun_bytes,
 }
 
 /// An RTOS → host message. `kind` (MICRUN_RTOS_*) selects the message; only the
@@ -214,7 +234,7 @@ pub struct micrun_rtos_msg {
     pub nonce: u32,
     /// PONG: the agent's uptime.
     pub uptime_ms: u64,
-    /// CONSOLE_OUT (STDOUT or STDERR), CREDIT (STDIN): MICRUN_STREAM_*.
+    /// CONSOLE_OUT (STDOUT, STDERR or EXEC), CREDIT (STDIN): MICRUN_STREAM_*.
     pub stream: u32,
     /// CONSOLE_OUT: console output bytes.
     pub data: micrun_bytes,
@@ -222,7 +242,7 @@ pub struct micrun_rtos_msg {
     pub bytes: u32,
     /// STATS.
     pub stats: micrun_stats_report,
-    /// EXITED: the application's exit code.
+    /// EXITED: the application's exit code; EXEC_EXITED: the exec's.
     pub code: i32,
     /// EXITED: MICRUN_EXIT_REASON_*.
     pub reason: u32,
@@ -232,6 +252,8 @@ pub struct micrun_rtos_msg {
     pub text: micrun_bytes,
     /// ANNOUNCE.
     pub announce: micrun_announce,
+    /// EXEC_EXITED: the exec's number (from its EXEC_START).
+    pub exec: u32,
 }
 
 const ZERO_VERSION: micrun_proto_version = micrun_proto_version { major: 0, minor: 0 };
@@ -253,6 +275,8 @@ impl micrun_host_msg {
         cols: 0,
         stream: 0,
         bytes: 0,
+        exec: 0,
+        argv: micrun_bytes::EMPTY,
     };
 }
 
@@ -287,10 +311,11 @@ impl micrun_rtos_msg {
             version: ZERO_VERSION,
             max_frame: 0,
         },
+        exec: 0,
     };
 }
 
-const HOST_KINDS: [&str; 8] = [
+const HOST_KINDS: [&str; 10] = [
     "Hello",
     "Ping",
     "Stop",
@@ -299,8 +324,10 @@ const HOST_KINDS: [&str; 8] = [
     "Resize",
     "Credit",
     "StatsRequest",
+    "ExecStart",
+    "ExecSignal",
 ];
-const RTOS_KINDS: [&str; 9] = [
+const RTOS_KINDS: [&str; 10] = [
     "HelloAck",
     "Ready",
     "Pong",
@@ -310,6 +337,7 @@ const RTOS_KINDS: [&str; 9] = [
     "Exited",
     "Log",
     "Announce",
+    "ExecExited",
 ];
 
 /// Reads one field of a caller's struct without reading (or referencing) the
@@ -342,9 +370,10 @@ fn stream_from_c(v: u32, what: &str) -> Result<Stream, Failed> {
         MICRUN_STREAM_STDIN => Ok(Stream::Stdin),
         MICRUN_STREAM_STDOUT => Ok(Stream::Stdout),
         MICRUN_STREAM_STDERR => Ok(Stream::Stderr),
+        MICRUN_STREAM_EXEC => Ok(Stream::Exec),
         _ => Err(fail!(
             MICRUN_ERR_INVALID_ARG,
-            "{what} {v} is not a MICRUN_STREAM_* value (0..=2)"
+            "{what} {v} is not a MICRUN_STREAM_* value (0..=3)"
         )),
     }
 }
@@ -354,6 +383,7 @@ fn stream_to_c(s: Stream) -> u32 {
         Stream::Stdin => MICRUN_STREAM_STDIN,
         Stream::Stdout => MICRUN_STREAM_STDOUT,
         Stream::Stderr => MICRUN_STREAM_STDERR,
+        Stream::Exec => MICRUN_STREAM_EXEC,
     }
 }
 
@@ -397,6 +427,30 @@ unsafe fn text_from_c<'a>(b: micrun_bytes, max: usize, what: &str) -> Result<&'a
     })
 }
 
+/// An exec's arguments from the caller: at most MICRUN_MAX_ARGV bytes, empty or
+/// ending in a NUL (every argument is NUL-terminated).
+///
+/// # Safety
+/// As [`args::bytes`], for the lifetime of the message being encoded.
+unsafe fn argv_from_c<'a>(b: micrun_bytes, what: &str) -> Result<&'a [u8], Failed> {
+    // SAFETY: forwarded contract.
+    let s = unsafe { args::bytes(b.ptr, b.len, what)? };
+    if s.len() > MICRUN_MAX_ARGV {
+        return Err(fail!(
+            MICRUN_ERR_INVALID_ARG,
+            "{what} is {} bytes, at most {MICRUN_MAX_ARGV} are allowed",
+            s.len()
+        ));
+    }
+    if s.last().is_some_and(|&b| b != 0) {
+        return Err(fail!(
+            MICRUN_ERR_INVALID_ARG,
+            "{what} does not end in a NUL: every argument must be followed by one"
+        ));
+    }
+    Ok(s)
+}
+
 /// The Rust message described by the caller's struct.
 ///
 /// # Safety
@@ -438,10 +492,23 @@ unsafe fn host_from_c<'a>(p: NonNull<micrun_host_msg>) -> Result<HostMsg<'a>, Fa
             bytes: field!(p, bytes),
         },
         MICRUN_HOST_STATS_REQUEST => HostMsg::StatsRequest,
+        MICRUN_HOST_EXEC_START => {
+            let argv = field!(p, argv);
+            // SAFETY: forwarded contract.
+            let argv = unsafe { argv_from_c(argv, "msg->argv")? };
+            HostMsg::ExecStart {
+                exec: field!(p, exec),
+                argv,
+            }
+        }
+        MICRUN_HOST_EXEC_SIGNAL => HostMsg::ExecSignal {
+            exec: field!(p, exec),
+            signo: field!(p, signo),
+        },
         _ => {
             return Err(fail!(
                 MICRUN_ERR_INVALID_ARG,
-                "msg->kind {kind} is not a MICRUN_HOST_* value (0..=7)"
+                "msg->kind {kind} is not a MICRUN_HOST_* value (0..=9)"
             ))
         }
     })
@@ -487,6 +554,16 @@ pub fn host_to_c(m: &HostMsg<'_>) -> micrun_host_msg {
             c.bytes = bytes;
         }
         HostMsg::StatsRequest => c.kind = MICRUN_HOST_STATS_REQUEST,
+        HostMsg::ExecStart { exec, argv } => {
+            c.kind = MICRUN_HOST_EXEC_START;
+            c.exec = exec;
+            c.argv = micrun_bytes::of(argv);
+        }
+        HostMsg::ExecSignal { exec, signo } => {
+            c.kind = MICRUN_HOST_EXEC_SIGNAL;
+            c.exec = exec;
+            c.signo = signo;
+        }
     }
     c
 }
@@ -580,10 +657,14 @@ unsafe fn rtos_from_c<'a>(p: NonNull<micrun_rtos_msg>) -> Result<RtosMsg<'a>, Fa
             let text = unsafe { text_from_c(text, MICRUN_MAX_LOG, "msg->text")? };
             RtosMsg::Log { level, text }
         }
+        MICRUN_RTOS_EXEC_EXITED => RtosMsg::ExecExited {
+            exec: field!(p, exec),
+            code: field!(p, code),
+        },
         _ => {
             return Err(fail!(
                 MICRUN_ERR_INVALID_ARG,
-                "msg->kind {kind} is not a MICRUN_RTOS_* value (0..=8)"
+                "msg->kind {kind} is not a MICRUN_RTOS_* value (0..=9)"
             ))
         }
     })
@@ -657,6 +738,11 @@ pub fn rtos_to_c(m: &RtosMsg<'_>) -> micrun_rtos_msg {
                 version: version_to_c(a.version),
                 max_frame: a.max_frame,
             };
+        }
+        RtosMsg::ExecExited { exec, code } => {
+            c.kind = MICRUN_RTOS_EXEC_EXITED;
+            c.exec = exec;
+            c.code = code;
         }
     }
     c
@@ -797,8 +883,10 @@ pub unsafe extern "C" fn micrun_host_msg_encode(
         unsafe { out_len.set(0) };
         // SAFETY: the contract on msg.
         let m = unsafe { host_from_c(args::input(msg, "msg")?)? };
-        if let HostMsg::ConsoleIn { data } = m {
-            check_apart(&[data], buf, cap)?;
+        match m {
+            HostMsg::ConsoleIn { data } => check_apart(&[data], buf, cap)?,
+            HostMsg::ExecStart { argv, .. } => check_apart(&[argv], buf, cap)?,
+            _ => {}
         }
         // SAFETY: the contract on buf; no input slice overlaps it.
         let buf = unsafe { args::buffer(buf, cap, "buf")? };
@@ -928,6 +1016,12 @@ mod tests {
                 bytes: 512,
             },
             HostMsg::StatsRequest,
+            HostMsg::ExecStart {
+                exec: 300,
+                argv: b"ls\0-l\0",
+            },
+            HostMsg::ExecStart { exec: 0, argv: &[] },
+            HostMsg::ExecSignal { exec: 7, signo: 9 },
         ];
         for m in msgs {
             let c = host_to_c(&m);
@@ -988,6 +1082,14 @@ mod tests {
             RtosMsg::Log {
                 level: LogLevel::Trace,
                 text: "ok",
+            },
+            RtosMsg::ConsoleOut {
+                stream: Stream::Exec,
+                data: b"out",
+            },
+            RtosMsg::ExecExited {
+                exec: 300,
+                code: -127,
             },
         ];
         for m in msgs {
@@ -1055,17 +1157,42 @@ mod tests {
                 MICRUN_ERR_NULL
             );
             let mut bad = ping;
-            bad.kind = 8;
+            bad.kind = 10;
             assert_eq!(
                 micrun_host_msg_encode(&bad, buf.as_mut_ptr(), 64, &mut n),
                 MICRUN_ERR_INVALID_ARG
             );
-            assert!(last_error().contains("msg->kind 8"), "{}", last_error());
+            assert!(last_error().contains("msg->kind 10"), "{}", last_error());
+            let mut exec = host_to_c(&HostMsg::ExecStart {
+                exec: 1,
+                argv: b"ls\0",
+            });
+            exec.argv = micrun_bytes::of(b"ls");
+            assert_eq!(
+                micrun_host_msg_encode(&exec, buf.as_mut_ptr(), 64, &mut n),
+                MICRUN_ERR_INVALID_ARG
+            );
+            assert!(
+                last_error().contains("does not end in a NUL"),
+                "{}",
+                last_error()
+            );
+            let long = [0u8; 81];
+            exec.argv = micrun_bytes::of(&long);
+            assert_eq!(
+                micrun_host_msg_encode(&exec, buf.as_mut_ptr(), 64, &mut n),
+                MICRUN_ERR_INVALID_ARG
+            );
+            assert!(
+                last_error().contains("81 bytes, at most 80"),
+                "{}",
+                last_error()
+            );
             let mut credit = host_to_c(&HostMsg::Credit {
                 stream: Stream::Stdout,
                 bytes: 1,
             });
-            credit.stream = 3;
+            credit.stream = 4;
             assert_eq!(
                 micrun_host_msg_encode(&credit, buf.as_mut_ptr(), 64, &mut n),
                 MICRUN_ERR_INVALID_ARG
@@ -1127,9 +1254,14 @@ mod tests {
     #[test]
     fn malformed_payloads_say_what_they_look_like() {
         let mut out = micrun_host_msg::ZERO;
-        let cases: [(&[u8], &str); 4] = [
+        let cases: [(&[u8], &str); 6] = [
             (&[], "empty payload"),
-            (&[9], "unknown HostMsg kind 9"),
+            (&[10], "unknown HostMsg kind 10"),
+            (
+                &[8, 1, 2, b'l', b's'],
+                "malformed HostMsg ExecStart (5 bytes)",
+            ),
+            (&[9, 1], "malformed HostMsg ExecSignal"),
             (&[5, 24], "malformed HostMsg Resize (2 bytes)"),
             (&[7, 0], "malformed HostMsg StatsRequest"),
         ];

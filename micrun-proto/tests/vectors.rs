@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use micrun_proto::frame::{self, Deframer, Header, FLAG_SEQ, MAX_FRAME};
-use micrun_proto::msg::{HelloAck, MAX_LOG, MAX_NAME};
+use micrun_proto::msg::{HelloAck, MAX_ARGV, MAX_LOG, MAX_NAME};
 use micrun_proto::{
     features, Announce, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
 };
@@ -63,6 +63,18 @@ fn leak_str(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
+/// The longest argument vector: 8 arguments of 8 bytes and one of 7, each with its NUL.
+fn argv_max() -> &'static [u8] {
+    let mut v = Vec::new();
+    for i in 0..9u8 {
+        let len = if i == 8 { 7 } else { 8 };
+        v.extend((0..len).map(|j| b'a' + (i + j) % 26));
+        v.push(0);
+    }
+    assert_eq!(v.len(), MAX_ARGV);
+    leak(v)
+}
+
 /// 480 bytes without a zero: the COBS encoding needs a 0xFF block (> 254 bytes).
 fn console_480() -> &'static [u8] {
     leak((0..480).map(|i| (i % 255 + 1) as u8).collect())
@@ -99,6 +111,9 @@ fn cases() -> Vec<Case> {
     );
     assert_eq!(text80.len(), MAX_LOG);
     let v1 = Version { major: 1, minor: 0 };
+    // What a 1.0 peer offers: the vectors written for 1.0 keep their bytes.
+    let v1_features = features::STATS | features::RESIZE | features::SIGNALS | features::STDERR;
+    let v1_2 = Version { major: 1, minor: 2 };
 
     vec![
         // ---- host -> RTOS ----
@@ -108,9 +123,20 @@ fn cases() -> Vec<Case> {
             0,
             HostMsg::Hello(Hello {
                 version: v1,
-                features: features::ALL,
+                features: v1_features,
                 max_frame: MAX_FRAME as u16,
                 session: 1,
+            }),
+        ),
+        h(
+            "hello_1_2",
+            None,
+            0,
+            HostMsg::Hello(Hello {
+                version: v1_2,
+                features: features::ALL,
+                max_frame: MAX_FRAME as u16,
+                session: 2,
             }),
         ),
         h(
@@ -199,6 +225,48 @@ fn cases() -> Vec<Case> {
             },
         ),
         h("stats_request", Some(13), 0, HostMsg::StatsRequest),
+        h(
+            "exec_start",
+            Some(14),
+            3,
+            HostMsg::ExecStart {
+                exec: 1,
+                argv: b"stats\0",
+            },
+        ),
+        h(
+            "exec_start_max",
+            Some(15),
+            0,
+            HostMsg::ExecStart {
+                exec: u32::MAX,
+                argv: argv_max(),
+            },
+        ),
+        h(
+            "exec_start_empty",
+            Some(16),
+            0,
+            HostMsg::ExecStart { exec: 0, argv: &[] },
+        ),
+        h(
+            "exec_signal",
+            Some(17),
+            4,
+            HostMsg::ExecSignal {
+                exec: 300,
+                signo: 9,
+            },
+        ),
+        h(
+            "h_credit_exec",
+            Some(18),
+            0,
+            HostMsg::Credit {
+                stream: Stream::Exec,
+                bytes: 4096,
+            },
+        ),
         h("h_seq_255", Some(255), 254, HostMsg::StatsRequest),
         Case {
             name: "h_pure_ack_255",
@@ -214,11 +282,25 @@ fn cases() -> Vec<Case> {
             0,
             RtosMsg::HelloAck(HelloAck {
                 version: v1,
-                features: features::ALL,
+                features: v1_features,
                 max_frame: 253,
                 session: 1,
                 agent_version: "0.1.0",
                 os: "uniproton",
+                board: "qemu-virt",
+            }),
+        ),
+        r(
+            "hello_ack_1_2",
+            None,
+            0,
+            RtosMsg::HelloAck(HelloAck {
+                version: v1_2,
+                features: features::ALL,
+                max_frame: 253,
+                session: 2,
+                agent_version: "0.3.0",
+                os: "zephyr",
                 board: "qemu-virt",
             }),
         ),
@@ -447,6 +529,39 @@ fn cases() -> Vec<Case> {
                 text: "température ≥ 90°C",
             },
         ),
+        r(
+            "console_out_exec",
+            Some(20),
+            0,
+            RtosMsg::ConsoleOut {
+                stream: Stream::Exec,
+                data: b"uptime 12 ms\n",
+            },
+        ),
+        r(
+            "exec_exited",
+            Some(21),
+            17,
+            RtosMsg::ExecExited { exec: 1, code: 0 },
+        ),
+        r(
+            "exec_exited_137",
+            Some(22),
+            0,
+            RtosMsg::ExecExited {
+                exec: u32::MAX,
+                code: 137,
+            },
+        ),
+        r(
+            "exec_exited_negative",
+            Some(23),
+            0,
+            RtosMsg::ExecExited {
+                exec: 300,
+                code: i32::MIN,
+            },
+        ),
         r("r_seq_255", Some(255), 7, RtosMsg::Ready),
         r(
             "announce",
@@ -482,8 +597,8 @@ fn cases() -> Vec<Case> {
 // and `every_variant_has_a_vector` then fails until a vector uses it. The number is
 // the wire index, which the test also checks against the payload's first byte.
 
-const HOST_VARIANTS: usize = 8;
-const RTOS_VARIANTS: usize = 9;
+const HOST_VARIANTS: usize = 10;
+const RTOS_VARIANTS: usize = 10;
 
 fn host_variant(m: &HostMsg<'_>) -> usize {
     match m {
@@ -495,6 +610,8 @@ fn host_variant(m: &HostMsg<'_>) -> usize {
         HostMsg::Resize { .. } => 5,
         HostMsg::Credit { .. } => 6,
         HostMsg::StatsRequest => 7,
+        HostMsg::ExecStart { .. } => 8,
+        HostMsg::ExecSignal { .. } => 9,
     }
 }
 
@@ -509,6 +626,7 @@ fn rtos_variant(m: &RtosMsg<'_>) -> usize {
         RtosMsg::Exited { .. } => 6,
         RtosMsg::Log { .. } => 7,
         RtosMsg::Announce(_) => 8,
+        RtosMsg::ExecExited { .. } => 9,
     }
 }
 
@@ -517,6 +635,7 @@ fn stream_index(s: Stream) -> usize {
         Stream::Stdin => 0,
         Stream::Stdout => 1,
         Stream::Stderr => 2,
+        Stream::Exec => 3,
     }
 }
 
@@ -579,9 +698,9 @@ fn every_variant_has_a_vector() {
     }
     assert_eq!(host, (0..HOST_VARIANTS).collect(), "HostMsg variants");
     assert_eq!(rtos, (0..RTOS_VARIANTS).collect(), "RtosMsg variants");
-    assert_eq!(h_credit, (0..3).collect(), "HostMsg::Credit streams");
+    assert_eq!(h_credit, (0..4).collect(), "HostMsg::Credit streams");
     assert_eq!(r_credit, (0..3).collect(), "RtosMsg::Credit streams");
-    assert_eq!(out_streams, [1, 2].into(), "ConsoleOut streams");
+    assert_eq!(out_streams, [1, 2, 3].into(), "ConsoleOut streams");
     assert_eq!(exits, (0..4).collect(), "exit reasons");
     assert_eq!(levels, (0..5).collect(), "log levels");
     assert!(pure_ack && seq_255);

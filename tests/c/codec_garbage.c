@@ -141,11 +141,25 @@ static void bad_arguments(void) {
     micrun_framer f;
     micrun_bytes b;
 
-    micrun_host_msg hm = {.kind = 8};
-    expect("host kind 8", micrun_host_msg_encode(&hm, buf, sizeof buf, &n), MICRUN_ERR_INVALID_ARG);
-    if (n != 0) fail("host kind 8", "out_len %zu after an error", n);
-    hm = (micrun_host_msg){.kind = MICRUN_HOST_CREDIT, .stream = 3};
-    expect("host stream 3", micrun_host_msg_encode(&hm, buf, sizeof buf, &n),
+    micrun_host_msg hm = {.kind = 10};
+    expect("host kind 10", micrun_host_msg_encode(&hm, buf, sizeof buf, &n), MICRUN_ERR_INVALID_ARG);
+    if (n != 0) fail("host kind 10", "out_len %zu after an error", n);
+    hm = (micrun_host_msg){.kind = MICRUN_HOST_CREDIT, .stream = 4};
+    expect("host stream 4", micrun_host_msg_encode(&hm, buf, sizeof buf, &n),
+           MICRUN_ERR_INVALID_ARG);
+    static const uint8_t no_nul[] = {'l', 's'};
+    static const uint8_t too_long[MICRUN_MAX_ARGV + 1] = {0};
+    hm = (micrun_host_msg){.kind = MICRUN_HOST_EXEC_START, .argv = {.ptr = no_nul, .len = 2}};
+    expect("argv without NUL", micrun_host_msg_encode(&hm, buf, sizeof buf, &n),
+           MICRUN_ERR_INVALID_ARG);
+    hm.argv = (micrun_bytes){.ptr = too_long, .len = sizeof too_long};
+    expect("argv too long", micrun_host_msg_encode(&hm, buf, sizeof buf, &n),
+           MICRUN_ERR_INVALID_ARG);
+    hm.argv = (micrun_bytes){.ptr = NULL, .len = 3};
+    expect("argv NULL", micrun_host_msg_encode(&hm, buf, sizeof buf, &n), MICRUN_ERR_NULL);
+    hm.argv = (micrun_bytes){.ptr = buf + 2, .len = 2};
+    buf[3] = 0;
+    expect("argv inside buf", micrun_host_msg_encode(&hm, buf, sizeof buf, &n),
            MICRUN_ERR_INVALID_ARG);
     hm = (micrun_host_msg){.kind = MICRUN_HOST_CONSOLE_IN, .data = {.ptr = NULL, .len = 4}};
     expect("host data NULL", micrun_host_msg_encode(&hm, buf, sizeof buf, &n), MICRUN_ERR_NULL);
@@ -281,7 +295,7 @@ static void random_payloads(long rounds) {
     for (long r = 0; r < rounds; r++) {
         size_t len = rng_below(rng_below(4) ? 40 : sizeof p);
         rng_fill(p, len);
-        if (len && rng_below(4)) p[0] = (uint8_t)rng_below(9);
+        if (len && rng_below(4)) p[0] = (uint8_t)rng_below(11);
         micrun_host_msg hm;
         micrun_status st = micrun_host_msg_decode(p, len, &hm);
         if (st == MICRUN_OK) {

@@ -72,6 +72,7 @@ static const char *stream_name(uint32_t s) {
     return s == MICRUN_STREAM_STDIN    ? "stdin"
            : s == MICRUN_STREAM_STDOUT ? "stdout"
            : s == MICRUN_STREAM_STDERR ? "stderr"
+           : s == MICRUN_STREAM_EXEC   ? "exec"
                                        : "?";
 }
 
@@ -94,6 +95,19 @@ static void describe_host(struct text *t, const micrun_host_msg *m) {
         put(t, "Credit stream=%s bytes=%" PRIu32, stream_name(m->stream), m->bytes);
         break;
     case MICRUN_HOST_STATS_REQUEST: put(t, "StatsRequest"); break;
+    case MICRUN_HOST_EXEC_START:
+        /* Every argument ends in a NUL: print them space-separated. */
+        put(t, "ExecStart exec=%" PRIu32 " argv=[", m->exec);
+        for (size_t i = 0, start = 0; i < m->argv.len; i++) {
+            if (m->argv.ptr[i] != 0) continue;
+            put(t, "%s%.*s", start ? " " : "", (int)(i - start), (const char *)m->argv.ptr + start);
+            start = i + 1;
+        }
+        put(t, "]");
+        break;
+    case MICRUN_HOST_EXEC_SIGNAL:
+        put(t, "ExecSignal exec=%" PRIu32 " signo=%u", m->exec, m->signo);
+        break;
     default: put(t, "unknown kind %" PRIu32, m->kind);
     }
 }
@@ -139,6 +153,9 @@ static void describe_rtos(struct text *t, const micrun_rtos_msg *m) {
         put(t, "Announce v%u.%u max_frame=%u", m->announce.version.major,
             m->announce.version.minor, m->announce.max_frame);
         break;
+    case MICRUN_RTOS_EXEC_EXITED:
+        put(t, "ExecExited exec=%" PRIu32 " code=%" PRId32, m->exec, m->code);
+        break;
     default: put(t, "unknown kind %" PRIu32, m->kind);
     }
 }
@@ -149,6 +166,7 @@ static const struct {
     const char *want;
 } expected[] = {
     {"hello", "Hello v1.0 features=15 max_frame=496 session=1"},
+    {"hello_1_2", "Hello v1.2 features=31 max_frame=496 session=2"},
     {"hello_max", "Hello v255.255 features=4294967295 max_frame=65535 session=4294967295"},
     {"ping_1", "Ping nonce=1"},
     {"ping_max", "Ping nonce=4294967295"},
@@ -166,10 +184,18 @@ static const struct {
     {"h_credit_stdout", "Credit stream=stdout bytes=8192"},
     {"h_credit_stderr", "Credit stream=stderr bytes=4294967295"},
     {"stats_request", "StatsRequest"},
+    {"exec_start", "ExecStart exec=1 argv=[stats]"},
+    {"exec_start_max", "ExecStart exec=4294967295 argv=[abcdefgh bcdefghi cdefghij defghijk efghijkl"
+                       " fghijklm ghijklmn hijklmno ijklmno]"},
+    {"exec_start_empty", "ExecStart exec=0 argv=[]"},
+    {"exec_signal", "ExecSignal exec=300 signo=9"},
+    {"h_credit_exec", "Credit stream=exec bytes=4096"},
     {"h_seq_255", "StatsRequest"},
     {"h_pure_ack_255", "(pure ack)"},
     {"hello_ack", "HelloAck v1.0 features=15 max_frame=253 session=1 agent_version=\"0.1.0\""
                   " os=\"uniproton\" board=\"qemu-virt\""},
+    {"hello_ack_1_2", "HelloAck v1.2 features=31 max_frame=253 session=2 agent_version=\"0.3.0\""
+                      " os=\"zephyr\" board=\"qemu-virt\""},
     {"hello_ack_empty", "HelloAck v1.0 features=0 max_frame=96 session=0 agent_version=\"\""
                         " os=\"\" board=\"\""},
     {"hello_ack_24", "HelloAck v255.255 features=4294967295 max_frame=65535 session=4294967295"
@@ -200,6 +226,10 @@ static const struct {
                     "QRSTUVWXYZ[\\]^_`abcdefghijklmnop\""},
     {"log_utf8", "Log level=warn text=\"temp\xc3\xa9rature \xe2\x89\xa5 90\xc2\xb0"
                  "C\""},
+    {"console_out_exec", "ConsoleOut stream=exec data=[757074696d65203132206d730a]"},
+    {"exec_exited", "ExecExited exec=1 code=0"},
+    {"exec_exited_137", "ExecExited exec=4294967295 code=137"},
+    {"exec_exited_negative", "ExecExited exec=300 code=-2147483648"},
     {"r_seq_255", "Ready"},
     {"announce", "Announce v1.1 max_frame=253"},
     {"announce_ack_max", "Announce v255.255 max_frame=65535"},
