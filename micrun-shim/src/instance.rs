@@ -52,6 +52,7 @@ use crate::pedestal::{
     Link, Partition, PartitionState, PartitionStats, PedestalError, RxTranslate,
 };
 use crate::spec::InstanceSpec;
+use crate::termination::EndCause;
 
 mod exec;
 mod io_loop;
@@ -153,6 +154,10 @@ struct State {
     agent_code: Option<u32>,
     process_code: Option<i32>,
     peer: Option<micrun_proto::PeerInfo>,
+    /// Why it ended, when a user has something to act on.
+    cause: Option<EndCause>,
+    /// The host file kubelet shows as the termination message ([`crate::termination`]).
+    termination_log: Option<PathBuf>,
 }
 
 type ExitHook = Box<dyn Fn(&ExitInfo) + Send + Sync>;
@@ -199,6 +204,7 @@ impl Instance {
     ) -> Result<Instance, InstanceError> {
         let link = partition.take_link();
         let (cmd_tx, cmd_rx) = async_channel::unbounded();
+        let termination_log = crate::termination::host_file(&spec.bundle);
         Ok(Instance {
             spec,
             partition: Arc::new(Mutex::new(partition)),
@@ -211,6 +217,8 @@ impl Instance {
                     agent_code: None,
                     process_code: None,
                     peer: None,
+                    cause: None,
+                    termination_log,
                 }),
                 Condvar::new(),
             )),
@@ -546,7 +554,14 @@ impl Instance {
 
     /// The reaper saw the partition's host process end.
     pub fn process_exited(&self, code: i32) {
-        lock(&self.partition).process_exited(code);
+        let cause = {
+            let mut p = lock(&self.partition);
+            p.process_exited(code);
+            p.end_cause()
+        };
+        if let Some(cause) = cause {
+            set_cause(&self.state, cause);
+        }
         lock(&self.state.0).process_code = Some(code);
         if lock(&self.io_parts).is_some() {
             // Never started: nothing else will notice.
@@ -614,9 +629,14 @@ impl Instance {
     }
 }
 
+/// Notes why the instance is ending (the first cause noted wins).
+fn set_cause(state: &(Mutex<State>, Condvar), cause: EndCause) {
+    lock(&state.0).cause.get_or_insert(cause);
+}
+
 /// Records the end and tells everyone, once.
 fn finish(state: &Arc<(Mutex<State>, Condvar)>, on_exit: &Arc<Mutex<Option<ExitHook>>>, id: &str) {
-    let info = {
+    let (info, cause, termination_log) = {
         let mut st = lock(&state.0);
         if st.exit.is_some() {
             return;
@@ -633,9 +653,10 @@ fn finish(state: &Arc<(Mutex<State>, Condvar)>, on_exit: &Arc<Mutex<Option<ExitH
         st.exit = Some(info);
         st.status = Status::Stopped;
         state.1.notify_all();
-        info
+        (info, st.cause, st.termination_log.clone())
     };
     log::info!("{id}: exited with status {}", info.code);
+    crate::termination::record(id, termination_log.as_deref(), cause, info.code);
     if let Some(hook) = lock(on_exit).as_ref() {
         hook(&info);
     }
@@ -762,6 +783,7 @@ fn unreported_end(ctx: &LoopCtx) {
         }
     };
     lock(&ctx.state.0).forced_code.get_or_insert(code);
+    set_cause(&ctx.state, EndCause::Unreported);
 }
 
 /// Ends the partition from the loop (its end then shows as link EOF and, where

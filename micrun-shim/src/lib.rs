@@ -31,3 +31,4 @@ pub mod service;
 pub mod spec;
 pub mod state;
 pub mod stdio;
+pub mod termination;

@@ -622,3 +622,68 @@ impl Cri {
         Ok(r.into_inner().url)
     }
 }
+
+// ---- Lifecycle calls (cri_lifecycle.rs): update, stats of many ----
+
+impl Cri {
+    /// `UpdateContainerResources` with `linux` resources (what kubelet sends for
+    /// an in-place resize).
+    pub fn update_container_resources(
+        &self,
+        id: &str,
+        linux: v1::LinuxContainerResources,
+    ) -> Result<(), Status> {
+        self.rt.block_on(self.runtime().update_container_resources(
+            v1::UpdateContainerResourcesRequest {
+                container_id: id.into(),
+                linux: Some(linux),
+                ..Default::default()
+            },
+        ))?;
+        Ok(())
+    }
+
+    /// `ListContainerStats` of the containers of `pod` (kubelet's
+    /// `PodAndContainerStatsFromCRI` path).
+    pub fn list_container_stats(&self, pod: &str) -> Result<Vec<v1::ContainerStats>, Status> {
+        let r = self.rt.block_on(self.runtime().list_container_stats(
+            v1::ListContainerStatsRequest {
+                filter: Some(v1::ContainerStatsFilter {
+                    pod_sandbox_id: pod.into(),
+                    ..Default::default()
+                }),
+            },
+        ))?;
+        Ok(r.into_inner().stats)
+    }
+}
+
+/// What kubelet adds to a ContainerConfig for the termination message: a host
+/// file (`host_file`, which kubelet creates empty) mounted at `path`, and the
+/// annotation naming the path.
+pub fn with_termination_log(config: &mut ContainerConfig, host_file: &Path, path: &str) {
+    config.mounts.push(v1::Mount {
+        container_path: path.into(),
+        host_path: host_file.to_string_lossy().into_owned(),
+        ..Default::default()
+    });
+    config.annotations.insert(
+        "io.kubernetes.container.terminationMessagePath".into(),
+        path.into(),
+    );
+}
+
+/// The CPU time (ns) and working set (bytes) of `stats`, 0 where missing.
+pub fn cpu_and_memory(stats: &v1::ContainerStats) -> (u64, u64) {
+    let cpu = stats
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.as_ref())
+        .map_or(0, |v| v.value);
+    let mem = stats
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.as_ref())
+        .map_or(0, |v| v.value);
+    (cpu, mem)
+}

@@ -39,8 +39,9 @@ use smol::{future, Timer};
 
 use super::exec::Execs;
 use super::{
-    drain, finish, lock, push_raw, request_destroy, set_mode, unreported_end, would_block, Command,
-    LinkEndpoint, LoopCtx, Mode, Out, Relay, Wake, EXIT_GRACE, RAW_BUFFER,
+    drain, finish, lock, push_raw, request_destroy, set_cause, set_mode, unreported_end,
+    would_block, Command, EndCause, LinkEndpoint, LoopCtx, Mode, Out, Relay, Wake, EXIT_GRACE,
+    RAW_BUFFER,
 };
 use crate::annotations::AgentMode;
 use crate::pedestal::micad::NewlineRestorer;
@@ -277,6 +278,9 @@ impl IoLoop {
             HostEvent::Exited { code, reason } => {
                 log::info!("{id}: the RTOS application exited: code {code}, {reason:?}");
                 lock(&self.ctx.state.0).agent_code = Some(code as u32 & 0xff);
+                if reason != micrun_proto::ExitReason::Normal {
+                    set_cause(&self.ctx.state, EndCause::Agent(reason));
+                }
                 self.ending.stop = None;
                 // A host process gets a moment to end by itself; a partition
                 // without one (micad, remoteproc, Xen) stays up after its
@@ -295,6 +299,7 @@ impl IoLoop {
                     self.ctx.lifecycle.liveness_window
                 );
                 lock(&self.ctx.state.0).forced_code.get_or_insert(137);
+                set_cause(&self.ctx.state, EndCause::PeerLost { silent_ms });
                 self.ending.exit = Some(Instant::now());
             }
             HostEvent::Error(e) => {

@@ -214,6 +214,11 @@ pub trait Partition: Send {
     fn process_exited(&mut self, code: i32) {
         let _ = code;
     }
+    /// What ended it, when the pedestal saw something a user must know (QEMU:
+    /// a guest it reports panicked); asked once its host process has ended.
+    fn end_cause(&self) -> Option<crate::termination::EndCause> {
+        None
+    }
     /// The host process that embodies the partition, if there is one (default:
     /// none, as for hardware partitions).
     fn pid(&self) -> Option<u32> {

@@ -53,6 +53,7 @@ use crate::config::{Config, PedestalKind};
 use crate::firmware::{Arch, FirmwareError, FirmwareImage, ImageFormat, ImageHints};
 use crate::resources::{CpuSet, Resources};
 use crate::spec::InstanceSpec;
+use crate::termination::EndCause;
 
 const KIND: PedestalKind = PedestalKind::Qemu;
 
@@ -349,6 +350,7 @@ impl Qemu {
                     files,
                     state: PartitionState::Created,
                     exit_code: None,
+                    failed: None,
                     resources: spec.resources.clone(),
                 })
             }
@@ -704,18 +706,18 @@ fn watch(
     qmp: Arc<Mutex<Option<Qmp>>>,
     interval: Duration,
     stop: mpsc::Receiver<()>,
-) {
+) -> Option<EndCause> {
     loop {
         match stop.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
-            _ => return,
+            _ => return None,
         }
         if !alive(pid, start) {
-            return;
+            return None;
         }
         let status = match lock(&qmp).as_mut() {
             Some(qmp) => qmp.query_status(),
-            None => return,
+            None => return None,
         };
         match status {
             Ok(status) if status == "guest-panicked" || status == "internal-error" => {
@@ -734,10 +736,12 @@ fn watch(
                         nix::sys::signal::Signal::SIGABRT,
                     );
                 }
-                return;
+                return Some(EndCause::GuestFailed {
+                    panicked: status == "guest-panicked",
+                });
             }
             Ok(_) => {}
-            Err(QmpError::Closed) => return,
+            Err(QmpError::Closed) => return None,
             Err(e) => log::debug!("{id}: QEMU pid {pid}: query-status: {e}"),
         }
     }
@@ -753,14 +757,15 @@ fn lock(qmp: &Mutex<Option<Qmp>>) -> std::sync::MutexGuard<'_, Option<Qmp>> {
 #[derive(Debug)]
 struct Watch {
     stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
+    thread: JoinHandle<Option<EndCause>>,
 }
 
 impl Watch {
-    fn end(self) {
+    /// Stops it; what it saw end the guest, if anything.
+    fn end(self) -> Option<EndCause> {
         drop(self.stop);
         // It wakes at once, or after the query it is in (bounded by QMP's timeout).
-        let _ = self.thread.join();
+        self.thread.join().ok().flatten()
     }
 }
 
@@ -782,6 +787,8 @@ struct QemuPartition {
     state: PartitionState,
     /// From the reaper.
     exit_code: Option<i32>,
+    /// What the watch saw end the guest.
+    failed: Option<EndCause>,
     resources: Resources,
 }
 
@@ -912,7 +919,7 @@ impl Partition for QemuPartition {
     fn destroy(&mut self) -> Result<(), PedestalError> {
         self.link = None;
         if let Some(watch) = self.watch.take() {
-            watch.end();
+            self.failed = self.failed.or(watch.end());
         }
         if alive(self.pid, self.start) {
             let quitting = lock(&self.qmp).as_mut().is_some_and(|qmp| {
@@ -998,10 +1005,14 @@ impl Partition for QemuPartition {
         self.state
     }
 
+    fn end_cause(&self) -> Option<EndCause> {
+        self.failed
+    }
+
     fn process_exited(&mut self, code: i32) {
         self.exit_code = Some(code);
         if let Some(watch) = self.watch.take() {
-            watch.end();
+            self.failed = self.failed.or(watch.end());
         }
         *lock(&self.qmp) = None;
         self.state = PartitionState::Stopped(Some(code));

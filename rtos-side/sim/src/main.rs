@@ -20,6 +20,8 @@
 //! The shell's [`Action`]s become process behaviour: `exit <code>` ends the
 //! process with `code & 0xff` (in agent mode once the host has the `Exited`
 //! message), `panic` exits 101, `hang` stops servicing the link but stays alive.
+//! `--ignore-stop` makes the application answer the host's stop requests with
+//! `stop ignored` and go on, like a firmware without a graceful stop.
 //! SIGINT/SIGTERM/SIGHUP are taken through a signalfd so that the `--pty-link`
 //! symlink is removed and stdio flags restored even then.
 
@@ -60,6 +62,9 @@ Other:
   --board NAME      board name shown by the shell (default: sim)
   --input TEXT      console input typed at boot, before anything from the
                     link (at most 512 bytes; end each command with a CR)
+  --ignore-stop     agent mode: answer the host's stop requests with
+                    `stop ignored` on the console and go on (a firmware
+                    without a graceful stop)
   --help            show this help
 ";
 
@@ -112,6 +117,8 @@ struct Opts {
     /// `--input`: typed at boot (a task whose stdin is not a console, such as
     /// one with a containerd log URI, can still be given commands).
     input: Vec<u8>,
+    /// `--ignore-stop`: the application does not stop when the host asks.
+    ignore_stop: bool,
 }
 
 /// `Ok(None)` means `--help`.
@@ -123,6 +130,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Opts>, 
     let mut raw = false;
     let mut board = String::from("sim");
     let mut input = Vec::new();
+    let mut ignore_stop = false;
     while let Some(arg) = args.next() {
         let arg = arg
             .into_string()
@@ -131,6 +139,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Opts>, 
         match arg.as_str() {
             "--help" | "-h" => return Ok(None),
             "--raw" => raw = true,
+            "--ignore-stop" => ignore_stop = true,
             "--pty" => pty = true,
             "--socket" => socket = Some(PathBuf::from(value("--socket")?)),
             "--pty-link" => pty_link = Some(PathBuf::from(value("--pty-link")?)),
@@ -164,6 +173,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Opts>, 
         raw,
         board,
         input,
+        ignore_stop,
     }))
 }
 
@@ -184,7 +194,7 @@ fn run(opts: &Opts) -> Result<i32, String> {
     let end = if opts.raw {
         run_raw(&link, &board, &signals, &opts.input)
     } else {
-        run_agent(&link, &board, &signals, &opts.input)
+        run_agent(&link, &board, &signals, opts)
     }?;
     Ok(match end {
         End::Exit(code) => code,
@@ -267,7 +277,7 @@ fn run_agent(
     link: &Link,
     board: &SimBoard,
     signals: &SignalFd,
-    input: &[u8],
+    opts: &Opts,
 ) -> Result<End, String> {
     // The agent wants `'static` names; the process lives as long as they do.
     let info = AgentInfo {
@@ -282,10 +292,11 @@ fn run_agent(
         shell: Shell::new(),
         exec: Exec::new(),
         stop_requested: false,
+        ignore_stop: opts.ignore_stop,
     };
     // Before a host connects the banner waits in the agent's stdout ring.
     app.shell.start(board);
-    app.shell.feed(input);
+    app.shell.feed(&opts.input);
     let mut phase = Phase::Running;
     let mut buf = [0u8; 512];
     loop {
@@ -414,6 +425,8 @@ struct DemoApp<'a> {
     /// The host's exec: one command of the shell at a time.
     exec: Exec,
     stop_requested: bool,
+    /// `--ignore-stop`.
+    ignore_stop: bool,
 }
 
 impl App for DemoApp<'_> {
@@ -427,6 +440,10 @@ impl App for DemoApp<'_> {
     }
 
     fn stop_requested(&mut self, _grace_ms: u32) {
+        if self.ignore_stop {
+            self.shell.notify(b"stop ignored\r\n");
+            return;
+        }
         // Acted upon in the main loop, which can write to the agent.
         self.stop_requested = true;
     }
@@ -907,6 +924,7 @@ mod tests {
                 raw: false,
                 board: "sim".into(),
                 input: Vec::new(),
+                ignore_stop: false,
             }
         );
         assert_eq!(
@@ -920,8 +938,10 @@ mod tests {
                 raw: true,
                 board: "b".into(),
                 input: Vec::new(),
+                ignore_stop: false,
             }
         );
+        assert!(parse(&["--ignore-stop"]).unwrap().unwrap().ignore_stop);
         assert_eq!(
             parse(&["--socket", "/s"]).unwrap().unwrap().link,
             LinkOpt::Socket("/s".into())
