@@ -9,7 +9,9 @@
 //!              vs a runc pod running a static hello; interleaved, medians, ratio
 //! 7 pod memory the shim of one RTOS pod (Pss, VmRSS) once its first line is logged;
 //!              the processes it has (no pause process); a runc pod's shim + pause
-//! 8 ExecSync   reserved: exec is not served by the shim yet
+//! 8 ExecSync   the round trip of `ExecSync(["stats"])` into a running RTOS pod (the
+//!              demo shell's command through the agent) vs `ExecSync(["/stats"])` into
+//!              a running runc pod (a static program that prints a line); interleaved
 //! ```
 //!
 //! It measures the binaries it is given (`--shim`, `--sim`): `tests/bench/run.sh`
@@ -50,6 +52,10 @@ const HELLO: &str = "hello from a static C binary";
 const POD_START_RATIO: f64 = 0.25;
 /// Target of row 7: the same budget as one shim with one container (row 2a).
 const POD_MEMORY_MB: f64 = 4.0;
+/// Target of row 8 (issue 9): the median ExecSync round trip on the sim pedestal.
+const EXEC_SYNC_MS: f64 = 20.0;
+/// ExecSync round trips per `--reps` (they are short).
+const EXEC_REPS_PER_REP: usize = 3;
 /// How long the first log line may take.
 const FIRST_LINE_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -280,28 +286,39 @@ struct PerRt {
     shims_per_pod: Samples,
 }
 
-/// Builds the static hello of the runc pod (prints a line, then sleeps).
-fn build_hello(work: &Path) -> Result<PathBuf, String> {
-    let src = work.join("hello.c");
+/// Builds a static C program `name` from `body` (the inside of `main`).
+fn build_static(work: &Path, name: &str, body: &str) -> Result<PathBuf, String> {
+    let src = work.join(format!("{name}.c"));
     std::fs::write(
         &src,
-        format!(
-            "#include <stdio.h>\n#include <unistd.h>\n\
-             int main(void) {{\n  printf(\"{HELLO}\\n\");\n  fflush(stdout);\n  for (;;) sleep(3600);\n}}\n"
-        ),
+        format!("#include <stdio.h>\n#include <unistd.h>\nint main(void) {{\n{body}\n}}\n"),
     )
     .map_err(|e| e.to_string())?;
-    let hello = work.join("hello");
+    let exe = work.join(name);
     let st = Command::new("gcc")
         .args(["-static", "-O2", "-s", "-o"])
-        .arg(&hello)
+        .arg(&exe)
         .arg(&src)
         .status()
         .map_err(|e| format!("cannot run gcc: {e}"))?;
     if !st.success() {
-        return Err("gcc -static hello.c failed (libc6-dev installed?)".into());
+        return Err(format!(
+            "gcc -static {name}.c failed (libc6-dev installed?)"
+        ));
     }
-    Ok(hello)
+    Ok(exe)
+}
+
+/// The runc pod's programs: `/hello` prints a line, then sleeps; `/stats` (its
+/// ExecSync command) prints a line and exits.
+fn build_runc_programs(work: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let hello = build_static(
+        work,
+        "hello",
+        &format!("  printf(\"{HELLO}\\n\");\n  fflush(stdout);\n  for (;;) sleep(3600);"),
+    )?;
+    let stats = build_static(work, "stats", "  printf(\"uptime 1 s\\n\");\n  return 0;")?;
+    Ok((hello, stats))
 }
 
 impl Bench {
@@ -327,7 +344,9 @@ impl Bench {
         })
         .map_err(|e| e.to_string())?;
         let sim = std::fs::read(&o.sim).map_err(|e| e.to_string())?;
-        let hello = std::fs::read(build_hello(work)?).map_err(|e| e.to_string())?;
+        let (hello, stats) = build_runc_programs(work)?;
+        let hello = std::fs::read(hello).map_err(|e| e.to_string())?;
+        let stats = std::fs::read(stats).map_err(|e| e.to_string())?;
         let sim_image = "localhost/micrun/bench-sim:agent".to_string();
         let hello_image = "localhost/micrun/bench-hello:static".to_string();
         let images = [
@@ -336,6 +355,7 @@ impl Bench {
                 .entrypoint(["/firmware.elf"]),
             ImageBuilder::new(hello_image.clone())
                 .file("/hello", hello, 0o755)
+                .file("/stats", stats, 0o755)
                 .entrypoint(["/hello"]),
         ];
         let pause = cri::pause_image();
@@ -364,6 +384,19 @@ impl Bench {
         })
     }
 
+    /// The runtime handler, image, first log line and pod annotations of a pod of `rt`.
+    fn pod_kind(&self, rt: Rt) -> (&str, &str, &str, &'static [(&'static str, &'static str)]) {
+        match rt {
+            Rt::Micrun => (
+                cri::HANDLER,
+                &self.sim_image,
+                BANNER,
+                &[(ANN_PEDESTAL, "sim")],
+            ),
+            Rt::Runc => ("runc", &self.hello_image, HELLO, &[]),
+        }
+    }
+
     fn shim_of(&self, pod: &str) -> Option<u32> {
         self.cd.shim_pids().into_iter().find(|&pid| {
             let a = cmdline(pid);
@@ -389,15 +422,7 @@ impl Bench {
     fn pod_start(&self, rt: Rt, name: &str, settle: Duration, p: &mut PerRt) -> Result<(), String> {
         let log_dir = self.work.join("pods").join(name);
         std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
-        let (handler, image, first, ann): (&str, &str, &str, &[(&str, &str)]) = match rt {
-            Rt::Micrun => (
-                cri::HANDLER,
-                &self.sim_image,
-                BANNER,
-                &[(ANN_PEDESTAL, "sim")],
-            ),
-            Rt::Runc => ("runc", &self.hello_image, HELLO, &[]),
-        };
+        let (handler, image, first, ann) = self.pod_kind(rt);
         let pod_config = cri::pod_config(name, &log_dir, ann);
         let config = cri::container_config("c", image, &[]);
         let log = log_dir.join("c/0.log");
@@ -483,10 +508,102 @@ impl Bench {
     }
 
     // ---- ExecSync round trip (row 8) -------------------------------------------
-    // Reserved for the shim's exec (issue 9, being implemented by the lead): time
-    // `ExecSync(["stats"])` on a running RTOS pod here (median of --reps, the issue's
-    // target ≤ 20 ms on sim), fill `Report::exec_sync` and render row 8 from it.
-    // Until then the row says "not measured".
+
+    /// Starts a pod of `rt` with its container and waits for its first line;
+    /// returns (pod, container).
+    fn running_pod(&self, rt: Rt, name: &str) -> Result<(String, String), String> {
+        let log_dir = self.work.join("pods").join(name);
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let (handler, image, first, ann) = self.pod_kind(rt);
+        let pod_config = cri::pod_config(name, &log_dir, ann);
+        let config = cri::container_config("c", image, &[]);
+        let pod = self
+            .cri
+            .run_pod(&pod_config, handler)
+            .map_err(|e| format!("RunPodSandbox {name}: {e:?}{}", self.diag()))?;
+        let started = (|| {
+            let cid = self
+                .cri
+                .create_container(&pod, &config, &pod_config)
+                .map_err(|e| format!("CreateContainer in {name}: {e:?}{}", self.diag()))?;
+            self.cri
+                .start_container(&cid)
+                .map_err(|e| format!("StartContainer in {name}: {e:?}{}", self.diag()))?;
+            let log = log_dir.join("c/0.log");
+            let t = Instant::now();
+            while !std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(first)
+            {
+                if t.elapsed() > FIRST_LINE_DEADLINE {
+                    return Err(format!("{name}: no {first:?} in {}", log.display()));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(cid)
+        })();
+        match started {
+            Ok(cid) => Ok((pod, cid)),
+            Err(e) => {
+                self.remove_pod(&pod);
+                Err(e)
+            }
+        }
+    }
+
+    fn remove_pod(&self, pod: &str) {
+        let _ = self.cri.stop_pod(pod);
+        let _ = self.cri.remove_pod(pod);
+    }
+
+    /// One `ExecSync` of `cmd` in `cid`: its round trip in ms, checked for exit
+    /// code 0 and `want` in its stdout.
+    fn exec_once(&self, cid: &str, cmd: &[&str], want: &str) -> Result<f64, String> {
+        let t = Instant::now();
+        let r = self
+            .cri
+            .exec_sync(cid, cmd, 10)
+            .map_err(|e| format!("ExecSync {cmd:?}: {e:?}{}", self.diag()))?;
+        let took = ms(t.elapsed());
+        let out = String::from_utf8_lossy(&r.stdout);
+        if r.exit_code != 0 || !out.contains(want) {
+            return Err(format!(
+                "ExecSync {cmd:?}: exit code {}, stdout {out:?}, stderr {:?}",
+                r.exit_code,
+                String::from_utf8_lossy(&r.stderr)
+            ));
+        }
+        Ok(took)
+    }
+
+    /// Row 8: `reps` ExecSync round trips into one running pod of each runtime,
+    /// alternating, after one untimed exec each.
+    fn exec_sync(&self, reps: usize, r: &mut Report) -> Result<(), String> {
+        let (mpod, mcid) = self.running_pod(Rt::Micrun, "exec-micrun")?;
+        let result = (|| {
+            let (rpod, rcid) = self.running_pod(Rt::Runc, "exec-runc")?;
+            let result = (|| {
+                let micrun = || self.exec_once(&mcid, &["stats"], "uptime");
+                let runc = || self.exec_once(&rcid, &["/stats"], "uptime");
+                micrun()?;
+                runc()?;
+                for rep in 0..reps {
+                    if rep % 2 == 0 {
+                        r.exec_sync.push(micrun()?);
+                        r.exec_sync_runc.push(runc()?);
+                    } else {
+                        r.exec_sync_runc.push(runc()?);
+                        r.exec_sync.push(micrun()?);
+                    }
+                }
+                Ok(())
+            })();
+            self.remove_pod(&rpod);
+            result
+        })();
+        self.remove_pod(&mpod);
+        result
+    }
 }
 
 struct Report {
@@ -497,8 +614,9 @@ struct Report {
     opts: Opts,
     micrun: PerRt,
     runc: PerRt,
-    /// Row 8: ExecSync round trips (ms); empty until the shim serves exec.
+    /// Row 8: ExecSync round trips (ms) into the RTOS pod, and into the runc pod.
     exec_sync: Samples,
+    exec_sync_runc: Samples,
 }
 
 fn run(o: &Opts, work: &Path, r: &mut Report) -> Result<(), String> {
@@ -533,6 +651,12 @@ fn run(o: &Opts, work: &Path, r: &mut Report) -> Result<(), String> {
             r.runc.total.0.last().unwrap_or(&f64::NAN)
         );
     }
+    b.exec_sync(o.reps * EXEC_REPS_PER_REP, r)?;
+    eprintln!(
+        "cri-bench: ExecSync micrun {:.1} ms, runc {:.1} ms (medians)",
+        r.exec_sync.median(),
+        r.exec_sync_runc.median()
+    );
     Ok(())
 }
 
@@ -579,20 +703,15 @@ fn render(r: &Report) -> String {
         pss / runc_pod,
         verdict(m.shim_rss.median() * 1024.0 <= POD_MEMORY_MB * 1e6)
     );
-    if r.exec_sync.0.is_empty() {
-        let _ = writeln!(
-            s,
-            "| 8 | ExecSync round trip (`[\"stats\"]`, sim) | not measured: the shim does not serve exec yet | — | — | ≤ 20 ms median | (not measured) |"
-        );
-    } else {
-        let v = r.exec_sync.median();
-        let _ = writeln!(
-            s,
-            "| 8 | ExecSync round trip (`[\"stats\"]`, sim) | {} | — | — | ≤ 20 ms median | {} |",
-            f_ms(v),
-            verdict(v <= 20.0)
-        );
-    }
+    let (e, ec) = (r.exec_sync.median(), r.exec_sync_runc.median());
+    let _ = writeln!(
+        s,
+        "| 8 | ExecSync round trip (exec probe): `[\"stats\"]` in a running RTOS pod, through the agent (sim pedestal) | {} | runc pod, `[\"/stats\"]` (static, prints a line): {} | {:.2} | ≤ {EXEC_SYNC_MS} ms median | {} |",
+        f_ms(e),
+        f_ms(ec),
+        e / ec,
+        verdict(e <= EXEC_SYNC_MS)
+    );
     let _ = writeln!(s, "\n#### Details (median, min, max, n)\n");
     for (tag, p) in [("micrun", m), ("runc", c)] {
         let _ = writeln!(
@@ -606,6 +725,12 @@ fn render(r: &Report) -> String {
             p.teardown.spread(f_ms)
         );
     }
+    let _ = writeln!(
+        s,
+        "- ExecSync round trip: micrun {}; runc {}",
+        r.exec_sync.spread(f_ms),
+        r.exec_sync_runc.spread(f_ms)
+    );
     let _ = writeln!(
         s,
         "- RTOS pod shim Pss {}; RTOS pod shim VmRSS {}; shims serving the pod: {}; the shim's child processes: {} (the sim partition); pause processes: {}",
@@ -641,6 +766,11 @@ fn render(r: &Report) -> String {
         s,
         "- 7: {} ms after the first line: `VmRSS` of `/proc/<shim>/status` and `Pss` of `/proc/<shim>/smaps_rollup`, the shim being the process whose argv has `-id <pod sandbox id>`; its children from `/proc/*/stat` (the shim is the subreaper of what it runs); a pause process is a child whose argv[0] ends in `/pause` (the sandbox image's Entrypoint), its `Pss` likewise",
         r.opts.settle.as_millis()
+    );
+    let _ = writeln!(
+        s,
+        "- 8: one pod of each runtime started as in 6 and left running; one untimed `ExecSync` each, then {} of each alternating (which goes first alternates), `timeout: 10`; each answer checked for exit code 0 and `uptime` in its stdout; the time is `ExecSync` called → returned",
+        r.exec_sync.0.len()
     );
     s
 }
@@ -694,6 +824,7 @@ fn main() {
         micrun: PerRt::default(),
         runc: PerRt::default(),
         exec_sync: Samples::default(),
+        exec_sync_runc: Samples::default(),
     };
     let code = {
         // Dropped (daemon, shims, pods, temp dir) before the process exits.
