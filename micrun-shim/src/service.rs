@@ -1198,7 +1198,7 @@ mod tests {
     #[test]
     fn type_urls_are_the_descriptors_full_names() {
         let declared = declared_type_urls();
-        assert_eq!(declared.len(), 7);
+        assert_eq!(declared.len(), 9);
         for (type_url, full_name) in declared {
             assert_eq!(type_url, full_name);
         }
