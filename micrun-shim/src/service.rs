@@ -490,7 +490,8 @@ impl Service {
         let Workload::Rtos(inst) = &task.workload else {
             return Err(Error::Instance(crate::instance::InstanceError::Precondition(
                 format!(
-                    "exec in {}: the pod's sandbox container runs nothing; exec into one of                      its RTOS containers",
+                    "exec in {}: the pod's sandbox container runs nothing; exec into one of \
+                     its RTOS containers",
                     req.id
                 ),
             )));

@@ -184,22 +184,70 @@ fn isulad_style_lifecycle_over_ttrpc() {
     assert_eq!(fixed_metrics.memory.usage.limit, 64 << 20);
     assert_eq!(sigkill_wait_delete(&client, &fixed), (137, 137));
 
-    // Exec is not a thing for an RTOS: UNIMPLEMENTED, not NOT_FOUND.
+    // Exec runs one firmware command through the agent. A request without an
+    // OCI process spec is refused by name, and leaves no exec behind.
     match client.exec(
         ctx(),
         &api::ExecProcessRequest {
             id: id.clone(),
+            exec_id: "probe".into(),
             ..Default::default()
         },
     ) {
         Err(containerd_shim::protos::ttrpc::Error::RpcStatus(s)) => {
             assert_eq!(
                 s.code(),
-                containerd_shim::protos::ttrpc::Code::UNIMPLEMENTED
-            )
+                containerd_shim::protos::ttrpc::Code::INVALID_ARGUMENT
+            );
+            assert!(s.message.contains("process spec"), "{s:?}");
         }
-        other => panic!("exec: {other:?}"),
+        other => panic!("exec without a spec: {other:?}"),
     }
+    let mut any = containerd_shim::protos::protobuf::well_known_types::any::Any::new();
+    any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
+    any.value = br#"{"args":["stats"],"cwd":"/"}"#.to_vec();
+    client
+        .exec(
+            ctx(),
+            &api::ExecProcessRequest {
+                id: id.clone(),
+                exec_id: "probe".into(),
+                spec: Some(any).into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    client
+        .start(
+            ctx(),
+            &api::StartRequest {
+                id: id.clone(),
+                exec_id: "probe".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let waited = client
+        .wait(
+            ctx(),
+            &api::WaitRequest {
+                id: id.clone(),
+                exec_id: "probe".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(waited.exit_status, 0, "`stats` exits 0");
+    client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: id.clone(),
+                exec_id: "probe".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
 
     assert_eq!(sigkill_wait_delete(&client, &id), (137, 137));
     assert!(!Path::new(&format!("/proc/{}", created.pid)).exists() || is_gone(created.pid));
