@@ -242,6 +242,23 @@ pub(crate) fn argv_ok(argv: &[u8]) -> bool {
     argv.len() <= MAX_ARGV && argv.last().is_none_or(|&b| b == 0)
 }
 
+/// Encodes [`RtosMsg::Log`] from text the caller knows to be UTF-8 (the RTOS
+/// endpoint keeps its log line as bytes cut from a `&str`).
+pub(crate) fn encode_log(
+    level: LogLevel,
+    text: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, CodecError> {
+    if text.len() > MAX_LOG {
+        return Err(CodecError::Malformed);
+    }
+    let mut w = Writer { buf, pos: 0 };
+    w.u8(7)?;
+    w.u8(level as u8)?;
+    w.bytes(text)?;
+    Ok(w.pos)
+}
+
 fn check_str(s: &str, max: usize) -> Result<(), CodecError> {
     if s.len() > max {
         Err(CodecError::Malformed)
@@ -582,12 +599,7 @@ impl<'a> RtosMsg<'a> {
                 w.i32(code)?;
                 w.u8(reason as u8)?;
             }
-            RtosMsg::Log { level, text } => {
-                check_str(text, MAX_LOG)?;
-                w.u8(7)?;
-                w.u8(level as u8)?;
-                w.bytes(text.as_bytes())?;
-            }
+            RtosMsg::Log { level, text } => return encode_log(level, text.as_bytes(), buf),
             RtosMsg::Announce(a) => {
                 w.u8(8)?;
                 for b in a.magic {
