@@ -24,6 +24,9 @@
 // The control queue is full; call [`micrun_agent_poll`] and try again.
 #define MICRUN_AGENT_EAGAIN -11
 
+// No exec is running (it was never started, or has been ended already).
+#define MICRUN_AGENT_ESRCH -3
+
 // Stream numbers for [`micrun_agent_write`].
 #define MICRUN_STDOUT 1
 
@@ -66,6 +69,16 @@ typedef struct micrun_agent_config {
   void (*on_resize)(void *ctx, uint16_t rows, uint16_t cols);
   // Fill `out` (pre-filled with the uptime) with resource usage.
   void (*on_stats)(void *ctx, struct micrun_stats *out);
+  // The host asks to run a command (protocol 1.2): `argv[0..argc]` are its
+  // arguments (NUL-terminated, `argv[argc]` is NULL; valid during the call
+  // only). Return true when the command runs: write its output with
+  // `micrun_agent_write_exec` and end it with `micrun_agent_exec_exit`, now
+  // or later. Return false for an unknown command: the exec ends with 127.
+  // NULL: the application has no commands, and every exec ends with 127.
+  bool (*on_exec)(void *ctx, int argc, const char *const *argv);
+  // A signal for the running exec (9: its caller gave up, e.g. an exec
+  // probe's timeout): end it with `micrun_agent_exec_exit` (e.g. 128 + signo).
+  void (*on_exec_signal)(void *ctx, uint8_t signo);
 } micrun_agent_config;
 
 #ifdef __cplusplus
@@ -97,6 +110,22 @@ uint64_t micrun_agent_poll(uint64_t now_ms);
 // # Safety
 // `data` must be valid for `len` bytes (or `len` 0).
 ptrdiff_t micrun_agent_write(uint8_t stream, const uint8_t *data, size_t len);
+
+// Queues output of the running exec. Returns the number of bytes accepted
+// (less than `len` when the ring is full: poll and write the rest later),
+// `MICRUN_AGENT_ESRCH` when no exec runs, or another negative error.
+//
+// # Safety
+// `data` must be valid for `len` bytes (or `len` 0).
+ptrdiff_t micrun_agent_write_exec(const uint8_t *data, size_t len);
+
+// Ends the running exec with `code` (0 success, 1..=255 failure, 128 + n
+// after signal n). The report reaches the host after all the exec's output.
+// Returns 0, or `MICRUN_AGENT_ESRCH` when no exec runs.
+int32_t micrun_agent_exec_exit(int32_t code);
+
+// 1 while an exec is running (started and not yet ended), else 0.
+int32_t micrun_agent_exec_running(void);
 
 // Reports the application's end with `code` and `reason` (`MICRUN_EXIT_*`).
 int32_t micrun_agent_exit(int32_t code, uint8_t reason);

@@ -236,6 +236,29 @@ pub enum CodecError {
     Malformed,
 }
 
+/// Whether `argv` is a valid [`HostMsg::ExecStart`] argument vector: at most
+/// [`MAX_ARGV`] bytes, empty or ending in NUL.
+pub(crate) fn argv_ok(argv: &[u8]) -> bool {
+    argv.len() <= MAX_ARGV && argv.last().is_none_or(|&b| b == 0)
+}
+
+/// Encodes [`RtosMsg::Log`] from text the caller knows to be UTF-8 (the RTOS
+/// endpoint keeps its log line as bytes cut from a `&str`).
+pub(crate) fn encode_log(
+    level: LogLevel,
+    text: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, CodecError> {
+    if text.len() > MAX_LOG {
+        return Err(CodecError::Malformed);
+    }
+    let mut w = Writer { buf, pos: 0 };
+    w.u8(7)?;
+    w.u8(level as u8)?;
+    w.bytes(text)?;
+    Ok(w.pos)
+}
+
 fn check_str(s: &str, max: usize) -> Result<(), CodecError> {
     if s.len() > max {
         Err(CodecError::Malformed)
@@ -384,7 +407,7 @@ impl<'a> Reader<'a> {
     /// An argument vector: at most [`MAX_ARGV`] bytes, empty or ending in NUL.
     fn argv(&mut self) -> Result<&'a [u8], CodecError> {
         let b = self.bytes()?;
-        if b.len() > MAX_ARGV || b.last().is_some_and(|&l| l != 0) {
+        if !argv_ok(b) {
             return Err(CodecError::Malformed);
         }
         Ok(b)
@@ -471,7 +494,7 @@ impl<'a> HostMsg<'a> {
             }
             HostMsg::StatsRequest => w.u8(7)?,
             HostMsg::ExecStart { exec, argv } => {
-                if argv.len() > MAX_ARGV {
+                if !argv_ok(argv) {
                     return Err(CodecError::Malformed);
                 }
                 w.u8(8)?;
@@ -576,12 +599,7 @@ impl<'a> RtosMsg<'a> {
                 w.i32(code)?;
                 w.u8(reason as u8)?;
             }
-            RtosMsg::Log { level, text } => {
-                check_str(text, MAX_LOG)?;
-                w.u8(7)?;
-                w.u8(level as u8)?;
-                w.bytes(text.as_bytes())?;
-            }
+            RtosMsg::Log { level, text } => return encode_log(level, text.as_bytes(), buf),
             RtosMsg::Announce(a) => {
                 w.u8(8)?;
                 for b in a.magic {
@@ -709,6 +727,23 @@ mod tests {
                 bytes: 512,
             },
             HostMsg::StatsRequest,
+            HostMsg::ExecStart {
+                exec: 0x1234_5678,
+                argv: b"ls\0-l\0\0",
+            },
+            HostMsg::ExecStart { exec: 0, argv: &[] },
+            HostMsg::ExecStart {
+                exec: u32::MAX,
+                argv: &[0; MAX_ARGV],
+            },
+            HostMsg::ExecSignal {
+                exec: 300,
+                signo: 9,
+            },
+            HostMsg::Credit {
+                stream: Stream::Exec,
+                bytes: 1 << 20,
+            },
         ];
         for m in host {
             let mut a = [0u8; 600];
@@ -756,6 +791,15 @@ mod tests {
                 text: "ok",
             },
             RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, 496)),
+            RtosMsg::ConsoleOut {
+                stream: Stream::Exec,
+                data: b"out\n",
+            },
+            RtosMsg::ExecExited {
+                exec: 1 << 31,
+                code: -1,
+            },
+            RtosMsg::ExecExited { exec: 7, code: 127 },
         ];
         for m in rtos {
             let mut a = [0u8; 600];
@@ -764,6 +808,25 @@ mod tests {
             let p = postcard::to_slice(&m, &mut b).unwrap();
             assert_eq!(&a[..n], p, "{m:?}");
             assert_eq!(RtosMsg::decode(&a[..n]).unwrap(), m);
+        }
+    }
+
+    /// An `ExecStart` whose argv is longer than [`MAX_ARGV`] or does not end in
+    /// a NUL is refused both ways: the encoder will not write a payload the
+    /// decoder would refuse, the decoder refuses what postcard would accept.
+    #[test]
+    fn exec_start_argv_bounds() {
+        let mut buf = [0u8; 600];
+        let long = [0u8; MAX_ARGV + 1];
+        for argv in [&long[..], b"ls", b"ls\0-l"] {
+            let m = HostMsg::ExecStart { exec: 1, argv };
+            assert_eq!(m.encode(&mut buf), Err(CodecError::Malformed), "{argv:?}");
+            let n = postcard::to_slice(&m, &mut buf).unwrap().len();
+            assert_eq!(
+                HostMsg::decode(&buf[..n]),
+                Err(CodecError::Malformed),
+                "{argv:?}"
+            );
         }
     }
 

@@ -100,6 +100,10 @@ struct Pair {
 
 impl Pair {
     fn new(seed: u64, impair: Impair, host_cfg: HostConfig) -> Self {
+        Self::with_agent_features(seed, impair, host_cfg, micrun_proto::features::ALL)
+    }
+
+    fn with_agent_features(seed: u64, impair: Impair, host_cfg: HostConfig, features: u32) -> Self {
         Pair {
             now: 0,
             rng: Rng(seed | 1),
@@ -108,6 +112,7 @@ impl Pair {
                 agent_version: "0.1.0",
                 os: "testos",
                 board: "pair",
+                features,
                 ..RtosConfig::default()
             }),
             to_rtos: Pipe {
@@ -755,4 +760,271 @@ fn message_links_carry_one_frame_per_message() {
     let mut out = [0u8; 8];
     assert_eq!(host.read_console(Stream::Stdout, &mut out), 5);
     assert_eq!(&out[..5], b"rpmsg");
+}
+
+// ---- exec (protocol 1.2) ------------------------------------------------------------
+
+/// An exec from start to end over a link with the given impairments: the
+/// arguments arrive intact, a signal reaches the agent, 16 KiB of output cross a
+/// 1 KiB ring under credit (on the exec stream only), and `ExecExited` comes
+/// after the last byte.
+fn exec_round_trip(seed: u64, impair: Impair) {
+    let mut p = Pair::new(seed, impair, HostConfig::default());
+    p.connect();
+    assert!(p.host.can_exec());
+    let argv = b"echo\0hello world\0\0";
+    p.host.send_exec_start(7, argv).unwrap();
+    // One start in flight at a time.
+    assert!(p.host.send_exec_start(8, b"x\0").is_err());
+    let mut got_argv = None;
+    let end = p.now + 20_000;
+    while got_argv.is_none() {
+        assert!(p.now < end, "no Exec event");
+        p.now += 1;
+        // Step by hand so that the arguments are read right after their event.
+        p.step_taking_exec(&mut got_argv);
+    }
+    assert_eq!(got_argv.as_deref(), Some(&argv[..]));
+    assert!(p.rtos_events.contains(&RtosEvent::Exec { exec: 7 }));
+
+    p.host.send_exec_signal(7, 15).unwrap();
+    p.run_until(20_000, |p| {
+        p.rtos_events
+            .contains(&RtosEvent::ExecSignal { exec: 7, signo: 15 })
+    });
+
+    const OUT: usize = 16 * 1024;
+    let (mut written, mut got) = (0usize, Vec::new());
+    let mut exited_at = None;
+    let end = p.now + 120_000;
+    while exited_at.is_none() || got.len() < OUT {
+        assert!(p.now < end, "exec output stalled at {} bytes", got.len());
+        while written < OUT {
+            let chunk: Vec<u8> = (written..OUT.min(written + 300)).map(flood_byte).collect();
+            let n = p.rtos.write(Stream::Exec, &chunk);
+            if n == 0 {
+                break;
+            }
+            written += n;
+        }
+        if written == OUT && exited_at.is_none() && p.rtos.send_exec_exited(3) {
+            exited_at = Some(got.len());
+        }
+        p.step();
+        if let Some(i) = p
+            .host_events
+            .iter()
+            .position(|e| matches!(e, HostEvent::ExecExited { .. }))
+        {
+            // The report is there only once every byte is in the host's ring.
+            assert_eq!(
+                got.len() + p.host.readable(Stream::Exec),
+                OUT,
+                "ExecExited before the last byte"
+            );
+            assert_eq!(p.host_events[i], HostEvent::ExecExited { exec: 7, code: 3 });
+        }
+        let mut b = [0u8; 100];
+        let n = p.host.read_console(Stream::Exec, &mut b);
+        got.extend_from_slice(&b[..n]);
+        assert!(p.host.readable(Stream::Exec) <= 4096);
+    }
+    p.run_until(20_000, |p| {
+        p.host_events
+            .iter()
+            .any(|e| matches!(e, HostEvent::ExecExited { .. }))
+    });
+    assert!(
+        got.iter().enumerate().all(|(i, &b)| b == flood_byte(i)),
+        "exec output corrupted"
+    );
+    let exits = p
+        .host_events
+        .iter()
+        .filter(|e| matches!(e, HostEvent::ExecExited { .. }))
+        .count();
+    assert_eq!(exits, 1);
+    assert_eq!(p.host.readable(Stream::Stdout), 0, "nothing on stdout");
+    assert_eq!(p.host.readable(Stream::Stderr), 0, "nothing on stderr");
+    assert_eq!(p.host.counters().credit_violations, 0);
+    assert_eq!(p.rtos.counters().credit_violations, 0);
+    // The next exec may start now.
+    p.host.send_exec_start(8, b"true\0").unwrap();
+    p.run_until(20_000, |p| {
+        p.rtos_events.contains(&RtosEvent::Exec { exec: 8 })
+    });
+}
+
+impl Pair {
+    /// `step`, but the agent's events are polled one by one and the arguments
+    /// of an `Exec` are copied while they are valid (until the next poll).
+    fn step_taking_exec(&mut self, argv: &mut Option<Vec<u8>>) {
+        let now = self.now;
+        let mut buf = [0u8; transmit_buf_len(LinkKind::Stream, MAX_FRAME)];
+        if self.host.poll_timeout().is_some_and(|t| t <= now) {
+            self.host.handle_timeout(now);
+        }
+        while let Some(n) = self.host.poll_transmit(now, &mut buf) {
+            self.to_rtos.send(&mut self.rng, &buf[..n]);
+        }
+        let bytes = self.to_host.take(&mut self.rng);
+        self.host.handle_input(now, &bytes);
+        while let Some(e) = self.host.poll_event() {
+            self.host_events.push(e);
+        }
+        let bytes = self.to_rtos.take(&mut self.rng);
+        self.rtos.handle_input(now, &bytes);
+        if self.rtos.poll_timeout().is_some_and(|t| t <= now) {
+            self.rtos.handle_timeout(now);
+        }
+        let mut rbuf = [0u8; 260];
+        while let Some(n) = self.rtos.poll_transmit(now, &mut rbuf) {
+            self.to_host.send(&mut self.rng, &rbuf[..n]);
+        }
+        while let Some(e) = self.rtos.poll_event() {
+            if let RtosEvent::Exec { .. } = e {
+                *argv = Some(self.rtos.exec_argv().to_vec());
+            }
+            self.rtos_events.push(e);
+        }
+    }
+
+    /// Moves every frame the host has to send now straight to the agent.
+    fn host_to_rtos(&mut self) {
+        let mut buf = [0u8; transmit_buf_len(LinkKind::Stream, MAX_FRAME)];
+        while let Some(n) = self.host.poll_transmit(self.now, &mut buf) {
+            self.rtos.handle_input(self.now, &buf[..n]);
+        }
+    }
+
+    /// Moves every frame the agent has to send now straight to the host.
+    fn rtos_to_host(&mut self) {
+        let mut buf = [0u8; 260];
+        while let Some(n) = self.rtos.poll_transmit(self.now, &mut buf) {
+            self.host.handle_input(self.now, &buf[..n]);
+        }
+        while let Some(e) = self.host.poll_event() {
+            self.host_events.push(e);
+        }
+    }
+
+    /// Lets the host's retransmission timer run out (at most `rto_max_ms`).
+    fn host_retransmits(&mut self) {
+        self.now += 2_000;
+        self.host.handle_timeout(self.now);
+        self.host_to_rtos();
+    }
+}
+
+#[test]
+fn exec_round_trip_on_a_clean_link() {
+    exec_round_trip(5, CLEAN);
+}
+
+#[test]
+fn exec_round_trips_on_lossy_links() {
+    for seed in 1..=8 {
+        exec_round_trip(seed * 6007, LOSSY);
+    }
+}
+
+/// An `ExecStart` shares the agent's storage with the log line in flight: it
+/// is held back (not acknowledged, so the host sends it again) while a log
+/// line is queued, and while the previous exec's arguments are unread. The log
+/// text and the arguments both arrive intact.
+#[test]
+fn exec_start_waits_for_the_log_line_and_unread_arguments() {
+    let cfg = HostConfig {
+        peer_timeout_ms: 60_000,
+        ..HostConfig::default()
+    };
+    let mut p = Pair::new(9, CLEAN, cfg);
+    p.connect();
+    p.run_until(1000, |p| p.rtos.is_flushed() && p.host.stdin_unacked() == 0);
+    p.rtos_events.clear();
+    p.host_events.clear();
+
+    // A log line is queued (not even sent yet) when the ExecStart arrives.
+    assert!(p.rtos.send_log(LogLevel::Warn, "a line in flight"));
+    p.host.send_exec_start(5, b"run\0").unwrap();
+    p.host_to_rtos();
+    assert_eq!(p.rtos.poll_event(), None, "held back behind the log line");
+    assert_eq!(p.rtos.exec_argv(), b"");
+    // It stays held back until the host has acknowledged the line.
+    p.host_retransmits();
+    assert_eq!(p.rtos.poll_event(), None);
+    p.rtos_to_host(); // the log line; the host acknowledges it with its next frame
+    p.host_retransmits();
+    assert!(p.host_events.iter().any(
+        |e| matches!(e, HostEvent::Log { level: LogLevel::Warn, text } if text == "a line in flight")
+    ));
+
+    // Now it is taken. While its arguments are unread, no log line fits.
+    assert_eq!(p.rtos.exec_argv(), b"run\0");
+    assert!(!p.rtos.send_log(LogLevel::Info, "no room"));
+    // A second start (the host allows it once the first is acknowledged) waits
+    // until the application has moved past the first one's event.
+    p.rtos_to_host();
+    p.host.send_exec_start(6, b"two\0").unwrap();
+    p.host_to_rtos();
+    assert_eq!(p.rtos.poll_event(), Some(RtosEvent::Exec { exec: 5 }));
+    p.host_retransmits();
+    assert_eq!(p.rtos.exec_argv(), b"run\0", "valid until the next poll");
+    assert_eq!(p.rtos.poll_event(), None);
+    assert_eq!(p.rtos.exec_argv(), b"");
+    p.host_retransmits();
+    assert_eq!(p.rtos.poll_event(), Some(RtosEvent::Exec { exec: 6 }));
+    assert_eq!(p.rtos.exec_argv(), b"two\0");
+    assert_eq!(p.rtos.poll_event(), None);
+    assert!(p.rtos.send_log(LogLevel::Info, "room again"));
+}
+
+/// An agent without `features::EXEC` (a 1.0/1.1 agent, or one built without
+/// commands): the host endpoint refuses to send exec messages, and nothing
+/// reaches the agent.
+#[test]
+fn no_exec_toward_an_agent_without_the_feature() {
+    let all = micrun_proto::features::ALL;
+    let mut p = Pair::with_agent_features(
+        4,
+        CLEAN,
+        HostConfig::default(),
+        all & !micrun_proto::features::EXEC,
+    );
+    p.connect();
+    let peer = p.host.peer().unwrap().clone();
+    assert_eq!(peer.features & micrun_proto::features::EXEC, 0);
+    assert!(!p.host.can_exec());
+    assert!(p.host.send_exec_start(1, b"ls\0").is_err());
+    assert!(p.host.send_exec_signal(1, 9).is_err());
+    // The same for a host that does not want exec itself.
+    let mut q = Pair::new(
+        4,
+        CLEAN,
+        HostConfig {
+            features: all & !micrun_proto::features::EXEC,
+            ..HostConfig::default()
+        },
+    );
+    q.connect();
+    assert!(!q.host.can_exec());
+    assert!(q.host.send_exec_start(1, b"ls\0").is_err());
+    // And before any session.
+    let mut h: HostEndpoint = HostEndpoint::new(HostConfig::default(), 0);
+    assert!(h.send_exec_start(1, b"ls\0").is_err());
+
+    p.run_until(3_000, |p| {
+        p.host.stdin_unacked() == 0 && p.rtos.is_flushed()
+    });
+    p.step();
+    assert!(p.rtos.is_connected() && p.host.is_connected());
+    assert!(!p
+        .rtos_events
+        .iter()
+        .any(|e| matches!(e, RtosEvent::Exec { .. } | RtosEvent::ExecSignal { .. })));
+    // The rest of the session is unaffected.
+    p.host.request_stats().unwrap();
+    p.run_until(3_000, |p| {
+        p.rtos_events.contains(&RtosEvent::StatsRequested)
+    });
 }

@@ -8,10 +8,10 @@ use std::collections::BTreeSet;
 
 use micrun_proto::endpoint::{transmit_buf_len, RtosState};
 use micrun_proto::frame::{self, Deframer, FrameError, Header, MAX_FRAME, MIN_FRAME};
-use micrun_proto::msg::{HelloAck, MAX_LOG, MAX_NAME};
+use micrun_proto::msg::{CodecError, HelloAck, MAX_ARGV, MAX_LOG, MAX_NAME};
 use micrun_proto::{
     ExitReason, Hello, HostConfig, HostEndpoint, HostEvent, HostMsg, LinkKind, LogLevel,
-    RtosConfig, RtosEndpoint, RtosMsg, Stats, Stream, Version,
+    RtosConfig, RtosEndpoint, RtosEvent, RtosMsg, Stats, Stream, Version,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -43,6 +43,8 @@ enum HostOwned {
     Resize(u16, u16),
     Credit(Stream, u32),
     StatsRequest,
+    ExecStart(u32, Vec<u8>),
+    ExecSignal(u32, u8),
 }
 
 impl HostOwned {
@@ -64,6 +66,11 @@ impl HostOwned {
                 bytes: *bytes,
             },
             HostOwned::StatsRequest => HostMsg::StatsRequest,
+            HostOwned::ExecStart(exec, argv) => HostMsg::ExecStart { exec: *exec, argv },
+            HostOwned::ExecSignal(exec, signo) => HostMsg::ExecSignal {
+                exec: *exec,
+                signo: *signo,
+            },
         }
     }
 }
@@ -87,6 +94,7 @@ enum RtosOwned {
     Stats(Stats),
     Exited(i32, ExitReason),
     Log(LogLevel, String),
+    ExecExited(u32, i32),
 }
 
 impl RtosOwned {
@@ -131,6 +139,10 @@ impl RtosOwned {
                 level: *level,
                 text,
             },
+            RtosOwned::ExecExited(exec, code) => RtosMsg::ExecExited {
+                exec: *exec,
+                code: *code,
+            },
         }
     }
 }
@@ -139,7 +151,36 @@ fn stream() -> impl Strategy<Value = Stream> {
     prop_oneof![
         Just(Stream::Stdin),
         Just(Stream::Stdout),
-        Just(Stream::Stderr)
+        Just(Stream::Stderr),
+        Just(Stream::Exec)
+    ]
+}
+
+/// A valid exec argument vector: up to `MAX_ARGV` bytes of arguments (any
+/// bytes but NUL, empty ones included), each followed by a NUL.
+fn argv() -> impl Strategy<Value = Vec<u8>> {
+    vec(vec(1u8.., 0..12), 0..12).prop_map(|args| {
+        let mut out = Vec::new();
+        for a in args {
+            if out.len() + a.len() + 1 > MAX_ARGV {
+                break;
+            }
+            out.extend_from_slice(&a);
+            out.push(0);
+        }
+        out
+    })
+}
+
+/// An argument vector the protocol refuses: longer than `MAX_ARGV`, or with a
+/// last byte that is not NUL.
+fn bad_argv() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        vec(any::<u8>(), MAX_ARGV + 1..=2 * MAX_ARGV),
+        (vec(any::<u8>(), 0..MAX_ARGV), 1u8..).prop_map(|(mut v, last)| {
+            v.push(last);
+            v
+        }),
     ]
 }
 
@@ -182,6 +223,8 @@ fn host_msg() -> impl Strategy<Value = HostOwned> {
         (any::<u16>(), any::<u16>()).prop_map(|(r, c)| HostOwned::Resize(r, c)),
         (stream(), any::<u32>()).prop_map(|(s, b)| HostOwned::Credit(s, b)),
         Just(HostOwned::StatsRequest),
+        (any::<u32>(), argv()).prop_map(|(e, a)| HostOwned::ExecStart(e, a)),
+        (any::<u32>(), any::<u8>()).prop_map(|(e, s)| HostOwned::ExecSignal(e, s)),
     ]
 }
 
@@ -250,6 +293,7 @@ fn rtos_msg() -> impl Strategy<Value = RtosOwned> {
         }),
         (any::<i32>(), exit_reason()).prop_map(|(c, r)| RtosOwned::Exited(c, r)),
         (log_level(), text(MAX_LOG)).prop_map(|(l, t)| RtosOwned::Log(l, t)),
+        (any::<u32>(), any::<i32>()).prop_map(|(e, c)| RtosOwned::ExecExited(e, c)),
     ]
 }
 
@@ -374,6 +418,26 @@ fn payload_like<M: Strategy + 'static>(
     prop_oneof![vec(any::<u8>(), 0..64), mutated]
 }
 
+/// A host endpoint connected (by a hand-made `HelloAck`) to an agent with exec.
+fn exec_host() -> HostEndpoint<64, 256> {
+    let mut host = HostEndpoint::new(HostConfig::default(), 0);
+    let ack = RtosMsg::HelloAck(HelloAck {
+        version: micrun_proto::PROTOCOL_VERSION,
+        features: micrun_proto::features::ALL,
+        max_frame: MAX_FRAME as u16,
+        session: 1,
+        agent_version: "",
+        os: "",
+        board: "",
+    });
+    host.handle_input(
+        0,
+        &frame_bytes(LinkKind::Stream, None, 0, &encode_rtos(&ack)),
+    );
+    assert!(host.can_exec());
+    host
+}
+
 proptest! {
     #![proptest_config(config(512))]
 
@@ -412,6 +476,41 @@ proptest! {
     fn rtos_msg_round_trips(m in rtos_msg()) {
         let bytes = encode_rtos(&m.view());
         prop_assert_eq!(RtosMsg::decode(&bytes), Ok(m.view()));
+    }
+
+    #[test]
+    fn exec_start_with_a_bad_argv_is_refused_both_ways(exec in any::<u32>(), argv in bad_argv()) {
+        let m = HostMsg::ExecStart { exec, argv: &argv };
+        let mut buf = vec![0u8; MAX_FRAME];
+        prop_assert_eq!(m.encode(&mut buf), Err(CodecError::Malformed));
+        // The same fields written by hand (index 8, varint exec, varint length,
+        // bytes) are refused by the decoder.
+        let mut raw = vec![8u8];
+        for mut v in [exec, argv.len() as u32] {
+            while v >= 0x80 {
+                raw.push(v as u8 | 0x80);
+                v >>= 7;
+            }
+            raw.push(v as u8);
+        }
+        raw.extend_from_slice(&argv);
+        prop_assert_eq!(HostMsg::decode(&raw), Err(CodecError::Malformed));
+        // And a host endpoint that could exec will not queue it.
+        let mut host = exec_host();
+        prop_assert!(host.send_exec_start(exec, &argv).is_err());
+        prop_assert!(host.send_exec_start(exec, b"ok\0").is_ok());
+    }
+
+    #[test]
+    fn exec_start_argv_round_trips_as_c_strings(exec in any::<u32>(), argv in argv()) {
+        let bytes = encode_host(&HostMsg::ExecStart { exec, argv: &argv });
+        let Ok(HostMsg::ExecStart { exec: e, argv: got }) = HostMsg::decode(&bytes) else {
+            return Err(TestCaseError::fail("not an ExecStart"));
+        };
+        prop_assert_eq!(e, exec);
+        prop_assert_eq!(got, &argv[..]);
+        prop_assert!(got.is_empty() || got.last() == Some(&0));
+        prop_assert!(got.len() <= MAX_ARGV);
     }
 
     #[test]
@@ -699,7 +798,7 @@ impl<const IN: usize, const OUT: usize> HostRig<IN, OUT> {
             prop_assert!(len <= self.buf.len());
             check_tx(self.link, &self.buf[..len], max_frame, true)?;
         }
-        for s in [Stream::Stdin, Stream::Stdout, Stream::Stderr] {
+        for s in [Stream::Stdin, Stream::Stdout, Stream::Stderr, Stream::Exec] {
             prop_assert!(
                 self.ep.readable(s) <= OUT,
                 "{:?}: {}",
@@ -741,16 +840,18 @@ impl<const IN: usize, const OUT: usize> HostRig<IN, OUT> {
                 }
                 Op::Read(n) => {
                     let mut b = vec![0u8; *n];
-                    for s in [Stream::Stdout, Stream::Stderr, Stream::Stdin] {
+                    for s in [Stream::Stdout, Stream::Stderr, Stream::Exec, Stream::Stdin] {
                         let got = self.ep.read_console(s, &mut b);
                         prop_assert!(got <= *n);
                     }
                 }
                 Op::Control(k) => {
-                    let _ = match k % 4 {
+                    let _ = match k % 6 {
                         0 => self.ep.send_stop(u32::from(*k)),
                         1 => self.ep.send_signal(*k),
                         2 => self.ep.send_resize(u16::from(*k), 80),
+                        3 => self.ep.send_exec_start(u32::from(*k), b"x\0"),
+                        4 => self.ep.send_exec_signal(u32::from(*k), 9),
                         _ => self.ep.request_stats(),
                     };
                 }
@@ -801,6 +902,12 @@ impl RtosRig {
         while let Some(e) = self.ep.poll_event() {
             n += 1;
             prop_assert!(n <= POLL_LIMIT, "poll_event never ends");
+            if let RtosEvent::Exec { .. } = e {
+                // The arguments are there, as the decoder let them through.
+                let argv = self.ep.exec_argv();
+                prop_assert!(argv.len() <= MAX_ARGV);
+                prop_assert!(argv.is_empty() || argv.last() == Some(&0), "{:?}", argv);
+            }
             self.seen.insert(kind(&e));
         }
         if self.ep.poll_timeout().is_some_and(|t| t <= self.now) {
@@ -827,9 +934,10 @@ impl RtosRig {
             "stdin_len {}",
             self.ep.stdin_len()
         );
-        for s in [Stream::Stdout, Stream::Stderr] {
+        for s in [Stream::Stdout, Stream::Stderr, Stream::Exec] {
             prop_assert!(self.ep.write_free(s) <= 256);
         }
+        prop_assert!(self.ep.exec_argv().len() <= MAX_ARGV);
         Ok(())
     }
 
@@ -858,11 +966,7 @@ impl RtosRig {
                 Op::Advance(ms) => self.now += ms,
                 Op::Write(n) => {
                     let data: Vec<u8> = (0..*n).map(|i| i as u8).collect();
-                    let s = if n % 2 == 0 {
-                        Stream::Stdout
-                    } else {
-                        Stream::Stderr
-                    };
+                    let s = [Stream::Stdout, Stream::Stderr, Stream::Exec][n % 3];
                     prop_assert!(self.ep.write(s, &data) <= data.len());
                     prop_assert_eq!(self.ep.write(Stream::Stdin, &data), 0);
                 }
@@ -871,13 +975,14 @@ impl RtosRig {
                     prop_assert!(self.ep.read_stdin(&mut b) <= *n);
                 }
                 Op::Control(k) => {
-                    let _ = match k % 5 {
+                    let _ = match k % 6 {
                         0 => self.ep.send_ready(),
                         1 => self.ep.send_stats(Stats::default()),
                         2 => self.ep.send_exited(i32::from(*k) - 128, ExitReason::Normal),
                         3 => self
                             .ep
                             .send_log(LogLevel::Info, &"é".repeat(usize::from(*k))),
+                        4 => self.ep.send_exec_exited(i32::from(*k)),
                         _ => self.ep.can_send(1),
                     };
                 }
@@ -1023,6 +1128,7 @@ fn confused_peers_get_connected_and_deliver() {
         "Log",
         "Stats",
         "Exited",
+        "ExecExited",
         "PeerLost",
         "Error",
     ] {
@@ -1035,6 +1141,8 @@ fn confused_peers_get_connected_and_deliver() {
         "Signal",
         "Resize",
         "StatsRequested",
+        "Exec",
+        "ExecSignal",
         "Error",
     ] {
         assert!(rtos_seen.contains(k), "agent never saw {k}: {rtos_seen:?}");

@@ -4,7 +4,11 @@
 //! [`micrun_agent_init`] once with its callbacks, hands received link bytes to
 //! [`micrun_agent_feed`], calls [`micrun_agent_poll`] from its main loop or a timer
 //! (at the latest at the time it returns), and writes console output with
-//! [`micrun_agent_write`]. Build the static library with
+//! [`micrun_agent_write`]. An application with commands sets `on_exec`: the host
+//! then runs them (`kubectl exec`, exec probes, `ctr task exec`; protocol 1.2),
+//! and the application writes their output with [`micrun_agent_write_exec`] and
+//! ends each with [`micrun_agent_exec_exit`]. Without `on_exec` every exec ends
+//! at once with 127 ("command not found"). Build the static library with
 //! `cargo rustc -p micrun-rtos --release --target <t> --features capi,panic-handler --crate-type staticlib`;
 //! the header is `include/micrun_agent.h`.
 //!
@@ -17,9 +21,11 @@
 #![allow(non_camel_case_types)]
 
 use core::cell::{Cell, UnsafeCell};
-use core::ffi::{c_char, c_void, CStr};
+use core::ffi::{c_char, c_int, c_void, CStr};
 
-use crate::{Agent, AgentInfo, App, ExitReason, Link, LogLevel, Stats};
+use micrun_proto::msg::MAX_ARGV;
+
+use crate::{Agent, AgentInfo, App, Args, ExitReason, Link, LogLevel, Stats};
 
 /// Success.
 pub const MICRUN_AGENT_OK: i32 = 0;
@@ -31,6 +37,8 @@ pub const MICRUN_AGENT_ENOTINIT: i32 = -19;
 pub const MICRUN_AGENT_EBUSY: i32 = -16;
 /// The control queue is full; call [`micrun_agent_poll`] and try again.
 pub const MICRUN_AGENT_EAGAIN: i32 = -11;
+/// No exec is running (it was never started, or has been ended already).
+pub const MICRUN_AGENT_ESRCH: i32 = -3;
 
 /// Stream numbers for [`micrun_agent_write`].
 pub const MICRUN_STDOUT: u8 = 1;
@@ -74,6 +82,18 @@ pub struct micrun_agent_config {
     pub on_resize: Option<unsafe extern "C" fn(ctx: *mut c_void, rows: u16, cols: u16)>,
     /// Fill `out` (pre-filled with the uptime) with resource usage.
     pub on_stats: Option<unsafe extern "C" fn(ctx: *mut c_void, out: *mut micrun_stats)>,
+    /// The host asks to run a command (protocol 1.2): `argv[0..argc]` are its
+    /// arguments (NUL-terminated, `argv[argc]` is NULL; valid during the call
+    /// only). Return true when the command runs: write its output with
+    /// `micrun_agent_write_exec` and end it with `micrun_agent_exec_exit`, now
+    /// or later. Return false for an unknown command: the exec ends with 127.
+    /// NULL: the application has no commands, and every exec ends with 127.
+    pub on_exec: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, argc: c_int, argv: *const *const c_char) -> bool,
+    >,
+    /// A signal for the running exec (9: its caller gave up, e.g. an exec
+    /// probe's timeout): end it with `micrun_agent_exec_exit` (e.g. 128 + signo).
+    pub on_exec_signal: Option<unsafe extern "C" fn(ctx: *mut c_void, signo: u8)>,
 }
 
 struct CLink {
@@ -101,6 +121,12 @@ struct Deferred {
     resize: Option<(u16, u16)>,
     stats_cb: Option<unsafe extern "C" fn(*mut c_void, *mut micrun_stats)>,
     ctx: usize,
+    /// Whether the application has an exec hook (else execs end with 127 at once).
+    exec_hook: bool,
+    /// An exec started: its arguments (wire form) for the hook.
+    exec: Option<([u8; MAX_ARGV], usize)>,
+    exec_signals: [u8; 2],
+    nexec_signals: usize,
 }
 
 impl App for Deferred {
@@ -115,6 +141,26 @@ impl App for Deferred {
     }
     fn resize(&mut self, rows: u16, cols: u16) {
         self.resize = Some((rows, cols));
+    }
+    fn exec(&mut self, args: Args<'_>) -> bool {
+        if !self.exec_hook {
+            return false;
+        }
+        // A new start replaces one not yet handed over (the host starts one at
+        // a time, so that one has ended on its side).
+        let raw = args.as_bytes();
+        let mut argv = [0u8; MAX_ARGV];
+        let n = raw.len().min(MAX_ARGV);
+        argv[..n].copy_from_slice(&raw[..n]);
+        self.exec = Some((argv, n));
+        self.nexec_signals = 0;
+        true
+    }
+    fn exec_signal(&mut self, signo: u8) {
+        if self.nexec_signals < self.exec_signals.len() {
+            self.exec_signals[self.nexec_signals] = signo;
+            self.nexec_signals += 1;
+        }
     }
     fn stats(&mut self, uptime_ms: u64) -> Stats {
         let mut s = micrun_stats {
@@ -241,6 +287,7 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
     let polled = with_agent(|a, cfg| {
         d.stats_cb = cfg.on_stats;
         d.ctx = cfg.ctx as usize;
+        d.exec_hook = cfg.on_exec.is_some();
         a.poll(now_ms, &mut d);
         (*cfg, a.poll_timeout())
     });
@@ -259,6 +306,29 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
     }
     if let (Some(cb), Some((r, c))) = (cfg.on_resize, d.resize) {
         unsafe { cb(cfg.ctx, r, c) };
+    }
+    if let (Some(cb), Some((argv, len))) = (cfg.on_exec, d.exec) {
+        // argv[] over the arguments in place (each ends in its NUL), then NULL.
+        let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
+        let mut argc = 0;
+        let mut start = 0;
+        for (i, &b) in argv[..len].iter().enumerate() {
+            if b == 0 {
+                ptrs[argc] = argv[start..].as_ptr().cast();
+                argc += 1;
+                start = i + 1;
+            }
+        }
+        if !unsafe { cb(cfg.ctx, argc as c_int, ptrs.as_ptr()) } {
+            let _ = with_agent(|a, _| a.exec_exit(127));
+        }
+    }
+    if let Some(cb) = cfg.on_exec_signal {
+        for &s in &d.exec_signals[..d.nexec_signals] {
+            if with_agent(|a, _| a.exec_running()).unwrap_or(false) {
+                unsafe { cb(cfg.ctx, s) };
+            }
+        }
     }
     loop {
         ninput = with_agent(|a, _| a.read_stdin(&mut input)).unwrap_or(0);
@@ -299,6 +369,57 @@ pub unsafe extern "C" fn micrun_agent_write(stream: u8, data: *const u8, len: us
         Ok(n) => n as isize,
         Err(e) => e as isize,
     }
+}
+
+/// Queues output of the running exec. Returns the number of bytes accepted
+/// (less than `len` when the ring is full: poll and write the rest later),
+/// `MICRUN_AGENT_ESRCH` when no exec runs, or another negative error.
+///
+/// # Safety
+/// `data` must be valid for `len` bytes (or `len` 0).
+#[no_mangle]
+pub unsafe extern "C" fn micrun_agent_write_exec(data: *const u8, len: usize) -> isize {
+    if data.is_null() && len != 0 {
+        return MICRUN_AGENT_EINVAL as isize;
+    }
+    let bytes = if len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: checked non-null; valid for len per contract.
+        unsafe { core::slice::from_raw_parts(data, len) }
+    };
+    match with_agent(|a, _| {
+        if a.exec_running() {
+            Ok(a.write_exec(bytes))
+        } else {
+            Err(MICRUN_AGENT_ESRCH)
+        }
+    }) {
+        Ok(Ok(n)) => n as isize,
+        Ok(Err(e)) | Err(e) => e as isize,
+    }
+}
+
+/// Ends the running exec with `code` (0 success, 1..=255 failure, 128 + n
+/// after signal n). The report reaches the host after all the exec's output.
+/// Returns 0, or `MICRUN_AGENT_ESRCH` when no exec runs.
+#[no_mangle]
+pub extern "C" fn micrun_agent_exec_exit(code: i32) -> i32 {
+    match with_agent(|a, _| {
+        let running = a.exec_running();
+        a.exec_exit(code);
+        running
+    }) {
+        Ok(true) => MICRUN_AGENT_OK,
+        Ok(false) => MICRUN_AGENT_ESRCH,
+        Err(e) => e,
+    }
+}
+
+/// 1 while an exec is running (started and not yet ended), else 0.
+#[no_mangle]
+pub extern "C" fn micrun_agent_exec_running() -> i32 {
+    with_agent(|a, _| a.exec_running() as i32).unwrap_or(0)
 }
 
 /// Reports the application's end with `code` and `reason` (`MICRUN_EXIT_*`).

@@ -147,7 +147,7 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 ///
 /// - `FRAME`: receive and transmit buffers, one frame each (≥ 128; 256 is a good
 ///   default, 496 the maximum useful);
-/// - `OUT`: stdout and stderr rings each (power of two);
+/// - `OUT`: stdout, stderr and exec output rings each (power of two);
 /// - `IN`: the console input ring (power of two);
 /// - `W`: frames in flight before an acknowledgement (see
 ///   [`RtosEndpoint`]; raise it on fast links such as a pipe or shared memory).

@@ -8,8 +8,8 @@ use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    features, CodecError, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream, Version,
-    MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
+    argv_ok, features, CodecError, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream,
+    Version, MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
 };
 
 /// Host endpoint settings. Times in milliseconds.
@@ -335,14 +335,24 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         self.queue(HostCtrl::StatsRequest)
     }
 
-    /// Starts exec `exec` (protocol 1.2; only when the peer has
-    /// [`features::EXEC`]): `argv` is every argument followed by a NUL, at most
-    /// [`MAX_ARGV`] bytes. One exec at a time: wait for its
-    /// [`HostEvent::ExecExited`] before the next. `Err` when the queue is full, a
-    /// start is still unacknowledged, or `argv` is not of that form.
+    /// Whether the session can carry exec: connected, and both sides have
+    /// [`features::EXEC`] (a 1.0/1.1 agent, or one without commands, has not).
+    pub fn can_exec(&self) -> bool {
+        self.state == HostState::Connected
+            && self
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.features & features::EXEC != 0)
+    }
+
+    /// Starts exec `exec` (protocol 1.2): `argv` is every argument followed by
+    /// a NUL, at most [`MAX_ARGV`] bytes. One exec at a time: wait for its
+    /// [`HostEvent::ExecExited`] before the next. `Err` (nothing is sent) when
+    /// the session cannot carry exec ([`HostEndpoint::can_exec`]), the queue is
+    /// full, a start is still unacknowledged, or `argv` is not of that form.
     pub fn send_exec_start(&mut self, exec: u32, argv: &[u8]) -> Result<(), QueueFull> {
-        let valid = argv.len() <= MAX_ARGV && argv.last().is_none_or(|&b| b == 0);
-        if !valid
+        if !self.can_exec()
+            || !argv_ok(argv)
             || self
                 .session
                 .ctrl_queued(|c| matches!(c, HostCtrl::ExecStart(_)))
@@ -355,7 +365,11 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
     }
 
     /// Forwards a signal to exec `exec` (e.g. 9 when its deadline passed).
+    /// `Err` as for [`HostEndpoint::send_exec_start`] (except `argv`).
     pub fn send_exec_signal(&mut self, exec: u32, signo: u8) -> Result<(), QueueFull> {
+        if !self.can_exec() {
+            return Err(QueueFull);
+        }
         self.queue(HostCtrl::ExecSignal(exec, signo))
     }
 
@@ -667,5 +681,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
 }
 
 /// The control queue is full; try again after the agent has acknowledged some.
+/// (The exec calls also return it for a request that cannot go out at all: see
+/// [`HostEndpoint::send_exec_start`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueFull;

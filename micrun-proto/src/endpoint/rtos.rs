@@ -14,8 +14,8 @@ use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    features, Announce, CodecError, ExitReason, HelloAck, HostMsg, LogLevel, RtosMsg, Stats,
-    Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
+    encode_log, features, Announce, CodecError, ExitReason, HelloAck, HostMsg, LogLevel, RtosMsg,
+    Stats, Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
 };
 
 /// RTOS endpoint settings. Times in milliseconds.
@@ -109,41 +109,78 @@ pub(crate) struct RtosRole;
 #[derive(Debug, Clone)]
 pub(crate) enum RtosCtrl {
     Ready,
-    Stats(Stats),
+    Stats(PackedStats),
     Exited(i32, ExitReason),
     /// The text is in the session's extra storage: one log line in flight at a time.
     Log(LogLevel),
-    /// Exec `0` ended with code `1`.
-    ExecExited(u32, i32),
+    /// The current exec (its number is in the extra storage) ended with this code.
+    ExecExited(i32),
+}
+
+/// [`Stats`] as queued: aligned to 4 instead of 8 (the `u64` uptime), which
+/// makes every control queue entry 24 bytes, not 32.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PackedStats {
+    uptime_ms: [u32; 2],
+    cpu_load_permille: u16,
+    mem_used_kib: u32,
+    mem_total_kib: u32,
+}
+
+impl PackedStats {
+    fn pack(s: Stats) -> Self {
+        PackedStats {
+            uptime_ms: [s.uptime_ms as u32, (s.uptime_ms >> 32) as u32],
+            cpu_load_permille: s.cpu_load_permille,
+            mem_used_kib: s.mem_used_kib,
+            mem_total_kib: s.mem_total_kib,
+        }
+    }
+
+    fn unpack(self) -> Stats {
+        let [lo, hi] = self.uptime_ms;
+        Stats {
+            uptime_ms: u64::from(hi) << 32 | u64::from(lo),
+            cpu_load_permille: self.cpu_load_permille,
+            mem_used_kib: self.mem_used_kib,
+            mem_total_kib: self.mem_total_kib,
+        }
+    }
+}
+
+/// Storage beside the control queue (not in every entry, for the RAM budget).
+#[derive(Debug, Default)]
+pub(crate) struct Extra {
+    /// The text of the one log line in flight, or the arguments of an exec the
+    /// application has not taken yet (never both: see `RtosEndpoint::send_log`).
+    bytes: Vec<u8, MAX_LOG>,
+    /// The exec the host started last: its output and `ExecExited` belong to
+    /// it. (The host starts the next only after this one's `ExecExited`, whose
+    /// acknowledgement comes with or before that start, so a queued report
+    /// never takes the next exec's number.)
+    exec: u32,
 }
 
 impl Role for RtosRole {
     type Ctrl = RtosCtrl;
-    /// The text of the one log line in flight, or the arguments of an exec the
-    /// application has not taken yet (never both: see `RtosEndpoint::send_log`).
-    type Extra = Vec<u8, MAX_LOG>;
+    type Extra = Extra;
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
     const RX: &'static [Stream] = &[Stream::Stdin];
 
-    fn encode_ctrl(
-        c: &RtosCtrl,
-        log: &Vec<u8, MAX_LOG>,
-        buf: &mut [u8],
-    ) -> Result<usize, CodecError> {
+    fn encode_ctrl(c: &RtosCtrl, extra: &Extra, buf: &mut [u8]) -> Result<usize, CodecError> {
         match c {
             RtosCtrl::Ready => RtosMsg::Ready,
-            RtosCtrl::Stats(s) => RtosMsg::Stats(*s),
+            RtosCtrl::Stats(s) => RtosMsg::Stats(s.unpack()),
             RtosCtrl::Exited(code, reason) => RtosMsg::Exited {
                 code: *code,
                 reason: *reason,
             },
-            RtosCtrl::Log(level) => RtosMsg::Log {
-                level: *level,
-                // Pushed from a `&str` cut at a character boundary.
-                text: core::str::from_utf8(log).unwrap_or(""),
-            },
-            RtosCtrl::ExecExited(exec, code) => RtosMsg::ExecExited {
-                exec: *exec,
+            // Pushed from a `&str` cut at a character boundary: valid UTF-8,
+            // written without validating it again (that would link a 256-byte
+            // table and the validator into every agent).
+            RtosCtrl::Log(level) => return encode_log(*level, &extra.bytes, buf),
+            RtosCtrl::ExecExited(code) => RtosMsg::ExecExited {
+                exec: extra.exec,
                 code: *code,
             },
         }
@@ -228,8 +265,6 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     host_silent: bool,
     /// Announcements sent since the host was last heard (the back-off).
     announced: u8,
-    /// The exec the host started last (its output and `ExecExited` belong to it).
-    exec: u32,
     /// Whether the session's extra storage holds that exec's arguments.
     argv: Argv,
 }
@@ -311,7 +346,6 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 announce_at: 0,
                 host_silent: false,
                 announced: 0,
-                exec: 0,
                 argv: Argv::Free,
             },
         }
@@ -363,7 +397,10 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 
     /// Answers a [`RtosEvent::StatsRequested`]. `false` when the queue is full.
     pub fn send_stats(&mut self, stats: Stats) -> bool {
-        self.core.session.queue_ctrl(RtosCtrl::Stats(stats)).is_ok()
+        self.core
+            .session
+            .queue_ctrl(RtosCtrl::Stats(PackedStats::pack(stats)))
+            .is_ok()
     }
 
     /// Reports the application's end. It reaches the host after every console byte
@@ -390,8 +427,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        s.extra.clear();
-        let _ = s.extra.extend_from_slice(&text.as_bytes()[..end]);
+        s.extra.bytes.clear();
+        let _ = s.extra.bytes.extend_from_slice(&text.as_bytes()[..end]);
         s.queue_ctrl(RtosCtrl::Log(level)).is_ok()
     }
 
@@ -400,17 +437,16 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     pub fn exec_argv(&self) -> &[u8] {
         match self.core.argv {
             Argv::Free => &[],
-            Argv::Queued | Argv::Taken => &self.core.session.extra,
+            Argv::Queued | Argv::Taken => &self.core.session.extra.bytes,
         }
     }
 
     /// Reports the end of the current exec. It reaches the host after every
     /// byte written to [`Stream::Exec`] before it. `false` when the queue is full.
     pub fn send_exec_exited(&mut self, code: i32) -> bool {
-        let exec = self.core.exec;
         self.core
             .session
-            .queue_ctrl(RtosCtrl::ExecExited(exec, code))
+            .queue_ctrl(RtosCtrl::ExecExited(code))
             .is_ok()
     }
 
@@ -647,10 +683,10 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             }
             HostMsg::ExecStart { exec, argv } => {
                 let extra = &mut self.session.extra;
-                extra.clear();
+                extra.bytes.clear();
                 // Bounded by the decoder (`MAX_ARGV` = the storage's size).
-                let _ = extra.extend_from_slice(argv);
-                self.exec = exec;
+                let _ = extra.bytes.extend_from_slice(argv);
+                extra.exec = exec;
                 self.argv = Argv::Queued;
                 RtosEvent::Exec { exec }
             }
@@ -691,5 +727,32 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             version,
             features: self.cfg.features & hello.features,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Queued stats keep every bit (the uptime is split in two words).
+    #[test]
+    fn packed_stats_round_trip() {
+        for uptime_ms in [
+            0,
+            1,
+            u64::from(u32::MAX),
+            1 << 32,
+            0x1234_5678_9abc_def0,
+            u64::MAX,
+        ] {
+            let s = Stats {
+                uptime_ms,
+                cpu_load_permille: 999,
+                mem_used_kib: u32::MAX,
+                mem_total_kib: 7,
+            };
+            assert_eq!(PackedStats::pack(s).unpack(), s);
+        }
+        assert!(core::mem::size_of::<RtosCtrl>() <= 24);
     }
 }

@@ -36,6 +36,9 @@ pub(crate) trait Role {
     fn after_output(c: &Self::Ctrl) -> bool;
 }
 
+/// `retransmit_at` when nothing is in flight.
+const NEVER: u64 = u64::MAX;
+
 /// Bytes a console message adds around its data: variant, stream, length varint.
 pub(crate) const DATA_MSG_OVERHEAD: usize = 4;
 
@@ -138,7 +141,9 @@ pub(crate) struct Session<
     rx_expected: u8,
     ack_pending: bool,
     rto_ms: u32,
-    retransmit_at: Option<u64>,
+    /// When the oldest frame in flight is due again; [`NEVER`] when none is in
+    /// flight (not an `Option<u64>`: that is 16 bytes on 32-bit targets).
+    retransmit_at: u64,
     timing: Timing,
     next_tx_stream: u8,
     pub counters: Counters,
@@ -173,7 +178,7 @@ impl<
             rx_expected: 0,
             ack_pending: false,
             rto_ms: timing.rto_initial_ms,
-            retransmit_at: None,
+            retransmit_at: NEVER,
             timing,
             next_tx_stream: 0,
             counters: Counters::default(),
@@ -190,7 +195,7 @@ impl<
         self.rx_expected = 0;
         self.ack_pending = false;
         self.rto_ms = self.timing.rto_initial_ms;
-        self.retransmit_at = None;
+        self.retransmit_at = NEVER;
         for s in &mut self.tx {
             s.sent = s.ring.tail();
             s.credit = 0;
@@ -278,9 +283,9 @@ impl<
         self.replay = self.replay.saturating_sub(n);
         self.rto_ms = self.timing.rto_initial_ms;
         self.retransmit_at = if self.slots.is_empty() {
-            None
+            NEVER
         } else {
-            Some(now + u64::from(self.rto_ms))
+            now + u64::from(self.rto_ms)
         };
     }
 
@@ -337,17 +342,15 @@ impl<
     // ---- timers -----------------------------------------------------------------
 
     pub(crate) fn poll_timeout(&self) -> Option<u64> {
-        self.retransmit_at
+        (self.retransmit_at != NEVER).then_some(self.retransmit_at)
     }
 
     pub(crate) fn handle_timeout(&mut self, now: u64) {
-        if let Some(at) = self.retransmit_at {
-            if now >= at && !self.slots.is_empty() {
-                self.replay = 0;
-                self.rto_ms = (self.rto_ms.saturating_mul(2)).min(self.timing.rto_max_ms);
-                self.retransmit_at = Some(now + u64::from(self.rto_ms));
-                bump(&mut self.counters.retransmits);
-            }
+        if self.retransmit_at != NEVER && now >= self.retransmit_at && !self.slots.is_empty() {
+            self.replay = 0;
+            self.rto_ms = (self.rto_ms.saturating_mul(2)).min(self.timing.rto_max_ms);
+            self.retransmit_at = now + u64::from(self.rto_ms);
+            bump(&mut self.counters.retransmits);
         }
     }
 
@@ -534,8 +537,8 @@ impl<
             },
         );
         self.ack_pending = false;
-        if seq.is_some() && self.retransmit_at.is_none() {
-            self.retransmit_at = Some(now + u64::from(self.rto_ms));
+        if seq.is_some() && self.retransmit_at == NEVER {
+            self.retransmit_at = now + u64::from(self.rto_ms);
         }
         frame::seal(buf, HEADER_LEN + n)
     }

@@ -1,7 +1,8 @@
 //! Footprint probe: the baseline runtime driving `micrun_rtos::Agent` over the
 //! UART. The application exercises every agent API a real firmware uses, so none
 //! of it is optimized away: handshake, console output (stdout and stderr) and
-//! input, credits, retransmit timers, stats, stop, exit and log.
+//! input, credits, retransmit timers, stats, stop, exit, log, and exec (a command
+//! with output and an exit code, a signal ending it).
 //!
 //! The agent lives in a static (`MICRUN_AGENT`, in `.bss`), so its RAM counts as
 //! static RAM, the way a firmware would normally hold it; measure.sh cross-checks
@@ -16,11 +17,11 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
 use hw::{Clock, Uart};
-use micrun_rtos::{Agent, AgentInfo, App, ExitReason, Link, LogLevel, Stats};
+use micrun_rtos::{Agent, AgentInfo, App, Args, ExitReason, Link, LogLevel, Stats};
 
 /// Console buffer sizes: `FRAME` (receive and transmit frame buffers), `OUT`
-/// (stdout and stderr rings each) and `IN` (stdin ring). measure.sh subtracts the
-/// rings (2 × OUT + IN) from static RAM.
+/// (stdout, stderr and exec output rings each) and `IN` (stdin ring). measure.sh
+/// subtracts the rings (3 × OUT + IN) from static RAM.
 #[cfg(not(feature = "small"))]
 type FwAgent = Agent<Uart, 256, 1024, 512>;
 /// The smallest supported frame.
@@ -63,6 +64,10 @@ static MICRUN_AGENT: Singleton<FwAgent> = Singleton(UnsafeCell::new(MaybeUninit:
 /// The probe application.
 struct ProbeApp {
     stop: bool,
+    /// An exec started with this many arguments; it runs from the main loop.
+    exec_argc: Option<usize>,
+    /// A signal for the running exec.
+    exec_signo: u8,
 }
 
 impl App for ProbeApp {
@@ -77,6 +82,20 @@ impl App for ProbeApp {
             mem_used_kib: 4,
             mem_total_kib: 64,
         }
+    }
+
+    /// One command: anything starting with `e` ("echo"); the rest are unknown.
+    fn exec(&mut self, args: Args<'_>) -> bool {
+        if args.as_bytes().first() != Some(&b'e') {
+            return false;
+        }
+        self.exec_argc = Some(args.len());
+        self.exec_signo = 0;
+        true
+    }
+
+    fn exec_signal(&mut self, signo: u8) {
+        self.exec_signo = signo;
     }
 }
 
@@ -99,7 +118,11 @@ extern "C" fn fw_main() -> ! {
             },
         ))
     };
-    let mut app = ProbeApp { stop: false };
+    let mut app = ProbeApp {
+        stop: false,
+        exec_argc: None,
+        exec_signo: 0,
+    };
     let mut clock = Clock::new();
     let mut greeted = false;
     let mut line = [0u8; 32];
@@ -124,6 +147,16 @@ extern "C" fn fw_main() -> ! {
             if has(input, b'q') {
                 agent.write_stdout(b"bye\n");
                 agent.exit(0, ExitReason::Normal);
+            }
+        }
+        // The exec: its output, then its end (its argument count, or 128 + signo).
+        if let Some(argc) = app.exec_argc {
+            if app.exec_signo != 0 {
+                agent.exec_exit(128 + i32::from(app.exec_signo));
+                app.exec_argc = None;
+            } else if agent.write_exec(b"probe: exec\n") > 0 {
+                agent.exec_exit(argc as i32);
+                app.exec_argc = None;
             }
         }
         if app.stop {
