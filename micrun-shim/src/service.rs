@@ -488,12 +488,13 @@ impl Service {
     fn do_exec(&self, req: &api::ExecProcessRequest) -> Result<(), Error> {
         let task = self.get(&req.id)?;
         let Workload::Rtos(inst) = &task.workload else {
-            return Err(Error::Instance(crate::instance::InstanceError::Precondition(
-                format!(
-                    "exec in {}: the pod's sandbox container runs nothing; exec into one of                      its RTOS containers",
+            return Err(Error::Instance(
+                crate::instance::InstanceError::Precondition(format!(
+                    "exec in {}: the pod's sandbox container runs nothing; exec into one of \
+                     its RTOS containers",
                     req.id
-                ),
-            )));
+                )),
+            ));
         };
         if lock(&task.execs).contains_key(&req.exec_id) {
             return Err(Error::AlreadyExists(format!(
