@@ -686,7 +686,9 @@ pub fn cpu_and_memory(stats: &v1::ContainerStats) -> (u64, u64) {
         .and_then(|m| m.working_set_bytes.as_ref())
         .map_or(0, |v| v.value);
     (cpu, mem)
-// ---- Streams: attach (WebSocket channel protocol) and log reopening ----
+}
+
+// ---- Streams: attach and exec (WebSocket channel protocol), log reopening ----
 
 impl Cri {
     /// `Attach` (what kubelet sends for `kubectl attach`): the streaming URL of
@@ -705,6 +707,26 @@ impl Cri {
             tty,
             stdout,
             stderr,
+        }))?;
+        Ok(r.into_inner().url)
+    }
+
+    /// `Exec` as `kubectl exec [-t]` sends it, with stdin only if asked
+    /// (`exec_url` has none); stderr unless `tty`.
+    pub fn exec_stream_url(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        stdin: bool,
+        tty: bool,
+    ) -> Result<String, Status> {
+        let r = self.rt.block_on(self.runtime().exec(v1::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
         }))?;
         Ok(r.into_inner().url)
     }
@@ -736,14 +758,14 @@ pub mod channel {
     pub const RESIZE: u8 = 4;
 }
 
-/// The subprotocols [`AttachStream::connect`] offers, preferred first, as
+/// The subprotocols [`ChannelStream::connect`] offers, preferred first, as
 /// kubectl does (the server takes the first it supports).
 pub const CHANNEL_PROTOCOLS: [&str; 2] = ["v4.channel.k8s.io", "channel.k8s.io"];
 
-/// A `kubectl attach` session: a WebSocket to the streaming URL the CRI plugin
-/// returned, speaking the channel protocol. Reads block at most until a
+/// A `kubectl attach` or `kubectl exec` session: a WebSocket to the streaming
+/// URL the CRI plugin returned (Attach, Exec), speaking the channel protocol. Reads block at most until a
 /// deadline; the socket is closed on drop.
-pub struct AttachStream {
+pub struct ChannelStream {
     ws: tungstenite::WebSocket<std::net::TcpStream>,
     /// The subprotocol the server chose.
     pub protocol: String,
@@ -753,9 +775,9 @@ pub struct AttachStream {
     pub closed: bool,
 }
 
-impl std::fmt::Debug for AttachStream {
+impl std::fmt::Debug for ChannelStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AttachStream")
+        f.debug_struct("ChannelStream")
             .field("protocol", &self.protocol)
             .field("closed", &self.closed)
             .field(
@@ -770,10 +792,10 @@ impl std::fmt::Debug for AttachStream {
     }
 }
 
-impl AttachStream {
+impl ChannelStream {
     /// Opens the WebSocket to `url` (`http://host:port/attach/<token>`) offering
     /// [`CHANNEL_PROTOCOLS`].
-    pub fn connect(url: &str) -> Result<AttachStream, String> {
+    pub fn connect(url: &str) -> Result<ChannelStream, String> {
         use tungstenite::client::IntoClientRequest;
         let rest = url
             .strip_prefix("http://")
@@ -799,7 +821,7 @@ impl AttachStream {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        Ok(AttachStream {
+        Ok(ChannelStream {
             ws,
             protocol,
             received: Default::default(),
@@ -838,7 +860,7 @@ impl AttachStream {
     pub fn read_until(
         &mut self,
         timeout: Duration,
-        mut done: impl FnMut(&AttachStream) -> bool,
+        mut done: impl FnMut(&ChannelStream) -> bool,
     ) -> Result<bool, String> {
         let deadline = std::time::Instant::now() + timeout;
         while !done(self) {
@@ -874,6 +896,29 @@ impl AttachStream {
         Ok(true)
     }
 
+    /// How the stream's command ended, from the status the server wrote on the
+    /// error channel ([`channel::ERROR`]) before it closed: `Ok(0)` for a
+    /// `v4.` `Success` status, `Ok(code)` for a `NonZeroExitCode` failure (the
+    /// `ExitCode` cause, as kubectl reads it), `Err(text)` for anything else
+    /// (another failure, no status, the older protocol's plain message).
+    pub fn exit_status(&self) -> Result<i32, String> {
+        let text = self.text(channel::ERROR);
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("status {text:?} on the error channel: {e}"))?;
+        match v["status"].as_str() {
+            Some("Success") => return Ok(0),
+            Some("Failure") if v["reason"] == "NonZeroExitCode" => {}
+            _ => return Err(format!("status {text}")),
+        }
+        v["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["reason"] == "ExitCode")
+            .and_then(|c| c["message"].as_str()?.parse().ok())
+            .ok_or_else(|| format!("no exit code in {text}"))
+    }
+
     /// Closes the WebSocket (kubectl's detach) and reads until the server's
     /// close arrives, at most `timeout`.
     pub fn close(&mut self, timeout: Duration) -> Result<(), String> {
@@ -886,7 +931,7 @@ impl AttachStream {
     }
 }
 
-impl Drop for AttachStream {
+impl Drop for ChannelStream {
     fn drop(&mut self) {
         if !self.closed {
             let _ = self.ws.close(None);
