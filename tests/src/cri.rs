@@ -442,6 +442,18 @@ pub fn import_k8s(env: &Env, image: &TestImage) {
             &["images", "import", &path.to_string_lossy()],
         )
         .unwrap_or_else(|e| panic!("import {} into {K8S_NAMESPACE}: {e}", image.name));
+    // The CRI plugin learns of the image from containerd's ImageCreate event, on
+    // its own time: a CreateContainer right after the import may not find it yet.
+    let cri = connect(env);
+    let seen = crate::e2e::wait_until(Duration::from_secs(10), || {
+        cri.image_present(&image.name).unwrap_or(false)
+    });
+    assert!(
+        seen,
+        "{} imported by ctr, but the CRI plugin does not see it{}",
+        image.name,
+        env.diag("cri")
+    );
     done.insert(key);
 }
 
