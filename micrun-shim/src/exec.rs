@@ -13,9 +13,14 @@
 //! back on the exec stream, its exit code is the application's. There is no
 //! exec without the agent: a raw console is the firmware's own, and micrun
 //! cannot tell the firmware's answer to a typed line from other output, so an
-//! exec there fails with FAILED_PRECONDITION at once. An exec has no stdin (an
-//! RTOS command takes its arguments only; `kubectl attach` types into the
-//! console) and one output stream, its stdout.
+//! exec there fails with FAILED_PRECONDITION at once. An exec reads no input
+//! (an RTOS command takes its arguments only; `kubectl attach` types into the
+//! console) and has one output stream, its stdout. Its stdin FIFO, if it has
+//! one (`kubectl exec -i`, `ctr task exec`), is held open unread until the
+//! exec ends or CloseIO: typed bytes wait in the pipe as for a Linux command
+//! that does not read them, and containerd's copier into the FIFO finds a
+//! reader (without one its write would never return, and the CRI plugin would
+//! never report the exec's end).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
@@ -41,6 +46,8 @@ pub struct ExecProcess {
     wire: Mutex<Option<u32>>,
     /// What its stdio needed (a logger, copiers); ended at Delete.
     stdio: Mutex<Option<crate::stdio::StdioGuard>>,
+    /// Its stdin FIFO, held open unread until it ends (see the module docs).
+    stdin: Mutex<Option<std::fs::File>>,
 }
 
 impl std::fmt::Debug for ExecProcess {
@@ -111,6 +118,7 @@ impl ExecProcess {
             cond: Condvar::new(),
             wire: Mutex::new(None),
             stdio: Mutex::new(None),
+            stdin: Mutex::new(None),
         })
     }
 
@@ -130,7 +138,9 @@ impl ExecProcess {
     }
 
     /// Records the end (once) and returns it; `None` if it had ended already.
+    /// Its stdin closes: a writer blocked on a full pipe gets EPIPE.
     fn end(&self, code: u32) -> Option<ExitInfo> {
+        self.close_stdin();
         let mut s = lock(&self.state);
         if s.1.is_some() {
             return None;
@@ -142,6 +152,11 @@ impl ExecProcess {
         *s = (Status::Stopped, Some(info));
         self.cond.notify_all();
         Some(info)
+    }
+
+    /// CloseIO, and its end: the stdin FIFO's read end closes.
+    pub fn close_stdin(&self) {
+        drop(lock(&self.stdin).take());
     }
 
     /// Start: opens its stdio and hands it to the instance's I/O loop.
@@ -178,6 +193,7 @@ impl ExecProcess {
             ))
         })?;
         *lock(&self.stdio) = Some(opened.guard);
+        *lock(&self.stdin) = opened.stdin;
         // Without a stdout (ExecSync always has one) the output goes to stderr.
         let stdout = opened.stdout.or(opened.stderr);
         let me = self.clone();
@@ -220,6 +236,7 @@ impl ExecProcess {
 
     /// Delete: what its stdio needed ends.
     pub fn close_stdio(&self) {
+        self.close_stdin();
         if let Some(guard) = lock(&self.stdio).take() {
             guard.close();
         }

@@ -489,11 +489,15 @@ impl Instance {
         match (st.mode, st.peer.as_ref()) {
             (Mode::Agent, Some(p)) if p.features & micrun_proto::features::EXEC != 0 => Ok(()),
             (Mode::Agent, Some(p)) => Err(InstanceError::Precondition(format!(
-                "exec in container {id}: the firmware's micrun agent ({}, protocol {}.{})                  does not run commands; exec needs an agent of protocol 1.2 or later",
+                "exec in container {id}: the firmware's micrun agent ({}, protocol {}.{}) \
+                 does not run commands; exec needs an agent of protocol 1.2 or later",
                 p.agent_version, p.version.major, p.version.minor
             ))),
             _ => Err(InstanceError::Precondition(format!(
-                "exec in container {id}: exec needs the micrun agent in the firmware, and                  this container's console is raw (no agent answered, or                  org.openeuler.micrun.container.agent=off); use `ctr task attach` or                  `kubectl attach` to type into its console"
+                "exec in container {id}: exec needs the micrun agent in the firmware, and \
+                 this container's console is raw (no agent answered, or \
+                 org.openeuler.micrun.container.agent=off); use `ctr task attach` or \
+                 `kubectl attach` to type into its console"
             ))),
         }
     }

@@ -488,13 +488,13 @@ impl Service {
     fn do_exec(&self, req: &api::ExecProcessRequest) -> Result<(), Error> {
         let task = self.get(&req.id)?;
         let Workload::Rtos(inst) = &task.workload else {
-            return Err(Error::Instance(crate::instance::InstanceError::Precondition(
-                format!(
+            return Err(Error::Instance(
+                crate::instance::InstanceError::Precondition(format!(
                     "exec in {}: the pod's sandbox container runs nothing; exec into one of \
                      its RTOS containers",
                     req.id
-                ),
-            )));
+                )),
+            ));
         };
         if lock(&task.execs).contains_key(&req.exec_id) {
             return Err(Error::AlreadyExists(format!(
@@ -504,8 +504,9 @@ impl Service {
             )));
         }
         let io = IoPaths {
-            // An RTOS command takes no input (see crate::exec).
-            stdin: None,
+            // An RTOS command takes no input, but its stdin FIFO is held open
+            // until it ends (see crate::exec).
+            stdin: Some(PathBuf::from(&req.stdin)).filter(|p| !p.as_os_str().is_empty()),
             stdout: Some(PathBuf::from(&req.stdout)).filter(|p| !p.as_os_str().is_empty()),
             stderr: Some(PathBuf::from(&req.stderr)).filter(|p| !p.as_os_str().is_empty()),
         };
@@ -1133,8 +1134,8 @@ impl containerd_shim::Task for Service {
 
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
         if !req.exec_id.is_empty() {
-            // An exec has no stdin to close.
-            ttrpc(self.get_exec(&req.id, &req.exec_id))?;
+            let (_, exec) = ttrpc(self.get_exec(&req.id, &req.exec_id))?;
+            exec.close_stdin();
             return Ok(api::Empty::new());
         }
         let task = ttrpc(self.get(&req.id))?;

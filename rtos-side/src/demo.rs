@@ -35,7 +35,7 @@ const FLOOD_BUDGET_PER_POLL: u32 = 16 * 1024;
 const FLOOD_CHUNK: usize = 256;
 
 const PROMPT: &[u8] = b"> ";
-const HELP: &[u8] = b"commands: help, hello, echo <text>, uptime, stats, exit <code>, panic, hang, flood <bytes>, sleep <ms>\r\n";
+const HELP: &[u8] = b"commands: help, hello, echo <text>, err <text>, uptime, stats, exit <code>, panic, hang, flood <bytes>, sleep <ms>\r\n";
 /// Status of a command line that was not understood (usage errors).
 pub const STATUS_USAGE: i32 = 2;
 /// Status of an unknown command, as a shell's "command not found".
@@ -46,6 +46,21 @@ pub trait Console {
     /// Writes as much of `data` as fits now and returns the number of bytes
     /// accepted (may be less than `data.len()`, or 0, under flow control).
     fn write(&mut self, data: &[u8]) -> usize;
+
+    /// Like [`Console::write`], for the error stream (`err <text>`); a console
+    /// with one stream (a UART) takes it as ordinary output.
+    fn write_err(&mut self, data: &[u8]) -> usize {
+        self.write(data)
+    }
+}
+
+/// The error stream of a [`Console`], as a console.
+struct ErrStream<'a, C: Console>(&'a mut C);
+
+impl<C: Console> Console for ErrStream<'_, C> {
+    fn write(&mut self, data: &[u8]) -> usize {
+        self.0.write_err(data)
+    }
 }
 
 /// What the shell needs to know about the machine it runs on.
@@ -89,6 +104,9 @@ pub struct Shell {
     /// The previous line ended with `\r`: a directly following `\n` belongs to it.
     skip_lf: bool,
     out: OutBuf,
+    /// `out` holds an `err` command's text, for the error stream; the prompt
+    /// is queued once it has drained.
+    out_is_err: bool,
     flood: Option<Flood>,
     /// `sleep`: the command ends at this uptime.
     sleep_until: Option<u64>,
@@ -120,6 +138,7 @@ impl Shell {
             line_overflow: false,
             skip_lf: false,
             out: OutBuf::new(),
+            out_is_err: false,
             flood: None,
             sleep_until: None,
             prompt: true,
@@ -185,8 +204,17 @@ impl Shell {
     pub fn poll(&mut self, board: &impl Board, out: &mut impl Console) -> Action {
         let mut budget = FLOOD_BUDGET_PER_POLL;
         loop {
-            if !self.out.drain(out) {
+            let drained = if self.out_is_err {
+                self.out.drain(&mut ErrStream(&mut *out))
+            } else {
+                self.out.drain(out)
+            };
+            if !drained {
                 return Action::None;
+            }
+            if core::mem::take(&mut self.out_is_err) {
+                self.push_prompt();
+                continue;
             }
             if self.flood.is_some() {
                 if !self.run_flood(out, &mut budget) {
@@ -299,6 +327,12 @@ impl Shell {
             b"echo" => {
                 self.out.push(rest);
                 self.out.push(b"\r\n");
+            }
+            b"err" => {
+                self.out.push(rest);
+                self.out.push(b"\r\n");
+                self.out_is_err = true;
+                return Action::None;
             }
             b"uptime" => {
                 let _ = write!(self.out, "uptime {} ms\r\n", board.uptime_ms());
@@ -736,7 +770,7 @@ mod tests {
         assert_eq!(a, Action::None);
         assert_eq!(out.matches("\r\n").count(), 1);
         for c in [
-            "help", "hello", "echo", "uptime", "stats", "exit", "panic", "hang", "flood",
+            "help", "hello", "echo", "err", "uptime", "stats", "exit", "panic", "hang", "flood",
         ] {
             assert!(out.contains(c), "{c} missing from {out:?}");
         }
@@ -765,6 +799,40 @@ mod tests {
         assert_eq!(cmd("echo  two  spaces \r").0, " two  spaces \r\n> ");
         assert_eq!(cmd("echo\r").0, "\r\n> ");
         assert_eq!(cmd("echo \r").0, "\r\n> ");
+    }
+
+    #[test]
+    fn err_goes_to_the_error_stream() {
+        /// Keeps the streams apart; takes one byte per write.
+        #[derive(Default)]
+        struct TwoStreams {
+            out: Vec<u8>,
+            err: Vec<u8>,
+        }
+        impl Console for TwoStreams {
+            fn write(&mut self, data: &[u8]) -> usize {
+                self.out.extend_from_slice(&data[..1]);
+                1
+            }
+            fn write_err(&mut self, data: &[u8]) -> usize {
+                self.err.extend_from_slice(&data[..1]);
+                1
+            }
+        }
+        let mut shell = Shell::new();
+        let mut con = TwoStreams::default();
+        shell.start(&TestBoard);
+        shell.feed(b"err oops\recho ok\r");
+        while !shell.is_idle() {
+            assert_eq!(shell.poll(&TestBoard, &mut con), Action::None);
+        }
+        assert_eq!(con.err, b"oops\r\n");
+        assert_eq!(
+            con.out,
+            b"micrun demo shell on testboard (testos)\r\n> > ok\r\n> "
+        );
+        // A console with one stream (a UART) shows it as ordinary output.
+        assert_eq!(cmd("err oops\r").0, "oops\r\n> ");
     }
 
     #[test]

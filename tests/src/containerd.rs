@@ -8,7 +8,8 @@
 //! is `version = 3` (plugin sections renamed, NRI turned off, the `micrun` CRI
 //! runtime registered). Both formats register the CRI runtime `micrun` (→
 //! `io.containerd.mica.v2`, micrun's annotations passed as the globs
-//! `org.openeuler.micrun.*`), the sandbox image [`SANDBOX_IMAGE`] and
+//! `org.openeuler.micrun.*`), the sandbox image [`SANDBOX_IMAGE`], the CRI
+//! streaming server (attach, exec) on `127.0.0.1` with a free port, and
 //! `restrict_oom_score_adj` (runc pods need it on hosts where a negative
 //! `oom_score_adj` cannot be written). Everything of 2.x outside the temp dir is where 1.x puts
 //! it: the shim sockets under `/run/containerd/s/`. The daemon's `PATH` is the
@@ -471,6 +472,9 @@ state = "{state}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
   restrict_oom_score_adj = true
+  # attach/exec/port-forward URLs: loopback only, a free port.
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
 
 # Naming one runtime replaces 1.x's default table: runc (the default handler) again.
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -514,6 +518,11 @@ state = "{state}"
 
 [plugins."io.containerd.nri.v1.nri"]
   disable = true
+
+# attach/exec/port-forward URLs: loopback only, a free port.
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
 
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = "{pause}"

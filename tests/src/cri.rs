@@ -442,6 +442,18 @@ pub fn import_k8s(env: &Env, image: &TestImage) {
             &["images", "import", &path.to_string_lossy()],
         )
         .unwrap_or_else(|e| panic!("import {} into {K8S_NAMESPACE}: {e}", image.name));
+    // The CRI plugin learns of the image from containerd's ImageCreate event, on
+    // its own time: a CreateContainer right after the import may not find it yet.
+    let cri = connect(env);
+    let seen = crate::e2e::wait_until(Duration::from_secs(10), || {
+        cri.image_present(&image.name).unwrap_or(false)
+    });
+    assert!(
+        seen,
+        "{} imported by ctr, but the CRI plugin does not see it{}",
+        image.name,
+        env.diag("cri")
+    );
     done.insert(key);
 }
 
@@ -686,4 +698,256 @@ pub fn cpu_and_memory(stats: &v1::ContainerStats) -> (u64, u64) {
         .and_then(|m| m.working_set_bytes.as_ref())
         .map_or(0, |v| v.value);
     (cpu, mem)
+}
+
+// ---- Streams: attach and exec (WebSocket channel protocol), log reopening ----
+
+impl Cri {
+    /// `Attach` (what kubelet sends for `kubectl attach`): the streaming URL of
+    /// the CRI plugin's streaming server for container `id`.
+    pub fn attach(
+        &self,
+        id: &str,
+        stdin: bool,
+        tty: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<String, Status> {
+        let r = self.rt.block_on(self.runtime().attach(v1::AttachRequest {
+            container_id: id.into(),
+            stdin,
+            tty,
+            stdout,
+            stderr,
+        }))?;
+        Ok(r.into_inner().url)
+    }
+
+    /// `Exec` as `kubectl exec [-t]` sends it, with stdin only if asked
+    /// (`exec_url` has none); stderr unless `tty`.
+    pub fn exec_stream_url(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        stdin: bool,
+        tty: bool,
+    ) -> Result<String, Status> {
+        let r = self.rt.block_on(self.runtime().exec(v1::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        }))?;
+        Ok(r.into_inner().url)
+    }
+
+    /// `ReopenContainerLog` (what kubelet sends after rotating a container's log).
+    pub fn reopen_container_log(&self, id: &str) -> Result<(), Status> {
+        self.rt.block_on(
+            self.runtime()
+                .reopen_container_log(v1::ReopenContainerLogRequest {
+                    container_id: id.into(),
+                }),
+        )?;
+        Ok(())
+    }
+}
+
+/// Channels of the Kubernetes WebSocket stream protocol (`channel.k8s.io`): the
+/// first byte of every binary message.
+pub mod channel {
+    /// Client → container input.
+    pub const STDIN: u8 = 0;
+    /// Container stdout (with a TTY: the one output stream).
+    pub const STDOUT: u8 = 1;
+    /// Container stderr (no TTY only).
+    pub const STDERR: u8 = 2;
+    /// Server → client: the stream's final status (`v4.`: a JSON `Status`).
+    pub const ERROR: u8 = 3;
+    /// Client → server: terminal size, JSON `{"Width":w,"Height":h}`.
+    pub const RESIZE: u8 = 4;
+}
+
+/// The subprotocols [`ChannelStream::connect`] offers, preferred first, as
+/// kubectl does (the server takes the first it supports).
+pub const CHANNEL_PROTOCOLS: [&str; 2] = ["v4.channel.k8s.io", "channel.k8s.io"];
+
+/// A `kubectl attach` or `kubectl exec` session: a WebSocket to the streaming
+/// URL the CRI plugin returned (Attach, Exec), speaking the channel protocol. Reads block at most until a
+/// deadline; the socket is closed on drop.
+pub struct ChannelStream {
+    ws: tungstenite::WebSocket<std::net::TcpStream>,
+    /// The subprotocol the server chose.
+    pub protocol: String,
+    /// Bytes received so far on each channel (index = channel byte).
+    pub received: [Vec<u8>; 5],
+    /// The server closed the connection.
+    pub closed: bool,
+}
+
+impl std::fmt::Debug for ChannelStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelStream")
+            .field("protocol", &self.protocol)
+            .field("closed", &self.closed)
+            .field(
+                "received",
+                &self
+                    .received
+                    .iter()
+                    .map(|b| String::from_utf8_lossy(b))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ChannelStream {
+    /// Opens the WebSocket to `url` (`http://host:port/attach/<token>`) offering
+    /// [`CHANNEL_PROTOCOLS`].
+    pub fn connect(url: &str) -> Result<ChannelStream, String> {
+        use tungstenite::client::IntoClientRequest;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("streaming URL {url:?}: expected http://"))?;
+        let host = rest.split('/').next().unwrap_or_default();
+        let tcp = std::net::TcpStream::connect(host)
+            .map_err(|e| format!("connect to the streaming server {host}: {e}"))?;
+        let mut req = format!("ws://{rest}")
+            .into_client_request()
+            .map_err(|e| format!("request for {url:?}: {e}"))?;
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            CHANNEL_PROTOCOLS
+                .join(", ")
+                .parse()
+                .expect("a valid header value"),
+        );
+        let (ws, resp) = tungstenite::client::client(req, tcp)
+            .map_err(|e| format!("WebSocket handshake with {url}: {e}"))?;
+        let protocol = resp
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok(ChannelStream {
+            ws,
+            protocol,
+            received: Default::default(),
+            closed: false,
+        })
+    }
+
+    /// Sends `data` on `channel`.
+    pub fn send(&mut self, channel: u8, data: &[u8]) -> Result<(), String> {
+        let mut msg = Vec::with_capacity(data.len() + 1);
+        msg.push(channel);
+        msg.extend_from_slice(data);
+        self.ws
+            .send(tungstenite::Message::Binary(msg.into()))
+            .map_err(|e| format!("send on channel {channel}: {e}"))
+    }
+
+    /// Types `text` into the container's stdin.
+    pub fn type_in(&mut self, text: &str) -> Result<(), String> {
+        self.send(channel::STDIN, text.as_bytes())
+    }
+
+    /// A terminal resize (kubectl sends one when the user's terminal changes).
+    pub fn resize(&mut self, width: u16, height: u16) -> Result<(), String> {
+        let json = format!("{{\"Width\":{width},\"Height\":{height}}}");
+        self.send(channel::RESIZE, json.as_bytes())
+    }
+
+    /// The text received on `channel` so far.
+    pub fn text(&self, channel: u8) -> String {
+        String::from_utf8_lossy(&self.received[channel as usize]).into_owned()
+    }
+
+    /// Receives messages until `done(self)` holds, the server closes, or
+    /// `timeout` passes; true if `done` held.
+    pub fn read_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&ChannelStream) -> bool,
+    ) -> Result<bool, String> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || self.closed {
+                return Ok(false);
+            }
+            self.ws
+                .get_ref()
+                .set_read_timeout(Some(left))
+                .map_err(|e| format!("set_read_timeout: {e}"))?;
+            match self.ws.read() {
+                Ok(tungstenite::Message::Binary(b)) => {
+                    if let Some((&ch, data)) = b.split_first() {
+                        if let Some(buf) = self.received.get_mut(ch as usize) {
+                            buf.extend_from_slice(data);
+                        }
+                    }
+                }
+                Ok(tungstenite::Message::Close(_)) => self.closed = true,
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    self.closed = true
+                }
+                Err(e) => return Err(format!("WebSocket read: {e}")),
+            }
+        }
+        Ok(true)
+    }
+
+    /// How the stream's command ended, from the status the server wrote on the
+    /// error channel ([`channel::ERROR`]) before it closed: `Ok(0)` for a
+    /// `v4.` `Success` status, `Ok(code)` for a `NonZeroExitCode` failure (the
+    /// `ExitCode` cause, as kubectl reads it), `Err(text)` for anything else
+    /// (another failure, no status, the older protocol's plain message).
+    pub fn exit_status(&self) -> Result<i32, String> {
+        let text = self.text(channel::ERROR);
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("status {text:?} on the error channel: {e}"))?;
+        match v["status"].as_str() {
+            Some("Success") => return Ok(0),
+            Some("Failure") if v["reason"] == "NonZeroExitCode" => {}
+            _ => return Err(format!("status {text}")),
+        }
+        v["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["reason"] == "ExitCode")
+            .and_then(|c| c["message"].as_str()?.parse().ok())
+            .ok_or_else(|| format!("no exit code in {text}"))
+    }
+
+    /// Closes the WebSocket (kubectl's detach) and reads until the server's
+    /// close arrives, at most `timeout`.
+    pub fn close(&mut self, timeout: Duration) -> Result<(), String> {
+        if !self.closed {
+            self.ws
+                .close(None)
+                .map_err(|e| format!("WebSocket close: {e}"))?;
+        }
+        self.read_until(timeout, |s| s.closed).map(|_| ())
+    }
+}
+
+impl Drop for ChannelStream {
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.ws.close(None);
+            let _ = self.ws.flush();
+        }
+    }
 }

@@ -471,7 +471,8 @@ impl App for DemoApp<'_> {
     }
 }
 
-/// The shell's console in agent mode: the agent's stdout ring.
+/// The shell's console in agent mode: the agent's stdout ring (`err` text: its
+/// stderr ring).
 struct AgentConsole<'a, 'l> {
     agent: &'a mut SimAgent<'l>,
     wrote: bool,
@@ -498,6 +499,13 @@ impl Console for ExecConsole<'_, '_> {
 impl Console for AgentConsole<'_, '_> {
     fn write(&mut self, data: &[u8]) -> usize {
         let n = self.agent.write_stdout(data);
+        self.wrote |= n > 0;
+        self.blocked |= n < data.len();
+        n
+    }
+
+    fn write_err(&mut self, data: &[u8]) -> usize {
+        let n = self.agent.write_stderr(data);
         self.wrote |= n > 0;
         self.blocked |= n < data.len();
         n

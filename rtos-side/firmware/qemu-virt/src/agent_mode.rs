@@ -65,7 +65,8 @@ impl micrun_rtos::App for Hooks<'_> {
     }
 }
 
-/// The shell's console in agent mode: stdout of the agent, under its flow control.
+/// The shell's console in agent mode: stdout of the agent (`err` text: its stderr),
+/// under its flow control.
 struct AgentConsole<'a> {
     agent: &'a mut FwAgent,
     /// The agent refused bytes (no room until the host grants credit).
@@ -91,6 +92,14 @@ impl demo::Console for ExecConsole<'_> {
 impl demo::Console for AgentConsole<'_> {
     fn write(&mut self, data: &[u8]) -> usize {
         let n = self.agent.write_stdout(data);
+        if n < data.len() {
+            self.blocked = true;
+        }
+        n
+    }
+
+    fn write_err(&mut self, data: &[u8]) -> usize {
+        let n = self.agent.write_stderr(data);
         if n < data.len() {
             self.blocked = true;
         }
