@@ -252,11 +252,11 @@ pub(crate) fn encode_log(
     if text.len() > MAX_LOG {
         return Err(CodecError::Malformed);
     }
-    let mut w = Writer { buf, pos: 0 };
-    w.u8(7)?;
-    w.u8(level as u8)?;
-    w.bytes(text)?;
-    Ok(w.pos)
+    let mut w = Writer::new(buf);
+    w.u8(7);
+    w.u8(level as u8);
+    w.bytes(text);
+    w.done()
 }
 
 fn check_str(s: &str, max: usize) -> Result<(), CodecError> {
@@ -268,25 +268,33 @@ fn check_str(s: &str, max: usize) -> Result<(), CodecError> {
 }
 
 /// Appends postcard-encoded values to a buffer.
+///
+/// Writing past the end is not checked at every step: the position keeps
+/// counting, nothing more is stored, and [`Writer::done`] reports the overflow
+/// once. One test at the end instead of one per byte keeps the encoders small.
 struct Writer<'b> {
     buf: &'b mut [u8],
     pos: usize,
 }
 
-impl Writer<'_> {
-    fn u8(&mut self, b: u8) -> Result<(), CodecError> {
-        let slot = self
-            .buf
-            .get_mut(self.pos)
-            .ok_or(CodecError::BufferTooSmall)?;
-        *slot = b;
-        self.pos += 1;
-        Ok(())
+impl<'b> Writer<'b> {
+    fn new(buf: &'b mut [u8]) -> Self {
+        Writer { buf, pos: 0 }
     }
 
-    fn varint(&mut self, mut v: u32) -> Result<(), CodecError> {
+    fn u8(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.pos) {
+            *slot = b;
+        }
+        self.pos += 1;
+    }
+
+    /// Not inlined: a message has several varints, and one call each is
+    /// smaller than the loop each time (about 200 bytes on a Cortex-M).
+    #[inline(never)]
+    fn varint(&mut self, mut v: u32) {
         while v >= 0x80 {
-            self.u8(v as u8 | 0x80)?;
+            self.u8(v as u8 | 0x80);
             v >>= 7;
         }
         self.u8(v as u8)
@@ -294,36 +302,43 @@ impl Writer<'_> {
 
     /// 64-bit values are rare (uptime only); split so 32-bit targets keep the
     /// common path in 32-bit arithmetic.
-    fn varint64(&mut self, mut v: u64) -> Result<(), CodecError> {
+    fn varint64(&mut self, mut v: u64) {
         while v > u64::from(u32::MAX) {
-            self.u8(v as u8 | 0x80)?;
+            self.u8(v as u8 | 0x80);
             v >>= 7;
         }
         self.varint(v as u32)
     }
 
-    fn i32(&mut self, v: i32) -> Result<(), CodecError> {
+    fn i32(&mut self, v: i32) {
         self.varint(((v << 1) ^ (v >> 31)) as u32)
     }
 
-    fn bytes(&mut self, b: &[u8]) -> Result<(), CodecError> {
-        self.varint(b.len() as u32)?;
-        let end = self.pos + b.len();
-        self.buf
-            .get_mut(self.pos..end)
-            .ok_or(CodecError::BufferTooSmall)?
-            .copy_from_slice(b);
+    fn bytes(&mut self, b: &[u8]) {
+        self.varint(b.len() as u32);
+        let end = self.pos.saturating_add(b.len());
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(b);
+        }
         self.pos = end;
-        Ok(())
     }
 
-    fn version(&mut self, v: Version) -> Result<(), CodecError> {
-        self.u8(v.major)?;
+    fn version(&mut self, v: Version) {
+        self.u8(v.major);
         self.u8(v.minor)
     }
 
-    fn stream(&mut self, s: Stream) -> Result<(), CodecError> {
+    fn stream(&mut self, s: Stream) {
         self.u8(s as u8)
+    }
+
+    /// The payload's length, or [`CodecError::BufferTooSmall`] if it did not fit.
+    fn done(self) -> Result<usize, CodecError> {
+        if self.pos <= self.buf.len() {
+            Ok(self.pos)
+        } else {
+            Err(CodecError::BufferTooSmall)
+        }
     }
 }
 
@@ -457,57 +472,57 @@ impl<'a> Reader<'a> {
 impl<'a> HostMsg<'a> {
     /// Serializes the payload into `buf`, returning its length.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, CodecError> {
-        let mut w = Writer { buf, pos: 0 };
+        let mut w = Writer::new(buf);
         match *self {
             HostMsg::Hello(h) => {
-                w.u8(0)?;
-                w.version(h.version)?;
-                w.varint(h.features)?;
-                w.varint(u32::from(h.max_frame))?;
-                w.varint(h.session)?;
+                w.u8(0);
+                w.version(h.version);
+                w.varint(h.features);
+                w.varint(u32::from(h.max_frame));
+                w.varint(h.session);
             }
             HostMsg::Ping { nonce } => {
-                w.u8(1)?;
-                w.varint(nonce)?;
+                w.u8(1);
+                w.varint(nonce);
             }
             HostMsg::Stop { grace_ms } => {
-                w.u8(2)?;
-                w.varint(grace_ms)?;
+                w.u8(2);
+                w.varint(grace_ms);
             }
             HostMsg::Signal { signo } => {
-                w.u8(3)?;
-                w.u8(signo)?;
+                w.u8(3);
+                w.u8(signo);
             }
             HostMsg::ConsoleIn { data } => {
-                w.u8(4)?;
-                w.bytes(data)?;
+                w.u8(4);
+                w.bytes(data);
             }
             HostMsg::Resize { rows, cols } => {
-                w.u8(5)?;
-                w.varint(u32::from(rows))?;
-                w.varint(u32::from(cols))?;
+                w.u8(5);
+                w.varint(u32::from(rows));
+                w.varint(u32::from(cols));
             }
             HostMsg::Credit { stream, bytes } => {
-                w.u8(6)?;
-                w.stream(stream)?;
-                w.varint(bytes)?;
+                w.u8(6);
+                w.stream(stream);
+                w.varint(bytes);
             }
-            HostMsg::StatsRequest => w.u8(7)?,
+            HostMsg::StatsRequest => w.u8(7),
             HostMsg::ExecStart { exec, argv } => {
                 if !argv_ok(argv) {
                     return Err(CodecError::Malformed);
                 }
-                w.u8(8)?;
-                w.varint(exec)?;
-                w.bytes(argv)?;
+                w.u8(8);
+                w.varint(exec);
+                w.bytes(argv);
             }
             HostMsg::ExecSignal { exec, signo } => {
-                w.u8(9)?;
-                w.varint(exec)?;
-                w.u8(signo)?;
+                w.u8(9);
+                w.varint(exec);
+                w.u8(signo);
             }
         }
-        Ok(w.pos)
+        w.done()
     }
 
     /// Parses a payload. The whole slice must be one message.
@@ -556,65 +571,65 @@ impl<'a> RtosMsg<'a> {
     /// Serializes the payload into `buf`, returning its length. Text beyond its
     /// bound is an error, not truncated.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, CodecError> {
-        let mut w = Writer { buf, pos: 0 };
+        let mut w = Writer::new(buf);
         match *self {
             RtosMsg::HelloAck(a) => {
                 check_str(a.agent_version, MAX_NAME)?;
                 check_str(a.os, MAX_NAME)?;
                 check_str(a.board, MAX_NAME)?;
-                w.u8(0)?;
-                w.version(a.version)?;
-                w.varint(a.features)?;
-                w.varint(u32::from(a.max_frame))?;
-                w.varint(a.session)?;
-                w.bytes(a.agent_version.as_bytes())?;
-                w.bytes(a.os.as_bytes())?;
-                w.bytes(a.board.as_bytes())?;
+                w.u8(0);
+                w.version(a.version);
+                w.varint(a.features);
+                w.varint(u32::from(a.max_frame));
+                w.varint(a.session);
+                w.bytes(a.agent_version.as_bytes());
+                w.bytes(a.os.as_bytes());
+                w.bytes(a.board.as_bytes());
             }
-            RtosMsg::Ready => w.u8(1)?,
+            RtosMsg::Ready => w.u8(1),
             RtosMsg::Pong { nonce, uptime_ms } => {
-                w.u8(2)?;
-                w.varint(nonce)?;
-                w.varint64(uptime_ms)?;
+                w.u8(2);
+                w.varint(nonce);
+                w.varint64(uptime_ms);
             }
             RtosMsg::ConsoleOut { stream, data } => {
-                w.u8(3)?;
-                w.stream(stream)?;
-                w.bytes(data)?;
+                w.u8(3);
+                w.stream(stream);
+                w.bytes(data);
             }
             RtosMsg::Credit { stream, bytes } => {
-                w.u8(4)?;
-                w.stream(stream)?;
-                w.varint(bytes)?;
+                w.u8(4);
+                w.stream(stream);
+                w.varint(bytes);
             }
             RtosMsg::Stats(s) => {
-                w.u8(5)?;
-                w.varint64(s.uptime_ms)?;
-                w.varint(u32::from(s.cpu_load_permille))?;
-                w.varint(s.mem_used_kib)?;
-                w.varint(s.mem_total_kib)?;
+                w.u8(5);
+                w.varint64(s.uptime_ms);
+                w.varint(u32::from(s.cpu_load_permille));
+                w.varint(s.mem_used_kib);
+                w.varint(s.mem_total_kib);
             }
             RtosMsg::Exited { code, reason } => {
-                w.u8(6)?;
-                w.i32(code)?;
-                w.u8(reason as u8)?;
+                w.u8(6);
+                w.i32(code);
+                w.u8(reason as u8);
             }
             RtosMsg::Log { level, text } => return encode_log(level, text.as_bytes(), buf),
             RtosMsg::Announce(a) => {
-                w.u8(8)?;
+                w.u8(8);
                 for b in a.magic {
-                    w.u8(b)?;
+                    w.u8(b);
                 }
-                w.version(a.version)?;
-                w.varint(u32::from(a.max_frame))?;
+                w.version(a.version);
+                w.varint(u32::from(a.max_frame));
             }
             RtosMsg::ExecExited { exec, code } => {
-                w.u8(9)?;
-                w.varint(exec)?;
-                w.i32(code)?;
+                w.u8(9);
+                w.varint(exec);
+                w.i32(code);
             }
         }
-        Ok(w.pos)
+        w.done()
     }
 
     /// Parses a payload. The whole slice must be one message, and text fields must
