@@ -343,128 +343,163 @@ impl<'b> Writer<'b> {
 }
 
 /// Takes postcard-encoded values from the front of a payload.
+///
+/// Like [`Writer`], errors are sticky: a read past the end or a value out of
+/// range marks the payload bad and yields a zero value, and [`Reader::finish`]
+/// refuses the message once, instead of a test after every field.
 struct Reader<'a> {
     buf: &'a [u8],
+    bad: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Result<u8, CodecError> {
-        let (&b, rest) = self.buf.split_first().ok_or(CodecError::Malformed)?;
-        self.buf = rest;
-        Ok(b)
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, bad: false }
+    }
+
+    fn fail(&mut self) {
+        self.bad = true;
+        self.buf = &[];
+    }
+
+    fn u8(&mut self) -> u8 {
+        match self.buf.split_first() {
+            Some((&b, rest)) => {
+                self.buf = rest;
+                b
+            }
+            None => {
+                self.bad = true;
+                0
+            }
+        }
     }
 
     /// A varint of at most `bits` (≤ 32) bits, accepting what postcard accepts:
     /// at most ceil(bits/7) bytes, the last one within the type's range.
-    fn varint(&mut self, bits: u32) -> Result<u32, CodecError> {
+    #[inline(never)]
+    fn varint(&mut self, bits: u32) -> u32 {
         let max_bytes = bits.div_ceil(7);
         let mut out = 0u32;
         for i in 0..max_bytes {
-            let b = self.u8()?;
+            let b = self.u8();
             out |= u32::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
                 if i == max_bytes - 1 && u32::from(b) >> (bits - 7 * i) != 0 {
-                    return Err(CodecError::Malformed);
+                    break;
                 }
-                return Ok(out);
+                return out;
             }
         }
-        Err(CodecError::Malformed)
+        self.fail();
+        0
     }
 
-    fn u16(&mut self) -> Result<u16, CodecError> {
-        self.varint(16).map(|v| v as u16)
+    fn u16(&mut self) -> u16 {
+        self.varint(16) as u16
     }
 
-    fn u32(&mut self) -> Result<u32, CodecError> {
+    fn u32(&mut self) -> u32 {
         self.varint(32)
     }
 
     /// A u64 varint: at most 10 bytes, the last one 0 or 1.
-    fn u64(&mut self) -> Result<u64, CodecError> {
+    fn u64(&mut self) -> u64 {
         let mut out = 0u64;
         for i in 0..10 {
-            let b = self.u8()?;
+            let b = self.u8();
             out |= u64::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
                 if i == 9 && b > 1 {
-                    return Err(CodecError::Malformed);
+                    break;
                 }
-                return Ok(out);
+                return out;
             }
         }
-        Err(CodecError::Malformed)
+        self.fail();
+        0
     }
 
-    fn i32(&mut self) -> Result<i32, CodecError> {
-        let n = self.u32()?;
-        Ok((n >> 1) as i32 ^ -((n & 1) as i32))
+    fn i32(&mut self) -> i32 {
+        let n = self.u32();
+        (n >> 1) as i32 ^ -((n & 1) as i32)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
-        let len = self.u32()? as usize;
-        if len > self.buf.len() {
-            return Err(CodecError::Malformed);
+    fn bytes(&mut self) -> &'a [u8] {
+        let len = self.u32() as usize;
+        match self.buf.split_at_checked(len) {
+            Some((b, rest)) => {
+                self.buf = rest;
+                b
+            }
+            None => {
+                self.fail();
+                &[]
+            }
         }
-        let (b, rest) = self.buf.split_at(len);
-        self.buf = rest;
-        Ok(b)
     }
 
-    fn str(&mut self, max: usize) -> Result<&'a str, CodecError> {
-        let b = self.bytes()?;
-        if b.len() > max {
-            return Err(CodecError::Malformed);
+    fn str(&mut self, max: usize) -> &'a str {
+        let b = self.bytes();
+        match core::str::from_utf8(b) {
+            Ok(s) if b.len() <= max => s,
+            _ => {
+                self.fail();
+                ""
+            }
         }
-        core::str::from_utf8(b).map_err(|_| CodecError::Malformed)
     }
 
     /// An argument vector: at most [`MAX_ARGV`] bytes, empty or ending in NUL.
-    fn argv(&mut self) -> Result<&'a [u8], CodecError> {
-        let b = self.bytes()?;
+    fn argv(&mut self) -> &'a [u8] {
+        let b = self.bytes();
         if !argv_ok(b) {
-            return Err(CodecError::Malformed);
+            self.fail();
+            return &[];
         }
-        Ok(b)
+        b
     }
 
-    fn version(&mut self) -> Result<Version, CodecError> {
-        Ok(Version {
-            major: self.u8()?,
-            minor: self.u8()?,
-        })
+    fn version(&mut self) -> Version {
+        Version {
+            major: self.u8(),
+            minor: self.u8(),
+        }
     }
 
     /// An enum index (a varint u32).
-    fn index(&mut self) -> Result<u32, CodecError> {
+    fn index(&mut self) -> u32 {
         self.u32()
     }
 
-    fn stream(&mut self) -> Result<Stream, CodecError> {
-        match self.index()? {
-            0 => Ok(Stream::Stdin),
-            1 => Ok(Stream::Stdout),
-            2 => Ok(Stream::Stderr),
-            3 => Ok(Stream::Exec),
-            _ => Err(CodecError::Malformed),
+    fn stream(&mut self) -> Stream {
+        match self.index() {
+            0 => Stream::Stdin,
+            1 => Stream::Stdout,
+            2 => Stream::Stderr,
+            3 => Stream::Exec,
+            _ => {
+                self.fail();
+                Stream::Stdin
+            }
         }
     }
 
-    fn stats(&mut self) -> Result<Stats, CodecError> {
-        Ok(Stats {
-            uptime_ms: self.u64()?,
-            cpu_load_permille: self.u16()?,
-            mem_used_kib: self.u32()?,
-            mem_total_kib: self.u32()?,
-        })
+    fn stats(&mut self) -> Stats {
+        Stats {
+            uptime_ms: self.u64(),
+            cpu_load_permille: self.u16(),
+            mem_used_kib: self.u32(),
+            mem_total_kib: self.u32(),
+        }
     }
 
-    /// The whole payload must have been one message.
+    /// The whole payload must have been one message, every field valid.
     fn finish<T>(self, v: T) -> Result<T, CodecError> {
-        if self.buf.is_empty() {
-            Ok(v)
-        } else {
+        if self.bad || !self.buf.is_empty() {
             Err(CodecError::Malformed)
+        } else {
+            Ok(v)
         }
     }
 }
@@ -527,34 +562,34 @@ impl<'a> HostMsg<'a> {
 
     /// Parses a payload. The whole slice must be one message.
     pub fn decode(buf: &'a [u8]) -> Result<Self, CodecError> {
-        let mut r = Reader { buf };
-        let msg = match r.index()? {
+        let mut r = Reader::new(buf);
+        let msg = match r.index() {
             0 => HostMsg::Hello(Hello {
-                version: r.version()?,
-                features: r.u32()?,
-                max_frame: r.u16()?,
-                session: r.u32()?,
+                version: r.version(),
+                features: r.u32(),
+                max_frame: r.u16(),
+                session: r.u32(),
             }),
-            1 => HostMsg::Ping { nonce: r.u32()? },
-            2 => HostMsg::Stop { grace_ms: r.u32()? },
-            3 => HostMsg::Signal { signo: r.u8()? },
-            4 => HostMsg::ConsoleIn { data: r.bytes()? },
+            1 => HostMsg::Ping { nonce: r.u32() },
+            2 => HostMsg::Stop { grace_ms: r.u32() },
+            3 => HostMsg::Signal { signo: r.u8() },
+            4 => HostMsg::ConsoleIn { data: r.bytes() },
             5 => HostMsg::Resize {
-                rows: r.u16()?,
-                cols: r.u16()?,
+                rows: r.u16(),
+                cols: r.u16(),
             },
             6 => HostMsg::Credit {
-                stream: r.stream()?,
-                bytes: r.u32()?,
+                stream: r.stream(),
+                bytes: r.u32(),
             },
             7 => HostMsg::StatsRequest,
             8 => HostMsg::ExecStart {
-                exec: r.u32()?,
-                argv: r.argv()?,
+                exec: r.u32(),
+                argv: r.argv(),
             },
             9 => HostMsg::ExecSignal {
-                exec: r.u32()?,
-                signo: r.u8()?,
+                exec: r.u32(),
+                signo: r.u8(),
             },
             _ => return Err(CodecError::Malformed),
         };
@@ -635,34 +670,34 @@ impl<'a> RtosMsg<'a> {
     /// Parses a payload. The whole slice must be one message, and text fields must
     /// be within their bounds.
     pub fn decode(buf: &'a [u8]) -> Result<Self, CodecError> {
-        let mut r = Reader { buf };
-        let msg = match r.index()? {
+        let mut r = Reader::new(buf);
+        let msg = match r.index() {
             0 => RtosMsg::HelloAck(HelloAck {
-                version: r.version()?,
-                features: r.u32()?,
-                max_frame: r.u16()?,
-                session: r.u32()?,
-                agent_version: r.str(MAX_NAME)?,
-                os: r.str(MAX_NAME)?,
-                board: r.str(MAX_NAME)?,
+                version: r.version(),
+                features: r.u32(),
+                max_frame: r.u16(),
+                session: r.u32(),
+                agent_version: r.str(MAX_NAME),
+                os: r.str(MAX_NAME),
+                board: r.str(MAX_NAME),
             }),
             1 => RtosMsg::Ready,
             2 => RtosMsg::Pong {
-                nonce: r.u32()?,
-                uptime_ms: r.u64()?,
+                nonce: r.u32(),
+                uptime_ms: r.u64(),
             },
             3 => RtosMsg::ConsoleOut {
-                stream: r.stream()?,
-                data: r.bytes()?,
+                stream: r.stream(),
+                data: r.bytes(),
             },
             4 => RtosMsg::Credit {
-                stream: r.stream()?,
-                bytes: r.u32()?,
+                stream: r.stream(),
+                bytes: r.u32(),
             },
-            5 => RtosMsg::Stats(r.stats()?),
+            5 => RtosMsg::Stats(r.stats()),
             6 => RtosMsg::Exited {
-                code: r.i32()?,
-                reason: match r.index()? {
+                code: r.i32(),
+                reason: match r.index() {
                     0 => ExitReason::Normal,
                     1 => ExitReason::Panic,
                     2 => ExitReason::Fault,
@@ -671,7 +706,7 @@ impl<'a> RtosMsg<'a> {
                 },
             },
             7 => RtosMsg::Log {
-                level: match r.index()? {
+                level: match r.index() {
                     0 => LogLevel::Error,
                     1 => LogLevel::Warn,
                     2 => LogLevel::Info,
@@ -679,25 +714,25 @@ impl<'a> RtosMsg<'a> {
                     4 => LogLevel::Trace,
                     _ => return Err(CodecError::Malformed),
                 },
-                text: r.str(MAX_LOG)?,
+                text: r.str(MAX_LOG),
             },
             8 => {
                 let mut magic = [0u8; 4];
                 for b in &mut magic {
-                    *b = r.u8()?;
+                    *b = r.u8();
                 }
                 if magic != ANNOUNCE_MAGIC {
                     return Err(CodecError::Malformed);
                 }
                 RtosMsg::Announce(Announce {
                     magic,
-                    version: r.version()?,
-                    max_frame: r.u16()?,
+                    version: r.version(),
+                    max_frame: r.u16(),
                 })
             }
             9 => RtosMsg::ExecExited {
-                exec: r.u32()?,
-                code: r.i32()?,
+                exec: r.u32(),
+                code: r.i32(),
             },
             _ => return Err(CodecError::Malformed),
         };
