@@ -313,7 +313,11 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
     }
 
     fn queue(&mut self, c: HostCtrl) -> Result<(), QueueFull> {
-        self.session.queue_ctrl(c).map_err(|_| QueueFull)
+        if self.session.queue_ctrl(c) {
+            Ok(())
+        } else {
+            Err(QueueFull)
+        }
     }
 
     /// Asks the application to stop within `grace_ms`.

@@ -392,7 +392,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 
     /// Reports that the application is up. `false` when the queue is full.
     pub fn send_ready(&mut self) -> bool {
-        self.core.session.queue_ctrl(RtosCtrl::Ready).is_ok()
+        self.core.session.queue_ctrl(RtosCtrl::Ready)
     }
 
     /// Answers a [`RtosEvent::StatsRequested`]. `false` when the queue is full.
@@ -400,16 +400,12 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         self.core
             .session
             .queue_ctrl(RtosCtrl::Stats(PackedStats::pack(stats)))
-            .is_ok()
     }
 
     /// Reports the application's end. It reaches the host after every console byte
     /// written before it. `false` when the queue is full.
     pub fn send_exited(&mut self, code: i32, reason: ExitReason) -> bool {
-        self.core
-            .session
-            .queue_ctrl(RtosCtrl::Exited(code, reason))
-            .is_ok()
+        self.core.session.queue_ctrl(RtosCtrl::Exited(code, reason))
     }
 
     /// Sends a diagnostic line (cut to [`MAX_LOG`] bytes). `false` when the queue
@@ -429,7 +425,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         }
         s.extra.bytes.clear();
         let _ = s.extra.bytes.extend_from_slice(&text.as_bytes()[..end]);
-        s.queue_ctrl(RtosCtrl::Log(level)).is_ok()
+        s.queue_ctrl(RtosCtrl::Log(level))
     }
 
     /// The arguments of the exec of the last [`RtosEvent::Exec`], each followed
@@ -444,10 +440,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// Reports the end of the current exec. It reaches the host after every
     /// byte written to [`Stream::Exec`] before it. `false` when the queue is full.
     pub fn send_exec_exited(&mut self, code: i32) -> bool {
-        self.core
-            .session
-            .queue_ctrl(RtosCtrl::ExecExited(code))
-            .is_ok()
+        self.core.session.queue_ctrl(RtosCtrl::ExecExited(code))
     }
 
     /// Everything queued so far (console bytes and control messages) has been

@@ -242,8 +242,11 @@ impl<
         Self::rx_index(stream).map_or(0, |i| self.rx[i].ring.len())
     }
 
-    pub(crate) fn queue_ctrl(&mut self, c: R::Ctrl) -> Result<(), R::Ctrl> {
-        self.ctrl.push_back(c)
+    /// Not inlined: every kind of control message is queued through this one copy.
+    #[inline(never)]
+    /// `false` when the queue is full.
+    pub(crate) fn queue_ctrl(&mut self, c: R::Ctrl) -> bool {
+        self.ctrl.push_back(c).is_ok()
     }
 
     /// Whether a queued (unacknowledged) control message matches `f`.
@@ -370,8 +373,17 @@ impl<
     }
 
     fn in_flight_ctrl(&self) -> usize {
+        self.ctrl_before(self.slots.len())
+    }
+
+    /// Control messages among the first `n` slots in flight: the index in the
+    /// control queue of the message a `Slot::Ctrl` at position `n` carries. One
+    /// out-of-line function for the replay and the new-frame paths.
+    #[inline(never)]
+    fn ctrl_before(&self, n: usize) -> usize {
         self.slots
             .iter()
+            .take(n)
             .filter(|s| matches!(s, Slot::Ctrl))
             .count()
     }
@@ -416,12 +428,7 @@ impl<
         // 1. Replay of a retransmission round.
         if self.replay < self.slots.len() {
             let slot = *self.slots.get(self.replay)?;
-            let ctrl_index = self
-                .slots
-                .iter()
-                .take(self.replay)
-                .filter(|s| matches!(s, Slot::Ctrl))
-                .count();
+            let ctrl_index = self.ctrl_before(self.replay);
             let body = &mut buf[HEADER_LEN..HEADER_LEN + payload_room];
             if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
                 self.replay += 1;
