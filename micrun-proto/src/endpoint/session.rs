@@ -381,10 +381,8 @@ impl<
     /// out-of-line function for the replay and the new-frame paths.
     #[inline(never)]
     fn ctrl_before(&self, n: usize) -> usize {
-        self.slots
-            .iter()
-            .take(n)
-            .filter(|s| matches!(s, Slot::Ctrl))
+        (0..n)
+            .filter(|&i| matches!(self.slots.get(i), Some(Slot::Ctrl)))
             .count()
     }
 
@@ -400,7 +398,7 @@ impl<
         buf: &mut [u8],
     ) -> Result<usize, CodecError> {
         match slot {
-            Slot::Ctrl => match self.ctrl.iter().nth(ctrl_index) {
+            Slot::Ctrl => match self.ctrl.get(ctrl_index) {
                 Some(c) => R::encode_ctrl(c, &self.extra, buf),
                 None => Err(CodecError::Malformed),
             },
