@@ -251,7 +251,7 @@ impl<
 
     /// Whether a queued (unacknowledged) control message matches `f`.
     pub(crate) fn ctrl_queued(&self, f: impl Fn(&R::Ctrl) -> bool) -> bool {
-        self.ctrl.iter().any(f)
+        (0..self.ctrl.len()).any(|i| self.ctrl.get(i).is_some_and(&f))
     }
 
     pub(crate) fn ctrl_free(&self) -> usize {
