@@ -269,11 +269,18 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     pub fn exec_exit(&mut self, code: i32) {
         if self.exec == ExecState::Running {
             self.exec = ExecState::Ending(code);
-            self.queue_exec_exit();
+            self.queue_reports();
         }
     }
 
-    fn queue_exec_exit(&mut self) {
+    /// Queues the exit and exec reports that wait for room in the control
+    /// queue (one place for both, called from `exit`, `exec_exit` and `poll`).
+    fn queue_reports(&mut self) {
+        if let ExitState::Pending(code, reason) = self.exit {
+            if self.ep.send_exited(code, reason) {
+                self.exit = ExitState::Queued;
+            }
+        }
         if let ExecState::Ending(code) = self.exec {
             if self.ep.send_exec_exited(code) {
                 self.exec = ExecState::Idle;
@@ -296,15 +303,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     pub fn exit(&mut self, code: i32, reason: ExitReason) {
         if self.exit == ExitState::Running {
             self.exit = ExitState::Pending(code, reason);
-            self.queue_exit();
-        }
-    }
-
-    fn queue_exit(&mut self) {
-        if let ExitState::Pending(code, reason) = self.exit {
-            if self.ep.send_exited(code, reason) {
-                self.exit = ExitState::Queued;
-            }
+            self.queue_reports();
         }
     }
 
@@ -370,8 +369,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
                 RtosEvent::Error(e) => app.protocol_error(e),
             }
         }
-        self.queue_exit();
-        self.queue_exec_exit();
+        self.queue_reports();
         self.flush(now_ms);
     }
 

@@ -277,7 +277,9 @@ impl<
                     self.ctrl.pop_front();
                 }
                 Some(Slot::Data { stream, len, .. }) => {
-                    self.tx[stream as usize].ring.consume(len as usize);
+                    if let Some(s) = self.tx.get_mut(usize::from(stream)) {
+                        s.ring.consume(usize::from(len));
+                    }
                 }
                 Some(Slot::Credit { .. }) | None => {}
             }
@@ -402,12 +404,23 @@ impl<
                 Some(c) => R::encode_ctrl(c, &self.extra, buf),
                 None => Err(CodecError::Malformed),
             },
+            // Slots are built with indices of existing streams: `get`, not
+            // indexing, keeps the panic paths out.
             Slot::Data { stream, start, len } => {
-                let s = &self.tx[stream as usize];
-                let data = s.ring.contiguous(start, len as usize);
-                R::encode_data(R::TX[stream as usize], data, buf)
+                match (
+                    self.tx.get(usize::from(stream)),
+                    R::TX.get(usize::from(stream)),
+                ) {
+                    (Some(s), Some(&id)) => {
+                        R::encode_data(id, s.ring.contiguous(start, usize::from(len)), buf)
+                    }
+                    _ => Err(CodecError::Malformed),
+                }
             }
-            Slot::Credit { stream, bytes } => R::encode_credit(R::RX[stream as usize], bytes, buf),
+            Slot::Credit { stream, bytes } => match R::RX.get(usize::from(stream)) {
+                Some(&id) => R::encode_credit(id, bytes, buf),
+                None => Err(CodecError::Malformed),
+            },
         }
     }
 
@@ -517,13 +530,15 @@ impl<
     fn commit_new(&mut self, slot: Slot) {
         match slot {
             Slot::Data { stream, len, .. } => {
-                let s = &mut self.tx[stream as usize];
-                s.sent = s.sent.wrapping_add(u32::from(len));
-                s.credit -= u32::from(len);
+                if let Some(s) = self.tx.get_mut(usize::from(stream)) {
+                    s.sent = s.sent.wrapping_add(u32::from(len));
+                    s.credit -= u32::from(len);
+                }
             }
             Slot::Credit { stream, bytes } => {
-                let s = &mut self.rx[stream as usize];
-                s.granted = s.granted.wrapping_add(bytes);
+                if let Some(s) = self.rx.get_mut(usize::from(stream)) {
+                    s.granted = s.granted.wrapping_add(bytes);
+                }
             }
             Slot::Ctrl => {}
         }
