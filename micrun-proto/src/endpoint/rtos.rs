@@ -534,9 +534,10 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
             return None;
         }
         let raw = &mut buf[offset..offset + room];
-        let len = if c.hello_ack_due {
+        // The unsequenced messages first, through one encode-and-seal path.
+        let msg = if c.hello_ack_due {
             c.hello_ack_due = false;
-            let ack = RtosMsg::HelloAck(HelloAck {
+            RtosMsg::HelloAck(HelloAck {
                 version: PROTOCOL_VERSION,
                 features: c.cfg.features,
                 max_frame: Self::MAX_FRAME as u16,
@@ -544,27 +545,23 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 agent_version: c.cfg.agent_version,
                 os: c.cfg.os,
                 board: c.cfg.board,
-            });
-            let n = ack.encode(&mut raw[HEADER_LEN..]).ok()?;
-            c.session.seal_unsequenced(raw, n)
+            })
         } else if c.announce_due && c.announcing() {
             c.announce_due = false;
-            let msg = RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, Self::MAX_FRAME as u16));
-            let n = msg.encode(&mut raw[HEADER_LEN..]).ok()?;
-            c.session.seal_unsequenced(raw, n)
+            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, Self::MAX_FRAME as u16))
         } else if c.state != RtosState::Connected {
             return None;
         } else if let Some(nonce) = c.pong_due.take() {
-            let n = RtosMsg::Pong {
+            RtosMsg::Pong {
                 nonce,
                 uptime_ms: now_ms,
             }
-            .encode(&mut raw[HEADER_LEN..])
-            .ok()?;
-            c.session.seal_unsequenced(raw, n)
         } else {
-            c.session.next_frame(raw, room, now_ms)?
+            let len = c.session.next_frame(raw, room, now_ms)?;
+            return Some(to_wire(c.cfg.link, buf, offset, len));
         };
+        let n = msg.encode(&mut raw[HEADER_LEN..]).ok()?;
+        let len = c.session.seal_unsequenced(raw, n);
         Some(to_wire(c.cfg.link, buf, offset, len))
     }
 }
