@@ -254,8 +254,7 @@ pub(crate) fn encode_log(
     }
     let mut w = Writer::new(buf);
     w.u8(7);
-    w.u8(level as u8);
-    w.bytes(text);
+    w.log(level, text);
     w.done()
 }
 
@@ -330,6 +329,12 @@ impl<'b> Writer<'b> {
 
     fn stream(&mut self, s: Stream) {
         self.u8(s as u8)
+    }
+
+    /// The fields of [`RtosMsg::Log`] (shared with [`encode_log`]).
+    fn log(&mut self, level: LogLevel, text: &[u8]) {
+        self.u8(level as u8);
+        self.bytes(text)
     }
 
     /// The payload's length, or [`CodecError::BufferTooSmall`] if it did not fit.
@@ -607,12 +612,32 @@ impl<'a> RtosMsg<'a> {
     /// bound is an error, not truncated.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, CodecError> {
         let mut w = Writer::new(buf);
+        // The variant index once, ahead of the fields (not once per arm).
+        let index = match self {
+            RtosMsg::HelloAck(_) => 0,
+            RtosMsg::Ready => 1,
+            RtosMsg::Pong { .. } => 2,
+            RtosMsg::ConsoleOut { .. } => 3,
+            RtosMsg::Credit { .. } => 4,
+            RtosMsg::Stats(_) => 5,
+            RtosMsg::Exited { .. } => 6,
+            RtosMsg::Log { .. } => 7,
+            RtosMsg::Announce(_) => 8,
+            RtosMsg::ExecExited { .. } => 9,
+        };
+        // Bounds first: nothing is written for a message that cannot be sent.
         match *self {
             RtosMsg::HelloAck(a) => {
                 check_str(a.agent_version, MAX_NAME)?;
                 check_str(a.os, MAX_NAME)?;
                 check_str(a.board, MAX_NAME)?;
-                w.u8(0);
+            }
+            RtosMsg::Log { text, .. } => check_str(text, MAX_LOG)?,
+            _ => {}
+        }
+        w.u8(index);
+        match *self {
+            RtosMsg::HelloAck(a) => {
                 w.version(a.version);
                 w.varint(a.features);
                 w.varint(u32::from(a.max_frame));
@@ -621,37 +646,31 @@ impl<'a> RtosMsg<'a> {
                 w.bytes(a.os.as_bytes());
                 w.bytes(a.board.as_bytes());
             }
-            RtosMsg::Ready => w.u8(1),
+            RtosMsg::Ready => {}
+            RtosMsg::Log { level, text } => w.log(level, text.as_bytes()),
             RtosMsg::Pong { nonce, uptime_ms } => {
-                w.u8(2);
                 w.varint(nonce);
                 w.varint64(uptime_ms);
             }
             RtosMsg::ConsoleOut { stream, data } => {
-                w.u8(3);
                 w.stream(stream);
                 w.bytes(data);
             }
             RtosMsg::Credit { stream, bytes } => {
-                w.u8(4);
                 w.stream(stream);
                 w.varint(bytes);
             }
             RtosMsg::Stats(s) => {
-                w.u8(5);
                 w.varint64(s.uptime_ms);
                 w.varint(u32::from(s.cpu_load_permille));
                 w.varint(s.mem_used_kib);
                 w.varint(s.mem_total_kib);
             }
             RtosMsg::Exited { code, reason } => {
-                w.u8(6);
                 w.i32(code);
                 w.u8(reason as u8);
             }
-            RtosMsg::Log { level, text } => return encode_log(level, text.as_bytes(), buf),
             RtosMsg::Announce(a) => {
-                w.u8(8);
                 for b in a.magic {
                     w.u8(b);
                 }
@@ -659,7 +678,6 @@ impl<'a> RtosMsg<'a> {
                 w.varint(u32::from(a.max_frame));
             }
             RtosMsg::ExecExited { exec, code } => {
-                w.u8(9);
                 w.varint(exec);
                 w.i32(code);
             }
