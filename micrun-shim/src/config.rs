@@ -9,6 +9,9 @@
 //! ```toml
 //! default_pedestal = "auto"        # auto | qemu | sim | xen | baremetal
 //! state_dir = "/run/micrun"
+//! board = ""                       # this host's board, for images with firmware for several
+//!                                  # ("" = read device_tree_compatible; docs/images.md)
+//! device_tree_compatible = "/proc/device-tree/compatible"
 //!
 //! [lifecycle]
 //! stop_grace = "10s"               # durations: "500ms", "10s", "5m", "1m30s" or integer seconds
@@ -179,6 +182,11 @@ pub struct Config {
     pub default_pedestal: PedestalChoice,
     /// Where the shim keeps per-container state (default `/run/micrun`); must be absolute.
     pub state_dir: PathBuf,
+    /// This host's board, matched against the boards of a multi-firmware image
+    /// (`crate::image`); unset or empty = read [`Config::device_tree_compatible`].
+    pub board: Option<String>,
+    /// The device tree's `compatible` file (default `/proc/device-tree/compatible`).
+    pub device_tree_compatible: PathBuf,
     /// Timings of start, liveness and stop.
     pub lifecycle: LifecycleConfig,
     /// The `sim` pedestal.
@@ -201,6 +209,8 @@ impl Default for Config {
             origin: None,
             default_pedestal: PedestalChoice::Auto,
             state_dir: PathBuf::from("/run/micrun"),
+            board: None,
+            device_tree_compatible: PathBuf::from("/proc/device-tree/compatible"),
             lifecycle: LifecycleConfig::default(),
             sim: SimConfig::default(),
             qemu: QemuConfig::default(),

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::annotations::{AgentMode, AnnotationError, Annotations};
 use crate::config::{Config, PedestalKind};
 use crate::firmware::{self, FirmwareError, FirmwareImage};
+use crate::image::{self, ImageError};
 use crate::oci::Spec;
 use crate::pedestal::{self, Pedestal, PedestalError};
 use crate::resources::{self, CpuSet, ResourceError, Resources};
@@ -34,6 +35,8 @@ pub enum SpecError {
     Pedestal(#[from] PedestalError),
     #[error(transparent)]
     Firmware(#[from] FirmwareError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
     #[error(transparent)]
     Resources(#[from] ResourceError),
 }
@@ -103,6 +106,26 @@ pub fn host_cpus() -> CpuSet {
         })
 }
 
+/// The entry of the image's firmware index (`crate::image`) for this host and
+/// `ped`, or `None` for an image without an index.
+pub fn select_firmware(
+    rootfs: &Path,
+    annotations: &Annotations,
+    config: &Config,
+    ped: &dyn Pedestal,
+) -> Result<Option<image::FirmwareEntry>, SpecError> {
+    let Some(index) = image::read_index(rootfs)? else {
+        return Ok(None);
+    };
+    let host = image::Host {
+        pedestal: ped.kind(),
+        archs: ped.archs(),
+        board: image::HostBoard::of(config),
+        os: annotations.os.clone(),
+    };
+    Ok(Some(image::select(&index, &host)?.clone()))
+}
+
 /// Builds the instance spec of a bundle whose rootfs is already mounted, and the
 /// pedestal that will run it.
 pub fn build(
@@ -124,7 +147,7 @@ pub fn build_noting(
     chosen: &mut Option<pedestal::detect::Chosen>,
 ) -> Result<(InstanceSpec, Box<dyn Pedestal>), SpecError> {
     let oci = load_oci_spec(bundle)?;
-    let annotations = Annotations::from_spec(&oci)?;
+    let mut annotations = Annotations::from_spec(&oci)?;
     for w in &annotations.warnings {
         log::warn!("{id}: {w}");
     }
@@ -150,6 +173,22 @@ pub fn build_noting(
         .as_ref()
         .is_some_and(|p| p.terminal.unwrap_or(false));
     let rootfs = rootfs_path(bundle, &oci);
+    // A packed image's index picks the firmware; its defaults join the annotations
+    // before anything reads them (resources, agent mode, pedestal checks).
+    let entry = if sandbox || annotations.firmware_path.is_some() {
+        None
+    } else {
+        select_firmware(&rootfs, &annotations, config, ped.as_ref())?
+    };
+    if let Some(entry) = &entry {
+        log::info!(
+            "{id}: the image's firmware for this host: {}",
+            entry.tuple()
+        );
+        let empty = Default::default();
+        let given = oci.annotations.as_ref().unwrap_or(&empty);
+        annotations = Annotations::parse(&image::with_defaults(given, entry))?;
+    }
     let linux_resources = oci.linux.as_ref().and_then(|l| l.resources.as_ref());
     let resources = resources::map_resources(
         linux_resources,
@@ -164,9 +203,15 @@ pub fn build_noting(
     let (firmware, image) = if sandbox {
         (PathBuf::new(), None)
     } else {
-        let fw = firmware::resolve_firmware(&rootfs, annotations.firmware_path.as_deref())?;
+        let fw = match &entry {
+            Some(entry) => firmware::resolve_in_rootfs(&rootfs, &entry.path, "firmware")?,
+            None => firmware::resolve_firmware(&rootfs, annotations.firmware_path.as_deref())?,
+        };
         let image = ped.inspect_firmware(&fw, &annotations.image)?;
-        if let Some(want) = annotations.firmware_hash {
+        let packed = entry
+            .as_ref()
+            .and_then(|e| crate::annotations::parse_sha256(&e.sha256));
+        if let Some(want) = annotations.firmware_hash.or(packed) {
             firmware::verify_hash(&fw, want)?;
         }
         (fw, Some(image))
