@@ -127,13 +127,14 @@ pub enum HostBoard {
 }
 
 impl HostBoard {
-    /// The board of this host: `config.board`, else the strings of
-    /// `config.device_tree_compatible` (NUL-separated, as the kernel writes them).
+    /// The board of this host: `[board] name`, else the strings of the file
+    /// `[board] compatible` (NUL-separated, as the kernel writes them).
     pub fn of(config: &Config) -> HostBoard {
-        if let Some(board) = config.board.as_deref().filter(|b| !b.is_empty()) {
+        let board = config.board.name.trim();
+        if !board.is_empty() {
             return HostBoard::Configured(board.to_owned(), config.origin.clone());
         }
-        let path = config.device_tree_compatible.clone();
+        let path = config.board.compatible.clone();
         match fs::read(&path) {
             Ok(bytes) => {
                 let names: Vec<String> = bytes
@@ -157,7 +158,7 @@ impl fmt::Display for HostBoard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Configured(board, Some(origin)) => {
-                write!(f, "board {board:?} (board in {})", origin.display())
+                write!(f, "board {board:?} ([board] name in {})", origin.display())
             }
             Self::Configured(board, None) => write!(f, "board {board:?} (configured)"),
             Self::Compatible(names, path) => {
@@ -169,7 +170,7 @@ impl fmt::Display for HostBoard {
             }
             Self::Unknown(path) => write!(
                 f,
-                "board unknown (no board in the micrun config, no device tree at {})",
+                "board unknown (no [board] name in the micrun config, no device tree at {})",
                 path.display()
             ),
         }
@@ -225,7 +226,7 @@ pub enum ImageError {
         hint: String,
     },
     /// Several firmware fit and nothing tells them apart.
-    #[error("several firmware in this image fit this host ({fits}); this host is {host}; choose one with annotation {} (e.g. {:?}) or set board in the micrun config", crate::annotations::FIRMWARE_PATH, .example)]
+    #[error("several firmware in this image fit this host ({fits}); this host is {host}; choose one with annotation {} (e.g. {:?}) or set [board] name in the micrun config", crate::annotations::FIRMWARE_PATH, .example)]
     Ambiguous {
         /// The tuples that fit.
         fits: String,
@@ -322,7 +323,7 @@ pub fn select<'a>(index: &'a FirmwareIndex, host: &Host) -> Result<&'a FirmwareE
                 fits.retain(|e| e.board == *board);
                 if fits.is_empty() {
                     return Err(none_fits(format!(
-                        "use an image packed for board {board:?}, or fix board in the micrun config"
+                        "use an image packed for board {board:?}, or fix [board] name in the micrun config"
                     )));
                 }
             }
@@ -331,8 +332,8 @@ pub fn select<'a>(index: &'a FirmwareIndex, host: &Host) -> Result<&'a FirmwareE
                     fits.retain(|e| e.board == *name);
                 } else if fits.len() > 1 {
                     return Err(none_fits(
-                        "no firmware is for a board the device tree names; set board in the \
-                         micrun config to one the image offers"
+                        "no firmware is for a board the device tree names; set [board] name in \
+                         the micrun config to one the image offers"
                             .to_owned(),
                     ));
                 }
@@ -496,6 +497,35 @@ mod tests {
             out[crate::annotations::PEDESTAL_CONF],
             "micrun/xen/b/o-aarch64/image.bin"
         );
+    }
+
+    #[test]
+    fn host_board_from_the_config_else_the_device_tree() {
+        let dir = std::env::temp_dir().join(format!("micrun-board-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let dt = dir.join("compatible");
+        fs::write(&dt, b"raspberrypi,4-model-b\0brcm,bcm2711\0").unwrap();
+        let mut config = Config::default();
+        config.board.compatible = dt.clone();
+        assert_eq!(
+            HostBoard::of(&config),
+            HostBoard::Compatible(
+                vec!["raspberrypi,4-model-b".into(), "brcm,bcm2711".into()],
+                dt.clone()
+            )
+        );
+        config.board.name = " rk3588 ".into();
+        assert_eq!(
+            HostBoard::of(&config),
+            HostBoard::Configured("rk3588".into(), None)
+        );
+        config.board.name.clear();
+        config.board.compatible = dir.join("absent");
+        assert_eq!(
+            HostBoard::of(&config),
+            HostBoard::Unknown(dir.join("absent"))
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct Pack {
     /// the firmware files (ELF; raw or bios images with the firmware_kind annotation)
     #[argh(positional)]
     pub firmware: Vec<PathBuf>,
-    /// board it is built for: a device-tree compatible string or the name hosts set as `board` in the micrun config
+    /// board it is built for: a device-tree compatible string or the name hosts set as [board] name in the micrun config
     #[argh(option)]
     pub board: Vec<String>,
     /// the RTOS: zephyr, uniproton, ...
