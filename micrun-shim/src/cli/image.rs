@@ -583,7 +583,9 @@ fn walk(
         .map_err(|e| format!("blob {digest} is not JSON: {e}"))?;
     let media = doc["mediaType"].as_str().unwrap_or(media);
     if media.contains("index") || media.contains("manifest.list") {
+        let mut children = Vec::new();
         for m in doc["manifests"].as_array().into_iter().flatten() {
+            let mut platform = None;
             if let Some(pl) = m.get("platform") {
                 let mut s = format!(
                     "{}/{}",
@@ -593,18 +595,34 @@ fn walk(
                 if let Some(v) = pl["variant"].as_str() {
                     s = format!("{s}/{v}");
                 }
-                found.platforms.push(s);
+                found.platforms.push(s.clone());
+                platform = Some(s);
             }
-            let (Some(d), mt) = (m["digest"].as_str(), m["mediaType"].as_str().unwrap_or(""))
-            else {
-                continue;
-            };
-            // One manifest is enough for the labels; they are the same in all.
-            if found.firmware.is_none() || mt.contains("index") {
-                walk(src, d, mt, found, depth + 1)?;
+            if let Some(d) = m["digest"].as_str() {
+                let mt = m["mediaType"].as_str().unwrap_or("");
+                children.push((d, mt, platform));
             }
         }
-        return Ok(());
+        // One manifest is enough for the labels (they are the same in all): this
+        // host's first, as containerd holds only the host's after a plain import;
+        // the others only if it is missing.
+        let host = host_platform();
+        children.sort_by_key(|(_, _, pl)| pl.as_deref() != Some(host.as_str()));
+        let (mut read_one, mut missed) = (false, None);
+        for (d, mt, _) in children {
+            if found.firmware.is_none() || mt.contains("index") {
+                match walk(src, d, mt, found, depth + 1) {
+                    Ok(()) => read_one = true,
+                    Err(e) => {
+                        missed.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        return match missed {
+            Some(e) if !read_one => Err(e),
+            _ => Ok(()),
+        };
     }
     // A manifest: its annotations, else its config's labels.
     let mut label = doc["annotations"][LABEL_FIRMWARE]
@@ -655,6 +673,17 @@ fn walk(
         found.firmware = Some(entries);
     }
     Ok(())
+}
+
+/// This machine's OCI platform, `linux/<arch>` (as containerd's default matcher names it).
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        a => a,
+    };
+    format!("linux/{arch}")
 }
 
 /// Reads what an image offers.
