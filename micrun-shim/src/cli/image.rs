@@ -258,9 +258,12 @@ fn collect(p: &Pack) -> Result<Vec<Packed>, String> {
         }
     }
     if !p.boot_image.is_empty() && p.boot_image.len() != xen_count {
+        let times = match p.boot_image.len() {
+            1 => "once".to_owned(),
+            n => format!("{n} times"),
+        };
         return Err(format!(
-            "--boot-image is given {} times for {xen_count} xen firmware; give one per xen firmware, in their order",
-            p.boot_image.len()
+            "--boot-image is given {times} for {xen_count} xen firmware; give one per xen firmware, in their order"
         ));
     }
     let mut out: Vec<Packed> = Vec::new();
@@ -830,4 +833,80 @@ pub fn inspect(i: &Inspect) -> Result<String, String> {
         Err(e) => out += &format!("this host: cannot tell: {e}\n"),
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A `pack` of this test program (an ELF of the host's machine) for `pedestal`.
+    fn pack_of(pedestal: &str, boot_image: Vec<PathBuf>, out: &Path) -> Pack {
+        Pack {
+            firmware: vec![std::env::current_exe().unwrap()],
+            board: vec!["board-x".into()],
+            os: vec!["zephyr".into()],
+            arch: vec![std::env::consts::ARCH.into()],
+            pedestal: vec![pedestal.into()],
+            boot_image,
+            annotation: vec![],
+            platform: vec![],
+            tag: "localhost/micrun/t:1".into(),
+            output: out.to_owned(),
+        }
+    }
+
+    /// The files of the one layer of `layout`, by path.
+    fn layer_files(layout: &Layout) -> BTreeMap<String, Vec<u8>> {
+        for blob in layout.blobs.values() {
+            let mut files = BTreeMap::new();
+            let mut archive = tar::Archive::new(blob.as_slice());
+            let Ok(entries) = archive.entries() else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let mut e = e;
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                files.insert(path, data);
+            }
+            if files.contains_key(INDEX_PATH) {
+                return files;
+            }
+        }
+        panic!("no layer with {INDEX_PATH}");
+    }
+
+    #[test]
+    fn xen_firmware_carries_its_boot_image() {
+        let dir = std::env::temp_dir().join(format!("micrun-pack-xen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let boot = dir.join("boot.bin");
+        std::fs::write(&boot, b"xen boot image").unwrap();
+        let (layout, _) = build(&pack_of("xen", vec![boot.clone()], &dir.join("o"))).unwrap();
+        let files = layer_files(&layout);
+        let index = image::parse_index(&files[INDEX_PATH]).unwrap();
+        let arch = Arch::parse(std::env::consts::ARCH).unwrap();
+        let want = format!("micrun/xen/board-x/zephyr-{arch}/boot.bin");
+        assert_eq!(index.firmware[0].boot_image.as_deref(), Some(want.as_str()));
+        assert_eq!(files[&want], b"xen boot image");
+        // The boot image becomes the default of ped.conf at Create.
+        let ann = image::with_defaults(&Default::default(), &index.firmware[0]);
+        assert_eq!(ann[crate::annotations::PEDESTAL_CONF], want);
+
+        // One --boot-image per xen firmware; none for other pedestals.
+        let two = pack_of("xen", vec![boot.clone(), boot.clone()], &dir.join("o"));
+        let err = build(&two).unwrap_err();
+        assert!(
+            err.contains("--boot-image is given 2 times for 1 xen firmware"),
+            "{err}"
+        );
+        let err = build(&pack_of("qemu", vec![boot], &dir.join("o"))).unwrap_err();
+        assert!(
+            err.contains("--boot-image is given once for 0 xen firmware"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
