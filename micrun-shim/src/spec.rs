@@ -235,3 +235,57 @@ pub fn build_noting(
     }
     Ok((spec, ped))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firmware::Arch;
+    use std::fs;
+
+    /// A bundle for the sim pedestal whose image has a firmware index with one entry
+    /// (a copy of /bin/true, an ELF of the host's machine) and the sha256 `sha256`.
+    fn packed_bundle(dir: &Path, sha256: Option<&str>) -> (PathBuf, String) {
+        let rootfs = dir.join("rootfs");
+        let arch = Arch::parse(std::env::consts::ARCH).unwrap();
+        let rel = format!("micrun/sim/b/demo-{arch}/fw");
+        fs::create_dir_all(rootfs.join(&rel).parent().unwrap()).unwrap();
+        fs::copy("/bin/true", rootfs.join(&rel)).unwrap();
+        let actual = firmware::sha256_file(&rootfs.join(&rel)).unwrap();
+        let index = serde_json::json!({"schemaVersion": 1, "firmware": [{
+            "board": "b", "os": "demo", "arch": arch.name(), "pedestal": "sim",
+            "path": rel, "sha256": sha256.map_or_else(|| firmware::hex(&actual), str::to_owned),
+            "size": 1,
+        }]});
+        fs::write(rootfs.join(image::INDEX_PATH), index.to_string()).unwrap();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "annotations": {crate::annotations::PEDESTAL: "sim"},
+        });
+        fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        (rootfs, rel)
+    }
+
+    #[test]
+    fn the_index_picks_the_firmware_and_its_sha256_is_checked() {
+        let dir = std::env::temp_dir().join(format!("micrun-spec-index-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::default();
+        config.sim.enable = true;
+        config.state_dir = dir.join("state");
+
+        let (rootfs, rel) = packed_bundle(&dir, None);
+        let (spec, _) = build("c1", "default", &dir, &config).unwrap();
+        assert_eq!(spec.firmware, fs::canonicalize(rootfs.join(&rel)).unwrap());
+
+        fs::remove_dir_all(dir.join("rootfs")).unwrap();
+        packed_bundle(&dir, Some(&"00".repeat(32)));
+        let err = build("c2", "default", &dir, &config).err().unwrap();
+        assert!(
+            matches!(err, SpecError::Firmware(FirmwareError::HashMismatch { .. })),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
