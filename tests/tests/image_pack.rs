@@ -13,7 +13,8 @@
 //! | `configured_board_picks_its_firmware` | `[board] name` in the micrun config: of two baremetal firmware the board's runs (micad emulator); an image without it is refused with the list of what it offers and what the host is |
 //! | `plain_dockerfile_image_runs` | `FROM scratch` + `COPY firmware.elf /` built by `buildah bud` (vfs storage in a temp dir), pushed to an oci-archive, imported, runs; `podman load` of the same archive |
 //! | `inspect_*` | on an archive, a layout dir and an image in containerd: the tuples and what this host picks |
-//! | `cri::v1_6::*`, `cri::v2_1::*` | a pod whose container has no command runs the packed image |
+//! | `packed_image_runs_under_containerd_1_7`, `…_2_1` | the same plain import + `ctr run` on sim under containerd 1.7 and 2.1 |
+//! | `cri::v1_6::*`, `cri::v1_7::*`, `cri::v2_1::*` | a pod whose container has no command runs the packed image |
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -452,6 +453,36 @@ fn packed_image_runs_on_sim_and_qemu() {
     assert!(log.contains("qemu-virt/demo/aarch64/qemu"), "{log}");
 }
 
+/// The same plain `ctr images import` + `ctr run` under containerd 1.7 and 2.1
+/// (their `ctr` and import code differ from 1.6's), on sim.
+fn packed_image_runs_under(version: &str) {
+    let dir = firmware_dir(&format!("img-run-{version}"));
+    let d = dir.path();
+    let name = format!("localhost/micrun/packed:run-{}", version.replace('.', "-"));
+    let mut args = TWO.to_vec();
+    args.extend(["--tag", &name, "-o", "run.tar"]);
+    pack(d, &args);
+    let env = Env::shared_release(version);
+    let ns = env.namespace("img-run-release");
+    let image = packed_image(&d.join("run.tar"), &name);
+    import_plain(&ns, &d.join("run.tar"));
+    let log = run_to_exit_3(&env, &ns, &image, Ped::Sim, &[]);
+    assert!(
+        log.contains(&format!("sim/demo/{}/sim", host_arch_name())),
+        "{log}"
+    );
+}
+
+#[test]
+fn packed_image_runs_under_containerd_1_7() {
+    packed_image_runs_under("1.7");
+}
+
+#[test]
+fn packed_image_runs_under_containerd_2_1() {
+    packed_image_runs_under("2.1");
+}
+
 #[test]
 fn configured_board_picks_its_firmware() {
     let dir = firmware_dir("img-board");
@@ -783,5 +814,6 @@ mod cri {
         };
     }
     cri_tests!(v1_6, "1.6");
+    cri_tests!(v1_7, "1.7");
     cri_tests!(v2_1, "2.1");
 }
