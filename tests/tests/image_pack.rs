@@ -6,7 +6,7 @@
 //!
 //! | tests | what |
 //! |---|---|
-//! | `skopeo_and_umoci_read_packed_images` | archive and layout dir: `skopeo inspect` shows the labels (tuples, sha256), `--raw` the index with one manifest per host platform sharing one layer; `skopeo copy` + `umoci unpack` give a rootfs with the index and the firmware, byte for byte |
+//! | `skopeo_and_umoci_read_packed_images` | archive and layout dir: `skopeo inspect` shows the labels (tuples, sha256), `--raw` the index with one manifest per host platform sharing one layer; `skopeo copy` + `umoci unpack` give a rootfs with the index and the firmware, byte for byte; `podman load` takes it with its labels |
 //! | `pack_is_reproducible` | twice, from files with other mtimes, archive and dir: the same digest and the same archive bytes |
 //! | `pack_bad_input` | not an ELF, wrong `--arch`, missing file, duplicate tuple, unknown pedestal, a bad board name, an existing output dir: exit 1, a clear message, no output and no temp file left |
 //! | `packed_image_runs_on_sim_and_qemu` | one image with firmware for qemu and sim, `ctr images import` + `ctr run` on each pedestal: each boots its own firmware, `exit 3` → 3 |
@@ -220,6 +220,25 @@ fn skopeo_and_umoci_read_packed_images() {
     }
     let config = json(&std::fs::read_to_string(d.join("bundle/config.json")).unwrap());
     assert_eq!(config["process"]["args"][0], "/micrun/firmware.json");
+
+    // podman (storage of its own in the temp dir) loads the archive with its labels.
+    let pd = TempDir::new("img-podman-packed");
+    let podman = |args: &[&str]| {
+        tool(
+            Command::new("podman")
+                .args(storage_args(pd.path()))
+                .args(args)
+                .current_dir(d),
+        )
+    };
+    let out = podman(&["load", "-i", "two.tar"]);
+    assert!(out.contains("localhost/micrun/two:1"), "{out}");
+    let info = json(&podman(&["image", "inspect", "localhost/micrun/two:1"]));
+    assert_eq!(
+        info[0]["Labels"]["org.openeuler.micrun.image.tuples"],
+        tuples.as_str(),
+        "{info}"
+    );
 }
 
 #[test]
