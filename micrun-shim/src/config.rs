@@ -9,6 +9,9 @@
 //! ```toml
 //! default_pedestal = "auto"        # auto | qemu | sim | xen | baremetal
 //! state_dir = "/run/micrun"
+//! [board]                          # which firmware of a multi-board image runs (docs/images.md)
+//! name = ""                        # this host's board; "" = read the device tree's compatible
+//! compatible = "/proc/device-tree/compatible"
 //!
 //! [lifecycle]
 //! stop_grace = "10s"               # durations: "500ms", "10s", "5m", "1m30s" or integer seconds
@@ -179,6 +182,8 @@ pub struct Config {
     pub default_pedestal: PedestalChoice,
     /// Where the shim keeps per-container state (default `/run/micrun`); must be absolute.
     pub state_dir: PathBuf,
+    /// This host's board, for images with firmware for several (`crate::image`).
+    pub board: BoardConfig,
     /// Timings of start, liveness and stop.
     pub lifecycle: LifecycleConfig,
     /// The `sim` pedestal.
@@ -201,6 +206,7 @@ impl Default for Config {
             origin: None,
             default_pedestal: PedestalChoice::Auto,
             state_dir: PathBuf::from("/run/micrun"),
+            board: BoardConfig::default(),
             lifecycle: LifecycleConfig::default(),
             sim: SimConfig::default(),
             qemu: QemuConfig::default(),
@@ -208,6 +214,26 @@ impl Default for Config {
             xen: XenConfig::default(),
             baremetal: BaremetalConfig::default(),
             resources: ResourceConfig::default(),
+        }
+    }
+}
+
+/// `[board]`: what this host's board is, for images that carry firmware for several
+/// boards (`crate::image::HostBoard`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoardConfig {
+    /// The board's name as images name it; empty = read [`BoardConfig::compatible`].
+    pub name: String,
+    /// The device tree's `compatible` file (NUL-separated strings, most specific first).
+    pub compatible: PathBuf,
+}
+
+impl Default for BoardConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            compatible: PathBuf::from("/proc/device-tree/compatible"),
         }
     }
 }
@@ -981,6 +1007,10 @@ liveness_window = 7
 ping_interval = "500ms"
 handshake_wait = "3s"
 
+[board]
+name = "rk3588"
+compatible = "/host/proc/device-tree/compatible"
+
 [sim]
 enable = true
 
@@ -1008,6 +1038,11 @@ max_vcpus = 4
         assert_eq!(config.lifecycle.liveness_window, Duration::from_secs(7));
         assert_eq!(config.lifecycle.ping_interval, Duration::from_millis(500));
         assert_eq!(config.lifecycle.handshake_wait, Duration::from_secs(3));
+        assert_eq!(config.board.name, "rk3588");
+        assert_eq!(
+            config.board.compatible,
+            Path::new("/host/proc/device-tree/compatible")
+        );
         assert!(config.sim.enable);
         assert_eq!(
             config.qemu.binary,

@@ -1,6 +1,7 @@
 //! The crate's error type and its one mapping to ttrpc status codes.
 
 use crate::config::ConfigError;
+use crate::image::ImageError;
 use crate::instance::InstanceError;
 use crate::pedestal::PedestalError;
 use crate::spec::SpecError;
@@ -89,6 +90,10 @@ impl Error {
                 }
             }
             Error::Spec(SpecError::SimDisabled { .. }) => Code::FAILED_PRECONDITION,
+            // The image is fine and the host is fine, they do not fit each other.
+            Error::Spec(SpecError::Image(
+                ImageError::NoneFits { .. } | ImageError::Ambiguous { .. },
+            )) => Code::FAILED_PRECONDITION,
             Error::Spec(SpecError::Bundle { .. }) => Code::INVALID_ARGUMENT,
             Error::Spec(_) => Code::INVALID_ARGUMENT,
             Error::Instance(InstanceError::Precondition(_)) => Code::FAILED_PRECONDITION,
@@ -162,6 +167,21 @@ mod tests {
                     config: "/c".into(),
                 }),
                 Code::FAILED_PRECONDITION,
+            ),
+            (
+                Error::Spec(SpecError::Image(ImageError::NoneFits {
+                    offers: "a/b/c/qemu".into(),
+                    host: "pedestal xen".into(),
+                    hint: "x".into(),
+                })),
+                Code::FAILED_PRECONDITION,
+            ),
+            (
+                Error::Spec(SpecError::Image(ImageError::Invalid {
+                    path: "/i".into(),
+                    reason: "x".into(),
+                })),
+                Code::INVALID_ARGUMENT,
             ),
             (
                 Error::Spec(SpecError::Bundle {

@@ -16,13 +16,16 @@
 //! ```
 //!
 //! The ttrpc adapter (`service`) is thin: no engine type depends on ttrpc.
+//! `cli` is the `micrun` command (src/bin/micrun.rs); the shim does not use it.
 //! User documentation: docs/shim.md; design: docs/architecture.md.
 
 pub mod annotations;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exec;
 pub mod firmware;
+pub mod image;
 pub mod instance;
 pub mod oci;
 pub mod pedestal;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::annotations::{AgentMode, AnnotationError, Annotations};
 use crate::config::{Config, PedestalKind};
 use crate::firmware::{self, FirmwareError, FirmwareImage};
+use crate::image::{self, ImageError};
 use crate::oci::Spec;
 use crate::pedestal::{self, Pedestal, PedestalError};
 use crate::resources::{self, CpuSet, ResourceError, Resources};
@@ -34,6 +35,8 @@ pub enum SpecError {
     Pedestal(#[from] PedestalError),
     #[error(transparent)]
     Firmware(#[from] FirmwareError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
     #[error(transparent)]
     Resources(#[from] ResourceError),
 }
@@ -103,6 +106,26 @@ pub fn host_cpus() -> CpuSet {
         })
 }
 
+/// The entry of the image's firmware index (`crate::image`) for this host and
+/// `ped`, or `None` for an image without an index.
+pub fn select_firmware(
+    rootfs: &Path,
+    annotations: &Annotations,
+    config: &Config,
+    ped: &dyn Pedestal,
+) -> Result<Option<image::FirmwareEntry>, SpecError> {
+    let Some(index) = image::read_index(rootfs)? else {
+        return Ok(None);
+    };
+    let host = image::Host {
+        pedestal: ped.kind(),
+        archs: ped.archs(),
+        board: image::HostBoard::of(config),
+        os: annotations.os.clone(),
+    };
+    Ok(Some(image::select(&index, &host)?.clone()))
+}
+
 /// Builds the instance spec of a bundle whose rootfs is already mounted, and the
 /// pedestal that will run it.
 pub fn build(
@@ -124,7 +147,7 @@ pub fn build_noting(
     chosen: &mut Option<pedestal::detect::Chosen>,
 ) -> Result<(InstanceSpec, Box<dyn Pedestal>), SpecError> {
     let oci = load_oci_spec(bundle)?;
-    let annotations = Annotations::from_spec(&oci)?;
+    let mut annotations = Annotations::from_spec(&oci)?;
     for w in &annotations.warnings {
         log::warn!("{id}: {w}");
     }
@@ -150,6 +173,22 @@ pub fn build_noting(
         .as_ref()
         .is_some_and(|p| p.terminal.unwrap_or(false));
     let rootfs = rootfs_path(bundle, &oci);
+    // A packed image's index picks the firmware; its defaults join the annotations
+    // before anything reads them (resources, agent mode, pedestal checks).
+    let entry = if sandbox || annotations.firmware_path.is_some() {
+        None
+    } else {
+        select_firmware(&rootfs, &annotations, config, ped.as_ref())?
+    };
+    if let Some(entry) = &entry {
+        log::info!(
+            "{id}: the image's firmware for this host: {}",
+            entry.tuple()
+        );
+        let empty = Default::default();
+        let given = oci.annotations.as_ref().unwrap_or(&empty);
+        annotations = Annotations::parse(&image::with_defaults(given, entry))?;
+    }
     let linux_resources = oci.linux.as_ref().and_then(|l| l.resources.as_ref());
     let resources = resources::map_resources(
         linux_resources,
@@ -164,9 +203,15 @@ pub fn build_noting(
     let (firmware, image) = if sandbox {
         (PathBuf::new(), None)
     } else {
-        let fw = firmware::resolve_firmware(&rootfs, annotations.firmware_path.as_deref())?;
+        let fw = match &entry {
+            Some(entry) => firmware::resolve_in_rootfs(&rootfs, &entry.path, "firmware")?,
+            None => firmware::resolve_firmware(&rootfs, annotations.firmware_path.as_deref())?,
+        };
         let image = ped.inspect_firmware(&fw, &annotations.image)?;
-        if let Some(want) = annotations.firmware_hash {
+        let packed = entry
+            .as_ref()
+            .and_then(|e| crate::annotations::parse_sha256(&e.sha256));
+        if let Some(want) = annotations.firmware_hash.or(packed) {
             firmware::verify_hash(&fw, want)?;
         }
         (fw, Some(image))
@@ -189,4 +234,58 @@ pub fn build_noting(
         ped.check(&spec)?;
     }
     Ok((spec, ped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firmware::Arch;
+    use std::fs;
+
+    /// A bundle for the sim pedestal whose image has a firmware index with one entry
+    /// (a copy of /bin/true, an ELF of the host's machine) and the sha256 `sha256`.
+    fn packed_bundle(dir: &Path, sha256: Option<&str>) -> (PathBuf, String) {
+        let rootfs = dir.join("rootfs");
+        let arch = Arch::parse(std::env::consts::ARCH).unwrap();
+        let rel = format!("micrun/sim/b/demo-{arch}/fw");
+        fs::create_dir_all(rootfs.join(&rel).parent().unwrap()).unwrap();
+        fs::copy("/bin/true", rootfs.join(&rel)).unwrap();
+        let actual = firmware::sha256_file(&rootfs.join(&rel)).unwrap();
+        let index = serde_json::json!({"schemaVersion": 1, "firmware": [{
+            "board": "b", "os": "demo", "arch": arch.name(), "pedestal": "sim",
+            "path": rel, "sha256": sha256.map_or_else(|| firmware::hex(&actual), str::to_owned),
+            "size": 1,
+        }]});
+        fs::write(rootfs.join(image::INDEX_PATH), index.to_string()).unwrap();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "annotations": {crate::annotations::PEDESTAL: "sim"},
+        });
+        fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        (rootfs, rel)
+    }
+
+    #[test]
+    fn the_index_picks_the_firmware_and_its_sha256_is_checked() {
+        let dir = std::env::temp_dir().join(format!("micrun-spec-index-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::default();
+        config.sim.enable = true;
+        config.state_dir = dir.join("state");
+
+        let (rootfs, rel) = packed_bundle(&dir, None);
+        let (spec, _) = build("c1", "default", &dir, &config).unwrap();
+        assert_eq!(spec.firmware, fs::canonicalize(rootfs.join(&rel)).unwrap());
+
+        fs::remove_dir_all(dir.join("rootfs")).unwrap();
+        packed_bundle(&dir, Some(&"00".repeat(32)));
+        let err = build("c2", "default", &dir, &config).err().unwrap();
+        assert!(
+            matches!(err, SpecError::Firmware(FirmwareError::HashMismatch { .. })),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

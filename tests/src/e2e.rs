@@ -1308,6 +1308,37 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .to_string()
 }
 
+// ---------------------------------------------------------------------------
+// The `micrun` command (image tests).
+
+/// Builds `micrun` (debug) into `target/shim-for-tests`, like [`shim_binary`], and
+/// returns its path. Built once per process.
+pub fn micrun_binary() -> PathBuf {
+    static LOCK: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut g = lock(&LOCK);
+    if let Some(p) = g.as_ref() {
+        return p.clone();
+    }
+    let root = repo_root();
+    let target_dir = root.join("target/shim-for-tests");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "-p", "micrun-shim", "--bin", "micrun"])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .expect("run cargo to build micrun");
+    assert!(
+        status.success(),
+        "building micrun failed (cargo build -p micrun-shim --bin micrun)"
+    );
+    let bin = target_dir.join("debug").join("micrun");
+    assert!(bin.is_file(), "{bin:?} missing after the build");
+    *g = Some(bin.clone());
+    bin
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,6 +237,11 @@ pub trait Pedestal: Send + Sync {
     /// The architecture firmware must be built for (the default one, for a
     /// pedestal that runs several).
     fn arch(&self) -> Arch;
+    /// Every architecture it runs, [`Pedestal::arch`] first (what a multi-firmware
+    /// image is matched against: `crate::image::select`). The default: that one.
+    fn archs(&self) -> Vec<Arch> {
+        vec![self.arch()]
+    }
     /// Reads the firmware at `path` and checks that this pedestal can boot it, as
     /// `hints` (the container's image annotations) describe it. The default: an ELF
     /// for [`Pedestal::arch`], nothing else.

@@ -381,6 +381,10 @@ impl Pedestal for Qemu {
         MACHINES[0].arch
     }
 
+    fn archs(&self) -> Vec<Arch> {
+        ARCHS.to_vec()
+    }
+
     fn inspect_firmware(
         &self,
         path: &Path,
