@@ -178,6 +178,10 @@ impl ExecProcess {
         }
         inst.exec_ready()?;
         let name = format!("{}/{}", self.container, self.id);
+        // Its output FIFO once its reader is there (see stdio::writer_once_read).
+        let out_path = self.io.stdout.as_ref().or(self.io.stderr.as_ref());
+        let writer =
+            out_path.and_then(|p| crate::stdio::writer_once_read(p, crate::stdio::TIMEOUTS.ready));
         let opened = crate::stdio::open(
             &name,
             namespace,
@@ -195,7 +199,7 @@ impl ExecProcess {
         *lock(&self.stdio) = Some(opened.guard);
         *lock(&self.stdin) = opened.stdin;
         // Without a stdout (ExecSync always has one) the output goes to stderr.
-        let stdout = opened.stdout.or(opened.stderr);
+        let stdout = writer.or(opened.stdout).or(opened.stderr);
         let me = self.clone();
         let job = ExecJob {
             wire: 0,

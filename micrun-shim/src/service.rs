@@ -276,6 +276,15 @@ pub struct Service {
     exit: Arc<ExitSignal>,
 }
 
+/// Where an exec's events stand between Start and its exit.
+enum ExecOrder {
+    /// Start has not published TaskExecStarted yet.
+    Starting,
+    /// It ended before that: its TaskExit, sent right after TaskExecStarted.
+    ExitFirst(Box<TaskExit>),
+    Started,
+}
+
 impl Service {
     pub fn new(namespace: &str, events: Events, exit: Arc<ExitSignal>) -> Service {
         let svc = Service {
@@ -523,18 +532,32 @@ impl Service {
         Ok(())
     }
 
-    fn exec_exit_hook(&self, task: &Task, exec_id: &str) -> impl Fn(&ExitInfo) + Send + 'static {
+    /// The exec's TaskExit, sent by the I/O loop when it ends. A command can
+    /// end before Start has published TaskExecStarted: its exit then waits in
+    /// `order` until [`Service::start_exec`] has, so that the events keep
+    /// containerd's order (added, started, exit).
+    fn exec_exit_hook(
+        &self,
+        task: &Task,
+        exec_id: &str,
+        order: Arc<Mutex<ExecOrder>>,
+    ) -> impl Fn(&ExitInfo) + Send + 'static {
         let events = self.events.clone();
         let (cid, eid, pid) = (task.id.clone(), exec_id.to_string(), task.pid());
         move |e: &ExitInfo| {
-            events.send(TaskExit {
+            let exit = TaskExit {
                 container_id: cid.clone(),
                 id: eid.clone(),
                 pid,
                 exit_status: e.code,
                 exited_at: MessageField::some(timestamp(e.at)),
                 ..Default::default()
-            })
+            };
+            let mut order = lock(&order);
+            match *order {
+                ExecOrder::Started => events.send(exit),
+                _ => *order = ExecOrder::ExitFirst(Box::new(exit)),
+            }
         }
     }
 
@@ -543,14 +566,23 @@ impl Service {
         let Workload::Rtos(inst) = &task.workload else {
             return Err(Error::NotFound(format!("{id}: exec {}", quote(exec_id))));
         };
-        exec.start(inst, &self.namespace, self.exec_exit_hook(&task, exec_id))?;
+        let order = Arc::new(Mutex::new(ExecOrder::Starting));
+        exec.start(
+            inst,
+            &self.namespace,
+            self.exec_exit_hook(&task, exec_id, order.clone()),
+        )?;
         let pid = task.pid();
+        let mut order = lock(&order);
         self.events.send(TaskExecStarted {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
             pid,
             ..Default::default()
         });
+        if let ExecOrder::ExitFirst(exit) = std::mem::replace(&mut *order, ExecOrder::Started) {
+            self.events.send(*exit);
+        }
         Ok(pid)
     }
 
@@ -564,7 +596,7 @@ impl Service {
             return Ok(());
         }
         if let Some(info) = exec.kill(inst, signal) {
-            self.exec_exit_hook(&task, exec_id)(&info);
+            self.exec_exit_hook(&task, exec_id, Arc::new(Mutex::new(ExecOrder::Started)))(&info);
         }
         Ok(())
     }

@@ -400,6 +400,40 @@ pub fn open(
     })
 }
 
+/// A write-only handle on FIFO `p` once a reader has it open (a write-only
+/// open blocks until one does), or `None` after `timeout` or when `p` is not a
+/// FIFO. An exec's output goes through it: written into a FIFO that no reader
+/// has opened yet, it would be discarded when the writer closes, so a fast
+/// command's output would be lost to a reader that opens late.
+pub fn writer_once_read(p: &Path, timeout: Duration) -> Option<File> {
+    use std::os::unix::fs::FileTypeExt;
+    if !std::fs::metadata(p).is_ok_and(|m| m.file_type().is_fifo()) {
+        return None;
+    }
+    let path = p.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opener = std::thread::spawn(move || {
+        let _ = tx.send(OpenOptions::new().write(true).open(&path));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(opened) => {
+            let _ = opener.join();
+            opened.ok()
+        }
+        Err(_) => {
+            // Be the reader the blocked open waits for, so that its thread ends.
+            if let Ok(_reader) = OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(p)
+            {
+                let _ = opener.join();
+            }
+            None
+        }
+    }
+}
+
 /// Read-write: never blocks at open, never EPIPE when no reader is attached.
 fn open_fifo(p: &Path) -> io::Result<File> {
     OpenOptions::new()
