@@ -115,6 +115,25 @@ typedef struct micrun_rt_stats_info {
   uint64_t swap_limit;
 } micrun_rt_stats_info;
 
+// What [`micrun_rt_exec`] runs: iSulad's `rt_exec_params_t` for one exec.
+// Strings are NUL-terminated UTF-8, borrowed for the call only.
+typedef struct micrun_rt_exec_opts {
+  // The exec's id, unique among the container's running execs. Required.
+  const char *exec_id;
+  // The OCI process to run as JSON (`{"args":["stats"]}`; iSulad's
+  // `defs_process` serialised). `args` is the firmware command line; the agent
+  // runs it. Required.
+  const char *process_json;
+  // FIFO the exec's input is read from; NULL for none.
+  const char *stdin_path;
+  // FIFO its output is written to; NULL to discard it.
+  const char *stdout_path;
+  // FIFO for its error stream; NULL to discard it.
+  const char *stderr_path;
+  // Whether the exec has a terminal (stdout carries both streams).
+  bool terminal;
+} micrun_rt_exec_opts;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -232,6 +251,44 @@ micrun_status micrun_rt_pids(const struct micrun_rt_ref *r, uint32_t *buf, size_
 // # Safety
 // `r` must point to a valid `micrun_rt_ref`.
 micrun_status micrun_rt_resize(const struct micrun_rt_ref *r, uint32_t width, uint32_t height);
+
+// Runs a command in the running container and waits for it (iSulad's
+// `rt_exec`): Exec, Start, Wait, then Delete of the exec, so nothing of it is
+// left whatever happens. `*exit_status` receives its exit status (127: the
+// firmware has no such command; 128 + signal when it was signalled).
+// `timeout_ms` 0 waits without limit; otherwise an exec still running after
+// it is killed (SIGKILL through the agent) and deleted, and the call returns
+// `MICRUN_ERR_TIMEOUT` (the container runs on). A container whose firmware
+// has no micrun agent cannot exec (`MICRUN_ERR_RUNTIME`, the shim says why).
+//
+// # Safety
+// `r` must point to a valid `micrun_rt_ref`, `opts` to a valid
+// `micrun_rt_exec_opts`; `exit_status` valid for a write.
+micrun_status micrun_rt_exec(const struct micrun_rt_ref *r,
+                             const struct micrun_rt_exec_opts *opts,
+                             uint64_t timeout_ms,
+                             uint32_t *exit_status);
+
+// Sends `signal` to exec `exec_id` of the container (e.g. from another thread
+// while [`micrun_rt_exec`] waits for it).
+//
+// # Safety
+// `r` must point to a valid `micrun_rt_ref`; `exec_id` to a NUL-terminated
+// string.
+micrun_status micrun_rt_exec_kill(const struct micrun_rt_ref *r,
+                                  const char *exec_id,
+                                  uint32_t signal);
+
+// Tells exec `exec_id` (one with a terminal) its console is now `width`
+// columns by `height` rows (iSulad's `rt_exec_resize`).
+//
+// # Safety
+// `r` must point to a valid `micrun_rt_ref`; `exec_id` to a NUL-terminated
+// string.
+micrun_status micrun_rt_exec_resize(const struct micrun_rt_ref *r,
+                                    const char *exec_id,
+                                    uint32_t width,
+                                    uint32_t height);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -183,6 +183,9 @@ typedef enum micrun_status {
   // Runtime API: the shim could not be started, or it refused or failed the
   // request; the message carries the shim's own words.
   MICRUN_ERR_RUNTIME = -11,
+  // Runtime API: an exec did not end within the timeout given; it was killed
+  // (SIGKILL) and deleted, the container runs on.
+  MICRUN_ERR_TIMEOUT = -12,
 } micrun_status;
 
 // A protocol version.

@@ -26,7 +26,7 @@ use containerd_shim_protos::ttrpc::{self, Code};
 use crate::args::{input, Out};
 use crate::status::{
     entry, fail, micrun_status, Failed, MICRUN_ERR_INVALID_ARG, MICRUN_ERR_NOT_FOUND,
-    MICRUN_ERR_NULL, MICRUN_ERR_RUNTIME,
+    MICRUN_ERR_NULL, MICRUN_ERR_RUNTIME, MICRUN_ERR_TIMEOUT,
 };
 
 /// How long one ttrpc call may take (Wait has no limit).
@@ -969,6 +969,244 @@ pub unsafe extern "C" fn micrun_rt_resize(
             .resize_pty(ctx(Some(CALL_TIMEOUT)), &req)
             .map(drop)
             .map_err(|e| rpc_failed("resize", &t.id, e))
+    })
+}
+
+/// What [`micrun_rt_exec`] runs: iSulad's `rt_exec_params_t` for one exec.
+/// Strings are NUL-terminated UTF-8, borrowed for the call only.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct micrun_rt_exec_opts {
+    /// The exec's id, unique among the container's running execs. Required.
+    pub exec_id: *const c_char,
+    /// The OCI process to run as JSON (`{"args":["stats"]}`; iSulad's
+    /// `defs_process` serialised). `args` is the firmware command line; the agent
+    /// runs it. Required.
+    pub process_json: *const c_char,
+    /// FIFO the exec's input is read from; NULL for none.
+    pub stdin_path: *const c_char,
+    /// FIFO its output is written to; NULL to discard it.
+    pub stdout_path: *const c_char,
+    /// FIFO for its error stream; NULL to discard it.
+    pub stderr_path: *const c_char,
+    /// Whether the exec has a terminal (stdout carries both streams).
+    pub terminal: bool,
+}
+
+/// The checked strings of a `micrun_rt_exec_opts`.
+struct ExecArgs<'a> {
+    id: &'a str,
+    process: &'a str,
+    stdin: Option<&'a str>,
+    stdout: Option<&'a str>,
+    stderr: Option<&'a str>,
+    terminal: bool,
+}
+
+/// # Safety
+/// `opts` must be NULL or point to a valid `micrun_rt_exec_opts` whose non-NULL
+/// strings are NUL-terminated and outlive `'a`.
+unsafe fn exec_args<'a>(opts: *const micrun_rt_exec_opts) -> Result<ExecArgs<'a>, Failed> {
+    // SAFETY: as documented.
+    let o = unsafe { input(opts, "opts")?.as_ref() };
+    // SAFETY: as documented.
+    unsafe {
+        Ok(ExecArgs {
+            id: text(o.exec_id, "opts->exec_id")?,
+            process: text(o.process_json, "opts->process_json")?,
+            stdin: optional(o.stdin_path, "opts->stdin_path")?,
+            stdout: optional(o.stdout_path, "opts->stdout_path")?,
+            stderr: optional(o.stderr_path, "opts->stderr_path")?,
+            terminal: o.terminal,
+        })
+    }
+}
+
+/// The OCI process spec's type URL in an `ExecProcessRequest`, as containerd
+/// sends it.
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+
+impl Shim {
+    /// Deletes exec `exec_id` of container `id`, ignoring errors (cleanup).
+    fn forget_exec(&self, id: &str, exec_id: &str) {
+        let req = api::DeleteRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let _ = self.client.delete(ctx(Some(CALL_TIMEOUT)), &req);
+    }
+
+    /// Waits for exec `exec_id` of container `id`; `timeout` `None`: no limit.
+    fn wait_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<u32, ttrpc::Error> {
+        let req = api::WaitRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        self.client.wait(ctx(timeout), &req).map(|r| r.exit_status)
+    }
+}
+
+/// Runs a command in the running container and waits for it (iSulad's
+/// `rt_exec`): Exec, Start, Wait, then Delete of the exec, so nothing of it is
+/// left whatever happens. `*exit_status` receives its exit status (127: the
+/// firmware has no such command; 128 + signal when it was signalled).
+/// `timeout_ms` 0 waits without limit; otherwise an exec still running after
+/// it is killed (SIGKILL through the agent) and deleted, and the call returns
+/// `MICRUN_ERR_TIMEOUT` (the container runs on). A container whose firmware
+/// has no micrun agent cannot exec (`MICRUN_ERR_RUNTIME`, the shim says why).
+///
+/// # Safety
+/// `r` must point to a valid `micrun_rt_ref`, `opts` to a valid
+/// `micrun_rt_exec_opts`; `exit_status` valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn micrun_rt_exec(
+    r: *const micrun_rt_ref,
+    opts: *const micrun_rt_exec_opts,
+    timeout_ms: u64,
+    exit_status: *mut u32,
+) -> micrun_status {
+    on_shim("micrun_rt_exec", r, |t, s| {
+        // SAFETY: as documented.
+        let a = unsafe { exec_args(opts)? };
+        let out = Out::new(exit_status, "exit_status")?;
+        let what = format!("{} (exec {})", t.id, a.id);
+        let req = api::ExecProcessRequest {
+            id: t.id.clone(),
+            exec_id: a.id.to_string(),
+            terminal: a.terminal,
+            stdin: a.stdin.unwrap_or_default().to_string(),
+            stdout: a.stdout.unwrap_or_default().to_string(),
+            stderr: a.stderr.unwrap_or_default().to_string(),
+            spec: Some(Any {
+                type_url: PROCESS_TYPE_URL.to_string(),
+                value: a.process.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        s.client
+            .exec(ctx(Some(CALL_TIMEOUT)), &req)
+            .map_err(|e| rpc_failed("exec", &what, e))?;
+        let start = api::StartRequest {
+            id: t.id.clone(),
+            exec_id: a.id.to_string(),
+            ..Default::default()
+        };
+        if let Err(e) = s.client.start(ctx(Some(CALL_TIMEOUT)), &start) {
+            s.forget_exec(&t.id, a.id);
+            return Err(rpc_failed("exec start", &what, e));
+        }
+        let limit = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+        let status = match s.wait_exec(&t.id, a.id, limit) {
+            Ok(status) => status,
+            Err(_) if limit.is_some() && timed_out(&s.client, &t.id, a.id) => {
+                kill_exec(s, &t.id, a.id);
+                s.forget_exec(&t.id, a.id);
+                return Err(fail!(
+                    MICRUN_ERR_TIMEOUT,
+                    "exec {what}: still running after {timeout_ms} ms; killed"
+                ));
+            }
+            Err(e) => {
+                s.forget_exec(&t.id, a.id);
+                return Err(rpc_failed("exec wait", &what, e));
+            }
+        };
+        s.forget_exec(&t.id, a.id);
+        // SAFETY: as documented.
+        unsafe { out.set(status) };
+        Ok(())
+    })
+}
+
+/// Whether exec `exec_id` still runs (its Wait timed out rather than failed).
+fn timed_out(client: &TaskClient, id: &str, exec_id: &str) -> bool {
+    let req = api::StateRequest {
+        id: id.to_string(),
+        exec_id: exec_id.to_string(),
+        ..Default::default()
+    };
+    client
+        .state(ctx(Some(CALL_TIMEOUT)), &req)
+        .is_ok_and(|st| st.status.enum_value_or_default() == api::Status::RUNNING)
+}
+
+/// SIGKILL to exec `exec_id`, then its end awaited (bounded).
+fn kill_exec(s: &Shim, id: &str, exec_id: &str) {
+    let req = api::KillRequest {
+        id: id.to_string(),
+        exec_id: exec_id.to_string(),
+        signal: 9,
+        ..Default::default()
+    };
+    if s.client.kill(ctx(Some(CALL_TIMEOUT)), &req).is_ok() {
+        let _ = s.wait_exec(id, exec_id, Some(CALL_TIMEOUT));
+    }
+}
+
+/// Sends `signal` to exec `exec_id` of the container (e.g. from another thread
+/// while [`micrun_rt_exec`] waits for it).
+///
+/// # Safety
+/// `r` must point to a valid `micrun_rt_ref`; `exec_id` to a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn micrun_rt_exec_kill(
+    r: *const micrun_rt_ref,
+    exec_id: *const c_char,
+    signal: u32,
+) -> micrun_status {
+    on_shim("micrun_rt_exec_kill", r, |t, s| {
+        // SAFETY: as documented.
+        let exec_id = unsafe { text(exec_id, "exec_id")? };
+        let req = api::KillRequest {
+            id: t.id.clone(),
+            exec_id: exec_id.to_string(),
+            signal,
+            ..Default::default()
+        };
+        s.client
+            .kill(ctx(Some(CALL_TIMEOUT)), &req)
+            .map(drop)
+            .map_err(|e| rpc_failed("exec kill", &format!("{} (exec {exec_id})", t.id), e))
+    })
+}
+
+/// Tells exec `exec_id` (one with a terminal) its console is now `width`
+/// columns by `height` rows (iSulad's `rt_exec_resize`).
+///
+/// # Safety
+/// `r` must point to a valid `micrun_rt_ref`; `exec_id` to a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn micrun_rt_exec_resize(
+    r: *const micrun_rt_ref,
+    exec_id: *const c_char,
+    width: u32,
+    height: u32,
+) -> micrun_status {
+    on_shim("micrun_rt_exec_resize", r, |t, s| {
+        // SAFETY: as documented.
+        let exec_id = unsafe { text(exec_id, "exec_id")? };
+        let req = api::ResizePtyRequest {
+            id: t.id.clone(),
+            exec_id: exec_id.to_string(),
+            width,
+            height,
+            ..Default::default()
+        };
+        s.client
+            .resize_pty(ctx(Some(CALL_TIMEOUT)), &req)
+            .map(drop)
+            .map_err(|e| rpc_failed("exec resize", &format!("{} (exec {exec_id})", t.id), e))
     })
 }
 

@@ -50,6 +50,9 @@ pub enum micrun_status {
     /// Runtime API: the shim could not be started, or it refused or failed the
     /// request; the message carries the shim's own words.
     MICRUN_ERR_RUNTIME = -11,
+    /// Runtime API: an exec did not end within the timeout given; it was killed
+    /// (SIGKILL) and deleted, the container runs on.
+    MICRUN_ERR_TIMEOUT = -12,
 }
 
 pub use micrun_status::*;
@@ -70,11 +73,12 @@ impl micrun_status {
             MICRUN_ERR_PANIC => c"internal error in libmicrun",
             MICRUN_ERR_NOT_FOUND => c"no such container",
             MICRUN_ERR_RUNTIME => c"the runtime (shim) failed the request",
+            MICRUN_ERR_TIMEOUT => c"the exec did not end within its timeout",
         }
     }
 
     fn from_i32(v: i32) -> Option<Self> {
-        const ALL: [micrun_status; 12] = [
+        const ALL: [micrun_status; 13] = [
             MICRUN_OK,
             MICRUN_ERR_NULL,
             MICRUN_ERR_INVALID_ARG,
@@ -87,6 +91,7 @@ impl micrun_status {
             MICRUN_ERR_PANIC,
             MICRUN_ERR_NOT_FOUND,
             MICRUN_ERR_RUNTIME,
+            MICRUN_ERR_TIMEOUT,
         ];
         ALL.into_iter().find(|s| *s as i32 == v)
     }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MulanPSL-2.0 */
 /* An iSulad-style driver of libmicrun's runtime API on the sim pedestal:
  * create -> start -> console over the FIFOs -> state -> pause/resume -> update ->
- * stats -> pids -> resize -> kill -> wait -> delete, for two containers at once
+ * stats -> pids -> resize -> exec -> kill -> wait -> delete, for two containers at once
  * from two threads; then bad inputs, each an error code with a readable message.
  *
  *   rt_driver SHIM CONFIG NS ID_PREFIX BUNDLE_A BUNDLE_B BAD_BUNDLE DIR
@@ -72,6 +72,83 @@ struct run {
     char id[128];
     char con[65536]; /* the console output seen */
 };
+
+/* Exec in the running container, as iSulad's rt_exec: a command's output and
+ * exit status, an unknown command (127), a timeout that kills the exec while
+ * the container runs on, bad input. */
+static void exec_in(const micrun_rt_ref *ref, const char *id) {
+    char eo[512];
+    snprintf(eo, sizeof eo, "%s/%s.exec.out", dir, id);
+    CHECK(mkfifo(eo, 0600) == 0, "mkfifo %s", eo);
+    /* Our read end first (non-blocking, so the open does not wait for the shim). */
+    int efd = open(eo, O_RDONLY | O_NONBLOCK);
+    CHECK(efd >= 0, "open %s", eo);
+    micrun_rt_exec_opts x = {
+        .exec_id = "stats1",
+        .process_json = "{\"args\":[\"stats\"],\"cwd\":\"/\"}",
+        .stdin_path = NULL,
+        .stdout_path = eo,
+        .stderr_path = NULL,
+        .terminal = false,
+    };
+    uint32_t code = 99;
+    OK(micrun_rt_exec(ref, &x, 10000, &code));
+    CHECK(code == 0, "exec stats: exit %u", code);
+    char out[4096];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(efd, out + len, sizeof out - 1 - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    out[len] = 0;
+    CHECK(strstr(out, "uptime") != NULL || strstr(out, "mem") != NULL, "exec stats output: %s", out);
+
+    x.exec_id = "code4";
+    x.stdout_path = NULL;
+    x.process_json = "{\"args\":[\"exit\",\"4\"]}";
+    OK(micrun_rt_exec(ref, &x, 10000, &code));
+    CHECK(code == 4, "exec exit 4: exit %u", code);
+
+    x.exec_id = "nosuch";
+    x.process_json = "{\"args\":[\"no-such-command\"]}";
+    OK(micrun_rt_exec(ref, &x, 10000, &code));
+    CHECK(code == 127, "unknown command: exit %u", code);
+
+    /* A timeout kills the exec; the same id is free again afterwards. */
+    x.exec_id = "slow";
+    x.process_json = "{\"args\":[\"sleep\",\"60000\"]}";
+    double t0 = now();
+    CHECK(micrun_rt_exec(ref, &x, 300, &code) == MICRUN_ERR_TIMEOUT, "timeout: %s", micrun_last_error());
+    CHECK(now() - t0 < 20.0, "timeout took %.1f s", now() - t0);
+    CHECK(strstr(micrun_last_error(), "slow") != NULL && strstr(micrun_last_error(), "300 ms") != NULL,
+          "timeout message: %s", micrun_last_error());
+    x.process_json = "{\"args\":[\"exit\",\"0\"]}";
+    OK(micrun_rt_exec(ref, &x, 10000, &code));
+    CHECK(code == 0, "exec after a timeout: exit %u", code);
+
+    /* Bad input: named, nothing left (the same id works afterwards). */
+    x.exec_id = "bad";
+    x.process_json = "{\"args\":[]}";
+    CHECK(micrun_rt_exec(ref, &x, 10000, &code) == MICRUN_ERR_INVALID_ARG, "empty args accepted");
+    CHECK(strstr(micrun_last_error(), "no command") != NULL, "message: %s", micrun_last_error());
+    x.process_json = "not json";
+    CHECK(micrun_rt_exec(ref, &x, 10000, &code) == MICRUN_ERR_INVALID_ARG, "bad JSON accepted");
+    CHECK(strstr(micrun_last_error(), "not OCI process JSON") != NULL, "message: %s", micrun_last_error());
+    x.process_json = NULL;
+    CHECK(micrun_rt_exec(ref, &x, 10000, &code) == MICRUN_ERR_NULL, "NULL process accepted");
+    CHECK(micrun_rt_exec(ref, NULL, 10000, &code) == MICRUN_ERR_NULL, "NULL opts accepted");
+    CHECK(micrun_rt_exec_kill(ref, "nosuch-exec", SIGKILL) == MICRUN_ERR_NOT_FOUND, "kill of an unknown exec: %s",
+          micrun_last_error());
+    CHECK(micrun_rt_exec_resize(ref, "nosuch-exec", 80, 24) == MICRUN_ERR_NOT_FOUND, "resize of an unknown exec: %s",
+          micrun_last_error());
+    x.process_json = "{\"args\":[\"exit\",\"5\"]}";
+    OK(micrun_rt_exec(ref, &x, 10000, &code));
+    CHECK(code == 5, "exec after bad input: exit %u", code);
+    close(efd);
+    unlink(eo);
+}
 
 /* The whole lifecycle of one container. */
 static void *lifecycle(void *arg) {
@@ -165,6 +242,8 @@ static void *lifecycle(void *arg) {
     OK(micrun_rt_resize(&ref, 100, 30));
     if (!qemu) /* the simulator's shell prints the new size */
         CHECK(read_until(ofd, buf, 65536, &len, mark, "resize 30x100"), "resize, got: %s", buf + mark);
+
+    exec_in(&ref, r->id);
 
     OK(micrun_rt_kill(&ref, SIGKILL));
     uint32_t code = 0;
