@@ -34,6 +34,10 @@ pub const PREFIX: &str = "org.openeuler.micrun.";
 
 /// RTOS name (`zephyr`, `uniproton`, …); informational.
 pub const OS: &str = "org.openeuler.micrun.container.os";
+/// The board the firmware is built for. On the `qemu` pedestal it picks QEMU's
+/// machine (`crate::pedestal::qemu::MACHINES`); a packed image's index gives it
+/// by default.
+pub const BOARD: &str = "org.openeuler.micrun.container.board";
 /// Firmware path relative to the rootfs (default `firmware.elf`, else the first `*.elf`).
 pub const FIRMWARE_PATH: &str = "org.openeuler.micrun.container.firmware_path";
 /// Expected sha256 of the firmware; a mismatch fails Create.
@@ -84,8 +88,9 @@ pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 /// Every annotation key micrun reads.
-pub const KNOWN_KEYS: [&str; 24] = [
+pub const KNOWN_KEYS: [&str; 25] = [
     OS,
+    BOARD,
     FIRMWARE_PATH,
     FIRMWARE_HASH,
     FIRMWARE_KIND,
@@ -203,6 +208,8 @@ pub enum CriContainerType {
 pub struct Annotations {
     /// [`OS`].
     pub os: Option<String>,
+    /// [`BOARD`].
+    pub board: Option<String>,
     /// [`FIRMWARE_PATH`], unchecked (`crate::firmware` checks it against the rootfs).
     pub firmware_path: Option<String>,
     /// [`FIRMWARE_HASH`], decoded.
@@ -301,6 +308,7 @@ impl Annotations {
             };
             match known {
                 OS => out.os = Some(value.to_owned()),
+                BOARD => out.board = Some(value.to_owned()),
                 FIRMWARE_PATH => out.firmware_path = Some(value.to_owned()),
                 FIRMWARE_HASH => {
                     out.firmware_hash = Some(parse_sha256(value).ok_or_else(|| {
@@ -502,6 +510,7 @@ mod tests {
     fn every_key_is_read() {
         let parsed = parse(&[
             (OS, "zephyr"),
+            (BOARD, "mps2-an386"),
             (FIRMWARE_PATH, "images/zephyr.elf"),
             (FIRMWARE_HASH, HASH),
             (FIRMWARE_KIND, "raw"),
@@ -536,6 +545,7 @@ mod tests {
             parsed,
             Annotations {
                 os: Some("zephyr".into()),
+                board: Some("mps2-an386".into()),
                 firmware_path: Some("images/zephyr.elf".into()),
                 firmware_hash: parsed.firmware_hash,
                 image: ImageHints {

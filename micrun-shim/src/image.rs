@@ -51,8 +51,9 @@ pub const LABEL_TUPLES: &str = "org.openeuler.micrun.image.tuples";
 pub const LABEL_SCHEMA: &str = "org.openeuler.micrun.image.schema";
 
 /// The annotations an index entry may not set: the tuple and the pack step decide them.
-pub const RESERVED_ANNOTATIONS: [&str; 3] = [
+pub const RESERVED_ANNOTATIONS: [&str; 4] = [
     crate::annotations::PEDESTAL,
+    crate::annotations::BOARD,
     crate::annotations::FIRMWARE_PATH,
     crate::annotations::FIRMWARE_HASH,
 ];
@@ -359,7 +360,8 @@ pub fn select<'a>(index: &'a FirmwareIndex, host: &Host) -> Result<&'a FirmwareE
 
 /// The container's annotations with `entry`'s defaults under them (the container's
 /// own win; [`RESERVED_ANNOTATIONS`] and keys outside micrun's are not taken from the
-/// image), and the boot image as the default of `ped.conf`.
+/// image), the entry's board as the default of `container.board`, and the boot
+/// image as the default of `ped.conf`.
 pub fn with_defaults(
     container: &std::collections::HashMap<String, String>,
     entry: &FirmwareEntry,
@@ -372,6 +374,8 @@ pub fn with_defaults(
             out.entry(key.clone()).or_insert_with(|| value.clone());
         }
     }
+    out.entry(crate::annotations::BOARD.to_owned())
+        .or_insert_with(|| entry.board.clone());
     if let Some(boot) = &entry.boot_image {
         out.entry(crate::annotations::PEDESTAL_CONF.to_owned())
             .or_insert_with(|| boot.clone());

@@ -87,11 +87,26 @@ pub struct MachineSpec {
     pub uart: &'static str,
     /// Where the machine's RAM starts.
     pub ram_base: u64,
+    /// The board this row is for (`org.openeuler.micrun.container.board`, or the
+    /// board of a packed image's firmware); `None`: the architecture's generic
+    /// machine, for every board without a row of its own.
+    pub board: Option<&'static str>,
+    /// RAM the machine has whatever the container asks, in MiB (QEMU refuses any
+    /// other `-m`); `None`: `-m` from the container's resources.
+    pub fixed_ram_mib: Option<u32>,
+    /// The most vCPUs the machine takes (`-smp`).
+    pub max_vcpus: u32,
+    /// Whether the machine has a PCI bus for the pvpanic device (a guest panic
+    /// then ends the container with [`GUEST_FAILED_STATUS`]).
+    pub pci: bool,
+    /// What else QEMU needs for this machine.
+    pub extra_args: &'static [&'static str],
 }
 
-/// The architectures the qemu pedestal runs, with QEMU's machine for each. The
-/// first is the default (for images that are not ELFs and name none).
-pub const MACHINES: [MachineSpec; 3] = [
+/// The machines the qemu pedestal runs: first one generic `virt` machine per
+/// architecture (the first is the default, for images that are not ELFs and name
+/// none), then the boards with a machine of their own, picked by board name.
+pub const MACHINES: [MachineSpec; 4] = [
     MachineSpec {
         arch: Arch::Aarch64,
         binary: "qemu-system-aarch64",
@@ -100,6 +115,11 @@ pub const MACHINES: [MachineSpec; 3] = [
         cpu: "cortex-a53",
         uart: "PL011",
         ram_base: 0x4000_0000,
+        board: None,
+        fixed_ram_mib: None,
+        max_vcpus: 8,
+        pci: true,
+        extra_args: &[],
     },
     MachineSpec {
         arch: Arch::Arm,
@@ -109,6 +129,11 @@ pub const MACHINES: [MachineSpec; 3] = [
         cpu: "cortex-a15",
         uart: "PL011",
         ram_base: 0x4000_0000,
+        board: None,
+        fixed_ram_mib: None,
+        max_vcpus: 8,
+        pci: true,
+        extra_args: &[],
     },
     // QEMU's default `-bios` here is OpenSBI (Debian: package opensbi), so an
     // S-mode firmware given as `-kernel` runs over it.
@@ -120,14 +145,48 @@ pub const MACHINES: [MachineSpec; 3] = [
         cpu: "rv64",
         uart: "NS16550A",
         ram_base: 0x8000_0000,
+        board: None,
+        fixed_ram_mib: None,
+        max_vcpus: 8,
+        pci: true,
+        extra_args: &[],
+    },
+    // ARM's MPS2 board with the AN386 image: one Cortex-M4, 4 MiB of code SSRAM
+    // at 0 and 4 MiB of data SSRAM at 0x2000_0000 (QEMU's RAM size for it is
+    // 16 MiB and fixed), UART0 a CMSDK APB UART. No PCI. Semihosting lets the
+    // firmware end QEMU (SYS_EXIT) once the host has its exit code; `-nic none`
+    // leaves the on-board Ethernet unconnected.
+    MachineSpec {
+        arch: Arch::Arm,
+        binary: "qemu-system-arm",
+        package: "qemu-system-arm",
+        machine: "mps2-an386",
+        cpu: "cortex-m4",
+        uart: "CMSDK APB UART0",
+        ram_base: 0x2000_0000,
+        board: Some("mps2-an386"),
+        fixed_ram_mib: Some(16),
+        max_vcpus: 1,
+        pci: false,
+        extra_args: &[
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-nic",
+            "none",
+        ],
     },
 ];
 
-/// The architectures of [`MACHINES`], in its order.
-const ARCHS: [Arch; MACHINES.len()] = {
-    let mut archs = [Arch::Aarch64; MACHINES.len()];
+/// How many rows of [`MACHINES`] are generic machines (one per architecture).
+const GENERIC: usize = 3;
+
+/// The architectures of [`MACHINES`]' generic rows, in its order (the board rows
+/// add none).
+const ARCHS: [Arch; GENERIC] = {
+    let mut archs = [Arch::Aarch64; GENERIC];
     let mut i = 0;
-    while i < MACHINES.len() {
+    while i < GENERIC {
+        assert!(MACHINES[i].board.is_none());
         archs[i] = MACHINES[i].arch;
         i += 1;
     }
@@ -138,9 +197,16 @@ const ARCHS: [Arch; MACHINES.len()] = {
 /// `internal-error`: 128 + SIGABRT, as for a crashed remote processor.
 pub const GUEST_FAILED_STATUS: i32 = 128 + nix::libc::SIGABRT;
 
-/// The table entry of `arch`.
+/// The generic table entry of `arch`.
 pub fn machine_for(arch: Arch) -> Option<&'static MachineSpec> {
-    MACHINES.iter().find(|m| m.arch == arch)
+    MACHINES
+        .iter()
+        .find(|m| m.arch == arch && m.board.is_none())
+}
+
+/// The table entry of a board with a machine of its own.
+pub fn machine_for_board(board: &str) -> Option<&'static MachineSpec> {
+    MACHINES.iter().find(|m| m.board == Some(board))
 }
 
 /// A [`MachineSpec`] as configured: `[qemu] binary`, `machine` and `cpu` replace
@@ -212,11 +278,26 @@ impl Qemu {
         )
     }
 
-    /// The machine that runs `spec`'s firmware (its image's architecture; the
-    /// default for a spec without an image).
+    /// The machine that runs `spec`'s firmware: its board's, if the board has a
+    /// row of its own (and the firmware's architecture matches it), else the
+    /// generic one of its image's architecture; the default for a spec without
+    /// an image.
     fn machine(&self, spec: &InstanceSpec) -> &Machine {
-        spec.image
-            .and_then(|image| self.machines.iter().find(|m| m.spec.arch == image.arch))
+        let arch = spec.image.map(|image| image.arch);
+        let board = spec.annotations.board.as_deref();
+        board
+            .and_then(|b| {
+                self.machines
+                    .iter()
+                    .find(|m| m.spec.board == Some(b) && arch.is_none_or(|a| a == m.spec.arch))
+            })
+            .or_else(|| {
+                arch.and_then(|a| {
+                    self.machines
+                        .iter()
+                        .find(|m| m.spec.board.is_none() && m.spec.arch == a)
+                })
+            })
             .unwrap_or(&self.machines[0])
     }
 
@@ -231,7 +312,7 @@ impl Qemu {
             "-smp",
             &spec.resources.vcpus.to_string(),
             "-m",
-            &spec.resources.memory_mib.to_string(),
+            &memory_mib(machine.spec, spec).to_string(),
             "-nodefaults",
             "-display",
             "none",
@@ -239,16 +320,16 @@ impl Qemu {
             "none",
             "-no-reboot",
             "-S",
-            // A guest can report a panic (pvpanic); QEMU then stops it in state
-            // `guest-panicked`, which the watch sees, instead of exiting with 0.
-            "-device",
-            "pvpanic-pci",
-            "-action",
-            "panic=pause",
         ]
         .iter()
         .map(OsString::from)
         .collect();
+        if machine.spec.pci {
+            // A guest can report a panic (pvpanic); QEMU then stops it in state
+            // `guest-panicked`, which the watch sees, instead of exiting with 0.
+            args.extend(["-device", "pvpanic-pci", "-action", "panic=pause"].map(OsString::from));
+        }
+        args.extend(machine.spec.extra_args.iter().map(OsString::from));
         match spec.image.map(|i| i.format) {
             Some(ImageFormat::Raw { load_address }) => {
                 // Copied to `load_address`, where the first CPU starts.
@@ -351,7 +432,10 @@ impl Qemu {
                     state: PartitionState::Created,
                     exit_code: None,
                     failed: None,
-                    resources: spec.resources.clone(),
+                    resources: Resources {
+                        memory_mib: memory_mib(self.machine(spec).spec, spec),
+                        ..spec.resources.clone()
+                    },
                 })
             }
             Err(why) => {
@@ -396,12 +480,29 @@ impl Pedestal for Qemu {
     fn check(&self, spec: &InstanceSpec) -> Result<(), PedestalError> {
         // The socket paths depend on the run directory, checked by `create`.
         let machine = self.machine(spec);
+        if spec.resources.vcpus > machine.spec.max_vcpus {
+            return Err(PedestalError::failed(
+                KIND,
+                "create",
+                format!(
+                    "{} vCPUs asked, but QEMU's {} machine{} has at most {}; ask for fewer \
+                     (org.openeuler.micrun.container.max_vcpu_num or the CPU limit)",
+                    spec.resources.vcpus,
+                    machine.machine,
+                    machine
+                        .spec
+                        .board
+                        .map_or_else(String::new, |b| format!(" (board {b})")),
+                    machine.spec.max_vcpus
+                ),
+            ));
+        }
         if let Some(image) = &spec.image {
             check_fits(
                 image,
                 &spec.firmware,
                 machine.spec,
-                spec.resources.memory_mib,
+                memory_mib(machine.spec, spec),
             )?;
         }
         self.resolve(machine).map(drop)
@@ -423,6 +524,12 @@ impl Pedestal for Qemu {
         };
         Ok(Box::new(self.launch(&binary, spec, files, pin)?))
     }
+}
+
+/// The guest's RAM in MiB: the machine's own when it is fixed, else the
+/// container's memory.
+fn memory_mib(machine: &MachineSpec, spec: &InstanceSpec) -> u32 {
+    machine.fixed_ram_mib.unwrap_or(spec.resources.memory_mib)
 }
 
 /// A raw image must lie inside the guest's RAM (`memory_mib` from the machine's
@@ -1093,6 +1200,64 @@ mod tests {
              -serial chardev:link -qmp unix:/run/micrun/a,,b/qmp.sock,server=on,wait=off \
              -d guest_errors"
         );
+    }
+
+    #[test]
+    fn board_picks_the_machine() {
+        let q = Qemu::new(&Config::default());
+        let files = RunFiles::new(Path::new("/r"));
+        let line = |board: Option<&str>, arch: Arch, vcpus: u32| {
+            let mut s = spec(None);
+            s.annotations.board = board.map(str::to_owned);
+            s.image = Some(FirmwareImage {
+                arch,
+                format: ImageFormat::Elf(crate::firmware::ElfInfo {
+                    arch,
+                    class: crate::firmware::ElfClass::Elf32,
+                    kind: crate::firmware::ElfKind::Executable,
+                    entry: 0,
+                }),
+                size: 1,
+            });
+            s.resources.vcpus = vcpus;
+            let args: Vec<String> = q
+                .args(&s, &files)
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect();
+            (args.join(" "), q.check(&s).err().map(|e| e.to_string()))
+        };
+        // Its own machine: fixed RAM, one CPU, no PCI (no pvpanic), semihosting.
+        let (m4, _) = line(Some("mps2-an386"), Arch::Arm, 1);
+        assert!(
+            m4.starts_with(
+                "-M mps2-an386 -cpu cortex-m4 -smp 1 -m 16 -nodefaults -display none \
+                 -monitor none -no-reboot -S -semihosting-config enable=on,target=native \
+                 -nic none -kernel "
+            ),
+            "{m4}"
+        );
+        assert!(!m4.contains("pvpanic"), "{m4}");
+        let (_, err) = line(Some("mps2-an386"), Arch::Arm, 2);
+        let err = err.expect("2 vCPUs on a one-CPU board");
+        assert!(
+            err.contains("mps2-an386") && err.contains("at most 1"),
+            "{err}"
+        );
+        // A board without a row, or a firmware of another architecture: the
+        // architecture's generic machine.
+        let (virt, _) = line(Some("qemu-virt"), Arch::Arm, 2);
+        assert!(
+            virt.starts_with("-M virt -cpu cortex-a15 -smp 2 -m 64 "),
+            "{virt}"
+        );
+        assert!(virt.contains("pvpanic-pci"), "{virt}");
+        let (a64, _) = line(Some("mps2-an386"), Arch::Aarch64, 2);
+        assert!(a64.starts_with("-M virt -cpu cortex-a53 "), "{a64}");
+        let (none, _) = line(None, Arch::Arm, 2);
+        assert!(none.starts_with("-M virt -cpu cortex-a15 "), "{none}");
+        assert_eq!(machine_for(Arch::Arm).unwrap().machine, "virt");
+        assert_eq!(machine_for_board("mps2-an386").unwrap().cpu, "cortex-m4");
     }
 
     #[test]
