@@ -314,8 +314,9 @@ fn run_steps(
     println!("   $ {}", shown(&cmd));
     let status = if interactive {
         println!(
-            "   type `help`; `exit N` powers the board off and N becomes the container's \
-             exit status (Ctrl-C goes to the RTOS)"
+            "   type `help` and Enter (the demo shell does not echo what you type); \
+             `exit N` powers the board off\n   and N becomes the container's exit status; \
+             Ctrl-C goes to the RTOS"
         );
         run_on_terminal(cmd)?
     } else {
