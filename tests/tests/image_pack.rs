@@ -27,7 +27,7 @@ use micrun_tests::e2e::{
     micrun_binary, qemu_firmware_bytes, sim_firmware_bytes, unique_id, Env, Ped, TestImage,
     ANN_PEDESTAL,
 };
-use micrun_tests::scenarios::{banner, strs, T_ACT, T_BOOT};
+use micrun_tests::scenarios::{banner, expect_create_failure, strs, T_ACT, T_BOOT};
 use micrun_tests::TempDir;
 
 /// Runs `micrun ARGS` in `dir`.
@@ -910,34 +910,17 @@ fn tampered_firmware_is_refused() {
     args.extend(env.run_args(&image, &["--annotation", &Ped::Qemu.annotation()]));
     args.push(name.into());
     args.push(id.clone());
-    let out = env
-        .cd
-        .ctr_with(Some(ns.name()), &strs(&args), None, T_BOOT + T_ACT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let what = format!(
-        "ctr {}: {}\nstdout: {stdout:?}\nstderr: {stderr:?}{}",
-        args.join(" "),
-        out.status,
-        env.diag(&id)
+    expect_create_failure(
+        &env,
+        &ns,
+        &id,
+        &args,
+        &[
+            &rel,
+            &packed_sha,
+            &changed_sha,
+            "micrun/firmware.json",
+            "changed after packing",
+        ],
     );
-    assert!(!out.status.success(), "create succeeded: {what}");
-    assert!(
-        !stdout.contains("micrun demo shell"),
-        "the firmware ran: {what}"
-    );
-    for needle in [
-        rel.as_str(),
-        packed_sha.as_str(),
-        changed_sha.as_str(),
-        "micrun/firmware.json",
-        "changed after packing",
-    ] {
-        assert!(
-            stderr.contains(needle),
-            "the error lacks {needle:?}: {what}"
-        );
-    }
-    eprintln!("{id}: {}", stderr.trim());
-    micrun_tests::scenarios::assert_nothing_left(&env, &ns, &id);
 }

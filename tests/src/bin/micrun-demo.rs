@@ -251,15 +251,7 @@ fn run_steps(
     let out = pack
         .output()
         .map_err(|e| format!("cannot run {}: {e}", micrun.display()))?;
-    interrupted()?;
-    print_indented(&out.stdout);
-    print_indented(&out.stderr);
-    if !out.status.success() {
-        return Err(Stop::Failed(format!(
-            "micrun image pack failed: {}",
-            out.status
-        )));
-    }
+    shown_output(&out, "micrun image pack")?;
     took(t);
 
     let t = step(5, "importing it (ctr images import, no flags)");
@@ -276,15 +268,7 @@ fn run_steps(
         None,
         CTR_TIMEOUT,
     );
-    interrupted()?;
-    print_indented(&out.stdout);
-    print_indented(&out.stderr);
-    if !out.status.success() {
-        return Err(Stop::Failed(format!(
-            "ctr images import failed: {}",
-            out.status
-        )));
-    }
+    shown_output(&out, "ctr images import")?;
     took(t);
 
     let fifo = env.cd.fifo_dir().display().to_string();
@@ -346,15 +330,26 @@ fn run_steps(
     }
 }
 
-fn print_indented(bytes: &[u8]) {
-    for line in String::from_utf8_lossy(bytes).lines() {
-        println!("   {line}");
+/// Shows a finished step's output, indented; an error if it failed (or the demo
+/// was interrupted meanwhile).
+fn shown_output(out: &std::process::Output, what: &str) -> Result<(), Stop> {
+    interrupted()?;
+    for bytes in [&out.stdout, &out.stderr] {
+        for line in String::from_utf8_lossy(bytes).lines() {
+            println!("   {line}");
+        }
+    }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Stop::Failed(format!("{what} failed: {}", out.status)))
     }
 }
 
-/// Commands after which the board is gone (no prompt follows).
+/// Commands after which the board is gone (no prompt follows); `exit` without a
+/// number only gets the shell's usage line.
 fn ends_the_board(cmd: &str) -> bool {
-    cmd == "panic" || cmd.split_whitespace().next() == Some("exit")
+    cmd.trim() == "panic" || exit_code_of(cmd).is_some()
 }
 
 /// The code of `exit N`.
