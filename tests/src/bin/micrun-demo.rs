@@ -167,6 +167,13 @@ fn demo_config(c: &mut MicrunConfig) {
 }
 
 fn demo(args: Vec<String>) -> Result<ExitCode, Stop> {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Stop::Failed(
+            "the demo starts containerd, which needs root: run it as root (sudo bash .ci/demo)"
+                .into(),
+        ));
+    }
     let interactive = std::io::stdin().is_terminal();
     let mut commands: Vec<String> = if args.is_empty() {
         TOUR.map(String::from).to_vec()
