@@ -184,6 +184,14 @@ mod tests {
                 Code::INVALID_ARGUMENT,
             ),
             (
+                Error::Spec(SpecError::Image(ImageError::FirmwareChanged {
+                    path: "micrun/qemu/b/os-aarch64/fw.elf".into(),
+                    expected: "00".into(),
+                    actual: "11".into(),
+                })),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
                 Error::Spec(SpecError::Bundle {
                     bundle: "/b".into(),
                     detail: "x".into(),

@@ -802,7 +802,11 @@ pub fn sha256_file(path: &Path) -> Result<[u8; 32], FirmwareError> {
 /// Checks that the sha256 of `path` is `expected` (from `container.firmware_hash`); the
 /// error shows both digests.
 pub fn verify_hash(path: &Path, expected: [u8; 32]) -> Result<(), FirmwareError> {
-    let actual = sha256_file(path)?;
+    check_hash(path, sha256_file(path)?, expected)
+}
+
+/// [`verify_hash`] with the file's digest already computed (`actual`).
+pub fn check_hash(path: &Path, actual: [u8; 32], expected: [u8; 32]) -> Result<(), FirmwareError> {
     if actual == expected {
         Ok(())
     } else {

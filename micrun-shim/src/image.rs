@@ -226,6 +226,16 @@ pub enum ImageError {
         /// What to do.
         hint: String,
     },
+    /// The firmware's bytes are not the ones the index recorded at packing.
+    #[error("the image's firmware {path} has sha256 {actual}, but the image's firmware index ({INDEX_PATH}) lists {expected}: the file was changed after packing; pack the image again with `micrun image pack`")]
+    FirmwareChanged {
+        /// The firmware's path in the image (as the index names it).
+        path: String,
+        /// The digest the index lists, hex.
+        expected: String,
+        /// The digest of the file, hex.
+        actual: String,
+    },
     /// Several firmware fit and nothing tells them apart.
     #[error("several firmware in this image fit this host ({fits}); this host is {host}; choose one with annotation {} (e.g. {:?}) or set [board] name in the micrun config", crate::annotations::FIRMWARE_PATH, .example)]
     Ambiguous {

@@ -208,11 +208,24 @@ pub fn build_noting(
             None => firmware::resolve_firmware(&rootfs, annotations.firmware_path.as_deref())?,
         };
         let image = ped.inspect_firmware(&fw, &annotations.image)?;
-        let packed = entry
-            .as_ref()
-            .and_then(|e| crate::annotations::parse_sha256(&e.sha256));
-        if let Some(want) = annotations.firmware_hash.or(packed) {
-            firmware::verify_hash(&fw, want)?;
+        // Both the container's firmware_hash and the index's sha256 must hold (the
+        // index's says the file is the one packed; the file is read once).
+        let packed = entry.as_ref().and_then(|e| {
+            crate::annotations::parse_sha256(&e.sha256).map(|want| (e.path.as_str(), want))
+        });
+        if annotations.firmware_hash.is_some() || packed.is_some() {
+            let actual = firmware::sha256_file(&fw)?;
+            if let Some(want) = annotations.firmware_hash {
+                firmware::check_hash(&fw, actual, want)?;
+            }
+            if let Some((path, want)) = packed.filter(|&(_, want)| want != actual) {
+                return Err(ImageError::FirmwareChanged {
+                    path: path.to_owned(),
+                    expected: firmware::hex(&want),
+                    actual: firmware::hex(&actual),
+                }
+                .into());
+            }
         }
         (fw, Some(image))
     };
@@ -283,7 +296,30 @@ mod tests {
         packed_bundle(&dir, Some(&"00".repeat(32)));
         let err = build("c2", "default", &dir, &config).err().unwrap();
         assert!(
-            matches!(err, SpecError::Firmware(FirmwareError::HashMismatch { .. })),
+            matches!(err, SpecError::Image(ImageError::FirmwareChanged { .. })),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&rel) && text.contains(&"00".repeat(32)),
+            "{text}"
+        );
+        assert!(text.contains(image::INDEX_PATH), "{text}");
+        // The container's own firmware_hash, right for the file, does not excuse
+        // the index's: both must hold.
+        let actual = firmware::hex(&firmware::sha256_file(&rootfs.join(&rel)).unwrap());
+        let oci = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "annotations": {
+                crate::annotations::PEDESTAL: "sim",
+                crate::annotations::FIRMWARE_HASH: actual,
+            },
+        });
+        fs::write(dir.join("config.json"), oci.to_string()).unwrap();
+        let err = build("c3", "default", &dir, &config).err().unwrap();
+        assert!(
+            matches!(err, SpecError::Image(ImageError::FirmwareChanged { .. })),
             "{err}"
         );
         fs::remove_dir_all(&dir).unwrap();

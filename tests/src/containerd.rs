@@ -15,7 +15,9 @@
 //! it: the shim sockets under `/run/containerd/s/`. The daemon's `PATH` is the
 //! caller's shim dirs ([`ContainerdOpts::shim_dirs`]) before the system `PATH`, so
 //! `--runtime io.containerd.mica.v2` finds `containerd-shim-mica-v2` there. Its
-//! log is `<tmp>/containerd.log`; every [`Error`] carries its tail.
+//! log is `<tmp>/containerd.log`; every [`Error`] carries its tail. The daemon runs
+//! in a process group of its own (a terminal's Ctrl-C does not stop it under the
+//! cleanup).
 //!
 //! Tests work in a [`Namespace`] each: a containerd namespace unique in the
 //! process and on the machine (runc keeps state under `/run/containerd/runc/<ns>`
@@ -53,7 +55,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -569,7 +571,10 @@ state = "{state}"
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2);
+            .stderr(log2)
+            // A process group of its own: a Ctrl-C at the terminal reaches the test
+            // or the demo, whose cleanup goes through the daemon, not the daemon too.
+            .process_group(0);
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }

@@ -56,33 +56,52 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Builds `containerd-shim-mica-v2` (debug) into `target/shim-for-tests` with its own
-/// target directory, so it never waits for the lock of the `cargo test` running us,
-/// and returns its path. Built once per process; serialised.
-pub fn shim_binary() -> PathBuf {
-    static LOCK: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut g = lock(&LOCK);
+/// `cargo build -p micrun-shim --bin NAME...` (debug) into `target/shim-for-tests`, its
+/// own target directory (so it never waits for the lock of the `cargo test` running
+/// us), and the directory the binaries land in. [`shim_binary`] and
+/// [`micrun_binary`] run it quietly; the demo shows cargo's progress.
+pub fn shim_build(bins: &[&str]) -> (Command, PathBuf) {
+    let root = repo_root();
+    let target_dir = root.join("target/shim-for-tests");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "-p", "micrun-shim"]);
+    for b in bins {
+        cmd.args(["--bin", b]);
+    }
+    cmd.arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    (cmd, target_dir.join("debug"))
+}
+
+/// Builds `bin` of micrun-shim quietly with [`shim_build`], once per process per
+/// `cell`; its path.
+fn built(cell: &Mutex<Option<PathBuf>>, bin: &str) -> PathBuf {
+    let mut g = lock(cell);
     if let Some(p) = g.as_ref() {
         return p.clone();
     }
-    let root = repo_root();
-    let target_dir = root.join("target/shim-for-tests");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--quiet", "-p", "micrun-shim", "--bin", SHIM_NAME])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
+    let (mut cmd, dir) = shim_build(&[bin]);
+    let status = cmd
+        .arg("--quiet")
         .status()
-        .expect("run cargo to build containerd-shim-mica-v2");
+        .unwrap_or_else(|e| panic!("run cargo to build {bin}: {e}"));
     assert!(
         status.success(),
-        "building {SHIM_NAME} failed (cargo build -p micrun-shim --bin {SHIM_NAME})"
+        "building {bin} failed (cargo build -p micrun-shim --bin {bin})"
     );
-    let bin = target_dir.join("debug").join(SHIM_NAME);
-    assert!(bin.is_file(), "{bin:?} missing after the build");
-    *g = Some(bin.clone());
-    bin
+    let path = dir.join(bin);
+    assert!(path.is_file(), "{path:?} missing after the build");
+    *g = Some(path.clone());
+    path
+}
+
+/// Builds `containerd-shim-mica-v2` (debug) with [`shim_build`] and returns its
+/// path. Built once per process; serialised.
+pub fn shim_binary() -> PathBuf {
+    static LOCK: Mutex<Option<PathBuf>> = Mutex::new(None);
+    built(&LOCK, SHIM_NAME)
 }
 
 /// A directory holding only `containerd-shim-mica-v2` (a symlink to [`shim_binary`]),
@@ -1311,32 +1330,11 @@ pub fn sha256_hex(data: &[u8]) -> String {
 // ---------------------------------------------------------------------------
 // The `micrun` command (image tests).
 
-/// Builds `micrun` (debug) into `target/shim-for-tests`, like [`shim_binary`], and
-/// returns its path. Built once per process.
+/// Builds `micrun` (debug) like [`shim_binary`] and returns its path. Built once per
+/// process.
 pub fn micrun_binary() -> PathBuf {
     static LOCK: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut g = lock(&LOCK);
-    if let Some(p) = g.as_ref() {
-        return p.clone();
-    }
-    let root = repo_root();
-    let target_dir = root.join("target/shim-for-tests");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--quiet", "-p", "micrun-shim", "--bin", "micrun"])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .expect("run cargo to build micrun");
-    assert!(
-        status.success(),
-        "building micrun failed (cargo build -p micrun-shim --bin micrun)"
-    );
-    let bin = target_dir.join("debug").join("micrun");
-    assert!(bin.is_file(), "{bin:?} missing after the build");
-    *g = Some(bin.clone());
-    bin
+    built(&LOCK, "micrun")
 }
 
 #[cfg(test)]

@@ -46,28 +46,35 @@ pub fn repo_root() -> PathBuf {
 pub fn firmware(raw: bool) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut cmd, elf) = firmware_build(raw);
+    let status = cmd
+        .arg("--quiet")
+        .status()
+        .expect("run cargo to build the QEMU firmware");
+    assert!(status.success(), "building the QEMU firmware failed");
+    elf
+}
+
+/// The `cargo build` of the QEMU board firmware (its own workspace and target dir
+/// under `rtos-side/firmware`) that [`firmware`] runs quietly, and the ELF it makes.
+pub fn firmware_build(raw: bool) -> (Command, PathBuf) {
     let root = repo_root();
     let target_dir = root
         .join("rtos-side/firmware/target")
         .join(if raw { "raw" } else { "agent" });
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args([
-        "build",
-        "--release",
-        "--quiet",
-        "--target",
-        "aarch64-unknown-none",
-    ])
-    .arg("--manifest-path")
-    .arg(root.join("rtos-side/firmware/Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir);
+    cmd.args(["build", "--release", "--target", "aarch64-unknown-none"])
+        .arg("--manifest-path")
+        .arg(root.join("rtos-side/firmware/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
     if raw {
         cmd.args(["--features", "raw"]);
     }
-    let status = cmd.status().expect("run cargo to build the QEMU firmware");
-    assert!(status.success(), "building the QEMU firmware failed");
-    target_dir.join("aarch64-unknown-none/release/micrun-fw-qemu-virt")
+    (
+        cmd,
+        target_dir.join("aarch64-unknown-none/release/micrun-fw-qemu-virt"),
+    )
 }
 
 /// Builds the host simulator `micrun-rtos-sim` (the `sim` pedestal's firmware) and

@@ -103,6 +103,56 @@ pub fn leftovers(
     env.leftovers(ns, id, pid, socket)
 }
 
+/// Runs `ctr ARGS` in `ns` (a `ctr run --rm … ID` the caller made) expecting it to
+/// fail at create, with every one of `keywords` (case-insensitive) on stderr and the
+/// firmware never run; then checks that nothing of `id` is left
+/// ([`assert_nothing_left`]) and that the failed create published no task events
+/// but, at most, a create undone by a delete. Returns ctr's stderr.
+pub fn expect_create_failure(
+    env: &Env,
+    ns: &Namespace<'_>,
+    id: &str,
+    args: &[String],
+    keywords: &[&str],
+) -> String {
+    let events = env.cd.events().expect("ctr events");
+    let out = env
+        .cd
+        .ctr_with(Some(ns.name()), &strs(args), None, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let what = format!(
+        "ctr {}: {}\nstdout: {stdout:?}\nstderr: {stderr:?}{}",
+        args.join(" "),
+        out.status,
+        env.diag(id)
+    );
+    assert!(!out.status.success(), "create succeeded: {what}");
+    assert!(
+        !stdout.contains("micrun demo shell"),
+        "the firmware ran: {what}"
+    );
+    let low = stderr.to_lowercase();
+    let missing: Vec<&&str> = keywords
+        .iter()
+        .filter(|k| !low.contains(&k.to_lowercase()))
+        .collect();
+    assert!(missing.is_empty(), "the error lacks {missing:?}: {what}");
+    eprintln!("{id}: {}", stderr.trim());
+    assert_nothing_left(env, ns, id);
+    let topics: Vec<String> = events
+        .topics(ns.name(), id)
+        .into_iter()
+        .filter(|t| t.starts_with("/tasks/"))
+        .collect();
+    assert!(
+        topics.is_empty() || topics == ["/tasks/create", "/tasks/delete"],
+        "task events of a failed create: {topics:?}{}",
+        env.diag(id)
+    );
+    stderr.into_owned()
+}
+
 /// Nothing of container `id` is left once `ctr run --rm` (or a failed create)
 /// is done: no task, no container, and [`assert_clean`].
 pub fn assert_nothing_left(env: &Env, ns: &Namespace<'_>, id: &str) {

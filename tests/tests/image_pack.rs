@@ -15,6 +15,7 @@
 //! | `inspect_*` | on an archive, a layout dir and an image in containerd: the tuples and what this host picks |
 //! | `packed_image_runs_under_containerd_1_7`, `…_2_1` | the same plain import + `ctr run` on sim under containerd 1.7 and 2.1 |
 //! | `cri::v1_6::*`, `cri::v1_7::*`, `cri::v2_1::*` | a pod whose container has no command runs the packed image |
+//! | `tampered_firmware_is_refused` | a packed image whose firmware was changed with skopeo + umoci (blob digests right, the index's sha256 stale): Create fails naming the file, both digests and the index; nothing left |
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -26,7 +27,7 @@ use micrun_tests::e2e::{
     micrun_binary, qemu_firmware_bytes, sim_firmware_bytes, unique_id, Env, Ped, TestImage,
     ANN_PEDESTAL,
 };
-use micrun_tests::scenarios::{banner, strs, T_ACT, T_BOOT};
+use micrun_tests::scenarios::{banner, expect_create_failure, strs, T_ACT, T_BOOT};
 use micrun_tests::TempDir;
 
 /// Runs `micrun ARGS` in `dir`.
@@ -835,4 +836,91 @@ mod cri {
     cri_tests!(v1_6, "1.6");
     cri_tests!(v1_7, "1.7");
     cri_tests!(v2_1, "2.1");
+}
+
+/// An image changed after packing: its firmware's bytes are no longer the ones whose
+/// sha256 the index recorded. Made the way a user would change an image with the
+/// standard tools (`skopeo copy` to a layout, `umoci unpack`, a byte of the firmware
+/// flipped, `umoci repack`, `skopeo copy` to an archive), so every blob digest is
+/// right and containerd imports it: only the index can tell. (Changed bytes with
+/// stale blob digests never reach the shim: the import refuses them.) Create
+/// refuses it naming the file, both digests and the index; nothing is left.
+#[test]
+fn tampered_firmware_is_refused() {
+    let dir = firmware_dir("img-tamper");
+    let d = dir.path();
+    let name = "localhost/micrun/tampered:1";
+    pack(
+        d,
+        &[
+            "--board",
+            "qemu-virt",
+            "--os",
+            "demo",
+            "--pedestal",
+            "qemu",
+            "--tag",
+            name,
+            "-o",
+            "packed.tar",
+            "qemu.elf",
+        ],
+    );
+    let run = |program: &str, args: &[&str]| {
+        tool(Command::new(program).args(args).current_dir(d));
+    };
+    run(
+        "skopeo",
+        &["copy", "oci-archive:packed.tar", "oci:layout:t"],
+    );
+    run(
+        "umoci",
+        &["unpack", "--rootless", "--image", "layout:t", "bundle"],
+    );
+    let rootfs = d.join("bundle/rootfs");
+    let index = json(&std::fs::read_to_string(rootfs.join("micrun/firmware.json")).unwrap());
+    let entry = &index["firmware"][0];
+    let rel = entry["path"].as_str().unwrap().to_owned();
+    let packed_sha = entry["sha256"].as_str().unwrap().to_owned();
+    let fw = rootfs.join(&rel);
+    let mut bytes = std::fs::read(&fw).unwrap();
+    assert_eq!(micrun_tests::e2e::sha256_hex(&bytes), packed_sha);
+    // A byte inside the program, not in the ELF headers the pedestal checks first.
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&fw, &bytes).unwrap();
+    let changed_sha = micrun_tests::e2e::sha256_hex(&bytes);
+    run("umoci", &["repack", "--image", "layout:t", "bundle"]);
+    let archive = d.join("tampered.tar");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "oci:layout:t",
+            &format!("oci-archive:{}:{name}", archive.display()),
+        ],
+    );
+
+    let env = Env::shared();
+    let ns = env.namespace("img-tamper");
+    import_plain(&ns, &archive);
+    let image = packed_image(&archive, name);
+    let id = unique_id("img-tamper");
+    let mut args = vec!["run".to_string(), "--rm".into()];
+    args.extend(env.run_args(&image, &["--annotation", &Ped::Qemu.annotation()]));
+    args.push(name.into());
+    args.push(id.clone());
+    expect_create_failure(
+        &env,
+        &ns,
+        &id,
+        &args,
+        &[
+            &rel,
+            &packed_sha,
+            &changed_sha,
+            "micrun/firmware.json",
+            "changed after packing",
+        ],
+    );
 }

@@ -48,7 +48,7 @@ use micrun_tests::e2e::{
 };
 use micrun_tests::scenarios::{
     annotations, assert_micad_gone, assert_nothing_left, assert_partition_gone, banner,
-    exit_status, image_and_args, ok, state, strs, wait_state, T_ACT, T_BOOT,
+    exit_status, expect_create_failure, image_and_args, ok, state, strs, wait_state, T_ACT, T_BOOT,
 };
 
 /// The shared daemon for pedestal `p` (its own for the hardware stand-ins).
@@ -382,7 +382,6 @@ fn expect_create_error(
     extra: &[String],
     keywords: &[&str],
 ) -> String {
-    let events = env.cd.events().expect("ctr events");
     let mut args = vec!["run".to_string(), "--rm".into()];
     match image {
         Some(img) => {
@@ -401,42 +400,7 @@ fn expect_create_error(
         }
     }
     args.push(id.into());
-    let out = env
-        .cd
-        .ctr_with(Some(ns.name()), &strs(&args), None, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let what = format!(
-        "ctr {}: {}\nstdout: {stdout:?}\nstderr: {stderr:?}{}",
-        args.join(" "),
-        out.status,
-        env.diag(id)
-    );
-    assert!(!out.status.success(), "create succeeded: {what}");
-    assert!(
-        !stdout.contains("micrun demo shell"),
-        "the firmware ran: {what}"
-    );
-    let low = stderr.to_lowercase();
-    let missing: Vec<&&str> = keywords
-        .iter()
-        .filter(|k| !low.contains(&k.to_lowercase()))
-        .collect();
-    assert!(missing.is_empty(), "the error lacks {missing:?}: {what}");
-    eprintln!("{id}: {}", stderr.trim());
-    assert_nothing_left(env, ns, id);
-    // A create that failed published nothing (or a create undone by a delete).
-    let topics: Vec<String> = events
-        .topics(ns.name(), id)
-        .into_iter()
-        .filter(|t| t.starts_with("/tasks/"))
-        .collect();
-    assert!(
-        topics.is_empty() || topics == ["/tasks/create", "/tasks/delete"],
-        "task events of a failed create: {topics:?}{}",
-        env.diag(id)
-    );
-    stderr.into_owned()
+    expect_create_failure(env, ns, id, &args, keywords)
 }
 
 /// One bad-input case on the shared daemon: `image` (built by the caller), the
