@@ -157,6 +157,7 @@ fn check_on_a_host_with_nothing() {
     assert_eq!(code, 1, "{json:#}");
     assert_eq!(json["schema"], 1);
     assert_eq!(json["ok"], false);
+    assert!(text(&json["advice"]).contains("Install QEMU"), "{json:#}");
     assert_eq!(json["usable"], serde_json::json!([]));
     let checks = &json["checks"];
     assert_eq!(checks["micad"]["result"], "missing", "{json:#}");
@@ -299,6 +300,7 @@ fn check_with_micad_answering() {
     .unwrap();
     let (code, json) = host.check(None);
     assert_eq!(code, 0, "{json:#}");
+    assert_eq!(json["advice"], Value::Null);
     assert_eq!(json["checks"]["micad"]["result"], "answering");
     let bm = pedestal(&json, "baremetal");
     assert_eq!(bm["usable"], true, "{bm}");
@@ -688,12 +690,11 @@ fn pack_takes_hypervisor_for_pedestal() {
     let host = Host::new("hyper");
     let d = host.path();
     std::fs::write(d.join("sim.elf"), sim_firmware_bytes()).unwrap();
-    let pack = |flag: &str, out: &str| {
-        host.micrun(&[
-            "image",
-            "pack",
-            flag,
-            "sim",
+    // `micrun image pack PEDESTAL_FLAGS ... -o OUT sim.elf`.
+    let pack = |pedestal: &[&str], out: &str| {
+        let mut args = vec!["image", "pack"];
+        args.extend_from_slice(pedestal);
+        args.extend([
             "--board",
             "any",
             "--os",
@@ -703,10 +704,11 @@ fn pack_takes_hypervisor_for_pedestal() {
             "-o",
             out,
             "sim.elf",
-        ])
+        ]);
+        host.micrun(&args)
     };
-    let a = pack("--pedestal", "a.tar");
-    let b = pack("--hypervisor", "b.tar");
+    let a = pack(&["--pedestal", "sim"], "a.tar");
+    let b = pack(&["--hypervisor", "sim"], "b.tar");
     for o in [&a, &b] {
         assert_eq!(
             o.status.code(),
@@ -728,23 +730,7 @@ fn pack_takes_hypervisor_for_pedestal() {
         std::fs::read(d.join("a.tar")).unwrap(),
         std::fs::read(d.join("b.tar")).unwrap()
     );
-    let both = host.micrun(&[
-        "image",
-        "pack",
-        "--pedestal",
-        "sim",
-        "--hypervisor",
-        "sim",
-        "--board",
-        "any",
-        "--os",
-        "demo",
-        "--tag",
-        "localhost/micrun/hyper:1",
-        "-o",
-        "c.tar",
-        "sim.elf",
-    ]);
+    let both = pack(&["--pedestal", "sim", "--hypervisor", "sim"], "c.tar");
     assert_eq!(both.status.code(), Some(1));
     let err = String::from_utf8_lossy(&both.stderr);
     assert!(

@@ -281,6 +281,7 @@ impl Report {
             "schema": 1,
             "micrun_version": super::VERSION,
             "ok": ok,
+            "advice": (!ok).then(|| self.advice().trim_start_matches("micrun: ").trim_end().to_owned()),
             "usable": usable,
             "default_pedestal": match &self.default {
                 Ok((kind, how)) => json!({ "pedestal": kind.name(), "chosen_by": how, "error": null }),
@@ -767,6 +768,39 @@ version = 2
             err.contains("not valid TOML") && err.contains("line 2"),
             "{err}"
         );
+    }
+
+    /// What sits at micad's path, in one word, from the shim's own probe.
+    #[test]
+    fn micad_results_in_one_word() {
+        use std::io::{Read, Write};
+        let dir = std::env::temp_dir().join(format!("micrun-check-micad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::default();
+        config.mica.dir = dir.clone();
+        config.xen.detect = dir.join("no-xen");
+        config.baremetal.sysfs = dir.join("sys");
+        config.qemu.binary = dir.join("no-qemu");
+        let socket = dir.join(micad::CREATE_SOCKET);
+        let word = |config: &Config| micad_result(&HostProbe::probe(config), &socket).0;
+        assert_eq!(word(&config), "missing");
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        assert_eq!(word(&config), "refused");
+        std::fs::remove_file(&socket).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            for reply in [&b"SSH-2.0-OpenSSH_9.2\r\n"[..], b"x: MICA-FAILED"] {
+                let (mut c, _) = listener.accept().unwrap();
+                let mut buf = [0u8; micad::CREATE_MSG_LEN];
+                let _ = c.read_exact(&mut buf);
+                c.write_all(reply).unwrap();
+            }
+        });
+        assert_eq!(word(&config), "not-micad");
+        assert_eq!(word(&config), "answering");
+        server.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
