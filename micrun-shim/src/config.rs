@@ -72,7 +72,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -155,6 +155,12 @@ impl fmt::Display for PedestalChoice {
     }
 }
 
+impl Serialize for PedestalChoice {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for PedestalChoice {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
@@ -172,7 +178,7 @@ impl<'de> Deserialize<'de> for PedestalChoice {
 }
 
 /// The whole configuration. [`Default`] gives the built-in defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The file this configuration came from; `None` for the built-in defaults.
@@ -220,7 +226,7 @@ impl Default for Config {
 
 /// `[board]`: what this host's board is, for images that carry firmware for several
 /// boards (`crate::image::HostBoard`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BoardConfig {
     /// The board's name as images name it; empty = read [`BoardConfig::compatible`].
@@ -239,21 +245,21 @@ impl Default for BoardConfig {
 }
 
 /// `[lifecycle]`: how long micrun waits for the RTOS at each step.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LifecycleConfig {
     /// Time between a graceful stop request and a forced stop (default 10 s; 0 = force at once).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub stop_grace: Duration,
     /// An agent silent for this long is considered lost (default 5 s).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub liveness_window: Duration,
     /// How often the host pings an agent (default 1 s); shorter than `liveness_window`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub ping_interval: Duration,
     /// How long agent mode `auto` waits for a handshake before falling back to raw mode,
     /// and how long mode `on` waits before failing (default 2 s).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub handshake_wait: Duration,
 }
 
@@ -269,7 +275,7 @@ impl Default for LifecycleConfig {
 }
 
 /// `[sim]`: the simulator pedestal, off unless enabled (it runs arbitrary host processes).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
     /// Allow containers on the `sim` pedestal (default false).
@@ -277,7 +283,7 @@ pub struct SimConfig {
 }
 
 /// `[qemu]`: how the qemu pedestal starts QEMU.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QemuConfig {
     /// The QEMU binary for aarch64 firmware, a name looked up in `PATH` or a path
@@ -292,11 +298,11 @@ pub struct QemuConfig {
     pub extra_args: Vec<String>,
     /// How long QEMU may take from its start to answering QMP in `prelaunch`
     /// (default 20 s; a large image makes QEMU answer late, U-Boot 2025.01 after ~2.4 s on an idle host).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub startup_timeout: Duration,
     /// How often a running guest's state is asked (`query-status`), to see a guest
     /// that panicked or stopped with an internal error (default 1 s).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub watch_interval: Duration,
 }
 
@@ -316,7 +322,7 @@ impl Default for QemuConfig {
 }
 
 /// How a hardware pedestal is driven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DriverChoice {
     /// Through micad when it answers on its create socket (a harmless probe,
@@ -340,7 +346,7 @@ impl fmt::Display for DriverChoice {
 }
 
 /// `[mica]`: where micad's sockets and consoles are.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MicaConfig {
     /// micad's socket directory (default `/run/mica`); micad is used when it
@@ -350,10 +356,10 @@ pub struct MicaConfig {
     /// `/dev`).
     pub tty_dirs: Vec<PathBuf>,
     /// How long to wait for that console after start (default 30 s).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub tty_wait: Duration,
     /// Timeout of one exchange with micad (default 5 s).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub timeout: Duration,
 }
 
@@ -369,7 +375,7 @@ impl Default for MicaConfig {
 }
 
 /// `[xen]`: the xen pedestal.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct XenConfig {
     /// micad, `xl`, or whichever the host has (default `auto`).
@@ -384,7 +390,7 @@ pub struct XenConfig {
     /// `org.openeuler.micrun.ped.conf` (default `image.bin`).
     pub boot_image: PathBuf,
     /// The architecture of the guests' firmware (default `aarch64`).
-    #[serde(deserialize_with = "arch")]
+    #[serde(deserialize_with = "arch", serialize_with = "write_arch")]
     pub arch: crate::firmware::Arch,
 }
 
@@ -402,7 +408,7 @@ impl Default for XenConfig {
 }
 
 /// `[baremetal]`: the baremetal pedestal.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BaremetalConfig {
     /// micad, Linux remoteproc, or whichever the host has (default `auto`).
@@ -416,7 +422,7 @@ pub struct BaremetalConfig {
     pub rpmsg_tty: std::collections::BTreeMap<String, PathBuf>,
     /// The architecture of the remote cores' firmware (default `aarch64`: the
     /// spare cores of the same SoC; `arm` or `riscv32` for a microcontroller core).
-    #[serde(deserialize_with = "arch")]
+    #[serde(deserialize_with = "arch", serialize_with = "write_arch")]
     pub arch: crate::firmware::Arch,
 }
 
@@ -433,7 +439,7 @@ impl Default for BaremetalConfig {
 }
 
 /// `[resources]`: defaults and limits for the resource mapping (`crate::resources`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResourceConfig {
     /// The memory floor in MiB when the container sets no `container.min_memory_mb`
@@ -745,6 +751,42 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         total = total.checked_add(part)?;
     }
     Some(total)
+}
+
+/// Writes a duration the way [`parse_duration`] reads it back: `"500ms"` when it
+/// has milliseconds, else hours, minutes and seconds (`"1h"`, `"1m30s"`, `"0s"`).
+/// Below a millisecond is dropped (no config value has it).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+/// serde helper: a duration as [`format_duration`] writes it.
+fn write_duration<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_duration(*d))
+}
+
+/// serde helper: an architecture's name.
+fn write_arch<S: Serializer>(
+    arch: &crate::firmware::Arch,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(arch.name())
 }
 
 /// serde helper: an architecture name ([`crate::firmware::Arch::parse`]).
@@ -1254,6 +1296,22 @@ max_vcpus = 4
         // A zero stop grace is allowed: stop forcibly at once.
         let config = parse("[lifecycle]\nstop_grace = 0").unwrap();
         assert_eq!(config.lifecycle.stop_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn durations_are_written_as_they_are_read() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(3725), "1h2m5s"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Some(d));
+        }
     }
 
     #[test]

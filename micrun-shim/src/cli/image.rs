@@ -81,6 +81,9 @@ pub struct Pack {
     /// pedestal (the hypervisor): qemu, sim, xen, baremetal
     #[argh(option)]
     pub pedestal: Vec<String>,
+    /// another name for --pedestal (give one of the two)
+    #[argh(option)]
+    pub hypervisor: Vec<String>,
     /// the Xen boot image of each xen firmware, in their order
     #[argh(option)]
     pub boot_image: Vec<PathBuf>,
@@ -251,9 +254,20 @@ fn collect(p: &Pack) -> Result<Vec<Packed>, String> {
     if let Some(w) = parsed.warnings.first() {
         return Err(format!("--annotation: {w}"));
     }
+    // --hypervisor is --pedestal under the and the labels' other word.
+    let (pedestals, ped_flag) = match (p.pedestal.is_empty(), p.hypervisor.is_empty()) {
+        (false, false) => {
+            return Err(
+                "--pedestal and --hypervisor are one setting under two names; give one of them"
+                    .into(),
+            )
+        }
+        (true, false) => (&p.hypervisor, "hypervisor"),
+        _ => (&p.pedestal, "pedestal"),
+    };
     let mut xen_count = 0;
     for i in 0..n {
-        if nth(&p.pedestal, i, n, "pedestal")?.is_some_and(|s| s.trim() == "xen") {
+        if nth(pedestals, i, n, ped_flag)?.is_some_and(|s| s.trim() == "xen") {
             xen_count += 1;
         }
     }
@@ -279,12 +293,12 @@ fn collect(p: &Pack) -> Result<Vec<Packed>, String> {
         };
         let board = need("board", nth(&p.board, i, n, "board")?)?;
         let os = need("os", nth(&p.os, i, n, "os")?)?;
-        let ped_name = need("pedestal", nth(&p.pedestal, i, n, "pedestal")?)?;
+        let ped_name = need(ped_flag, nth(pedestals, i, n, ped_flag)?)?;
         check_name("board", &board)?;
         check_name("os", &os)?;
         let pedestal = PedestalKind::parse(&ped_name).ok_or_else(|| {
             format!(
-                "--pedestal {}: unknown pedestal (expected {})",
+                "--{ped_flag} {}: unknown pedestal (expected {})",
                 quote(&ped_name),
                 PedestalKind::NAMES
             )
@@ -848,6 +862,7 @@ mod tests {
             os: vec!["zephyr".into()],
             arch: vec![std::env::consts::ARCH.into()],
             pedestal: vec![pedestal.into()],
+            hypervisor: vec![],
             boot_image,
             annotation: vec![],
             platform: vec![],

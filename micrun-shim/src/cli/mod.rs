@@ -7,6 +7,8 @@
 
 use argh::FromArgs;
 
+pub mod check;
+pub mod config;
 pub mod image;
 pub mod oci_layout;
 
@@ -26,11 +28,17 @@ pub struct Micrun {
 }
 
 /// The subcommands.
+// Parsed once per run; argh's subcommands cannot be boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
     /// `micrun image`.
     Image(image::ImageCommand),
+    /// `micrun check`.
+    Check(check::Check),
+    /// `micrun config`.
+    Config(config::ConfigCommand),
 }
 
 /// Runs the parsed command line; returns the exit status.
@@ -41,6 +49,8 @@ pub fn run(cli: Micrun) -> i32 {
     }
     match cli.command {
         Some(Command::Image(c)) => image::run(c),
+        Some(Command::Check(c)) => check::run(c),
+        Some(Command::Config(c)) => config::run(c),
         None => {
             eprintln!("micrun: no command given; see `micrun --help`");
             2

@@ -253,6 +253,14 @@ impl HostProbe {
         }
     }
 
+    /// micad's answer to the probe: `Ok`, or why it does not count as micad.
+    pub fn micad_answer(&self) -> Result<(), String> {
+        match &self.micad {
+            Some(_) => Ok(()),
+            None => Err(self.checked[0].trim_start_matches("micad: ").to_owned()),
+        }
+    }
+
     /// The pedestal for a container that names none.
     pub fn default_pedestal(&self) -> Result<PedestalKind, PedestalError> {
         self.decide().map(|(kind, _)| kind)
@@ -346,16 +354,23 @@ impl std::fmt::Display for Chosen {
 /// given, else the config's `default_pedestal`, else host detection; and for a
 /// hardware pedestal its driver. micad is probed at most once.
 pub fn choose(annotation: Option<PedestalKind>, config: &Config) -> Result<Chosen, PedestalError> {
+    choose_with(annotation, config, HostProbe::probe)
+}
+
+/// [`choose`], with the host probed by `probe` when detection needs it (`micrun
+/// check` hands in the probe it made, so micad is asked once).
+pub fn choose_with(
+    annotation: Option<PedestalKind>,
+    config: &Config,
+    probe: impl FnOnce(&Config) -> HostProbe,
+) -> Result<Chosen, PedestalError> {
     let mut micad_answer = None;
     let (kind, by) = match (annotation, config.default_pedestal) {
         (Some(kind), _) => (kind, ChosenBy::Annotation),
         (None, PedestalChoice::Named(kind)) => (kind, ChosenBy::Config(config.origin.clone())),
         (None, PedestalChoice::Auto) => {
-            let probe = HostProbe::probe(config);
-            micad_answer = Some(match &probe.micad {
-                Some(_) => Ok(()),
-                None => Err(probe.checked[0].trim_start_matches("micad: ").to_owned()),
-            });
+            let probe = probe(config);
+            micad_answer = Some(probe.micad_answer());
             let (kind, check) = probe.decide()?;
             (kind, ChosenBy::Detection(check))
         }
@@ -376,7 +391,7 @@ pub fn driver(kind: PedestalKind, config: &Config) -> Driver {
 }
 
 /// [`driver`] and why; `micad` is the answer of a probe already made, if any.
-fn driver_with(
+pub fn driver_with(
     kind: PedestalKind,
     config: &Config,
     micad: Option<Result<(), String>>,

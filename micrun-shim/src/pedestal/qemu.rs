@@ -269,6 +269,15 @@ impl Qemu {
         self.resolve(&self.machines[0])
     }
 
+    /// The QEMU binary of every architecture, as configured (a name for `PATH`
+    /// or a path), in [`MACHINES`]' order (`micrun check` looks each up).
+    pub fn binaries(&self) -> Vec<(Arch, PathBuf)> {
+        self.machines
+            .iter()
+            .map(|m| (m.spec.arch, m.binary.clone()))
+            .collect()
+    }
+
     fn resolve(&self, machine: &Machine) -> Result<PathBuf, PedestalError> {
         find_binary(
             &machine.binary,

@@ -216,6 +216,21 @@ impl SimPartition {
     }
 }
 
+/// What to do about a firmware file the kernel would not execute because it has no
+/// execute permission (an image built with `COPY` from a file without `+x`).
+fn exec_hint(firmware: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(firmware) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 == 0 => format!(
+            " (its mode is {:04o}, without execute permission: the sim pedestal runs the \
+             firmware as a program; `chmod +x` it before building the image, or pack it \
+             with `micrun image pack`, which stores firmware with mode 0755)",
+            m.permissions().mode() & 0o7777
+        ),
+        _ => String::new(),
+    }
+}
+
 impl Partition for SimPartition {
     fn start(&mut self) -> Result<(), PedestalError> {
         let gate = self
@@ -236,7 +251,11 @@ impl Partition for SimPartition {
                 return Err(PedestalError::failed(
                     KIND,
                     "start",
-                    format!("cannot execute {}: {err}", self.firmware.display()),
+                    format!(
+                        "cannot execute {}: {err}{}",
+                        self.firmware.display(),
+                        exec_hint(&self.firmware)
+                    ),
                 ));
             }
         }
@@ -303,5 +322,62 @@ impl Partition for SimPartition {
             paths: vec![],
             partition: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::Annotations;
+
+    /// A firmware file without execute permission (`COPY` of a file without +x):
+    /// Start fails with the kernel's error and what to do about it.
+    #[test]
+    fn a_firmware_without_execute_permission_says_what_to_do() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("micrun-sim-noexec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let firmware = dir.join("firmware.elf");
+        std::fs::copy("/bin/true", &firmware).unwrap();
+        std::fs::set_permissions(&firmware, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let spec = InstanceSpec {
+            id: "noexec".into(),
+            namespace: "default".into(),
+            bundle: dir.clone(),
+            rootfs: dir.clone(),
+            firmware: firmware.clone(),
+            image: None,
+            pedestal: KIND,
+            resources: Resources {
+                vcpus: 1,
+                max_vcpus: 1,
+                cpu_str: None,
+                cpu_cap_percent: None,
+                cpu_weight: 256,
+                memory_mib: 64,
+                max_memory_mib: 64,
+                dropped_cpus: vec![],
+                ignored: vec![],
+            },
+            annotations: Annotations::default(),
+            terminal: false,
+            sandbox: false,
+        };
+        let sim = Sim::new(&Config::default()).unwrap();
+        let mut partition = sim.create(&spec, &dir).unwrap();
+        let err = partition.start().unwrap_err().to_string();
+        let pid = partition.pid().unwrap();
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
+        let hint_with_x = {
+            std::fs::set_permissions(&firmware, std::fs::Permissions::from_mode(0o755)).unwrap();
+            exec_hint(&firmware)
+        };
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("cannot execute"), "{err}");
+        for needle in ["mode is 0644", "chmod +x", "micrun image pack", "0755"] {
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
+        assert_eq!(hint_with_x, "");
     }
 }

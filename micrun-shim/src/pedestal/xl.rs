@@ -136,7 +136,7 @@ impl XenDirect {
 
     /// The tools, once the host is a Xen dom0 that has them; the error lists every
     /// check that failed and how to fix it.
-    fn available(&self) -> Result<Tools, PedestalError> {
+    pub(crate) fn available(&self) -> Result<Tools, PedestalError> {
         let config = self.config_name();
         let path_var = std::env::var_os("PATH");
         let mut problems = Vec::new();
@@ -742,9 +742,9 @@ fn remove(path: &Path) {
 
 /// The Xen tools, found.
 #[derive(Debug, Clone)]
-struct Tools {
-    xl: PathBuf,
-    xenstore_read: PathBuf,
+pub(crate) struct Tools {
+    pub(crate) xl: PathBuf,
+    pub(crate) xenstore_read: PathBuf,
     timeout: Duration,
 }
 
@@ -826,7 +826,7 @@ impl Tools {
 
 /// How a tool run went wrong.
 #[derive(Debug, thiserror::Error)]
-enum ToolError {
+pub(crate) enum ToolError {
     #[error("cannot run `{command}`: {source}")]
     Spawn {
         command: String,
@@ -878,7 +878,7 @@ fn quote_stderr(stderr: &str) -> String {
 
 /// How a tool ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
+pub(crate) enum Ended {
     Code(i32),
     Signal(i32),
 }
@@ -917,7 +917,11 @@ where
 
 /// Runs `program args` (no shell) with its stdout and stderr captured, and returns
 /// its stdout when it exits with 0; killed at `timeout`.
-fn run_tool<I, S>(program: &Path, args: I, timeout: Duration) -> Result<String, ToolError>
+pub(crate) fn run_tool<I, S>(
+    program: &Path,
+    args: I,
+    timeout: Duration,
+) -> Result<String, ToolError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
