@@ -270,10 +270,12 @@ impl Qemu {
     }
 
     /// The QEMU binary of every architecture, as configured (a name for `PATH`
-    /// or a path), in [`MACHINES`]' order (`micrun check` looks each up).
+    /// or a path), in [`MACHINES`]' order (`micrun check` looks each up); the
+    /// board rows use their architecture's binary and are not listed again.
     pub fn binaries(&self) -> Vec<(Arch, PathBuf)> {
         self.machines
             .iter()
+            .filter(|m| m.spec.board.is_none())
             .map(|m| (m.spec.arch, m.binary.clone()))
             .collect()
     }
