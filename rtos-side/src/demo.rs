@@ -114,6 +114,8 @@ pub struct Shell {
     prompt: bool,
     /// The status of the last command: 0, [`STATUS_USAGE`], [`STATUS_UNKNOWN`].
     status: i32,
+    /// Whether typed bytes are echoed, as on a terminal (see [`Shell::set_echo`]).
+    echo: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +145,17 @@ impl Shell {
             sleep_until: None,
             prompt: true,
             status: 0,
+            echo: false,
         }
+    }
+
+    /// Echoes what is typed from now on (`true`), as a shell on a terminal does:
+    /// the host's terminal is in raw mode and shows only what the RTOS sends.
+    /// The firmware turns it on when the host reports a terminal size (only a
+    /// container with a terminal gets one); a console without a terminal (a log,
+    /// a pipe) gets no echo.
+    pub fn set_echo(&mut self, on: bool) {
+        self.echo = on;
     }
 
     /// The prompt after each command (not wanted for an exec).
@@ -279,18 +291,27 @@ impl Shell {
             match b {
                 b'\r' | b'\n' => {
                     self.skip_lf = b == b'\r';
+                    if self.echo {
+                        self.out.push(b"\r\n");
+                    }
                     return true;
                 }
                 0x08 | 0x7f => {
                     // Once a line has overflowed its tail is gone; erasing
                     // cannot bring it back, so the line stays an error.
-                    if !self.line_overflow {
-                        self.line_len = self.line_len.saturating_sub(1);
+                    if !self.line_overflow && self.line_len > 0 {
+                        self.line_len -= 1;
+                        if self.echo {
+                            self.out.push(b"\x08 \x08");
+                        }
                     }
                 }
                 _ if self.line_len < MAX_LINE => {
                     self.line[self.line_len] = b;
                     self.line_len += 1;
+                    if self.echo && (0x20..0x7f).contains(&b) {
+                        self.out.push(&[b]);
+                    }
                 }
                 _ => self.line_overflow = true,
             }
@@ -1018,6 +1039,28 @@ mod tests {
         assert_eq!(cmd("hellzz\x7f\x7fo\r").0, "hello from testboard\r\n> ");
         assert_eq!(cmd("\x08\x08hello\r").0, "hello from testboard\r\n> ");
         assert_eq!(cmd("x\x08\r").0, "> ");
+    }
+
+    #[test]
+    fn echo_on_a_terminal() {
+        let (mut shell, mut con) = started();
+        shell.set_echo(true);
+        shell.feed(b"helx\x7flo\r\x7f");
+        assert_eq!(run(&mut shell, &mut con), Action::None);
+        assert_eq!(
+            String::from_utf8(con.take()).unwrap(),
+            "helx\x08 \x08lo\r\nhello from testboard\r\n> "
+        );
+        // Nothing typed yet: a backspace has nothing to erase and echoes nothing;
+        // control bytes are not echoed.
+        shell.feed(b"\x01\r\n");
+        assert_eq!(run(&mut shell, &mut con), Action::None);
+        assert_eq!(con.take(), b"\r\nunknown command: \x01\r\n> ");
+        // Off again: nothing but the output.
+        shell.set_echo(false);
+        shell.feed(b"hello\r");
+        assert_eq!(run(&mut shell, &mut con), Action::None);
+        assert_eq!(con.take(), b"hello from testboard\r\n> ");
     }
 
     #[test]

@@ -642,10 +642,12 @@ pub fn tty(env: &Env, p: Ped) {
     let mut s = Session::spawn(script_command(&cmd), format!("script: ctr run -t {id}"));
     let at = ok(env, &id, s.expect(&banner(p), T_BOOT));
     s.send("echo tty\r");
-    // No echo (ctr puts its terminal in raw mode, the shell does not echo): "tty"
-    // right after the prompt is the command's output. The outer pty (script's)
-    // may turn "\n" into "\r\n", hence only "\r" after it.
-    ok(env, &id, s.expect_from(at, "> tty\r", T_ACT));
+    // ctr puts its terminal in raw mode and sends the terminal's size, so the
+    // shell echoes what is typed (as a shell on a terminal does), then the
+    // command's output. The outer pty (script's) may turn "\n" into "\r\n",
+    // hence only "\r" after each.
+    let typed = ok(env, &id, s.expect_from(at, "> echo tty\r", T_ACT));
+    ok(env, &id, s.expect_from(typed, "\ntty\r", T_ACT));
     s.send("exit 0\r");
     let st = s.wait(T_ACT);
     let what = format!("{}{}", s.describe(), env.diag(&id));

@@ -97,6 +97,9 @@ struct IoLoop {
     link_out: Vec<u8>,
     /// Console input typed while listening, for the agent once connected.
     replay: Vec<u8>,
+    /// A terminal size that came before the agent connected (`ctr run -t` and
+    /// `kubectl attach -t` send one at once), delivered at the handshake.
+    pending_size: Option<(u16, u16)>,
     link_eof: bool,
     stdin_open: bool,
     /// CloseIO: take what is still in the FIFO, then stop reading it.
@@ -184,6 +187,7 @@ impl IoLoop {
             stderr: Out::default(),
             link_out: Vec::new(),
             replay: Vec::new(),
+            pending_size: None,
             link_eof: false,
             stdin_closing: false,
             paused: false,
@@ -204,6 +208,12 @@ impl IoLoop {
     fn set_mode(&mut self, mode: Mode) {
         if mode == Mode::Raw {
             self.replay.clear();
+            self.pending_size = None;
+        }
+        if mode == Mode::Agent {
+            if let Some((rows, cols)) = self.pending_size.take() {
+                let _ = self.ep.send_resize(rows, cols);
+            }
         }
         self.mode = mode;
         set_mode(&self.ctx, mode);
@@ -595,11 +605,13 @@ impl IoLoop {
             Command::Signal(s) => {
                 let _ = self.ep.send_signal(s);
             }
-            Command::Resize(r, c) => {
-                if self.mode == Mode::Agent {
+            Command::Resize(r, c) => match self.mode {
+                Mode::Agent => {
                     let _ = self.ep.send_resize(r, c);
                 }
-            }
+                Mode::Unknown => self.pending_size = Some((r, c)),
+                Mode::Raw => {}
+            },
             Command::Stats(tx) => {
                 if self.ep.request_stats().is_ok() {
                     self.stats_waiters.push(tx);

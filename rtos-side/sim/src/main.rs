@@ -453,6 +453,9 @@ impl App for DemoApp<'_> {
     }
 
     fn resize(&mut self, rows: u16, cols: u16) {
+        // Only a container with a terminal gets sizes: echo what is typed, as a
+        // shell on a terminal does.
+        self.shell.set_echo(true);
         // The demo has nothing to redraw; it shows that the size arrived.
         // A 0x0 size is "unknown" (ctr -t sends it when its own terminal has
         // none); printing it would land in the middle of the user's first line.

@@ -305,7 +305,7 @@ fn run_steps(
     println!("   $ {}", shown(&cmd));
     let status = if interactive {
         println!(
-            "   type `help` and Enter (the demo shell does not echo what you type); \
+            "   type `help` and Enter; \
              `exit N` powers the board off\n   and N becomes the container's exit status; \
              Ctrl-C goes to the RTOS"
         );

@@ -42,6 +42,8 @@ type FwAgent = micrun_rtos::Agent<UartLink>;
 struct Hooks<'a> {
     board: &'a Board,
     stop: bool,
+    /// The host reported a terminal size: a terminal is attached.
+    terminal: bool,
     /// The host's exec: one command of the shell at a time.
     exec: &'a mut Exec,
 }
@@ -58,6 +60,10 @@ impl micrun_rtos::App for Hooks<'_> {
 
     fn exec_signal(&mut self, signo: u8) {
         self.exec.signal(signo);
+    }
+
+    fn resize(&mut self, _rows: u16, _cols: u16) {
+        self.terminal = true;
     }
 
     fn stats(&mut self, _uptime_ms: u64) -> Stats {
@@ -162,10 +168,16 @@ pub fn run_agent(mut board: Board, uart: Pl011) -> ! {
         let mut hooks = Hooks {
             board: &board,
             stop: false,
+            terminal: false,
             exec: &mut exec,
         };
         let now = board.uptime_ms();
         agent.poll(now, &mut hooks);
+        if hooks.terminal {
+            // Only a container with a terminal gets sizes: echo what is typed,
+            // as a shell on a terminal does.
+            shell.set_echo(true);
+        }
         if hooks.stop {
             // Best effort: the line is dropped if the host is not taking output.
             agent.write_stdout(b"stopping\r\n");
@@ -199,6 +211,7 @@ fn report_exit(board: &mut Board, agent: &mut FwAgent, code: i32, reason: ExitRe
         let mut hooks = Hooks {
             board,
             stop: false,
+            terminal: false,
             exec: &mut idle,
         };
         // A stop request now changes nothing: the exit is already on its way.
