@@ -9,8 +9,12 @@
 //! and the application writes their output with [`micrun_agent_write_exec`] and
 //! ends each with [`micrun_agent_exec_exit`]. Without `on_exec` every exec ends
 //! at once with 127 ("command not found"). Build the static library with
-//! `cargo rustc -p micrun-rtos --release --target <t> --features capi,panic-handler --crate-type staticlib`;
-//! the header is `include/micrun_agent.h`.
+//! `rtos-side/staticlib.sh <target>` (`cargo rustc -p micrun-rtos --release
+//! --target <t> --features capi,panic-handler --crate-type staticlib`, then the
+//! archive's copies of `memcpy`, `memset`, … made local, so that the firmware
+//! keeps its C library's); the header is `include/micrun_agent.h`. The agent's
+//! RAM is one `.bss` object (`SLOT`); it keeps a pointer to the config given to
+//! [`micrun_agent_init`], which must outlive it.
 //!
 //! Threading: every function must be called from one thread (task) at a time.
 //! Callbacks other than `tx` and `on_stats` run after the agent's internal work is
@@ -119,7 +123,6 @@ impl Link for CLink {
 
 /// Hook calls recorded during `Agent::poll` and replayed after it, so that C
 /// callbacks can call back into the agent.
-#[derive(Default)]
 struct Deferred {
     stop: Option<u32>,
     signals: [u8; 4],
@@ -129,10 +132,31 @@ struct Deferred {
     ctx: usize,
     /// Whether the application has an exec hook (else execs end with 127 at once).
     exec_hook: bool,
-    /// An exec started: its arguments (wire form) for the hook.
-    exec: Option<([u8; MAX_ARGV], usize)>,
+    /// An exec started: its arguments (wire form, `argv[..argv_len]`) for the hook.
+    exec: bool,
+    argv: [u8; MAX_ARGV],
+    argv_len: usize,
     exec_signals: [u8; 2],
     nexec_signals: usize,
+}
+
+impl Default for Deferred {
+    fn default() -> Self {
+        Deferred {
+            stop: None,
+            signals: [0; 4],
+            nsignals: 0,
+            resize: None,
+            stats_cb: None,
+            ctx: 0,
+            exec_hook: false,
+            exec: false,
+            argv: [0; MAX_ARGV],
+            argv_len: 0,
+            exec_signals: [0; 2],
+            nexec_signals: 0,
+        }
+    }
 }
 
 impl App for Deferred {
@@ -155,10 +179,10 @@ impl App for Deferred {
         // A new start replaces one not yet handed over (the host starts one at
         // a time, so that one has ended on its side).
         let raw = args.as_bytes();
-        let mut argv = [0u8; MAX_ARGV];
         let n = raw.len().min(MAX_ARGV);
-        argv[..n].copy_from_slice(&raw[..n]);
-        self.exec = Some((argv, n));
+        self.argv[..n].copy_from_slice(&raw[..n]);
+        self.argv_len = n;
+        self.exec = true;
         self.nexec_signals = 0;
         true
     }
@@ -351,39 +375,43 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
     };
     // SAFETY: set by init (the poll above succeeded) and valid per its contract.
     let cfg = unsafe { &*SLOT.cfg.get() };
+    let ctx = cfg.ctx;
     // SAFETY (all callbacks below): valid per the config contract; no reference
     // into the agent is live, so they may call back in.
     if let (Some(cb), Some(g)) = (cfg.on_stop, d.stop) {
-        unsafe { cb(cfg.ctx, g) };
+        unsafe { cb(ctx, g) };
     }
     if let Some(cb) = cfg.on_signal {
-        for &s in &d.signals[..d.nsignals] {
-            unsafe { cb(cfg.ctx, s) };
+        for &s in d.signals.iter().take(d.nsignals) {
+            unsafe { cb(ctx, s) };
         }
     }
     if let (Some(cb), Some((r, c))) = (cfg.on_resize, d.resize) {
-        unsafe { cb(cfg.ctx, r, c) };
+        unsafe { cb(ctx, r, c) };
     }
-    if let (Some(cb), Some((argv, len))) = (cfg.on_exec, d.exec) {
+    if let (Some(cb), true) = (cfg.on_exec, d.exec) {
         // argv[] over the arguments in place (each ends in its NUL), then NULL.
+        // Every argument has its NUL, so there are at most MAX_ARGV of them.
         let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
         let mut argc = 0;
-        let mut start = 0;
-        for (i, &b) in argv[..len].iter().enumerate() {
+        let mut arg = d.argv.as_ptr();
+        for (i, &b) in d.argv.iter().enumerate().take(d.argv_len) {
             if b == 0 {
-                ptrs[argc] = argv[start..].as_ptr().cast();
+                if let Some(p) = ptrs.get_mut(argc) {
+                    *p = arg.cast();
+                }
                 argc += 1;
-                start = i + 1;
+                arg = d.argv.as_ptr().wrapping_add(i + 1);
             }
         }
-        if !unsafe { cb(cfg.ctx, argc as c_int, ptrs.as_ptr()) } {
+        if !unsafe { cb(ctx, argc as c_int, ptrs.as_ptr()) } {
             let _ = with_agent(|a, _| a.exec_exit(127));
         }
     }
     if let Some(cb) = cfg.on_exec_signal {
-        for &s in &d.exec_signals[..d.nexec_signals] {
-            if with_agent(|a, _| a.exec_running()).unwrap_or(false) {
-                unsafe { cb(cfg.ctx, s) };
+        for &s in d.exec_signals.iter().take(d.nexec_signals) {
+            if with_agent(|a, _| a.exec_running()) == Ok(true) {
+                unsafe { cb(ctx, s) };
             }
         }
     }
@@ -393,7 +421,7 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
             break;
         }
         if let Some(cb) = cfg.on_input {
-            unsafe { cb(cfg.ctx, input.as_ptr(), ninput) };
+            unsafe { cb(ctx, input.as_ptr(), ninput) };
         }
     }
     next.unwrap_or(u64::MAX)
