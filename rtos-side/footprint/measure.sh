@@ -428,28 +428,24 @@ def top_symbols(elf, n):
     return uniq[:n]
 
 
+def symbol_table(m, n, total, what):
+    """The n largest symbols of measurement m as a Markdown table, printed too."""
+    rows = [f"| # | symbol | section | bytes | share of {what} |", "|---:|---|---|---:|---:|"]
+    for i, s in enumerate(top_symbols(m["elf"], n), 1):
+        name = demangle(s["raw"]).replace("|", "\\|")
+        rows.append(f"| {i} | `{name}` | {s['section']} | {s['size']} "
+                    f"| {100 * s['size'] / total:.1f} % |")
+    table = "\n".join(rows)
+    print(f"Largest symbols, {m['label']}:")
+    print()
+    print(table)
+    print()
+    return table
+
+
 default = results[1]
-top = top_symbols(default["elf"], 10)
-top_rows = ["| # | symbol | section | bytes | share of .text+.rodata |", "|---:|---|---|---:|---:|"]
-for i, s in enumerate(top, 1):
-    name = demangle(s["raw"]).replace("|", "\\|")
-    top_rows.append(f"| {i} | `{name}` | {s['section']} | {s['size']} "
-                    f"| {100 * s['size'] / default['text_rodata']:.1f} % |")
-top_table = "\n".join(top_rows)
-print(f"Largest symbols, {default['label']}:")
-print()
-print(top_table)
-print()
-c_top_rows = ["| # | symbol | section | bytes | share of flash |", "|---:|---|---|---:|---:|"]
-for i, s in enumerate(top_symbols(c_agent["elf"], 12), 1):
-    name = demangle(s["raw"]).replace("|", "\\|")
-    c_top_rows.append(f"| {i} | `{name}` | {s['section']} | {s['size']} "
-                      f"| {100 * s['size'] / c_agent['flash']:.1f} % |")
-c_top_table = "\n".join(c_top_rows)
-print(f"Largest symbols, {c_agent['label']}:")
-print()
-print(c_top_table)
-print()
+top_table = symbol_table(default, 10, default["text_rodata"], ".text+.rodata")
+c_top_table = symbol_table(c_agent, 12, c_agent["flash"], "flash")
 
 fmt = [demangle(s["raw"]) for s in default["elf"].symbols
        if re.search(r"core::fmt|\bfmt\b|Formatter|pad_integral", demangle(s["raw"]))]
