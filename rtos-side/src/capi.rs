@@ -232,9 +232,10 @@ static SLOT: Slot = Slot {
     busy: Cell::new(false),
 };
 
-/// Runs `f` on the agent unless it is not initialised or already in use
-/// (re-entry from a callback).
-fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Result<T, i32> {
+/// Marks the agent busy and returns its config, unless it is not initialised or
+/// already in use (re-entry from a callback). One copy for every entry point.
+#[inline(never)]
+fn enter() -> Result<*const micrun_agent_config, i32> {
     let cfg = SLOT.cfg.get();
     if SLOT.busy.get() {
         return Err(MICRUN_AGENT_EBUSY);
@@ -243,6 +244,13 @@ fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Resu
         return Err(MICRUN_AGENT_ENOTINIT);
     }
     SLOT.busy.set(true);
+    Ok(cfg)
+}
+
+/// Runs `f` on the agent unless it is not initialised or already in use
+/// (re-entry from a callback).
+fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Result<T, i32> {
+    let cfg = enter()?;
     // SAFETY: a non-null config means `micrun_agent_init` wrote the agent, and
     // the config is valid per its contract; single-threaded by contract, and
     // `busy` guarantees no other live reference into the slot exists during `f`.
