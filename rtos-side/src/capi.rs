@@ -265,24 +265,29 @@ fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Resu
 fn is_utf8(b: &[u8]) -> bool {
     let mut i = 0;
     while let Some(&lead) = b.get(i) {
+        i += 1;
+        if lead < 0x80 {
+            continue;
+        }
         let (more, min) = match lead {
-            0x00..=0x7F => (0, 0),
             0xC2..=0xDF => (1, 0x80),
             0xE0..=0xEF => (2, 0x800),
             0xF0..=0xF4 => (3, 0x1_0000),
             _ => return false,
         };
-        let mut cp = u32::from(lead & (0x7F >> (more + (more > 0) as u32)));
-        for k in 1..=more as usize {
-            match b.get(i + k) {
+        // The lead byte's payload: 5, 4 or 3 bits.
+        let mut cp = u32::from(lead) & (0x3F >> more);
+        for _ in 0..more {
+            match b.get(i) {
                 Some(&c) if c & 0xC0 == 0x80 => cp = cp << 6 | u32::from(c & 0x3F),
                 _ => return false,
             }
+            i += 1;
         }
-        if cp < min || cp > 0x10_FFFF || (0xD800..=0xDFFF).contains(&cp) {
+        // Overlong, beyond U+10FFFF, or a surrogate (U+D800..=U+DFFF).
+        if cp < min || cp > 0x10_FFFF || cp >> 11 == 0x1B {
             return false;
         }
-        i += 1 + more as usize;
     }
     true
 }
