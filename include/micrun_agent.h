@@ -88,8 +88,12 @@ extern "C" {
 // Initialises (or re-initialises) the agent. Returns 0, or
 // `MICRUN_AGENT_EINVAL` when `cfg` or `cfg->tx` is NULL.
 //
+// The agent keeps `cfg` (not a copy): it must stay valid, and its callbacks
+// and `ctx` unchanged, until the next `micrun_agent_init` (a static or a
+// variable of `main` that never returns).
+//
 // # Safety
-// `cfg` must point to a valid config; its strings must be static.
+// `cfg` must point to a valid config that outlives the agent; its strings must be static.
 int32_t micrun_agent_init(const struct micrun_agent_config *cfg);
 
 // Hands bytes received from the link to the agent.

@@ -31,6 +31,7 @@
 pub mod endpoint;
 pub mod frame;
 pub mod msg;
+mod queue;
 mod ring;
 
 pub use endpoint::{

@@ -9,8 +9,12 @@
 //! and the application writes their output with [`micrun_agent_write_exec`] and
 //! ends each with [`micrun_agent_exec_exit`]. Without `on_exec` every exec ends
 //! at once with 127 ("command not found"). Build the static library with
-//! `cargo rustc -p micrun-rtos --release --target <t> --features capi,panic-handler --crate-type staticlib`;
-//! the header is `include/micrun_agent.h`.
+//! `rtos-side/staticlib.sh <target>` (`cargo rustc -p micrun-rtos --release
+//! --target <t> --features capi,panic-handler --crate-type staticlib`, then the
+//! archive's copies of `memcpy`, `memset`, … made local, so that the firmware
+//! keeps its C library's); the header is `include/micrun_agent.h`. The agent's
+//! RAM is one `.bss` object (`SLOT`); it keeps a pointer to the config given to
+//! [`micrun_agent_init`], which must outlive it.
 //!
 //! Threading: every function must be called from one thread (task) at a time.
 //! Callbacks other than `tx` and `on_stats` run after the agent's internal work is
@@ -22,6 +26,7 @@
 
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::{c_char, c_int, c_void, CStr};
+use core::mem::MaybeUninit;
 
 use micrun_proto::msg::MAX_ARGV;
 
@@ -96,24 +101,28 @@ pub struct micrun_agent_config {
     pub on_exec_signal: Option<unsafe extern "C" fn(ctx: *mut c_void, signo: u8)>,
 }
 
-struct CLink {
-    ctx: *mut c_void,
-    tx: unsafe extern "C" fn(*mut c_void, *const u8, usize),
-}
+/// The link: writes go to the config's `tx` (read through [`SLOT`], so the
+/// agent holds no copy of it).
+struct CLink;
 
 impl Link for CLink {
     fn read(&mut self, _: &mut [u8]) -> usize {
         0 // input arrives through micrun_agent_feed
     }
     fn write(&mut self, data: &[u8]) {
-        // SAFETY: the C side promised a valid callback; `data` is valid for `len`.
-        unsafe { (self.tx)(self.ctx, data.as_ptr(), data.len()) }
+        // SAFETY: the agent only runs after `micrun_agent_init` stored a config
+        // that stays valid (the init contract); `data` is valid for its length.
+        unsafe {
+            let cfg = &*SLOT.cfg.get();
+            if let Some(tx) = cfg.tx {
+                tx(cfg.ctx, data.as_ptr(), data.len());
+            }
+        }
     }
 }
 
 /// Hook calls recorded during `Agent::poll` and replayed after it, so that C
 /// callbacks can call back into the agent.
-#[derive(Default)]
 struct Deferred {
     stop: Option<u32>,
     signals: [u8; 4],
@@ -123,10 +132,31 @@ struct Deferred {
     ctx: usize,
     /// Whether the application has an exec hook (else execs end with 127 at once).
     exec_hook: bool,
-    /// An exec started: its arguments (wire form) for the hook.
-    exec: Option<([u8; MAX_ARGV], usize)>,
+    /// An exec started: its arguments (wire form, `argv[..argv_len]`) for the hook.
+    exec: bool,
+    argv: [u8; MAX_ARGV],
+    argv_len: usize,
     exec_signals: [u8; 2],
     nexec_signals: usize,
+}
+
+impl Default for Deferred {
+    fn default() -> Self {
+        Deferred {
+            stop: None,
+            signals: [0; 4],
+            nsignals: 0,
+            resize: None,
+            stats_cb: None,
+            ctx: 0,
+            exec_hook: false,
+            exec: false,
+            argv: [0; MAX_ARGV],
+            argv_len: 0,
+            exec_signals: [0; 2],
+            nexec_signals: 0,
+        }
+    }
 }
 
 impl App for Deferred {
@@ -149,10 +179,10 @@ impl App for Deferred {
         // A new start replaces one not yet handed over (the host starts one at
         // a time, so that one has ended on its side).
         let raw = args.as_bytes();
-        let mut argv = [0u8; MAX_ARGV];
         let n = raw.len().min(MAX_ARGV);
-        argv[..n].copy_from_slice(&raw[..n]);
-        self.exec = Some((argv, n));
+        self.argv[..n].copy_from_slice(&raw[..n]);
+        self.argv_len = n;
+        self.exec = true;
         self.nexec_signals = 0;
         true
     }
@@ -182,9 +212,14 @@ impl App for Deferred {
 
 type CAgent = Agent<CLink, 256, 1024, 512>;
 
+/// The one agent and the caller's config. Every field starts as zero bytes or
+/// uninitialised, so the whole slot (≈ 4.6 KB with the rings) lands in `.bss`
+/// and costs no flash. `agent` is valid once `cfg` is not null; the config is
+/// the caller's (it must outlive the agent), not a copy: 4 bytes, not 44.
 struct Slot {
-    agent: UnsafeCell<Option<CAgent>>,
-    cfg: UnsafeCell<Option<micrun_agent_config>>,
+    agent: UnsafeCell<MaybeUninit<CAgent>>,
+    cfg: Cell<*const micrun_agent_config>,
+    /// Inside an agent call: a callback calling back in is refused.
     busy: Cell<bool>,
 }
 
@@ -192,27 +227,80 @@ struct Slot {
 unsafe impl Sync for Slot {}
 
 static SLOT: Slot = Slot {
-    agent: UnsafeCell::new(None),
-    cfg: UnsafeCell::new(None),
+    agent: UnsafeCell::new(MaybeUninit::uninit()),
+    cfg: Cell::new(core::ptr::null()),
     busy: Cell::new(false),
 };
 
-/// Runs `f` on the agent unless it is already in use (re-entry from a callback).
-fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Result<T, i32> {
+/// Marks the agent busy and returns its config, unless it is not initialised or
+/// already in use (re-entry from a callback). One copy for every entry point.
+#[inline(never)]
+fn enter() -> Result<*const micrun_agent_config, i32> {
+    let cfg = SLOT.cfg.get();
     if SLOT.busy.get() {
         return Err(MICRUN_AGENT_EBUSY);
     }
+    if cfg.is_null() {
+        return Err(MICRUN_AGENT_ENOTINIT);
+    }
     SLOT.busy.set(true);
-    // SAFETY: single-threaded by contract and `busy` guarantees no other live
-    // reference into the slot exists during `f`.
-    let res = unsafe {
-        match (&mut *SLOT.agent.get(), &*SLOT.cfg.get()) {
-            (Some(agent), Some(cfg)) => Ok(f(agent, cfg)),
-            _ => Err(MICRUN_AGENT_ENOTINIT),
-        }
-    };
+    Ok(cfg)
+}
+
+/// Runs `f` on the agent unless it is not initialised or already in use
+/// (re-entry from a callback).
+fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Result<T, i32> {
+    let cfg = enter()?;
+    // SAFETY: a non-null config means `micrun_agent_init` wrote the agent, and
+    // the config is valid per its contract; single-threaded by contract, and
+    // `busy` guarantees no other live reference into the slot exists during `f`.
+    let res = unsafe { f((*SLOT.agent.get()).assume_init_mut(), &*cfg) };
     SLOT.busy.set(false);
-    res
+    Ok(res)
+}
+
+/// Whether `b` is well-formed UTF-8 (RFC 3629: no overlong forms, no
+/// surrogates, nothing above U+10FFFF). Written out because
+/// `core::str::from_utf8` links a validator and a 256-byte table (≈ 370 B).
+fn is_utf8(b: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&lead) = b.get(i) {
+        i += 1;
+        if lead < 0x80 {
+            continue;
+        }
+        let (more, min) = match lead {
+            0xC2..=0xDF => (1, 0x80),
+            0xE0..=0xEF => (2, 0x800),
+            0xF0..=0xF4 => (3, 0x1_0000),
+            _ => return false,
+        };
+        // The lead byte's payload: 5, 4 or 3 bits.
+        let mut cp = u32::from(lead) & (0x3F >> more);
+        for _ in 0..more {
+            match b.get(i) {
+                Some(&c) if c & 0xC0 == 0x80 => cp = cp << 6 | u32::from(c & 0x3F),
+                _ => return false,
+            }
+            i += 1;
+        }
+        // Overlong, beyond U+10FFFF, or a surrogate (U+D800..=U+DFFF).
+        if cp < min || cp > 0x10_FFFF || cp >> 11 == 0x1B {
+            return false;
+        }
+    }
+    true
+}
+
+/// The UTF-8 text of a NUL-terminated string, or `None` when it is not UTF-8.
+///
+/// # Safety
+/// `p` must be a valid NUL-terminated string that lives for `'a`.
+unsafe fn c_text<'a>(p: *const c_char) -> Option<&'a str> {
+    // SAFETY: per the function's contract.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    // SAFETY: checked to be well-formed UTF-8 just before.
+    is_utf8(bytes).then(|| unsafe { core::str::from_utf8_unchecked(bytes) })
 }
 
 fn static_str(p: *const c_char) -> &'static str {
@@ -220,15 +308,18 @@ fn static_str(p: *const c_char) -> &'static str {
         return "";
     }
     // SAFETY: the contract requires a static NUL-terminated string.
-    let s = unsafe { CStr::from_ptr(p) };
-    s.to_str().unwrap_or("")
+    unsafe { c_text(p) }.unwrap_or("")
 }
 
 /// Initialises (or re-initialises) the agent. Returns 0, or
 /// `MICRUN_AGENT_EINVAL` when `cfg` or `cfg->tx` is NULL.
 ///
+/// The agent keeps `cfg` (not a copy): it must stay valid, and its callbacks
+/// and `ctx` unchanged, until the next `micrun_agent_init` (a static or a
+/// variable of `main` that never returns).
+///
 /// # Safety
-/// `cfg` must point to a valid config; its strings must be static.
+/// `cfg` must point to a valid config that outlives the agent; its strings must be static.
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i32 {
     if cfg.is_null() || SLOT.busy.get() {
@@ -239,19 +330,20 @@ pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i
         };
     }
     // SAFETY: checked non-null; valid per contract.
-    let cfg = unsafe { *cfg };
-    let Some(tx) = cfg.tx else {
+    let c = unsafe { &*cfg };
+    if c.tx.is_none() {
         return MICRUN_AGENT_EINVAL;
-    };
+    }
     let info = AgentInfo {
-        os: static_str(cfg.os),
-        board: static_str(cfg.board),
+        os: static_str(c.os),
+        board: static_str(c.board),
     };
     // SAFETY: not busy, single-threaded: no reference into the slot is live.
+    // The agent has no drop glue, so overwriting an earlier one is fine.
     unsafe {
-        *SLOT.cfg.get() = Some(cfg);
-        *SLOT.agent.get() = Some(Agent::new(CLink { ctx: cfg.ctx, tx }, info));
+        (*SLOT.agent.get()).write(Agent::new(CLink, info));
     }
+    SLOT.cfg.set(cfg);
     MICRUN_AGENT_OK
 }
 
@@ -289,44 +381,50 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
         d.ctx = cfg.ctx as usize;
         d.exec_hook = cfg.on_exec.is_some();
         a.poll(now_ms, &mut d);
-        (*cfg, a.poll_timeout())
+        a.poll_timeout()
     });
-    let Ok((cfg, next)) = polled else {
+    let Ok(next) = polled else {
         return u64::MAX;
     };
+    // SAFETY: set by init (the poll above succeeded) and valid per its contract.
+    let cfg = unsafe { &*SLOT.cfg.get() };
+    let ctx = cfg.ctx;
     // SAFETY (all callbacks below): valid per the config contract; no reference
     // into the agent is live, so they may call back in.
     if let (Some(cb), Some(g)) = (cfg.on_stop, d.stop) {
-        unsafe { cb(cfg.ctx, g) };
+        unsafe { cb(ctx, g) };
     }
     if let Some(cb) = cfg.on_signal {
-        for &s in &d.signals[..d.nsignals] {
-            unsafe { cb(cfg.ctx, s) };
+        for &s in d.signals.iter().take(d.nsignals) {
+            unsafe { cb(ctx, s) };
         }
     }
     if let (Some(cb), Some((r, c))) = (cfg.on_resize, d.resize) {
-        unsafe { cb(cfg.ctx, r, c) };
+        unsafe { cb(ctx, r, c) };
     }
-    if let (Some(cb), Some((argv, len))) = (cfg.on_exec, d.exec) {
+    if let (Some(cb), true) = (cfg.on_exec, d.exec) {
         // argv[] over the arguments in place (each ends in its NUL), then NULL.
+        // Every argument has its NUL, so there are at most MAX_ARGV of them.
         let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
         let mut argc = 0;
-        let mut start = 0;
-        for (i, &b) in argv[..len].iter().enumerate() {
+        let mut arg = d.argv.as_ptr();
+        for (i, &b) in d.argv.iter().enumerate().take(d.argv_len) {
             if b == 0 {
-                ptrs[argc] = argv[start..].as_ptr().cast();
+                if let Some(p) = ptrs.get_mut(argc) {
+                    *p = arg.cast();
+                }
                 argc += 1;
-                start = i + 1;
+                arg = d.argv.as_ptr().wrapping_add(i + 1);
             }
         }
-        if !unsafe { cb(cfg.ctx, argc as c_int, ptrs.as_ptr()) } {
+        if !unsafe { cb(ctx, argc as c_int, ptrs.as_ptr()) } {
             let _ = with_agent(|a, _| a.exec_exit(127));
         }
     }
     if let Some(cb) = cfg.on_exec_signal {
-        for &s in &d.exec_signals[..d.nexec_signals] {
-            if with_agent(|a, _| a.exec_running()).unwrap_or(false) {
-                unsafe { cb(cfg.ctx, s) };
+        for &s in d.exec_signals.iter().take(d.nexec_signals) {
+            if with_agent(|a, _| a.exec_running()) == Ok(true) {
+                unsafe { cb(ctx, s) };
             }
         }
     }
@@ -336,7 +434,7 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
             break;
         }
         if let Some(cb) = cfg.on_input {
-            unsafe { cb(cfg.ctx, input.as_ptr(), ninput) };
+            unsafe { cb(ctx, input.as_ptr(), ninput) };
         }
     }
     next.unwrap_or(u64::MAX)
@@ -469,8 +567,9 @@ pub unsafe extern "C" fn micrun_agent_log(level: u8, text: *const c_char) -> i32
         4 => LogLevel::Trace,
         _ => return MICRUN_AGENT_EINVAL,
     };
-    // SAFETY: checked non-null; NUL-terminated per contract.
-    let Ok(text) = (unsafe { CStr::from_ptr(text) }).to_str() else {
+    // SAFETY: checked non-null; NUL-terminated per contract, and only used
+    // during this call.
+    let Some(text) = (unsafe { c_text(text) }) else {
         return MICRUN_AGENT_EINVAL;
     };
     match with_agent(|a, _| a.log(level, text)) {
@@ -488,5 +587,49 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     // and never gets here unless the agent has a bug.)
     loop {
         core::hint::spin_loop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_utf8;
+
+    /// The hand-written check agrees with `core::str::from_utf8` on every
+    /// one- and two-byte string, on edge cases of the longer forms, and on a
+    /// pseudo-random sample of longer strings.
+    #[test]
+    fn is_utf8_agrees_with_core() {
+        let check = |b: &[u8]| {
+            assert_eq!(is_utf8(b), core::str::from_utf8(b).is_ok(), "{b:02x?}");
+        };
+        for a in 0..=255u8 {
+            check(&[a]);
+            for b in 0..=255u8 {
+                check(&[a, b]);
+            }
+        }
+        for lead in [0xE0u8, 0xED, 0xEF, 0xF0, 0xF4, 0xF5] {
+            for b in 0x70..=0xCFu8 {
+                for c in [0x7Fu8, 0x80, 0xBF, 0xC0] {
+                    check(&[lead, b, c]);
+                    check(&[lead, b, c, 0x80]);
+                    check(&[b'x', lead, b, c, 0xBF, b'y']);
+                }
+            }
+        }
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 9) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| (x >> (i * 7)) as u8 | if i % 3 == 0 { 0x80 } else { 0 })
+                .collect();
+            check(&bytes);
+        }
+        for s in ["", "bare-metal", "héllo", "日本", "𝄞 clef", "\u{10FFFF}"] {
+            check(s.as_bytes());
+        }
     }
 }

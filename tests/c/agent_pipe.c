@@ -15,6 +15,9 @@
  *     lines over later polls, "wait" runs until a signal and ends with
  *     128 + signo; anything else is unknown (127).
  *
+ * Exit codes 90-104 are the program's own failures (see the returns below),
+ * among them the agent's ENOTINIT before init and EBUSY inside on_stats.
+ *
  * Run by tests/tests/c_agent.rs against micrun-proto's host endpoint.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -41,6 +44,7 @@ struct app {
     int exec_signo;             /* a signal for it */
     char pend[32];              /* the "count" line being written */
     size_t pend_len, pend_off;
+    int reentered; /* a call from on_stats was not refused with EBUSY */
 };
 
 static uint64_t now_ms(void) {
@@ -188,7 +192,11 @@ static void on_stop(void *ctx, uint32_t grace_ms) {
 }
 
 static void on_stats(void *ctx, struct micrun_stats *out) {
-    (void)ctx;
+    struct app *app = ctx;
+    /* on_stats runs inside the agent: calling back in is refused. */
+    if (micrun_agent_write(MICRUN_STDOUT, (const uint8_t *)"x", 1) != MICRUN_AGENT_EBUSY ||
+        micrun_agent_log(2, "x") != MICRUN_AGENT_EBUSY)
+        app->reentered = 1;
     out->cpu_load_permille = 123;
     out->mem_used_kib = 456;
     out->mem_total_kib = 789;
@@ -208,6 +216,10 @@ int main(int argc, char **argv) {
         .on_exec = no_exec ? NULL : on_exec,
         .on_exec_signal = no_exec ? NULL : on_exec_signal,
     };
+    /* Before init every call says so (or does nothing). */
+    if (micrun_agent_write(MICRUN_STDOUT, (const uint8_t *)"x", 1) != MICRUN_AGENT_ENOTINIT) return 101;
+    if (micrun_agent_feed((const uint8_t *)"x", 1) != MICRUN_AGENT_ENOTINIT) return 102;
+    if (micrun_agent_poll(0) != UINT64_MAX || micrun_agent_connected()) return 103;
     if (micrun_agent_init(NULL) != MICRUN_AGENT_EINVAL) return 92;
     if (micrun_agent_init(&cfg) != MICRUN_AGENT_OK) return 93;
     /* No exec runs yet. */
@@ -218,6 +230,7 @@ int main(int argc, char **argv) {
     int greeted = 0, reported = 0, code = 0;
     for (;;) {
         uint64_t next = micrun_agent_poll(now_ms());
+        if (app.reentered) return 104;
         if (!greeted && micrun_agent_connected()) {
             say("hello from a C agent\r\n");
             greeted = 1;

@@ -3,7 +3,9 @@
 //! to the host and console input from it, hands the host's exec requests to the
 //! application and carries their output back, and reports the application's life.
 
-use heapless::{Deque, Vec};
+use heapless::Vec;
+
+use crate::queue::Queue;
 
 const _: () = assert!(
     MAX_ARGV <= MAX_LOG,
@@ -250,7 +252,7 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     cfg: Setup,
     state: RtosState,
     session: Session<RtosRole, 3, OUT, 1, IN, 4, W>,
-    events: Deque<RtosEvent, EVENTS>,
+    events: Queue<RtosEvent, EVENTS>,
     session_id: u32,
     max_frame: u16,
     hello_ack_due: bool,
@@ -337,7 +339,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 cfg,
                 state: RtosState::Waiting,
                 session: Session::new(timing),
-                events: Deque::new(),
+                events: Queue::new(),
                 session_id: 0,
                 max_frame: Self::MAX_FRAME as u16,
                 hello_ack_due: false,

@@ -7,7 +7,7 @@
 //! a range of a console ring, a credit grant), so a retransmission replays exactly
 //! the bytes first sent without keeping a copy of the frame.
 
-use heapless::Deque;
+use crate::queue::Queue;
 
 use crate::frame::{self, Header, HEADER_LEN, OVERHEAD};
 use crate::msg::{CodecError, Stream};
@@ -131,10 +131,10 @@ pub(crate) struct Session<
 > {
     tx: [TxStream<TXN>; NTX],
     rx: [RxStream<RXN>; NRX],
-    ctrl: Deque<R::Ctrl, Q>,
+    ctrl: Queue<R::Ctrl, Q>,
     pub(crate) extra: R::Extra,
     /// In-flight sequenced frames, oldest first; `slots[i]` has seq `una + i`.
-    slots: Deque<Slot, W>,
+    slots: Queue<Slot, W>,
     una: u8,
     /// Slots before this index were (re)sent in the current round.
     replay: usize,
@@ -170,9 +170,9 @@ impl<
                 ring: Ring::new(),
                 granted: 0,
             }),
-            ctrl: Deque::new(),
+            ctrl: Queue::new(),
             extra: R::Extra::default(),
-            slots: Deque::new(),
+            slots: Queue::new(),
             una: 0,
             replay: 0,
             rx_expected: 0,
@@ -478,7 +478,7 @@ impl<
 
     fn drop_ctrl_at(&mut self, index: usize) {
         // Only the first not-yet-sent message can be dropped; it sits at `index`.
-        let mut kept: Deque<R::Ctrl, Q> = Deque::new();
+        let mut kept: Queue<R::Ctrl, Q> = Queue::new();
         let mut i = 0;
         while let Some(c) = self.ctrl.pop_front() {
             if i != index {
@@ -503,7 +503,7 @@ impl<
         }
         // Control messages in order.
         let in_flight = self.in_flight_ctrl();
-        if let Some(c) = self.ctrl.iter().nth(in_flight) {
+        if let Some(c) = self.ctrl.get(in_flight) {
             if !(R::after_output(c) && self.output_pending()) {
                 return Some(Slot::Ctrl);
             }

@@ -1,6 +1,8 @@
 //! The smallest Cortex-M runtime that runs Rust: a vector table, a reset handler
 //! that copies `.data`, zeroes `.bss`, enables the FPU and calls `fw_main`, and a
 //! panic handler that does not format (so no `core::fmt` machinery is linked).
+//! On RISC-V (riscv32imac, reported beside the Cortex-M figures) the same reset
+//! in RISC-V assembly, behind a one-instruction jump at the image start.
 //!
 //! Both probe firmwares include this module unchanged, so it cancels out of the
 //! agent's share.
@@ -12,6 +14,7 @@ use core::panic::PanicInfo;
 // DebugMonitor, reserved, PendSV, SysTick). No device interrupts: the probe polls.
 //
 // Reset is in assembly because .data and .bss are not valid before it has run.
+#[cfg(target_arch = "arm")]
 core::arch::global_asm!(
     r#"
     .section .vector_table, "a", %progbits
@@ -76,6 +79,40 @@ Reset:
 DefaultHandler:
     b DefaultHandler
     .size DefaultHandler, . - DefaultHandler
+"#
+);
+
+#[cfg(target_arch = "riscv32")]
+core::arch::global_asm!(
+    r#"
+    .section .vector_table, "ax", %progbits
+    .global __vector_table
+__vector_table:
+    j Reset
+
+    .section .text.Reset, "ax", %progbits
+    .global Reset
+    .type Reset, %function
+Reset:
+    la sp, _stack_start
+    la t0, __sbss
+    la t1, __ebss
+1:  bgeu t0, t1, 2f
+    sw zero, 0(t0)
+    addi t0, t0, 4
+    j 1b
+2:  la t0, __sdata
+    la t1, __edata
+    la t2, __sidata
+3:  bgeu t0, t1, 4f
+    lw t3, 0(t2)
+    sw t3, 0(t0)
+    addi t0, t0, 4
+    addi t2, t2, 4
+    j 3b
+4:  call fw_main
+5:  j 5b
+    .size Reset, . - Reset
 "#
 );
 

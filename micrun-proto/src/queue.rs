@@ -1,0 +1,127 @@
+//! A fixed-capacity FIFO with `u8` indices for the endpoints' short queues
+//! (events, control messages, frames in flight): on a 32-bit MCU smaller in RAM
+//! (2 bytes of bookkeeping, not `heapless::Deque`'s 9–12) and in code.
+
+/// Up to `N` (≤ 255) items, oldest first.
+#[derive(Clone)]
+pub(crate) struct Queue<T, const N: usize> {
+    buf: [Option<T>; N],
+    head: u8,
+    len: u8,
+}
+
+impl<T, const N: usize> Queue<T, N> {
+    const CAPACITY_FITS: () = assert!(N > 0 && N <= 255);
+
+    pub(crate) fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CAPACITY_FITS;
+        Self {
+            buf: core::array::from_fn(|_| None),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// The buffer index of the `i`-th item (a remainder by a constant: the
+    /// compiler knows it is in bounds, so indexing with it cannot panic).
+    fn at(&self, i: usize) -> usize {
+        (usize::from(self.head) + i) % N
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.len() == N
+    }
+
+    /// Appends `item`; gives it back when the queue is full.
+    pub(crate) fn push_back(&mut self, item: T) -> Result<(), T> {
+        if self.is_full() {
+            return Err(item);
+        }
+        let at = self.at(self.len());
+        self.buf[at] = Some(item);
+        self.len += 1;
+        Ok(())
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        if self.is_empty() {
+            return None;
+        }
+        let item = self.buf[self.at(0)].take();
+        self.head = self.at(1) as u8;
+        self.len -= 1;
+        item
+    }
+
+    /// The `i`-th item, oldest first.
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        if i >= self.len() {
+            return None;
+        }
+        self.buf[self.at(i)].as_ref()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        while self.pop_front().is_some() {}
+    }
+}
+
+impl<T: core::fmt::Debug, const N: usize> core::fmt::Debug for Queue<T, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list()
+            .entries((0..self.len()).filter_map(|i| self.get(i)))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Queue;
+    use std::collections::VecDeque;
+
+    /// Against `VecDeque` over a long pseudo-random run of pushes, pops, clears
+    /// and lookups, with every wrap-around position of the head.
+    #[test]
+    fn behaves_like_vecdeque() {
+        let mut q: Queue<u32, 3> = Queue::new();
+        let mut model = VecDeque::new();
+        let mut x = 0x9E37_79B9u32;
+        for n in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            match x % 7 {
+                0..=2 => {
+                    let r = q.push_back(n);
+                    if model.len() < 3 {
+                        assert_eq!(r, Ok(()));
+                        model.push_back(n);
+                    } else {
+                        assert_eq!(r, Err(n));
+                    }
+                }
+                3..=5 => assert_eq!(q.pop_front(), model.pop_front()),
+                _ if x % 5 == 0 => {
+                    q.clear();
+                    model.clear();
+                }
+                _ => {}
+            }
+            assert_eq!(q.len(), model.len());
+            assert_eq!(q.is_empty(), model.is_empty());
+            assert_eq!(q.is_full(), model.len() == 3);
+            for i in 0..4 {
+                assert_eq!(q.get(i), model.get(i));
+            }
+        }
+    }
+}
