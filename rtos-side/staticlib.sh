@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the agent's C static library (features capi + panic-handler) for a
-# bare-metal target and prints its path: target/<target>/capi/libmicrun_rtos.a.
+# bare-metal target and prints its path: target/<target>/capi/libmicrun_rtos.a
+# (under $CARGO_TARGET_DIR when set).
 #
 # A Rust static library carries compiler_builtins, whose memcpy, memmove, memset,
 # memcmp, bcmp, strlen and (on Arm) __aeabi_mem* are weak but still global: when
@@ -33,7 +34,8 @@ if [ -z "$objcopy" ] || ! command -v "$objcopy" >/dev/null; then
 fi
 cargo rustc -q --release --manifest-path "$root/Cargo.toml" -p micrun-rtos --target "$target" \
     --features capi,panic-handler --crate-type staticlib "$@" >&2
-out="$root/target/$target/capi"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+out="$target_dir/$target/capi"
 mkdir -p "$out"
 syms=()
 for s in memcpy memmove memset memcmp bcmp strlen \
@@ -42,5 +44,5 @@ for s in memcpy memmove memset memcmp bcmp strlen \
     __aeabi_memclr __aeabi_memclr4 __aeabi_memclr8; do
     syms+=("--localize-symbol=$s")
 done
-"$objcopy" "${syms[@]}" "$root/target/$target/release/libmicrun_rtos.a" "$out/libmicrun_rtos.a"
+"$objcopy" "${syms[@]}" "$target_dir/$target/release/libmicrun_rtos.a" "$out/libmicrun_rtos.a"
 echo "$out/libmicrun_rtos.a"

@@ -290,7 +290,7 @@ int main(void) {
     UART_CTRL = 1u | 2u | 8u;
     NVIC_ISER0 = 1u << UART0_RX_IRQ;
 
-    struct micrun_agent_config cfg = {
+    static const struct micrun_agent_config cfg = {
         .ctx = &app,
         .os = "bare-metal-c",
         .board = "mps2-an386",
