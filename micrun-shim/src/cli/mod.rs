@@ -8,6 +8,7 @@
 use argh::FromArgs;
 
 pub mod image;
+pub mod oci;
 pub mod oci_layout;
 
 /// The version printed by `micrun --version`.
