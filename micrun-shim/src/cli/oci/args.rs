@@ -109,9 +109,10 @@ pub struct Invocation {
 /// a runc command after the global flags, or a runc global flag first.
 pub fn is_runtime_invocation(args: &[String]) -> bool {
     let mut i = 0;
+    let mut global = false;
     while let Some(a) = args.get(i) {
         let Some(flag) = flag_name(a) else {
-            return COMMANDS.contains(&a.as_str());
+            return global || COMMANDS.contains(&a.as_str());
         };
         match global_flag(flag) {
             Some(GlobalFlag::Value) => {
@@ -120,12 +121,13 @@ pub fn is_runtime_invocation(args: &[String]) -> bool {
                 }
             }
             Some(GlobalFlag::Switch) => {}
-            Some(GlobalFlag::Version) => return args.len() == 1,
+            Some(GlobalFlag::Version) => return global || args.len() == 1,
             None => return false,
         }
+        global = true;
         i += 1;
     }
-    false
+    global
 }
 
 enum GlobalFlag {
@@ -548,6 +550,8 @@ mod tests {
         assert!(is_runtime_invocation(&v("--root /r state c1")));
         assert!(is_runtime_invocation(&v("--root=/r --debug kill c1")));
         assert!(is_runtime_invocation(&v("--version")));
+        assert!(is_runtime_invocation(&v("--root /r frob")));
+        assert!(is_runtime_invocation(&v("--debug")));
         assert!(!is_runtime_invocation(&v("image pack x")));
         assert!(!is_runtime_invocation(&v("--help")));
         assert!(!is_runtime_invocation(&v("")));
