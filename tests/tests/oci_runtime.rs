@@ -4,7 +4,7 @@
 //!
 //! | test | what |
 //! |---|---|
-//! | `cli_lifecycle` | create with pipes as stdio, `--pid-file`, `state`/`list`/`ps` documents, start, console in and out, `exit 3` → the monitor's exit status 3 (collected as conmon does, as its subreaper); `kill TERM` → graceful stop (0), `kill KILL` → 137, a firmware that ignores stop → 143 after the grace time; pause/resume; `delete` refuses a running container, `delete --force` ends it; a monitor killed from outside: `state` says stopped and `delete` ends its partition |
+//! | `cli_lifecycle` | create with pipes as stdio, `--pid-file`, `state`/`list`/`ps` documents, start, console in and out, `exit 3` → the monitor's exit status 3 (collected as conmon does, as its subreaper); `kill TERM` → graceful stop (0), `kill KILL` → 137, a firmware that ignores stop → 143 after the grace time; pause/resume; `update --resources` (and a cpuset the host lacks, bad JSON); `delete` refuses a running container, `delete --force` ends it; a monitor killed from outside: `state` says stopped and `delete` ends its partition |
 //! | `cli_bad_input` | a missing bundle, a bad config.json, sim not enabled, an existing id, bad ids and signals, unknown commands and flags, refused commands, an unknown container: exit 1, the message (the shim's words for bundle errors), nothing left under `--root` |
 //! | `cli_features_and_version` | `features` is the runtime-spec features document with micrun's annotations; `--version` as runc prints it |
 //! | `podman_runs_firmware` | an OCI archive loaded into a private podman store; `podman run --runtime micrun --rm -i` with `echo hi` and `exit 3` on stdin → the echo, exit 3; `run -d -t` (a pty through `--console-socket`) + `logs` + `pause`/`unpause` + `stop` → the RTOS's code (0) + `rm`; `run -d` + `kill` → 137 + `rm -f`; nothing left: no process, no state, no mount |
@@ -304,6 +304,27 @@ fn cli_lifecycle() {
     assert_eq!(rt.state("c1")["status"], "paused");
     rt.ok(&["resume", "c1"]);
     assert_eq!(rt.state("c1")["status"], "running");
+    // update: linux.resources mapped by the monitor as the shim maps them.
+    let res = rt.dir.path().join("resources.json");
+    let res_arg = res.to_string_lossy().into_owned();
+    fs::write(
+        &res,
+        r#"{"memory": {"limit": 67108864}, "cpu": {"cpus": "0"}}"#,
+    )
+    .unwrap();
+    rt.ok(&["update", "--resources", &res_arg, "c1"]);
+    fs::write(&res, r#"{"cpu": {"cpus": "4000"}}"#).unwrap();
+    let err = rt.fails(&["update", "-r", &res_arg, "c1"]);
+    assert!(
+        err.contains("update c1: cpuset 4000 names no CPU this host has"),
+        "{err}"
+    );
+    fs::write(&res, r#"{"cpu": {"cpus": 5}}"#).unwrap();
+    let err = rt.fails(&["update", "-r", &res_arg, "c1"]);
+    assert!(
+        err.contains("not OCI linux.resources JSON: invalid type"),
+        "{err}"
+    );
     // The RTOS's exit code is the monitor's exit status.
     con.send("exit 3\r");
     assert_eq!(rt.wait_exit(pid), 3);
@@ -472,8 +493,8 @@ fn cli_bad_input() {
         (vec!["checkpoint", "c"], "checkpoint is not supported"),
         (vec!["restore", "c"], "restore is not supported"),
         (
-            vec!["update", "--resources", "-", "c"],
-            "update is not supported",
+            vec!["update", "--memory", "1M", "c"],
+            "\"--memory\" is not supported",
         ),
     ] {
         let err = rt.fails(&args);

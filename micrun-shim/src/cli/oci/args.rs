@@ -92,6 +92,11 @@ pub enum Cmd {
     Resume {
         id: String,
     },
+    /// `update --resources FILE|- ID`: `linux.resources` JSON.
+    Update {
+        id: String,
+        resources: PathBuf,
+    },
     Features,
     Version,
     /// A runc command micrun does not implement.
@@ -260,6 +265,7 @@ fn parse_command(command: &str, w: &mut Words<'_>) -> Result<Cmd, String> {
     let mut bundle = None;
     let mut pid_file = None;
     let mut console_socket = None;
+    let mut resources = None;
     let (mut all, mut force, mut json, mut quiet) = (false, false, false, false);
     let mut only_positional = false;
     while let Some(a) = w.next() {
@@ -299,16 +305,15 @@ fn parse_command(command: &str, w: &mut Words<'_>) -> Result<Cmd, String> {
                 }
             }
             ("list", "quiet" | "q") => quiet = switch(a, name)?,
-            _ if [
-                "exec",
-                "checkpoint",
-                "restore",
-                "update",
-                "run",
-                "spec",
-                "events",
-            ]
-            .contains(&command) => {}
+            ("update", "resources" | "r") => resources = Some(PathBuf::from(w.value(a, name)?)),
+            ("update", _) => {
+                return Err(format!(
+                    "update: {} is not supported; give the whole linux.resources JSON with \
+                     --resources FILE (or - for stdin)",
+                    quote(a)
+                ))
+            }
+            _ if ["exec", "checkpoint", "restore", "run", "spec", "events"].contains(&command) => {}
             _ => return Err(unknown()),
         }
     }
@@ -381,7 +386,15 @@ fn parse_command(command: &str, w: &mut Words<'_>) -> Result<Cmd, String> {
         "exec" => Cmd::Refused("exec"),
         "checkpoint" => Cmd::Refused("checkpoint"),
         "restore" => Cmd::Refused("restore"),
-        "update" => Cmd::Refused("update"),
+        "update" => {
+            at_most(1)?;
+            Cmd::Update {
+                id: id(&positional)?,
+                resources: resources.ok_or_else(|| {
+                    "update: --resources FILE (or - for stdin) is missing".to_string()
+                })?,
+            }
+        }
         "run" => Cmd::Refused("run"),
         "spec" => Cmd::Refused("spec"),
         "events" => Cmd::Refused("events"),
@@ -508,6 +521,13 @@ mod tests {
         );
         assert_eq!(p("--version").unwrap().cmd, Cmd::Version);
         assert_eq!(p("exec -t c1 sh").unwrap().cmd, Cmd::Refused("exec"));
+        assert_eq!(
+            p("update --resources - c1").unwrap().cmd,
+            Cmd::Update {
+                id: "c1".into(),
+                resources: "-".into()
+            }
+        );
     }
 
     #[test]
@@ -534,6 +554,8 @@ mod tests {
             ("kill c1 NOPE", "signal \"NOPE\""),
             ("--log-format yaml list", "not text or json"),
             ("list --format yaml", "not table or json"),
+            ("update --memory 1M c1", "\"--memory\" is not supported"),
+            ("update c1", "--resources FILE (or - for stdin) is missing"),
         ] {
             let err = p(line).unwrap_err();
             assert!(err.contains(want), "{line:?}: {err:?} lacks {want:?}");

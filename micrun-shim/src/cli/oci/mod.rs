@@ -6,7 +6,7 @@
 //! record under `--root/<id>/` ([`record`]) and talk to its monitor over its
 //! control socket.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,6 +87,7 @@ pub fn run(inv: Invocation) -> i32 {
         }),
         Cmd::Pause { id } => send(g, &id, "pause", &["running"]),
         Cmd::Resume { id } => send(g, &id, "resume", &["paused"]),
+        Cmd::Update { id, resources } => update(g, &id, &resources),
         Cmd::Refused(what) => Err(refusal(what)),
     };
     match result {
@@ -107,7 +108,6 @@ fn refusal(what: &str) -> String {
                    with containerd (ctr task exec, kubectl exec)"
         }
         "checkpoint" | "restore" => "a partition's memory cannot be checkpointed",
-        "update" => "resources are set at create from the bundle's linux.resources",
         "run" => "use create, then start",
         "spec" => "write config.json by hand or with podman; see docs/images.md",
         _ => "not implemented",
@@ -123,19 +123,52 @@ fn existing(g: &Global, id: &str) -> Result<record::Container, String> {
     })
 }
 
+/// `update --resources FILE|-`: checked here, mapped and applied by the monitor
+/// as the shim's Update does.
+fn update(g: &Global, id: &str, resources: &Path) -> Result<i32, String> {
+    let text = if resources == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .take(1 << 20)
+            .read_to_string(&mut s)
+            .map(|_| s)
+    } else {
+        std::fs::read_to_string(resources)
+    }
+    .map_err(|e| format!("update {id}: --resources {}: {e}", resources.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .and_then(|v: serde_json::Value| {
+            serde_json::from_value::<crate::oci::LinuxResources>(v.clone()).map(|_| v)
+        })
+        .map_err(|e| {
+            format!(
+                "update {id}: --resources {}: not OCI linux.resources JSON: {e}",
+                resources.display()
+            )
+        })?;
+    send(
+        g,
+        id,
+        &format!("update {value}"),
+        &["created", "running", "paused"],
+    )
+}
+
 /// A control command to a live monitor, if the container is in one of `states`.
 fn send(g: &Global, id: &str, command: &str, states: &[&str]) -> Result<i32, String> {
     let c = existing(g, id)?;
     let status = c.status_now();
     if !states.contains(&status) {
         return Err(format!(
-            "{command} {id}: the container is {status}, not {}",
+            "{} {id}: the container is {status}, not {}",
+            command.split(' ').next().unwrap_or(command),
             states.join(" or ")
         ));
     }
+    let verb = command.split(' ').next().unwrap_or(command);
     match monitor::control(&record::dir(&g.root, id), command)? {
         Some(_) => Ok(0),
-        None => Err(format!("{command} {id}: the container's monitor has ended")),
+        None => Err(format!("{verb} {id}: the container's monitor has ended")),
     }
 }
 

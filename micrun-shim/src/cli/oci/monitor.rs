@@ -50,7 +50,7 @@ pub struct MonitorArgs {
 pub fn run(args: MonitorArgs, ready: OwnedFd) -> i32 {
     let _ = nix::unistd::setsid();
     let mut ready = File::from(ready);
-    let (inst, container) = match setup(&args) {
+    let (inst, container, config) = match setup(&args) {
         Ok(x) => x,
         Err(message) => {
             log::warn!("{message}");
@@ -83,6 +83,7 @@ pub fn run(args: MonitorArgs, ready: OwnedFd) -> i32 {
         inst,
         dir: args.dir.clone(),
         container: Mutex::new(container),
+        config,
     });
     monitor.publish();
     reap(&monitor.inst);
@@ -104,6 +105,7 @@ struct Monitor {
     inst: Arc<Instance>,
     dir: PathBuf,
     container: Mutex<Container>,
+    config: Config,
 }
 
 impl Monitor {
@@ -121,6 +123,18 @@ impl Monitor {
     fn command(&self, line: &str) -> String {
         let id = &self.inst.spec.id;
         log::info!("{id}: {line}");
+        if let Some(json) = line.strip_prefix("update ") {
+            let result = serde_json::from_str(json)
+                .map_err(|e| format!("update {id}: resources are not OCI JSON: {e}"))
+                .and_then(|res| {
+                    crate::service::update_resources(&self.inst, &res, &self.config)
+                        .map_err(|e| format!("update {id}: {e}"))
+                });
+            return match result {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("error {e}"),
+            };
+        }
         let mut words = line.split_whitespace();
         let result = match (words.next(), words.next()) {
             (Some("start"), None) => self.inst.start().inspect_err(|_| {
@@ -154,7 +168,7 @@ fn status_name(s: Status) -> &'static str {
 
 /// Config, spec, partition, state: everything `create` promises, or the error
 /// (as the shim words it), with nothing left behind.
-fn setup(args: &MonitorArgs) -> Result<(Arc<Instance>, Container), String> {
+fn setup(args: &MonitorArgs) -> Result<(Arc<Instance>, Container, Config), String> {
     let id = &args.id;
     let config =
         Config::load_for(args.config.as_deref()).map_err(|e| format!("create {id}: {e}"))?;
@@ -207,7 +221,7 @@ fn setup(args: &MonitorArgs) -> Result<(Arc<Instance>, Container), String> {
             args.dir.display()
         ));
     }
-    Ok((inst, container))
+    Ok((inst, container, config))
 }
 
 /// The console's ends for the engine: copies of fds 0, 1 and 2, or the slave of
