@@ -7,6 +7,7 @@
 //! | `cli_lifecycle` | create with pipes as stdio, `--pid-file`, `state`/`list`/`ps` documents, start, console in and out, `exit 3` → the monitor's exit status 3 (collected as conmon does, as its subreaper); `kill TERM` → graceful stop (0), `kill KILL` → 137, a firmware that ignores stop → 143 after the grace time; pause/resume; `update --resources` (and a cpuset the host lacks, bad JSON); `delete` refuses a running container, `delete --force` ends it; a monitor killed from outside: `state` says stopped and `delete` ends its partition |
 //! | `cli_bad_input` | a missing bundle, a bad config.json, sim not enabled, an existing id, bad ids and signals, unknown commands and flags, refused commands, an unknown container: exit 1, the message (the shim's words for bundle errors), nothing left under `--root` |
 //! | `cli_features_and_version` | `features` is the runtime-spec features document with micrun's annotations; `--version` as runc prints it |
+//! | `podman_runs_qemu_firmware` | the QEMU board image (arm64) on the qemu pedestal through podman: `run --rm -i`, console in and out, `exit 3` → 3, nothing left |
 //! | `podman_runs_firmware` | an OCI archive loaded into a private podman store; `podman run --runtime micrun --rm -i` with `echo hi` and `exit 3` on stdin → the echo, exit 3; `run -d -t` (a pty through `--console-socket`) + `logs` + `pause`/`unpause` + `stop` → the RTOS's code (0) + `rm`; `run -d` + `kill` → 137 + `rm -f`; nothing left: no process, no state, no mount |
 
 use std::fs::{self, File};
@@ -17,7 +18,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use micrun_tests::e2e::{micrun_binary, sim_image, MicrunConfig};
+use micrun_tests::e2e::{micrun_binary, qemu_image, sim_image, MicrunConfig, Ped, TestImage};
 use micrun_tests::scenarios::{banner, T_ACT, T_BOOT};
 use micrun_tests::{sim_binary, TempDir};
 
@@ -296,7 +297,7 @@ fn cli_lifecycle() {
         err.contains("start c1: the container is running, not created"),
         "{err}"
     );
-    con.expect(&banner(micrun_tests::e2e::Ped::Sim), T_BOOT);
+    con.expect(&banner(Ped::Sim), T_BOOT);
     con.send("echo hi there\r");
     con.expect("hi there", T_ACT);
     // pause and resume.
@@ -637,6 +638,15 @@ impl Podman {
         }
     }
 
+    /// `podman load` of the image's OCI archive.
+    fn load(&self, image: &TestImage) {
+        let archive = self.dir.path().join("image.tar");
+        fs::write(&archive, image.tar.as_slice()).unwrap();
+        let out = self.ok(&["load", "-i", &archive.to_string_lossy()]);
+        assert!(out.contains("Loaded image"), "{out}");
+        fs::remove_file(&archive).unwrap();
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let out = self.output(args, None);
         assert!(
@@ -663,6 +673,22 @@ impl Drop for Podman {
     }
 }
 
+/// What must be gone after a podman test: containers, processes of the runtime
+/// (monitors, partitions) and podman's, state, mounts.
+fn assert_nothing_left(rt: &Rt, pm: &Podman) {
+    assert_eq!(pm.ok(&["ps", "-a", "-q"]).trim(), "");
+    assert!(rt.entries().is_empty(), "{:?}", rt.entries());
+    assert_eq!(
+        processes_mentioning(&rt.root.to_string_lossy()),
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        processes_mentioning(&pm.dir.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+    assert_eq!(mounts_under(pm.dir.path()), Vec::<String>::new());
+}
+
 /// Mount points under `dir`.
 fn mounts_under(dir: &Path) -> Vec<String> {
     fs::read_to_string("/proc/self/mountinfo")
@@ -680,10 +706,7 @@ fn podman_runs_firmware() {
     let rt = Rt::new("oci-podman-rt", true);
     let pm = Podman::new(&rt);
     let image = sim_image("oci", false);
-    let archive = pm.dir.path().join("sim.tar");
-    fs::write(&archive, image.tar.as_slice()).unwrap();
-    let out = pm.ok(&["load", "-i", &archive.to_string_lossy()]);
-    assert!(out.contains("Loaded image"), "{out}");
+    pm.load(&image);
     let run = |extra: &[&'static str]| -> Vec<&str> {
         let mut a = vec!["run", "--network", "none"];
         a.extend_from_slice(extra);
@@ -698,10 +721,7 @@ fn podman_runs_firmware() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let what = format!("{stdout:?} {:?}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        stdout.contains(&banner(micrun_tests::e2e::Ped::Sim)),
-        "{what}"
-    );
+    assert!(stdout.contains(&banner(Ped::Sim)), "{what}");
     assert!(stdout.contains("hi from podman"), "{what}");
     assert_eq!(out.status.code(), Some(3), "{what}");
 
@@ -711,7 +731,7 @@ fn podman_runs_firmware() {
     let deadline = Instant::now() + T_BOOT;
     loop {
         let logs = pm.ok(&["logs", "c1"]);
-        if logs.contains(&banner(micrun_tests::e2e::Ped::Sim)) {
+        if logs.contains(&banner(Ped::Sim)) {
             break;
         }
         assert!(Instant::now() < deadline, "no banner in {logs:?}");
@@ -742,16 +762,36 @@ fn podman_runs_firmware() {
     assert_eq!(pm.ok(&["wait", "c2"]).trim(), "137");
     pm.ok(&["rm", "-f", "c2"]);
 
-    // Nothing left: no container, no monitor or partition, no state, no mount.
-    assert_eq!(pm.ok(&["ps", "-a", "-q"]).trim(), "");
-    assert!(rt.entries().is_empty(), "{:?}", rt.entries());
-    assert_eq!(
-        processes_mentioning(&rt.root.to_string_lossy()),
-        Vec::<u32>::new()
+    assert_nothing_left(&rt, &pm);
+}
+
+#[test]
+fn podman_runs_qemu_firmware() {
+    let _serial = serial();
+    // QEMU's sockets are in --root/<id>/ and podman's ids are 64 bytes: a short
+    // root keeps them within the 107 bytes of a unix socket path.
+    let rt = Rt::new("oq", true);
+    let pm = Podman::new(&rt);
+    let image = qemu_image("oci", false);
+    pm.load(&image);
+    // An arm64 image: the qemu pedestal boots it whatever the host's arch.
+    let out = pm.output(
+        &[
+            "run",
+            "--network",
+            "none",
+            "--rm",
+            "-i",
+            "--annotation",
+            "org.openeuler.micrun.ped.pedestal=qemu",
+            &image.name,
+        ],
+        Some(b"echo hi from qemu\rexit 3\r"),
     );
-    assert_eq!(
-        processes_mentioning(&pm.dir.path().to_string_lossy()),
-        Vec::<u32>::new()
-    );
-    assert_eq!(mounts_under(pm.dir.path()), Vec::<String>::new());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let what = format!("{stdout:?} {:?}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&banner(Ped::Qemu)), "{what}");
+    assert!(stdout.contains("hi from qemu"), "{what}");
+    assert_eq!(out.status.code(), Some(3), "{what}");
+    assert_nothing_left(&rt, &pm);
 }
