@@ -8,7 +8,7 @@
 //! | `cli_bad_input` | a missing bundle, a bad config.json, sim not enabled, an existing id, bad ids and signals, unknown commands and flags, refused commands, an unknown container: exit 1, the message (the shim's words for bundle errors), nothing left under `--root` |
 //! | `cli_features_and_version` | `features` is the runtime-spec features document with micrun's annotations; `--version` as runc prints it |
 //! | `podman_runs_qemu_firmware` | the QEMU board image (arm64) on the qemu pedestal through podman: `run --rm -i`, console in and out, `exit 3` → 3, nothing left |
-//! | `podman_runs_firmware` | an OCI archive loaded into a private podman store; `podman run --runtime micrun --rm -i` with `echo hi` and `exit 3` on stdin → the echo, exit 3; `run -d -t` (a pty through `--console-socket`) + `logs` + `pause`/`unpause` + `stop` → the RTOS's code (0) + `rm`; `run -d` + `kill` → 137 + `rm -f`; nothing left: no process, no state, no mount |
+//! | `podman_runs_firmware` | an OCI archive loaded into a private podman store; `podman run --runtime micrun --rm -i` with `echo hi` and `exit 3` on stdin → the echo, exit 3; `run -d -t` (a pty through `--console-socket`) + `logs` + `pause`/`unpause` + `stop` → the RTOS's code (0) + `rm`; `run -d -i` + `attach` with `exit 4` → `wait` says 4; `run -d` + `kill` → 137 + `rm -f`; nothing left: no process, no state, no mount |
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -609,6 +609,12 @@ impl Podman {
     }
 
     fn output(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        self.output_with(args, stdin, true)
+    }
+
+    /// `podman ARGS` with `stdin` written; stdin is closed then (`close_stdin`)
+    /// or only once podman has ended (an attach that must not see EOF).
+    fn output_with(&self, args: &[&str], stdin: Option<&[u8]>, close_stdin: bool) -> Output {
         let mut c = self.cmd(args);
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -620,13 +626,20 @@ impl Podman {
         if let Some(bytes) = stdin {
             input.write_all(bytes).unwrap();
         }
-        drop(input);
+        let input = if close_stdin {
+            drop(input);
+            None
+        } else {
+            Some(input)
+        };
         let pid = child.id();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(child.wait_with_output());
         });
-        match rx.recv_timeout(T_BOOT + T_ACT) {
+        let out = rx.recv_timeout(T_BOOT + T_ACT);
+        drop(input);
+        match out {
             Ok(out) => out.unwrap(),
             Err(_) => {
                 let _ = nix::sys::signal::kill(
@@ -755,6 +768,22 @@ fn podman_runs_firmware() {
         "0"
     );
     pm.ok(&["rm", "c1"]);
+
+    // attach: console input to a detached container; its exit code for wait.
+    pm.ok(&run(&["-d", "-i", "--name", "c3"]));
+    let out = pm.output_with(
+        &["attach", "c3"],
+        Some(b"echo attached here\rexit 4\r"),
+        false,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("attached here"),
+        "{stdout:?} {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pm.ok(&["wait", "c3"]).trim(), "4");
+    pm.ok(&["rm", "c3"]);
 
     // kill: the partition destroyed, 137.
     pm.ok(&run(&["-d", "--name", "c2"]));
