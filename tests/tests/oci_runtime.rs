@@ -8,7 +8,7 @@
 //! | `cli_bad_input` | a missing bundle, a bad config.json, sim not enabled, an existing id, bad ids and signals, unknown commands and flags, refused commands, an unknown container: exit 1, the message (the shim's words for bundle errors), nothing left under `--root` |
 //! | `cli_features_and_version` | `features` is the runtime-spec features document with micrun's annotations; `--version` as runc prints it |
 //! | `podman_runs_qemu_firmware` | the QEMU board image (arm64) on the qemu pedestal through podman: `run --rm -i`, console in and out, `exit 3` → 3, nothing left |
-//! | `podman_runs_firmware` | an OCI archive loaded into a private podman store; `podman run --runtime micrun --rm -i` with `echo hi` and `exit 3` on stdin → the echo, exit 3; `run -d -t` (a pty through `--console-socket`) + `logs` + `pause`/`unpause` + `stop` → the RTOS's code (0) + `rm`; `run -d -i` + `attach` with `exit 4` → `wait` says 4; `run -d` + `kill` → 137 + `rm -f`; nothing left: no process, no state, no mount |
+//! | `podman_runs_firmware` | an OCI archive loaded into a private podman store; `podman run --runtime micrun --rm -i` with `echo hi` and `exit 3` on stdin → the echo, exit 3; `run -d -t` (a pty through `--console-socket`) + `logs` + `pause`/`unpause` + `stop` → the RTOS's code (0) + `rm`; `run -d -i` + `attach` with `exit 4` → `wait` says 4; the raw-console image stopped → 143; `run -d` + `kill` → 137 + `rm -f`; nothing left: no process, no state, no mount |
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -784,6 +784,14 @@ fn podman_runs_firmware() {
     );
     assert_eq!(pm.ok(&["wait", "c3"]).trim(), "4");
     pm.ok(&["rm", "c3"]);
+
+    // A raw console (no agent): stop cannot ask the firmware, so it is forced: 143.
+    let raw = sim_image("oci", true);
+    pm.load(&raw);
+    pm.ok(&["run", "--network", "none", "-d", "--name", "c4", &raw.name]);
+    pm.ok(&["stop", "c4"]);
+    assert_eq!(pm.ok(&["wait", "c4"]).trim(), "143");
+    pm.ok(&["rm", "c4"]);
 
     // kill: the partition destroyed, 137.
     pm.ok(&run(&["-d", "--name", "c2"]));
