@@ -272,8 +272,18 @@ fn kill(g: &Global, id: &str, signal: i32) -> Result<i32, String> {
 }
 
 fn delete(g: &Global, id: &str, force: bool) -> Result<i32, String> {
-    let c = existing(g, id)?;
     let dir = record::dir(&g.root, id);
+    let c = match existing(g, id) {
+        Ok(c) => c,
+        // As runc: --force of a container that is not there (a create that
+        // failed, a delete already done) succeeds; podman runs one after a
+        // failed create.
+        Err(_) if force && !dir.join(record::CONTAINER_FILE).exists() => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
     let status = c.status_now();
     if matches!(status, "running" | "paused") && !force {
         return Err(format!(
