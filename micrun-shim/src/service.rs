@@ -675,6 +675,32 @@ impl Service {
     }
 }
 
+/// Update: maps OCI `linux.resources` onto the partition (the task service and
+/// the OCI runtime's `update`).
+pub fn update_resources(
+    inst: &Instance,
+    res: &crate::oci::LinuxResources,
+    config: &Config,
+) -> Result<(), Error> {
+    if inst.spec.annotations.static_resource {
+        return Err(Error::Instance(
+            crate::instance::InstanceError::Precondition(format!(
+                "container {} has org.openeuler.micrun.runtime.static_resource set: its \
+                 resources cannot be updated",
+                inst.spec.id
+            )),
+        ));
+    }
+    let mapped = crate::resources::map_resources(
+        Some(res),
+        &inst.spec.annotations,
+        &crate::spec::host_cpus(),
+        &config.resources,
+    )
+    .map_err(|e| Error::Spec(e.into()))?;
+    inst.update(&mapped).map_err(Error::from)
+}
+
 fn status_enum(s: Status) -> api::Status {
     match s {
         Status::Created => api::Status::CREATED,
@@ -1093,16 +1119,6 @@ impl containerd_shim::Task for Service {
         let Workload::Rtos(inst) = &task.workload else {
             return Ok(api::Empty::new());
         };
-        if inst.spec.annotations.static_resource {
-            return Err(
-                Error::Instance(crate::instance::InstanceError::Precondition(format!(
-                    "container {} has org.openeuler.micrun.runtime.static_resource set: its \
-                 resources cannot be updated",
-                    req.id
-                )))
-                .to_ttrpc(),
-            );
-        }
         let res: crate::oci::LinuxResources =
             ttrpc(serde_json::from_slice(&req.resources.value).map_err(|e| {
                 Error::InvalidArgument(format!(
@@ -1111,16 +1127,7 @@ impl containerd_shim::Task for Service {
                 ))
             }))?;
         let config = ttrpc(Config::load_for(task.config_path.as_deref()).map_err(Error::from))?;
-        let mapped = ttrpc(
-            crate::resources::map_resources(
-                Some(&res),
-                &inst.spec.annotations,
-                &crate::spec::host_cpus(),
-                &config.resources,
-            )
-            .map_err(|e| Error::Spec(e.into())),
-        )?;
-        ttrpc(inst.update(&mapped).map_err(Error::from))?;
+        ttrpc(update_resources(inst, &res, &config))?;
         Ok(api::Empty::new())
     }
 

@@ -42,8 +42,13 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes the record atomically.
 pub fn write(dir: &Path, record: &TaskRecord) -> io::Result<()> {
-    let data = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-    let tmp = dir.join(".state.json.tmp");
+    write_json(dir, "state.json", record)
+}
+
+/// Writes `<dir>/<name>` as JSON atomically: a temporary file, fsync, rename.
+pub fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> io::Result<()> {
+    let data = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -52,7 +57,7 @@ pub fn write(dir: &Path, record: &TaskRecord) -> io::Result<()> {
         .open(&tmp)?;
     f.write_all(&data)?;
     f.sync_all()?;
-    fs::rename(&tmp, dir.join("state.json"))?;
+    fs::rename(&tmp, dir.join(name))?;
     // Make the rename durable too.
     fs::File::open(dir)?.sync_all()
 }

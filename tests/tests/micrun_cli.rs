@@ -643,9 +643,13 @@ fn help_and_version() {
     let host = Host::new("help");
     let out = host.micrun(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
+    // As runc prints it (podman shows it as the runtime's version).
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("micrun {}\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "micrun version {}\nspec: 1.0.2\n",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     for (args, usage) in [
         (&["--help"][..], "Usage: micrun"),

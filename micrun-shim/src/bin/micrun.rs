@@ -1,10 +1,25 @@
 //! `micrun`: the user's command (packing firmware images, inspecting them, telling
-//! what this host offers). A thin dispatcher: the subcommands live in
-//! `micrun_shim::cli`. Exit status 2 for a usage error (argh's own exit is 1).
+//! what this host offers) and an OCI runtime with runc's command line. A thin
+//! dispatcher: the subcommands live in `micrun_shim::cli` (the runc surface in
+//! `cli::oci`). Exit status 2 for a usage error (argh's own exit is 1).
 
 use argh::FromArgs;
 
 fn main() {
+    // `micrun ... | head`: end quietly at a closed pipe, as other CLI tools do
+    // (Rust ignores SIGPIPE, and println! would panic on the broken pipe).
+    // SAFETY: at the start of main, before any thread exists.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
+    // runc's command line (podman, conmon, CRI-O): `micrun [global flags] create ...`.
+    let raw: Vec<_> = std::env::args_os().skip(1).collect();
+    if let Some(code) = micrun_shim::cli::oci::dispatch(&raw) {
+        std::process::exit(code);
+    }
     let args: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
         Ok(args) => args,
         Err(bad) => {

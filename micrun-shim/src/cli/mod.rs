@@ -10,6 +10,7 @@ use argh::FromArgs;
 pub mod check;
 pub mod config;
 pub mod image;
+pub mod oci;
 pub mod oci_layout;
 
 /// The version printed by `micrun --version`.
