@@ -149,8 +149,13 @@ fn cycles(env: &Env, p: Ped, n: usize) -> Phase {
         let out = ns.run(&img.name, &id, RUNTIME, &extra, &[], Some(b"exit 0\r"));
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() || !stdout.contains("micrun demo shell") {
+            let banner = if stdout.contains("micrun demo shell") {
+                ""
+            } else {
+                " (no banner on stdout)"
+            };
             failures.push(format!(
-                "{id}: {} {}",
+                "{id}: {}{banner} {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
