@@ -348,14 +348,19 @@ fn main() {
     }
     let block = table(&phases, &shown.join(" "));
     println!("{block}");
+    let mut bad_docs = false;
     if let Some(d) = docs {
         if let Err(e) = write_docs(Path::new(&d), &block) {
             eprintln!("soak: {e}");
-            std::process::exit(1);
+            bad_docs = true;
         }
     }
     let bad = phases
         .iter()
-        .any(|p| !p.failures.is_empty() || !p.left.is_empty());
+        .any(|p| !p.failures.is_empty() || !p.left.is_empty())
+        || bad_docs;
+    // Stop the daemon and remove the temp dir before exit (which runs no drops).
+    drop(phases);
+    drop(env);
     std::process::exit(i32::from(bad));
 }
