@@ -267,6 +267,10 @@ impl Task {
     }
 }
 
+/// How long a shim whose Create failed, holding no task, waits for containerd's
+/// Shutdown before it exits by itself (see `Service::exit_if_still_empty`).
+pub const ORPHAN_SHIM_EXIT: Duration = Duration::from_secs(5);
+
 /// The task service of one shim process.
 #[derive(Clone)]
 pub struct Service {
@@ -286,6 +290,31 @@ enum ExecOrder {
 }
 
 impl Service {
+    /// After a failed Create: containerd shuts a shim without tasks down at once;
+    /// if it does not within [`ORPHAN_SHIM_EXIT`] (it was killed while the Create
+    /// ran and reconnected, or never came back), the shim exits by itself while
+    /// it still holds no task, so it is not left running unlisted and
+    /// unremovable (`ctr task rm` finds no task in it).
+    fn exit_if_still_empty(&self) {
+        if !lock(&self.tasks).is_empty() {
+            return;
+        }
+        let tasks = Arc::clone(&self.tasks);
+        let exit = Arc::clone(&self.exit);
+        let _ = std::thread::Builder::new()
+            .name("orphan-exit".into())
+            .spawn(move || {
+                std::thread::sleep(ORPHAN_SHIM_EXIT);
+                if lock(&tasks).is_empty() {
+                    log::info!(
+                        "no task and no Shutdown {ORPHAN_SHIM_EXIT:?} after a failed Create; \
+                         the shim exits"
+                    );
+                    exit.signal();
+                }
+            });
+    }
+
     pub fn new(namespace: &str, events: Events, exit: Arc<ExitSignal>) -> Service {
         let svc = Service {
             namespace: namespace.to_string(),
@@ -418,6 +447,16 @@ impl Service {
                 &mounted,
             )
         })?;
+        // Recorded before the partition exists too: a shim killed inside the
+        // pedestal's create leaves a record (the mount, the directory) for the
+        // `delete` action, and a full state dir fails here, before anything runs.
+        state::write(&dir, &record).map_err(|e| {
+            fail(
+                Error::Internal(format!("write the state of {id} in {}: {e}", dir.display())),
+                &dir,
+                &mounted,
+            )
+        })?;
         let workload = if spec.sandbox {
             Workload::Sandbox(Arc::new(Placeholder::new()))
         } else {
@@ -434,7 +473,7 @@ impl Service {
                 i.destroy();
             }
             return Err(fail(
-                Error::Internal(format!("write the state of {id}: {e}")),
+                Error::Internal(format!("write the state of {id} in {}: {e}", dir.display())),
                 &dir,
                 &mounted,
             ));
@@ -879,7 +918,16 @@ pub fn cleanup_lost_task(namespace: &str, id: &str, bundle: &Path) -> api::Delet
                         log::warn!("{id}: {p}");
                     }
                 }
-                Err(e) => log::debug!("{id}: no state to clean up in {}: {e}", dir.display()),
+                Err(e) => {
+                    log::debug!("{id}: no state to clean up in {}: {e}", dir.display());
+                    // A directory without a readable record was being made when
+                    // the shim died: nothing of it names a partition yet.
+                    if dir.exists() {
+                        if let Err(e) = std::fs::remove_dir_all(&dir) {
+                            log::warn!("{id}: remove {}: {e}", dir.display());
+                        }
+                    }
+                }
             }
         }
         Err(e) => log::warn!("{id}: cannot read the micrun config to clean up: {e}"),
@@ -900,9 +948,10 @@ impl containerd_shim::Task for Service {
     ) -> TtrpcResult<api::CreateTaskResponse> {
         log::info!("create {} (bundle {})", req.id, req.bundle);
         let mut chosen = None;
-        let pid = self
-            .do_create(&req, &mut chosen)
-            .map_err(|e| on_pedestal("create", &req.id, &e, chosen.as_ref()))?;
+        let pid = self.do_create(&req, &mut chosen).map_err(|e| {
+            self.exit_if_still_empty();
+            on_pedestal("create", &req.id, &e, chosen.as_ref())
+        })?;
         Ok(api::CreateTaskResponse {
             pid,
             ..Default::default()

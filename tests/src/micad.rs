@@ -21,7 +21,7 @@
 //! first reads its own output back until someone opens the console raw.
 //!
 //! Knobs for failure tests: [`Fault`]s per operation (answer `MICA-FAILED` with a
-//! text, or never answer), a delay before the console appears, and
+//! text, never answer, die mid-exchange, or answer garbage), a delay before the console appears, and
 //! [`MicadEmulator::stop`] / [`MicadEmulator::restart`] (micad dies or restarts
 //! while the partitions keep running). Every request is recorded. Dropping the
 //! emulator kills and reaps every firmware process and removes its sockets and
@@ -229,6 +229,12 @@ pub enum Fault {
     /// Read the request, then never answer (the connection stays open until the
     /// emulator is dropped).
     Hang,
+    /// Read the request, then die: the connection closes unanswered and the
+    /// emulator stops serving and removes its sockets, as a crashed micad leaves
+    /// it ([`MicadEmulator::restart`] brings it back).
+    Die,
+    /// Answer these bytes (neither marker) and close the connection.
+    Garbage(Vec<u8>),
 }
 
 /// How the emulator behaves.
@@ -311,6 +317,8 @@ struct State {
     orphans: Vec<Partition>,
     /// Connections of hung exchanges.
     held: Vec<UnixStream>,
+    /// A [`Fault::Die`] took an exchange: the server loop ends.
+    died: bool,
 }
 
 #[derive(Debug)]
@@ -358,6 +366,7 @@ impl MicadEmulator {
             instances: BTreeMap::new(),
             orphans: Vec::new(),
             held: Vec::new(),
+            died: false,
         }));
         let mut emu = MicadEmulator {
             dir: dir.to_path_buf(),
@@ -467,7 +476,7 @@ impl MicadEmulator {
 
     /// Whether it listens (not stopped).
     pub fn is_listening(&self) -> bool {
-        self.server.is_some()
+        self.server.is_some() && !self.lock().died
     }
 
     /// micad dies: its sockets go, the partitions keep running without their
@@ -493,6 +502,7 @@ impl MicadEmulator {
     /// instance.
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
+        self.lock().died = false;
         self.listen()
     }
 }
@@ -660,6 +670,9 @@ fn serve(
             });
         }
         listeners.extend(added.into_iter().map(|(n, p, l)| (Some(n), p, l)));
+        if lock().died {
+            break;
+        }
         lock().make_due_links();
     }
     for (_, path, _) in listeners {
@@ -712,6 +725,16 @@ impl State {
                 if let Ok(held) = stream.try_clone() {
                     self.held.push(held);
                 }
+                true
+            }
+            Some(Fault::Die) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                self.died = true;
+                true
+            }
+            Some(Fault::Garbage(bytes)) => {
+                let _ = stream.write_all(bytes);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
                 true
             }
         }
