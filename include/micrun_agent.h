@@ -75,6 +75,8 @@ typedef struct micrun_agent_config {
   // `micrun_agent_write_exec` and end it with `micrun_agent_exec_exit`, now
   // or later. Return false for an unknown command: the exec ends with 127.
   // NULL: the application has no commands, and every exec ends with 127.
+  // Called only when the library is built with the `exec` feature (without
+  // it the host is not offered exec).
   bool (*on_exec)(void *ctx, int argc, const char *const *argv);
   // A signal for the running exec (9: its caller gave up, e.g. an exec
   // probe's timeout): end it with `micrun_agent_exec_exit` (e.g. 128 + signo).

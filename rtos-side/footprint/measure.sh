@@ -9,8 +9,10 @@
 # For the default configuration Agent<_, 256, 1024, 512>, each path's agent share
 # (agent firmware minus its baseline) must be within its BUDGETS entry: flash
 # (vector table + .text + .rodata + .ARM.exidx + .data initialisers) and
-# static RAM (.data + .bss) once the console rings (3 x OUT +
-# IN: the stdout, stderr and exec output rings and the stdin ring) are taken off.
+# static RAM (.data + .bss) once the console rings (2 x OUT + IN: the stdout and
+# stderr output rings and the stdin ring; with exec 3 x OUT + IN) are taken off.
+# The default configuration has no exec (micrun-rtos's `exec` feature); the same
+# probes with it are measured too and the feature's cost reported on its own line.
 # The C link must take memcpy/memmove/memset from the C library, with the archive
 # before it and after it on the link line.
 #
@@ -62,6 +64,8 @@ cp "$target_dir/$target/release/baseline" "$out/baseline.elf"
 cp "$target_dir/$target/release/agent" "$out/agent-default.elf"
 build --features small
 cp "$target_dir/$target/release/agent" "$out/agent-small.elf"
+build --features exec
+cp "$target_dir/$target/release/agent" "$out/agent-exec.elf"
 # The same probe for RISC-V, reported beside (no budget of its own).
 rv=riscv32imac-unknown-none-elf
 echo "+ cargo build --release --manifest-path $manifest --target $rv" >&2
@@ -85,6 +89,9 @@ if ! command -v "$cc" >/dev/null; then
     echo "measure.sh: $cc not found; install Debian's gcc-arm-none-eabi and libnewlib-arm-none-eabi (.ci/setup)" >&2
     exit 2
 fi
+echo "+ rtos-side/staticlib.sh $target --features exec" >&2
+lib=$(rtos-side/staticlib.sh "$target" --features exec) || exit 2
+cp "$lib" "$out/libmicrun_rtos-exec.a"
 echo "+ rtos-side/staticlib.sh $target" >&2
 lib=$(rtos-side/staticlib.sh "$target") || exit 2
 cflags=(-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -flto
@@ -103,6 +110,8 @@ ccbuild "$out/c-baseline.log" "$fw" -o "$out/c-baseline.elf"
 # The archive before the C library (gcc adds -lc at the end) and after it.
 ccbuild "$out/c-agent.log" -DMICRUN_FP_AGENT "$fw" "$lib" "${trace[@]}" -o "$out/c-agent.elf"
 ccbuild "$out/c-agent-last.log" -DMICRUN_FP_AGENT "$fw" -lc "$lib" "${trace[@]}" -o "$out/c-agent-last.elf"
+ccbuild "$out/c-agent-exec.log" -DMICRUN_FP_AGENT -DMICRUN_FP_EXEC "$fw" "$out/libmicrun_rtos-exec.a" \
+    -o "$out/c-agent-exec.elf"
 
 exec python3 - "$out" "$write_docs" "$attribute" "$root/docs/footprint.md" <<'PY'
 import re
@@ -113,16 +122,17 @@ out, write_docs, attribute, docs_path = sys.argv[1], sys.argv[2] == "1", sys.arg
 
 # Agent share, default configuration: flash (everything in flash) and static RAM
 # excluding the console rings. The issue's target is 6144 / 512 on both paths;
-# these are the round figures met today (docs/footprint.md says what is left).
-BUDGETS = {"Rust probe": (8192, 1024), "C path": (9728, 1024)}
+# these are the smallest round figures met today (docs/footprint.md says what is left).
+BUDGETS = {"Rust probe": (7680, 1024), "C path": (8704, 1024)}
 AGENT_SYMBOL = "MICRUN_AGENT"
 C_AGENT_SYMBOL = "micrun_rtos::capi::SLOT"
 
-# (label, file, (FRAME, OUT, IN) or None for the baseline)
+# (label, file, (FRAME, OUT, IN, output rings) or None for the baseline)
 CONFIGS = [
     ("baseline (no agent)", "baseline.elf", None),
-    ("default `Agent<Uart, 256, 1024, 512>`", "agent-default.elf", (256, 1024, 512)),
-    ("small `Agent<Uart, 128, 256, 128>`", "agent-small.elf", (128, 256, 128)),
+    ("default `Agent<Uart, 256, 1024, 512>`", "agent-default.elf", (256, 1024, 512, 2)),
+    ("small `Agent<Uart, 128, 256, 128>`", "agent-small.elf", (128, 256, 128, 2)),
+    ("default + `exec` feature", "agent-exec.elf", (256, 1024, 512, 3)),
 ]
 
 
@@ -295,7 +305,7 @@ def measure(label, fname, cfg, agent_symbol=AGENT_SYMBOL):
     text, rodata = elf.size(".text"), elf.size(".rodata")
     data, bss = elf.size(".data"), elf.size(".bss")
     vectors, exidx = elf.size(".vector_table"), elf.size(".ARM.exidx")
-    rings = 3 * cfg[1] + cfg[2] if cfg else 0
+    rings = cfg[3] * cfg[1] + cfg[2] if cfg else 0
     ram = data + bss
     m = dict(label=label, elf=elf, cfg=cfg, text=text, rodata=rodata, data=data, bss=bss,
              vectors=vectors, exidx=exidx, text_rodata=text + rodata,
@@ -319,19 +329,21 @@ def measure(label, fname, cfg, agent_symbol=AGENT_SYMBOL):
 results = [measure(*c) for c in CONFIGS]
 base = results[0]
 c_base = measure("C baseline (no agent)", "c-baseline.elf", None)
-c_agent = measure("C firmware + `capi` static library (default)", "c-agent.elf", (256, 1024, 512),
+c_agent = measure("C firmware + `capi` static library (default)", "c-agent.elf", (256, 1024, 512, 2),
                   C_AGENT_SYMBOL)
-c_last = measure("same, archive after -lc", "c-agent-last.elf", (256, 1024, 512), C_AGENT_SYMBOL)
+c_last = measure("same, archive after -lc", "c-agent-last.elf", (256, 1024, 512, 2), C_AGENT_SYMBOL)
+c_exec = measure("C firmware + `capi` static library with `exec`", "c-agent-exec.elf",
+                 (256, 1024, 512, 3), C_AGENT_SYMBOL)
 rv_base = measure("riscv32imac baseline (no agent)", "rv-baseline.elf", None)
 rv_agent = measure("riscv32imac default `Agent<Uart, 256, 1024, 512>`", "rv-agent-default.elf",
-                   (256, 1024, 512))
+                   (256, 1024, 512, 2))
 
 
 def share(m, b):
     return m["flash"] - b["flash"], m["ram_ex"] - b["ram_ex"]
 
 rows = [
-    "| configuration | .text | .rodata | .data | flash total¹ | static RAM (.data+.bss) | console rings (3×OUT+IN) | RAM excl. rings | agent share: flash / RAM excl. rings² |",
+    "| configuration | .text | .rodata | .data | flash total¹ | static RAM (.data+.bss) | console rings (2 or 3×OUT+IN) | RAM excl. rings | agent share: flash / RAM excl. rings² |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 
@@ -344,7 +356,7 @@ def row(m, b):
 
 rows += [row(m, base) for m in results] + [row(m, rv_base) for m in (rv_base, rv_agent)]
 table = "\n".join(rows)
-c_rows = rows[:2] + [row(m, c_base) for m in (c_base, c_agent, c_last)]
+c_rows = rows[:2] + [row(m, c_base) for m in (c_base, c_agent, c_last, c_exec)]
 c_table = "\n".join(c_rows)
 notes = (
     "¹ vector table + .text + .rodata + .ARM.exidx + .data initializers: everything in flash.  \n"
@@ -354,6 +366,13 @@ notes = (
 d = results[1]
 rust_flash, rust_ram = share(d, base)
 c_flash, c_ram = share(c_agent, c_base)
+# The exec feature's cost: the probe with exec minus the default probe.
+exec_line = "\n".join(
+    f"- {path}: +{ef - df} B of flash, +{er - dr} B of RAM excluding rings, "
+    f"+{m['rings'] - dm['rings']} B for the exec output ring"
+    for path, m, dm, (ef, er), (df, dr) in (
+        ("Rust probe", results[3], d, share(results[3], base), (rust_flash, rust_ram)),
+        ("C path", c_exec, c_agent, share(c_exec, c_base), (c_flash, c_ram))))
 anchors = "\n".join([
     "| implementation | flash | RAM |",
     "|---|---:|---:|",
@@ -385,6 +404,9 @@ print(c_table)
 print()
 print(notes)
 print()
+print("exec feature (default + exec minus default):")
+print(exec_line)
+print()
 print(anchors)
 print()
 
@@ -402,7 +424,7 @@ print()
 
 # Cross-check of the RAM figure against the agent's own symbol.
 checks_ok = True
-for m in results[1:] + [rv_agent, c_agent]:
+for m in results[1:] + [rv_agent, c_agent, c_exec]:
     a = m["agent_sym"]
     padding = m["ram"] - a["size"] - m["other_static"]
     ok = a["section"] == ".bss" and a["size"] >= m["rings"] and 0 <= padding < 8
@@ -512,6 +534,8 @@ if write_docs:
                        + ("**within budget**" if val <= lim else f"**over by {val - lim} B**"))
     body = ("Rust probe:\n\n" + table + "\n\nC path (`c/fw.c`, arm-none-eabi-gcc, newlib):\n\n"
             + c_table + "\n\n" + notes
+            + "\n\nThe `exec` feature's cost (the probe with exec minus the default probe):\n\n"
+            + exec_line
             + "\n\nBudget (default configuration, agent share, both paths):\n\n"
             + "\n".join(verdict) + "\n\nBeside the published anchors (reference/mica.md):\n\n"
             + anchors)

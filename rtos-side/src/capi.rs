@@ -7,8 +7,10 @@
 //! [`micrun_agent_write`]. An application with commands sets `on_exec`: the host
 //! then runs them (`kubectl exec`, exec probes, `ctr task exec`; protocol 1.2),
 //! and the application writes their output with [`micrun_agent_write_exec`] and
-//! ends each with [`micrun_agent_exec_exit`]. Without `on_exec` every exec ends
-//! at once with 127 ("command not found"). Build the static library with
+//! ends each with [`micrun_agent_exec_exit`] (the `exec` feature: without it the
+//! agent does not offer exec to the host, and those two return
+//! [`MICRUN_AGENT_ESRCH`]). Without `on_exec` every exec ends at once with 127
+//! ("command not found"). Build the static library with
 //! `rtos-side/staticlib.sh <target>` (`cargo rustc -p micrun-rtos --release
 //! --target <t> --features capi,panic-handler --crate-type staticlib`, then the
 //! archive's copies of `memcpy`, `memset`, … made local, so that the firmware
@@ -28,9 +30,12 @@ use core::cell::{Cell, UnsafeCell};
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::mem::MaybeUninit;
 
+#[cfg(feature = "exec")]
 use micrun_proto::msg::MAX_ARGV;
 
-use crate::{Agent, AgentInfo, App, Args, ExitReason, Link, LogLevel, Stats};
+#[cfg(feature = "exec")]
+use crate::Args;
+use crate::{Agent, AgentInfo, App, ExitReason, Link, LogLevel, Stats};
 
 /// Success.
 pub const MICRUN_AGENT_OK: i32 = 0;
@@ -93,6 +98,8 @@ pub struct micrun_agent_config {
     /// `micrun_agent_write_exec` and end it with `micrun_agent_exec_exit`, now
     /// or later. Return false for an unknown command: the exec ends with 127.
     /// NULL: the application has no commands, and every exec ends with 127.
+    /// Called only when the library is built with the `exec` feature (without
+    /// it the host is not offered exec).
     pub on_exec: Option<
         unsafe extern "C" fn(ctx: *mut c_void, argc: c_int, argv: *const *const c_char) -> bool,
     >,
@@ -130,14 +137,21 @@ struct Deferred {
     resize: Option<(u16, u16)>,
     stats_cb: Option<unsafe extern "C" fn(*mut c_void, *mut micrun_stats)>,
     ctx: usize,
+    #[cfg(feature = "exec")]
+    exec: DeferredExec,
+}
+
+/// The exec hook calls recorded during `Agent::poll`.
+#[cfg(feature = "exec")]
+struct DeferredExec {
     /// Whether the application has an exec hook (else execs end with 127 at once).
-    exec_hook: bool,
+    hook: bool,
     /// An exec started: its arguments (wire form, `argv[..argv_len]`) for the hook.
-    exec: bool,
+    started: bool,
     argv: [u8; MAX_ARGV],
     argv_len: usize,
-    exec_signals: [u8; 2],
-    nexec_signals: usize,
+    signals: [u8; 2],
+    nsignals: usize,
 }
 
 impl Default for Deferred {
@@ -149,12 +163,15 @@ impl Default for Deferred {
             resize: None,
             stats_cb: None,
             ctx: 0,
-            exec_hook: false,
-            exec: false,
-            argv: [0; MAX_ARGV],
-            argv_len: 0,
-            exec_signals: [0; 2],
-            nexec_signals: 0,
+            #[cfg(feature = "exec")]
+            exec: DeferredExec {
+                hook: false,
+                started: false,
+                argv: [0; MAX_ARGV],
+                argv_len: 0,
+                signals: [0; 2],
+                nsignals: 0,
+            },
         }
     }
 }
@@ -172,24 +189,28 @@ impl App for Deferred {
     fn resize(&mut self, rows: u16, cols: u16) {
         self.resize = Some((rows, cols));
     }
+    #[cfg(feature = "exec")]
     fn exec(&mut self, args: Args<'_>) -> bool {
-        if !self.exec_hook {
+        let e = &mut self.exec;
+        if !e.hook {
             return false;
         }
         // A new start replaces one not yet handed over (the host starts one at
         // a time, so that one has ended on its side).
         let raw = args.as_bytes();
         let n = raw.len().min(MAX_ARGV);
-        self.argv[..n].copy_from_slice(&raw[..n]);
-        self.argv_len = n;
-        self.exec = true;
-        self.nexec_signals = 0;
+        e.argv[..n].copy_from_slice(&raw[..n]);
+        e.argv_len = n;
+        e.started = true;
+        e.nsignals = 0;
         true
     }
+    #[cfg(feature = "exec")]
     fn exec_signal(&mut self, signo: u8) {
-        if self.nexec_signals < self.exec_signals.len() {
-            self.exec_signals[self.nexec_signals] = signo;
-            self.nexec_signals += 1;
+        let e = &mut self.exec;
+        if e.nsignals < e.signals.len() {
+            e.signals[e.nsignals] = signo;
+            e.nsignals += 1;
         }
     }
     fn stats(&mut self, uptime_ms: u64) -> Stats {
@@ -379,7 +400,10 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
     let polled = with_agent(|a, cfg| {
         d.stats_cb = cfg.on_stats;
         d.ctx = cfg.ctx as usize;
-        d.exec_hook = cfg.on_exec.is_some();
+        #[cfg(feature = "exec")]
+        {
+            d.exec.hook = cfg.on_exec.is_some();
+        }
         a.poll(now_ms, &mut d);
         a.poll_timeout()
     });
@@ -402,32 +426,8 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
     if let (Some(cb), Some((r, c))) = (cfg.on_resize, d.resize) {
         unsafe { cb(ctx, r, c) };
     }
-    if let (Some(cb), true) = (cfg.on_exec, d.exec) {
-        // argv[] over the arguments in place (each ends in its NUL), then NULL.
-        // Every argument has its NUL, so there are at most MAX_ARGV of them.
-        let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
-        let mut argc = 0;
-        let mut arg = d.argv.as_ptr();
-        for (i, &b) in d.argv.iter().enumerate().take(d.argv_len) {
-            if b == 0 {
-                if let Some(p) = ptrs.get_mut(argc) {
-                    *p = arg.cast();
-                }
-                argc += 1;
-                arg = d.argv.as_ptr().wrapping_add(i + 1);
-            }
-        }
-        if !unsafe { cb(ctx, argc as c_int, ptrs.as_ptr()) } {
-            let _ = with_agent(|a, _| a.exec_exit(127));
-        }
-    }
-    if let Some(cb) = cfg.on_exec_signal {
-        for &s in d.exec_signals.iter().take(d.nexec_signals) {
-            if with_agent(|a, _| a.exec_running()) == Ok(true) {
-                unsafe { cb(ctx, s) };
-            }
-        }
-    }
+    #[cfg(feature = "exec")]
+    replay_exec(cfg, &d.exec);
     loop {
         ninput = with_agent(|a, _| a.read_stdin(&mut input)).unwrap_or(0);
         if ninput == 0 {
@@ -438,6 +438,42 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
         }
     }
     next.unwrap_or(u64::MAX)
+}
+
+/// Calls the exec hooks recorded during a poll (`on_exec` with `argv[]` over
+/// the arguments in place, then `on_exec_signal`), the agent released.
+#[cfg(feature = "exec")]
+#[inline(always)]
+fn replay_exec(cfg: &micrun_agent_config, e: &DeferredExec) {
+    let ctx = cfg.ctx;
+    // SAFETY (all callbacks below): valid per the config contract; no reference
+    // into the agent is live, so they may call back in.
+    if let (Some(cb), true) = (cfg.on_exec, e.started) {
+        // argv[] over the arguments in place (each ends in its NUL), then NULL.
+        // Every argument has its NUL, so there are at most MAX_ARGV of them.
+        let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
+        let mut argc = 0;
+        let mut arg = e.argv.as_ptr();
+        for (i, &b) in e.argv.iter().enumerate().take(e.argv_len) {
+            if b == 0 {
+                if let Some(p) = ptrs.get_mut(argc) {
+                    *p = arg.cast();
+                }
+                argc += 1;
+                arg = e.argv.as_ptr().wrapping_add(i + 1);
+            }
+        }
+        if !unsafe { cb(ctx, argc as c_int, ptrs.as_ptr()) } {
+            let _ = with_agent(|a, _| a.exec_exit(127));
+        }
+    }
+    if let Some(cb) = cfg.on_exec_signal {
+        for &s in e.signals.iter().take(e.nsignals) {
+            if with_agent(|a, _| a.exec_running()) == Ok(true) {
+                unsafe { cb(ctx, s) };
+            }
+        }
+    }
 }
 
 /// Queues console output on `stream` (`MICRUN_STDOUT` or `MICRUN_STDERR`).

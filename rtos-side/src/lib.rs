@@ -23,6 +23,10 @@
 //! [`Agent::write_exec`] and ends it with [`Agent::exec_exit`], at once or over
 //! later polls. One exec runs at a time; an application without commands keeps
 //! the default hook, and every exec then ends with 127 ("command not found").
+//! Exec is the `exec` cargo feature (on with `demo`): without it the agent does
+//! not advertise exec in the handshake, so the host refuses an exec with a clear
+//! error, the exec hooks are never called, and the agent is ≈ 1.2 KB of flash
+//! and one output ring smaller (docs/footprint.md).
 //!
 //! No allocator, no clock, no I/O of its own: the board supplies the [`Link`] and
 //! the time. The `capi` feature adds a C ABI (see [`capi`]) for C RTOSes; the
@@ -36,8 +40,8 @@ pub mod capi;
 #[cfg(feature = "demo")]
 pub mod demo;
 
+use micrun_proto::{features, LinkKind, RtosConfig, RtosEndpoint, RtosEvent};
 pub use micrun_proto::{ExitReason, LogLevel, ProtocolError, Stats, Stream};
-use micrun_proto::{LinkKind, RtosConfig, RtosEndpoint, RtosEvent};
 
 /// The byte link to the host.
 pub trait Link {
@@ -163,10 +167,12 @@ pub struct Agent<
     tx: [u8; FRAME],
     now: u64,
     exit: ExitState,
+    #[cfg(feature = "exec")]
     exec: ExecState,
 }
 
 /// The host's exec, as far as the agent knows.
+#[cfg(feature = "exec")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ExecState {
     Idle,
@@ -191,7 +197,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
             .field("endpoint", &self.ep)
             .field("now", &self.now)
             .field("exit", &self.exit)
-            .field("exec", &self.exec)
+            .field("exec", &self.exec_running())
             .finish_non_exhaustive()
     }
 }
@@ -215,11 +221,18 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
                 agent_version: AGENT_VERSION,
                 os: info.os,
                 board: info.board,
+                // Also when micrun-proto has exec for another crate of the build.
+                features: if cfg!(feature = "exec") {
+                    features::ALL
+                } else {
+                    features::ALL & !features::EXEC
+                },
                 ..RtosConfig::default()
             }),
             tx: [0; FRAME],
             now: 0,
             exit: ExitState::Running,
+            #[cfg(feature = "exec")]
             exec: ExecState::Idle,
         }
     }
@@ -253,7 +266,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Queues output of the running exec; returns how many bytes fit (0 when
     /// no exec runs).
     pub fn write_exec(&mut self, data: &[u8]) -> usize {
-        if self.exec != ExecState::Running {
+        if !self.exec_running() {
             return 0;
         }
         self.ep.write(Stream::Exec, data)
@@ -262,11 +275,16 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Whether an exec is running (started and not yet ended by
     /// [`Agent::exec_exit`]).
     pub fn exec_running(&self) -> bool {
-        self.exec == ExecState::Running
+        #[cfg(feature = "exec")]
+        return self.exec == ExecState::Running;
+        #[cfg(not(feature = "exec"))]
+        false
     }
 
     /// Ends the running exec with `code`; the report follows all its output.
     pub fn exec_exit(&mut self, code: i32) {
+        let _ = code;
+        #[cfg(feature = "exec")]
         if self.exec == ExecState::Running {
             self.exec = ExecState::Ending(code);
             self.queue_reports();
@@ -281,6 +299,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
                 self.exit = ExitState::Queued;
             }
         }
+        #[cfg(feature = "exec")]
         if let ExecState::Ending(code) = self.exec {
             if self.ep.send_exec_exited(code) {
                 self.exec = ExecState::Idle;
@@ -352,6 +371,13 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
                     let stats = app.stats(now_ms);
                     self.ep.send_stats(stats);
                 }
+                #[cfg(not(feature = "exec"))]
+                RtosEvent::Exec { .. } => {
+                    // Only when micrun-proto has exec for another crate of the
+                    // build and a host ignored the features of the handshake.
+                    self.ep.send_exec_exited(127);
+                }
+                #[cfg(feature = "exec")]
                 RtosEvent::Exec { .. } => {
                     // The host starts one exec at a time; a new one replaces
                     // whatever this side still believed was running.
@@ -361,7 +387,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
                     }
                 }
                 RtosEvent::ExecSignal { signo, .. } => {
-                    if self.exec == ExecState::Running {
+                    if self.exec_running() {
                         app.exec_signal(signo);
                     }
                 }
@@ -378,5 +404,76 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
         while let Some(n) = self.ep.poll_transmit(now_ms, &mut self.tx) {
             self.link.write(&self.tx[..n]);
         }
+    }
+}
+
+/// The agent without the `exec` feature: the handshake does not offer exec, so
+/// the host refuses one. Run with `cargo test -p micrun-rtos` (no features);
+/// also holds when micrun-proto has exec for another crate of the build.
+#[cfg(all(test, not(feature = "exec")))]
+mod no_exec_tests {
+    use super::*;
+    use micrun_proto::frame::{self, Header, HEADER_LEN};
+    use micrun_proto::msg::{Hello, PROTOCOL_VERSION};
+    use micrun_proto::{HostMsg, RtosMsg};
+
+    /// A message link: one frame per read and per write.
+    #[derive(Default)]
+    struct Frames {
+        rx: Vec<Vec<u8>>,
+        tx: Vec<Vec<u8>>,
+    }
+
+    impl Link for Frames {
+        fn read(&mut self, buf: &mut [u8]) -> usize {
+            let Some(f) = self.rx.pop() else { return 0 };
+            buf[..f.len()].copy_from_slice(&f);
+            f.len()
+        }
+        fn write(&mut self, data: &[u8]) {
+            self.tx.push(data.to_vec());
+        }
+    }
+
+    struct NoApp;
+    impl App for NoApp {}
+
+    #[test]
+    fn hello_ack_does_not_offer_exec() {
+        let mut agent: Agent<Frames> = Agent::with_link_kind(
+            Frames::default(),
+            AgentInfo {
+                os: "t",
+                board: "b",
+            },
+            LinkKind::Message,
+        );
+        let mut hello = [0u8; 64];
+        frame::write_header(&mut hello, Header { seq: None, ack: 0 });
+        let msg = HostMsg::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            features: features::ALL,
+            max_frame: 496,
+            session: 1,
+        });
+        let n = msg.encode(&mut hello[HEADER_LEN..]).unwrap();
+        let len = frame::seal(&mut hello, HEADER_LEN + n);
+        agent.link().rx.push(hello[..len].to_vec());
+        agent.poll(1, &mut NoApp);
+        assert!(agent.is_connected());
+        let acks: Vec<_> = agent
+            .link()
+            .tx
+            .iter()
+            .filter_map(|f| match RtosMsg::decode(frame::open(f).ok()?.1) {
+                Ok(RtosMsg::HelloAck(a)) => Some(a.features),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks.len(), 1, "one HelloAck");
+        assert_eq!(acks[0] & features::EXEC, 0, "exec offered");
+        assert_eq!(acks[0], features::ALL & !features::EXEC);
+        assert!(!agent.exec_running());
+        assert_eq!(agent.write_exec(b"x"), 0);
     }
 }

@@ -19,7 +19,7 @@ use micrun_tests::{repo_root, FdLink, HostSession, TempDir};
 const T: Duration = Duration::from_secs(20);
 
 /// `libmicrun_rtos.a` for this host: `cargo rustc --crate-type staticlib` with
-/// the `capi` and `panic-handler` features, `panic = "abort"`, in a target dir
+/// the `capi`, `panic-handler` and `exec` features, `panic = "abort"`, in a target dir
 /// of its own.
 fn agent_staticlib() -> PathBuf {
     let root = repo_root();
@@ -33,7 +33,7 @@ fn agent_staticlib() -> PathBuf {
                 "-p",
                 "micrun-rtos",
                 "--features",
-                "capi,panic-handler",
+                "capi,panic-handler,exec",
                 "--crate-type",
                 "staticlib",
                 "--config",

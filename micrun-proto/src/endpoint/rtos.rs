@@ -48,7 +48,11 @@ impl Default for RtosConfig {
     fn default() -> Self {
         Self {
             link: LinkKind::Stream,
-            features: features::ALL,
+            features: if cfg!(feature = "rtos-exec") {
+                features::ALL
+            } else {
+                features::ALL & !features::EXEC
+            },
             rto_initial_ms: 100,
             rto_max_ms: 2000,
             agent_version: "",
@@ -160,13 +164,17 @@ pub(crate) struct Extra {
     /// it. (The host starts the next only after this one's `ExecExited`, whose
     /// acknowledgement comes with or before that start, so a queued report
     /// never takes the next exec's number.)
+    #[cfg(feature = "rtos-exec")]
     exec: u32,
 }
 
 impl Role for RtosRole {
     type Ctrl = RtosCtrl;
     type Extra = Extra;
+    #[cfg(feature = "rtos-exec")]
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
+    #[cfg(not(feature = "rtos-exec"))]
+    const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
     const RX: &'static [Stream] = &[Stream::Stdin];
 
     fn encode_ctrl(c: &RtosCtrl, extra: &Extra, buf: &mut [u8]) -> Result<usize, CodecError> {
@@ -182,7 +190,10 @@ impl Role for RtosRole {
             // table and the validator into every agent).
             RtosCtrl::Log(level) => return encode_log(*level, &extra.bytes, buf),
             RtosCtrl::ExecExited(code) => RtosMsg::ExecExited {
+                #[cfg(feature = "rtos-exec")]
                 exec: extra.exec,
+                #[cfg(not(feature = "rtos-exec"))]
+                exec: 0,
                 code: *code,
             },
         }
@@ -201,6 +212,9 @@ impl Role for RtosRole {
         matches!(c, RtosCtrl::Exited(..) | RtosCtrl::ExecExited(..))
     }
 }
+
+/// Output streams: stdout, stderr and (with exec) the exec's output.
+const NTX: usize = if cfg!(feature = "rtos-exec") { 3 } else { 2 };
 
 /// Events waiting for the application; a full queue holds back further sequenced
 /// input (the host retransmits), so nothing is lost.
@@ -251,7 +265,7 @@ pub struct RtosEndpoint<
 struct Core<const OUT: usize, const IN: usize, const W: usize> {
     cfg: Setup,
     state: RtosState,
-    session: Session<RtosRole, 3, OUT, 1, IN, 4, W>,
+    session: Session<RtosRole, NTX, OUT, 1, IN, 4, W>,
     events: Queue<RtosEvent, EVENTS>,
     session_id: u32,
     max_frame: u16,
@@ -273,6 +287,7 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
 
 /// Where the arguments of the last `ExecStart` are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "rtos-exec"), allow(dead_code))]
 enum Argv {
     /// Not held (the storage may carry a log line).
     Free,
@@ -442,6 +457,9 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// Reports the end of the current exec. It reaches the host after every
     /// byte written to [`Stream::Exec`] before it. `false` when the queue is full.
     pub fn send_exec_exited(&mut self, code: i32) -> bool {
+        if !cfg!(feature = "rtos-exec") {
+            return false;
+        }
         self.core.session.queue_ctrl(RtosCtrl::ExecExited(code))
     }
 
@@ -587,7 +605,10 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
     /// Whether an in-order `msg` can be taken now: an `ExecStart` needs the
     /// extra storage, which a log line in flight or unread arguments hold.
     fn can_take(&self, msg: &HostMsg<'_>, seq: u8) -> bool {
-        if !matches!(msg, HostMsg::ExecStart { .. }) || !self.session.expects(seq) {
+        if !cfg!(feature = "rtos-exec")
+            || !matches!(msg, HostMsg::ExecStart { .. })
+            || !self.session.expects(seq)
+        {
             return true;
         }
         self.argv == Argv::Free && !self.session.ctrl_queued(|c| matches!(c, RtosCtrl::Log(_)))
@@ -673,6 +694,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
                 self.session.add_credit(stream, bytes);
                 return;
             }
+            #[cfg(feature = "rtos-exec")]
             HostMsg::ExecStart { exec, argv } => {
                 let extra = &mut self.session.extra;
                 extra.bytes.clear();
@@ -682,7 +704,15 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
                 self.argv = Argv::Queued;
                 RtosEvent::Exec { exec }
             }
+            #[cfg(feature = "rtos-exec")]
             HostMsg::ExecSignal { exec, signo } => RtosEvent::ExecSignal { exec, signo },
+            // Without exec the agent does not advertise `features::EXEC`, so a
+            // host sends neither.
+            #[cfg(not(feature = "rtos-exec"))]
+            HostMsg::ExecStart { .. } | HostMsg::ExecSignal { .. } => {
+                bump(&mut self.session.counters.unexpected);
+                return;
+            }
             HostMsg::Hello(_) | HostMsg::Ping { .. } => {
                 bump(&mut self.session.counters.unexpected);
                 return;

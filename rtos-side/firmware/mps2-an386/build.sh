@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the mps2-an386 (Cortex-M4) C application on the micrun agent's C ABI:
 # the agent as a static library (rtos-side/staticlib.sh: features capi +
-# panic-handler, for thumbv7em-none-eabihf), then Debian's arm-none-eabi-gcc with
+# panic-handler, plus exec: the application has commands; for
+# thumbv7em-none-eabihf), then Debian's arm-none-eabi-gcc with
 # newlib.
 #
 # Usage: rtos-side/firmware/mps2-an386/build.sh OUT.elf
@@ -14,7 +15,7 @@ root=$(cd "$here/../../.." && pwd)
 
 # The agent's static library, its memory routines made local (staticlib.sh says
 # why): newlib's memcpy/memset are the ones linked.
-lib=$(bash "$root/rtos-side/staticlib.sh" thumbv7em-none-eabihf)
+lib=$(bash "$root/rtos-side/staticlib.sh" thumbv7em-none-eabihf --features exec)
 
 arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 \
     -Os -g -std=c11 -Wall -Wextra -Werror -ffunction-sections -fdata-sections \

@@ -9,8 +9,9 @@
  *     library's memcpy/memmove/memset with run-time lengths;
  *   - with MICRUN_FP_AGENT: the same runtime, UART, clock and C library use,
  *     driving the agent: handshake, console output (stdout, stderr) and input,
- *     stats, stop, exit, log, and exec (a command with output and an exit code,
- *     a signal ending it): everything the Rust probe (src/agent.rs) uses.
+ *     stats, stop, exit, log, and with MICRUN_FP_EXEC (the library built with
+ *     the `exec` feature) exec (a command with output and an exit code, a
+ *     signal ending it): everything the Rust probe (src/agent.rs) uses.
  * agent - baseline is what the agent costs a C firmware.
  *
  * The devices are the Rust probe's (src/hw.rs): UART data at 0x4000_C000,
@@ -161,6 +162,7 @@ static void on_stats(void *ctx, struct micrun_stats *out) {
     out->mem_total_kib = 64;
 }
 
+#ifdef MICRUN_FP_EXEC
 /* One command: anything starting with `e` ("echo"); the rest are unknown. */
 static bool on_exec(void *ctx, int argc, const char *const *argv) {
     struct app *app = ctx;
@@ -173,6 +175,7 @@ static bool on_exec(void *ctx, int argc, const char *const *argv) {
 static void on_exec_signal(void *ctx, uint8_t signo) {
     ((struct app *)ctx)->exec_signo = signo;
 }
+#endif
 
 int main(void) {
     static const uint8_t up[] = "footprint probe up\n";
@@ -186,8 +189,10 @@ int main(void) {
         .on_stop = on_stop,
         .on_input = on_input,
         .on_stats = on_stats,
+#ifdef MICRUN_FP_EXEC
         .on_exec = on_exec,
         .on_exec_signal = on_exec_signal,
+#endif
     };
     bool greeted = false;
     micrun_agent_init(&config);
@@ -203,6 +208,7 @@ int main(void) {
 
         if (micrun_agent_connected() && !greeted)
             greeted = micrun_agent_log(2, "probe connected") == MICRUN_AGENT_OK;
+#ifdef MICRUN_FP_EXEC
         /* The exec: its output, then its end (its argument count, or 128 + signo). */
         if (app.exec_argc > 0) {
             if (app.exec_signo != 0) {
@@ -213,6 +219,7 @@ int main(void) {
                 app.exec_argc = 0;
             }
         }
+#endif
         if (app.stop) {
             app.stop = false;
             micrun_agent_exit(143, MICRUN_EXIT_NORMAL);

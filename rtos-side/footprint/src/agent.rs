@@ -1,8 +1,10 @@
 //! Footprint probe: the baseline runtime driving `micrun_rtos::Agent` over the
 //! UART. The application exercises every agent API a real firmware uses, so none
 //! of it is optimized away: handshake, console output (stdout and stderr) and
-//! input, credits, retransmit timers, stats, stop, exit, log, and exec (a command
-//! with output and an exit code, a signal ending it).
+//! input, credits, retransmit timers, stats, stop, exit, log, and with the `exec`
+//! feature exec (a command with output and an exit code, a signal ending it).
+//! Without it the agent has no exec (micrun-rtos's `exec` feature off), as in the
+//! default configuration measured against the budget.
 //!
 //! The agent lives in a static (`MICRUN_AGENT`, in `.bss`), so its RAM counts as
 //! static RAM, the way a firmware would normally hold it; measure.sh cross-checks
@@ -17,11 +19,13 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
 use hw::{Clock, Uart};
-use micrun_rtos::{Agent, AgentInfo, App, Args, ExitReason, Link, LogLevel, Stats};
+#[cfg(feature = "exec")]
+use micrun_rtos::Args;
+use micrun_rtos::{Agent, AgentInfo, App, ExitReason, Link, LogLevel, Stats};
 
 /// Console buffer sizes: `FRAME` (receive and transmit frame buffers), `OUT`
-/// (stdout, stderr and exec output rings each) and `IN` (stdin ring). measure.sh
-/// subtracts the rings (3 × OUT + IN) from static RAM.
+/// (stdout, stderr and, with exec, exec output rings each) and `IN` (stdin
+/// ring). measure.sh subtracts the rings (2 or 3 × OUT + IN) from static RAM.
 #[cfg(not(feature = "small"))]
 type FwAgent = Agent<Uart, 256, 1024, 512>;
 /// The smallest supported frame.
@@ -65,8 +69,10 @@ static MICRUN_AGENT: Singleton<FwAgent> = Singleton(UnsafeCell::new(MaybeUninit:
 struct ProbeApp {
     stop: bool,
     /// An exec started with this many arguments; it runs from the main loop.
+    #[cfg(feature = "exec")]
     exec_argc: Option<usize>,
     /// A signal for the running exec.
+    #[cfg(feature = "exec")]
     exec_signo: u8,
 }
 
@@ -85,6 +91,7 @@ impl App for ProbeApp {
     }
 
     /// One command: anything starting with `e` ("echo"); the rest are unknown.
+    #[cfg(feature = "exec")]
     fn exec(&mut self, args: Args<'_>) -> bool {
         if args.as_bytes().first() != Some(&b'e') {
             return false;
@@ -94,6 +101,7 @@ impl App for ProbeApp {
         true
     }
 
+    #[cfg(feature = "exec")]
     fn exec_signal(&mut self, signo: u8) {
         self.exec_signo = signo;
     }
@@ -120,7 +128,9 @@ extern "C" fn fw_main() -> ! {
     };
     let mut app = ProbeApp {
         stop: false,
+        #[cfg(feature = "exec")]
         exec_argc: None,
+        #[cfg(feature = "exec")]
         exec_signo: 0,
     };
     let mut clock = Clock::new();
@@ -150,6 +160,7 @@ extern "C" fn fw_main() -> ! {
             }
         }
         // The exec: its output, then its end (its argument count, or 128 + signo).
+        #[cfg(feature = "exec")]
         if let Some(argc) = app.exec_argc {
             if app.exec_signo != 0 {
                 agent.exec_exit(128 + i32::from(app.exec_signo));
