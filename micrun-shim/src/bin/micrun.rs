@@ -6,8 +6,15 @@
 use argh::FromArgs;
 
 fn main() {
-    // `micrun ... | head`: end quietly at a closed pipe, as other CLI tools do
-    // (Rust ignores SIGPIPE, and println! would panic on the broken pipe).
+    // runc's command line (podman, conmon, CRI-O): `micrun [global flags] create ...`.
+    let raw: Vec<_> = std::env::args_os().skip(1).collect();
+    if let Some(code) = micrun_shim::cli::oci::dispatch(&raw) {
+        std::process::exit(code);
+    }
+    // `micrun image inspect ... | head`: end quietly at a closed pipe, as other CLI
+    // tools do (Rust ignores SIGPIPE, and println! would panic on the broken pipe).
+    // Not for the OCI runtime above: its monitor relays the console and must see
+    // EPIPE from a caller that went away, not die of the signal.
     // SAFETY: at the start of main, before any thread exists.
     let _ = unsafe {
         nix::sys::signal::signal(
@@ -15,11 +22,6 @@ fn main() {
             nix::sys::signal::SigHandler::SigDfl,
         )
     };
-    // runc's command line (podman, conmon, CRI-O): `micrun [global flags] create ...`.
-    let raw: Vec<_> = std::env::args_os().skip(1).collect();
-    if let Some(code) = micrun_shim::cli::oci::dispatch(&raw) {
-        std::process::exit(code);
-    }
     let args: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
         Ok(args) => args,
         Err(bad) => {
