@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use micrun_proto::{ExitReason, HostConfig, HostEvent, Stream};
-use micrun_tests::cbuild::run;
+use micrun_tests::cbuild::{build, run};
 use micrun_tests::{repo_root, FdLink, HostSession, TempDir};
 
 const T: Duration = Duration::from_secs(20);
@@ -24,7 +24,7 @@ const T: Duration = Duration::from_secs(20);
 fn agent_staticlib() -> PathBuf {
     let root = repo_root();
     let target_dir = root.join("target/agent-host");
-    run(
+    build(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args([
                 "rustc",
