@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use micrun_proto::{ExitReason, HostConfig, HostEvent, Stream};
-use micrun_tests::cbuild::{build, run};
+use micrun_tests::cbuild::build;
 use micrun_tests::{repo_root, FdLink, HostSession, TempDir};
 
 const T: Duration = Duration::from_secs(20);
