@@ -16,6 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use micrun_fuzz::{check_tx, seal};
 use micrun_proto::endpoint::transmit_buf_len;
 use micrun_proto::frame::{self, Deframer, MAX_FRAME};
 use micrun_proto::{
@@ -48,27 +49,6 @@ fn check_decoders(data: &[u8]) {
             let f = d.frame(len);
             assert!(f.len() >= frame::OVERHEAD && f.len() < frame::cobs_max_len(MAX_FRAME));
             let _ = frame::open(f);
-        }
-    }
-}
-
-/// Everything a driver does between inputs; `host` tells which decoder checks
-/// the transmitted payloads.
-fn check_tx(link: LinkKind, out: &[u8], host: bool) {
-    let mut raw = out.to_vec();
-    if link == LinkKind::Stream {
-        assert_eq!(raw.last(), Some(&0), "delimited");
-        assert!(!raw[..raw.len() - 1].contains(&0), "stuffed");
-        let n = frame::cobs_decode_in_place(&mut raw, out.len() - 1).expect("valid COBS");
-        raw.truncate(n);
-    }
-    assert!(raw.len() <= MAX_FRAME);
-    let (_, payload) = frame::open(&raw).expect("valid CRC");
-    if !payload.is_empty() {
-        if host {
-            assert!(HostMsg::decode(payload).is_ok());
-        } else {
-            assert!(RtosMsg::decode(payload).is_ok());
         }
     }
 }
@@ -124,28 +104,9 @@ fn drive_rtos(ep: &mut Rtos, link: LinkKind, now: u64) {
 fn seal_records(mut data: &[u8], link: LinkKind) -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
     while let [len, rest @ ..] = data {
-        let n = usize::from(*len)
-            .min(rest.len())
-            .min(MAX_FRAME - frame::CRC_LEN);
-        let mut raw = vec![0u8; n + frame::CRC_LEN];
-        raw[..n].copy_from_slice(&rest[..n]);
+        let n = usize::from(*len).min(rest.len());
+        frames.push(seal(&rest[..n], link));
         data = &rest[n..];
-        if n < frame::HEADER_LEN {
-            frames.push(raw[..n].to_vec()); // a runt, as is
-            continue;
-        }
-        let n = frame::seal(&mut raw, n);
-        frames.push(match link {
-            LinkKind::Message => raw,
-            LinkKind::Stream => {
-                let off = n / 254 + 1;
-                let mut wire = vec![0u8; off + frame::wire_len(n)];
-                wire[off..off + n].copy_from_slice(&raw);
-                let w = frame::cobs_encode_in_place(&mut wire, off, n);
-                wire.truncate(w);
-                wire
-            }
-        });
     }
     frames
 }
