@@ -24,7 +24,9 @@ use micrun_proto::{
     RtosEndpoint, Stats, Stream,
 };
 
+/// The console input ring (host → agent).
 const IN: usize = 64;
+/// Each console output ring (agent → host).
 const OUT: usize = 256;
 type Host = HostEndpoint<IN, OUT>;
 
@@ -252,11 +254,11 @@ fuzz_target!(|input: Input| {
         }
         // The invariants, after every step.
         for s in [Stream::Stdout, Stream::Stderr, Stream::Exec] {
-            assert!(host.readable(s) <= IN, "{s:?} ring over its size");
+            assert!(host.readable(s) <= OUT, "{s:?} ring over its size");
         }
-        assert!(host.stdin_free() <= OUT);
+        assert!(host.stdin_free() <= IN);
         assert!(
-            host.stdin_free() + host.stdin_unacked() <= OUT,
+            host.stdin_free() + host.stdin_unacked() <= IN,
             "free {} + unacked {} over the ring",
             host.stdin_free(),
             host.stdin_unacked()
