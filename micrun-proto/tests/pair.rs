@@ -1028,3 +1028,32 @@ fn no_exec_toward_an_agent_without_the_feature() {
         p.rtos_events.contains(&RtosEvent::StatsRequested)
     });
 }
+
+/// Found by fuzzing (tests/fuzz, rtos_endpoint): an agent that does not announce
+/// (`announce_interval_ms` 0) kept reporting its host-silence deadline as due after
+/// `handle_timeout` had marked the host silent, so a firmware sleeping until
+/// `poll_timeout` spun until the host spoke again.
+#[test]
+fn a_silent_host_leaves_no_timer_due_on_an_agent_that_does_not_announce() {
+    let mut host: HostEndpoint<1024, 4096> = HostEndpoint::new(HostConfig::default(), 0);
+    let mut rtos: RtosEndpoint = RtosEndpoint::new(RtosConfig {
+        announce_interval_ms: 0,
+        ..RtosConfig::default()
+    });
+    let mut buf = [0u8; 1024];
+    while let Some(n) = host.poll_transmit(0, &mut buf) {
+        rtos.handle_input(0, &buf[..n]);
+    }
+    assert!(rtos.is_connected());
+    let now = 20_000;
+    assert!(
+        rtos.poll_timeout().is_some_and(|t| t <= now),
+        "the silence deadline is due"
+    );
+    rtos.handle_timeout(now);
+    assert!(
+        rtos.poll_timeout().is_none_or(|t| t > now),
+        "still due after handle_timeout: {:?}",
+        rtos.poll_timeout()
+    );
+}

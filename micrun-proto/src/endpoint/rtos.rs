@@ -518,7 +518,11 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         let c = &self.core;
         let mut t = c.session.poll_timeout().filter(|_| self.is_connected());
         let mut take = |x: u64| t = Some(t.map_or(x, |t| t.min(x)));
-        if c.announcing() || (self.is_connected() && c.cfg.host_silence_ms > 0) {
+        // Once the host is known to be silent, the silence timer has done its work:
+        // without announcements to send it would stay due (and a firmware that sleeps
+        // until this time would spin) until the host is heard again.
+        let silence_timer = self.is_connected() && c.cfg.host_silence_ms > 0 && !c.host_silent;
+        if c.announcing() || silence_timer {
             take(c.announce_at);
         }
         t

@@ -729,7 +729,9 @@ impl Status {
             if cpu_str.contains(char::is_whitespace)
                 || (at > STATUS_CPU_WIDTH && cpu_str.len() != at)
             {
-                continue;
+                // Every longer prefix keeps that blank inside it: no need to look on
+                // (looking on made a long reply cost time quadratic in its length).
+                break;
             }
             let word_len = tail.find(' ').unwrap_or(tail.len());
             if let Some(state) = MicaState::from_word(&tail[..word_len]) {

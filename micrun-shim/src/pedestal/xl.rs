@@ -550,6 +550,20 @@ impl ListEntry {
     }
 }
 
+/// `xl list` parsing from outside the crate, for the fuzz targets (tests/fuzz): the
+/// state letters on the line of domain `name` in `output`, and the partition state
+/// they mean (`started` as for the partition).
+#[doc(hidden)]
+pub fn parse_list_line(
+    output: &str,
+    name: &str,
+    started: bool,
+) -> Result<(String, PartitionState), String> {
+    let e = ListEntry::parse(output, name)?;
+    let state = e.partition_state(started);
+    Ok((e.state, state))
+}
+
 /// Whether `state` is xl's six state letters: `r`, `b`, `p`, `s`, a shutdown
 /// reason (`r`eboot, `s`uspend, `c`rash, `w`atchdog, `S`oft reset, `?`), `d`;
 /// `-` for each that does not hold.
