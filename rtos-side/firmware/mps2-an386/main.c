@@ -71,15 +71,22 @@ static uint64_t now_ms(void) {
 static uint8_t rx_ring[256];
 static volatile uint32_t rx_head, rx_tail; /* written by the IRQ / the main loop */
 
-void uart0_rx_handler(void) {
+/* Moves what the UART holds into rx_ring. The interrupt is cleared first: a byte
+ * that arrives while this runs raises it again, so none waits without one. With
+ * the ring full the byte stays in the UART (QEMU holds the rest back) and the
+ * main loop, which calls this too, takes it once there is room. */
+static void uart0_rx_drain(void) {
+    UART_INT = 2u;
     while (UART_STATE & 2u) {
-        uint8_t b = (uint8_t)UART_DATA;
         uint32_t next = (rx_head + 1) % sizeof rx_ring;
-        if (next == rx_tail) break; /* full: leave it in the UART (QEMU holds the rest) */
-        rx_ring[rx_head] = b;
+        if (next == rx_tail) break;
+        rx_ring[rx_head] = (uint8_t)UART_DATA;
         rx_head = next;
     }
-    UART_INT = 2u;
+}
+
+void uart0_rx_handler(void) {
+    uart0_rx_drain();
 }
 
 static void tx(void *ctx, const uint8_t *data, size_t len) {
@@ -307,6 +314,9 @@ int main(void) {
 
     bool greeted = false, reported = false;
     for (;;) {
+        __asm__ volatile("cpsid i" ::: "memory");
+        uart0_rx_drain();
+        __asm__ volatile("cpsie i" ::: "memory");
         while (rx_tail != rx_head) {
             uint8_t b = rx_ring[rx_tail];
             rx_tail = (rx_tail + 1) % sizeof rx_ring;
@@ -323,7 +333,7 @@ int main(void) {
         if (reported && micrun_agent_exit_delivered()) power_off();
         /* Sleep until an interrupt (a byte, the next tick) unless there is work. */
         __asm__ volatile("cpsid i" ::: "memory");
-        if (rx_tail == rx_head && next > now_ms()) {
+        if (rx_tail == rx_head && !(UART_STATE & 2u) && next > now_ms()) {
             asleep = true;
             __asm__ volatile("wfi" ::: "memory");
         }
