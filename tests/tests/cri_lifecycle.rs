@@ -524,10 +524,12 @@ fn qemu_pod(version: &str) {
             ],
         )
         .expect("import the arm64 image");
-    assert!(
-        cri.image_present(&img.name).expect("ImageStatus"),
-        "the CRI plugin knows the arm64 image"
-    );
+    // The CRI plugin learns of the import from containerd's event, on its own
+    // time (as in `cri::import_k8s`); containerd 2.1 took longer than the call.
+    let known = micrun_tests::e2e::wait_until(Duration::from_secs(10), || {
+        cri.image_present(&img.name).unwrap_or(false)
+    });
+    assert!(known, "the CRI plugin knows the arm64 image");
     let config = cri::container_config("rtos", &img.name, &[]);
     // CRI container ids are 64 characters: QEMU's sockets under
     // `<state_dir>/k8s.io/<id>/` fit the 107-byte limit of unix socket paths only
