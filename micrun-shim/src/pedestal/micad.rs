@@ -719,24 +719,42 @@ impl Status {
         }
         let rest = &line[name_width..];
         // The state starts where the CPU column ends: at 20, or later when the CPU
-        // list (which has no blanks) overflows it.
+        // list (which has no blanks) overflows it. Past 20 the CPU list is all of
+        // `rest[..at]`, so `at` can go no further than the first blank, and every
+        // such `at` has the same next space ending its state word: one pass over
+        // the line (rescanning each prefix made a long reply cost quadratic time).
+        let first_blank = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let space_from = |from: usize| {
+            let bytes = rest.as_bytes();
+            bytes[from.min(bytes.len())..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(bytes.len(), |i| from + i)
+        };
+        let word_end_past = space_from(first_blank.max(STATUS_CPU_WIDTH));
         let mut found = None;
         for at in STATUS_CPU_WIDTH..=rest.len() {
-            let Some((cpus, tail)) = rest.get(..at).zip(rest.get(at..)) else {
-                continue;
-            };
-            let cpu_str = cpus.trim_end_matches(' ');
-            if cpu_str.contains(char::is_whitespace)
-                || (at > STATUS_CPU_WIDTH && cpu_str.len() != at)
-            {
-                // Every longer prefix keeps that blank inside it: no need to look on
-                // (looking on made a long reply cost time quadratic in its length).
+            if at > STATUS_CPU_WIDTH && at > first_blank {
                 break;
             }
-            let word_len = tail.find(' ').unwrap_or(tail.len());
-            if let Some(state) = MicaState::from_word(&tail[..word_len]) {
-                found = Some((cpu_str, state, tail));
-                break;
+            if !rest.is_char_boundary(at) {
+                continue;
+            }
+            let (cpu_str, end) = if at == STATUS_CPU_WIDTH {
+                let cpus = rest[..at].trim_end_matches(' ');
+                if cpus.contains(char::is_whitespace) {
+                    break;
+                }
+                (cpus, space_from(at))
+            } else {
+                (&rest[..at], word_end_past)
+            };
+            // A state word is at most 10 bytes: a longer one cannot match.
+            if end - at <= 10 {
+                if let Some(state) = MicaState::from_word(&rest[at..end]) {
+                    found = Some((cpu_str, state, &rest[at..]));
+                    break;
+                }
             }
         }
         let Some((cpu_str, state, tail)) = found else {
