@@ -166,6 +166,8 @@ pub struct MicrunConfig {
     /// `[xen] driver`: `direct` (default), or `micad` (with [`Self::fake_xl`] and the
     /// micad emulator: micad's Xen domains are made in the fake Xen host).
     pub xen_driver: String,
+    /// `[mica] timeout`: how long the shim waits for one micad answer.
+    pub mica_timeout: String,
     /// More TOML, appended as is.
     pub extra_toml: String,
 }
@@ -193,6 +195,7 @@ impl MicrunConfig {
             fake_xl: None,
             xen_tools: None,
             xen_driver: "direct".into(),
+            mica_timeout: "2s".into(),
             extra_toml: String::new(),
         }
     }
@@ -230,11 +233,12 @@ impl MicrunConfig {
             // fault test does not sit out micad's 5 s and 30 s.
             let p = |rel: &str| toml_str(&root.join(rel).to_string_lossy());
             s += &format!(
-                "\n[mica]\ndir = {}\ntty_dirs = [{}]\ntty_wait = \"3s\"\ntimeout = \"2s\"\n\
+                "\n[mica]\ndir = {}\ntty_dirs = [{}]\ntty_wait = \"3s\"\ntimeout = {}\n\
                  \n[xen]\ndriver = {}\n{}arch = \"x86_64\"\n\
                  \n[baremetal]\ndriver = {}\nsysfs = {}\narch = \"x86_64\"\nrpmsg_tty = {{ {} }}\n",
                 p("run/mica"),
                 p("dev"),
+                toml_str(&self.mica_timeout),
                 toml_str(&self.xen_driver),
                 match &self.xen_tools {
                     Some((xl, xsr, detect)) => format!(

@@ -229,6 +229,10 @@ pub enum Fault {
     /// Read the request, then never answer (the connection stays open until the
     /// emulator is dropped).
     Hang,
+    /// Read a control command (`start`, `stop`, `set …`, `status`; not create,
+    /// not `rm`), keep it unanswered until [`MicadEmulator::release_held`], then
+    /// carry it out and answer as without a fault.
+    Hold,
     /// Read the request, then die: the connection closes unanswered and the
     /// emulator stops serving and removes its sockets, as a crashed micad leaves
     /// it ([`MicadEmulator::restart`] brings it back).
@@ -317,6 +321,8 @@ struct State {
     orphans: Vec<Partition>,
     /// Connections of hung exchanges.
     held: Vec<UnixStream>,
+    /// Held commands ([`Fault::Hold`]): connection, instance, the bytes read.
+    on_hold: Vec<(UnixStream, String, Vec<u8>)>,
     /// A [`Fault::Die`] took an exchange: the server loop ends.
     died: bool,
 }
@@ -366,6 +372,7 @@ impl MicadEmulator {
             instances: BTreeMap::new(),
             orphans: Vec::new(),
             held: Vec::new(),
+            on_hold: Vec::new(),
             died: false,
         }));
         let mut emu = MicadEmulator {
@@ -469,6 +476,18 @@ impl MicadEmulator {
         };
     }
 
+    /// Carries out and answers the commands a [`Fault::Hold`] kept; returns how
+    /// many. (The fault stays set for later commands: clear it first.)
+    pub fn release_held(&self) -> usize {
+        let mut st = self.lock();
+        let held = std::mem::take(&mut st.on_hold);
+        let n = held.len();
+        for (stream, name, bytes) in held {
+            st.answer_command(stream, &name, &bytes);
+        }
+        n
+    }
+
     /// The console delay for later starts.
     pub fn set_tty_delay(&self, delay: Duration) {
         self.lock().options.tty_delay = delay;
@@ -496,6 +515,7 @@ impl MicadEmulator {
             }
         }
         st.held.clear();
+        st.on_hold.clear();
     }
 
     /// micad restarts: [`MicadEmulator::stop`], then listens again knowing no
@@ -721,6 +741,7 @@ impl State {
                 reply(stream, text, false);
                 true
             }
+            Some(Fault::Hold) => false,
             Some(Fault::Hang) => {
                 if let Ok(held) = stream.try_clone() {
                     self.held.push(held);
@@ -842,6 +863,27 @@ impl State {
             instance: name.to_owned(),
             bytes: buf[..n].to_vec(),
         });
+        let text = buf[..n].split(|&b| b == 0).next().unwrap_or_default();
+        let op = match text {
+            b"start" => Some(Op::Start),
+            b"stop" => Some(Op::Stop),
+            b"status" => Some(Op::Status),
+            t if t.starts_with(b"set ") => Some(Op::Set),
+            _ => None,
+        };
+        if op.is_some_and(|op| self.faults.get(&op) == Some(&Fault::Hold)) {
+            self.on_hold
+                .push((stream, name.to_owned(), buf[..n].to_vec()));
+            return false;
+        }
+        self.answer_command(stream, name, &buf[..n])
+    }
+
+    /// Carries out a control command read from `stream` and answers it; true when
+    /// the instance is gone (`rm`: the server removes its socket).
+    fn answer_command(&mut self, mut stream: UnixStream, name: &str, read: &[u8]) -> bool {
+        let mut buf = [0u8; CONTROL_BUF_LEN];
+        buf[..read.len()].copy_from_slice(read);
         let Some(nul) = buf.iter().position(|&b| b == 0) else {
             // All 32 bytes used: micad's string functions would run past the buffer.
             reply(

@@ -16,6 +16,7 @@
 //! | `micad_dies_mid_create` | micad reads the create message and dies | Create fails naming micad; no partition, no state |
 //! | `micad_answers_garbage` | garbage for create, then for start | Create / Start fail naming micad; the partition is removed |
 //! | `state_dir_full` | micrun's state dir (a 256 KiB tmpfs) fills under a running task, then Create runs on it full | the running task is killed (137) and deleted cleanly; Create fails with ENOSPC naming the dir before anything runs, nothing half-written |
+//! | `state_dir_full_at_start` | the dir fills while micad holds the `start` answer | Start writes no state: the task runs, `exit 3` → 3, `--rm` removes it, nothing left |
 //! | `containerd_killed_during_create`, `_during_start` | SIGKILL of containerd, then a restart on the same dirs | the task gone cleanly (its Create/Start failed; a shim whose Create failed exits by itself after 5 s without Shutdown), nothing left; the daemon runs the next container |
 //! | `shim_killed_during_create`, `_during_start` | SIGKILL of the shim | `ctr run` fails, containerd's cleanup removes the partition; 137 for a created task |
 //! | `shim_killed_while_flooding` | SIGKILL of the shim while the console floods | 137, the instance process gone |
@@ -350,6 +351,49 @@ fn state_dir_full() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left in the full state dir: {left:?}");
+    drop(tmpfs);
+}
+
+/// The dir fills while the shim is inside Start (micad holds the `start` answer;
+/// the shim waits up to 30 s for it here): Start writes no state, so the task
+/// starts, its console works, its exit status comes back, and `--rm` removes it
+/// from the full dir.
+#[test]
+fn state_dir_full_at_start() {
+    let env = Env::start_with(|c| {
+        c.baremetal_driver = "micad".into();
+        c.mica_timeout = "30s".into();
+    });
+    let tmpfs = Tmpfs::mount(env.state_dir(), "256k");
+    let ns = env.namespace("fullstart");
+    let (img, _) = image_and_args(Ped::Micad, false);
+    env.import(&ns, &img);
+    let micad = env.micad.as_ref().unwrap();
+    micad.set_fault(Op::Start, Some(Fault::Hold));
+    let id = unique_id("fullstart");
+    let mut s = Session::spawn(
+        env.ctr_command(ns.name(), &strs(&run_args(&env, Ped::Micad, &id, true))),
+        format!("ctr run {id}"),
+    );
+    assert!(
+        wait_until(T_ACT, || micad_got(&env, &id, Some("start"))),
+        "the start never reached micad{}",
+        env.diag(&id)
+    );
+    fill(&tmpfs.0);
+    micad.set_fault(Op::Start, None);
+    assert_eq!(micad.release_held(), 1, "micad held no start");
+    ok(&env, &id, s.expect(&banner(Ped::Micad), T_BOOT));
+    let pid = task_pid(&ns, &id);
+    s.send("exit 3\r");
+    let st = s.wait(T_ACT);
+    let what = format!("{}{}", s.describe(), env.diag(&id));
+    let st = st.unwrap_or_else(|| panic!("ctr run did not end: {what}"));
+    assert_eq!(Session::code(st), 3, "{what}");
+    assert_nothing_left(&env, &ns, &id);
+    assert!(pid == 0 || !pid_alive(pid), "instance {pid} left");
+    assert_micad_gone(&env, &id);
+    eprintln!("{id}: state dir full at start: ran, exit 3, removed");
     drop(tmpfs);
 }
 
