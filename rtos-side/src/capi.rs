@@ -362,7 +362,7 @@ pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i
     // SAFETY: not busy, single-threaded: no reference into the slot is live.
     // The agent has no drop glue, so overwriting an earlier one is fine.
     unsafe {
-        (*SLOT.agent.get()).write(Agent::new(CLink, info));
+        Agent::init(&mut *SLOT.agent.get(), CLink, info);
     }
     SLOT.cfg.set(cfg);
     MICRUN_AGENT_OK
