@@ -174,6 +174,23 @@ pub struct Agent<
     exec: ExecState,
 }
 
+/// An event for the application's hooks, one step of [`Agent::poll`] (the C
+/// ABI calls its callbacks between the steps, the agent released).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hook {
+    Stop(u32),
+    Signal(u8),
+    Resize(u16, u16),
+    /// Answer with [`Agent::send_stats`].
+    Stats,
+    /// An exec started; its arguments are [`Agent::exec_args`].
+    #[cfg(feature = "exec")]
+    Exec,
+    #[cfg(feature = "exec")]
+    ExecSignal(u8),
+    Error(ProtocolError),
+}
+
 /// The host's exec, as far as the agent knows.
 #[cfg(feature = "exec")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,7 +405,6 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Does all pending work at time `now_ms` (monotonic milliseconds, e.g. since
     /// boot): reads the link, runs timers, calls `app`'s hooks, writes frames.
     pub fn poll(&mut self, now_ms: u64, app: &mut impl App) {
-        self.now = now_ms;
         // Bounded, so a babbling link cannot starve the application.
         let mut chunk = [0u8; 64];
         for _ in 0..(4 * FRAME / chunk.len()).max(1) {
@@ -398,45 +414,94 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
             }
             self.ep.handle_input(now_ms, &chunk[..n.min(chunk.len())]);
         }
+        self.run_timers(now_ms);
+        while let Some(hook) = self.next_hook() {
+            match hook {
+                Hook::Stop(grace_ms) => app.stop_requested(grace_ms),
+                Hook::Signal(signo) => app.signal(signo),
+                Hook::Resize(rows, cols) => app.resize(rows, cols),
+                Hook::Stats => {
+                    let stats = app.stats(now_ms);
+                    self.send_stats(stats);
+                }
+                #[cfg(feature = "exec")]
+                Hook::Exec => {
+                    if !app.exec(self.exec_args()) {
+                        self.exec_exit(127);
+                    }
+                }
+                #[cfg(feature = "exec")]
+                Hook::ExecSignal(signo) => app.exec_signal(signo),
+                Hook::Error(e) => app.protocol_error(e),
+            }
+        }
+        self.finish(now_ms);
+    }
+
+    /// Sets the clock to `now_ms` and runs the timers that are due (after
+    /// the link's input, the first step of a poll).
+    pub(crate) fn run_timers(&mut self, now_ms: u64) {
+        self.now = now_ms;
         if self.ep.poll_timeout().is_some_and(|t| t <= now_ms) {
             self.ep.handle_timeout(now_ms);
         }
-        while let Some(event) = self.ep.poll_event() {
-            match event {
+    }
+
+    /// The next event for the application's hooks; the agent handles the
+    /// others (the session's start, an exec without the feature) itself. An
+    /// exec is marked running before its [`Hook::Exec`] is returned, and an
+    /// exec signal is returned only while the exec runs.
+    pub(crate) fn next_hook(&mut self) -> Option<Hook> {
+        loop {
+            let hook = match self.ep.poll_event()? {
                 RtosEvent::Connected { .. } => {
                     self.ep.send_ready();
+                    continue;
                 }
-                RtosEvent::StopRequested { grace_ms } => app.stop_requested(grace_ms),
-                RtosEvent::Signal { signo } => app.signal(signo),
-                RtosEvent::Resize { rows, cols } => app.resize(rows, cols),
-                RtosEvent::StatsRequested => {
-                    let stats = app.stats(now_ms);
-                    self.ep.send_stats(stats);
-                }
+                RtosEvent::StopRequested { grace_ms } => Hook::Stop(grace_ms),
+                RtosEvent::Signal { signo } => Hook::Signal(signo),
+                RtosEvent::Resize { rows, cols } => Hook::Resize(rows, cols),
+                RtosEvent::StatsRequested => Hook::Stats,
                 #[cfg(not(feature = "exec"))]
                 RtosEvent::Exec { .. } => {
                     // Only when micrun-proto has exec for another crate of the
                     // build and a host ignored the features of the handshake.
                     self.ep.send_exec_exited(127);
+                    continue;
                 }
                 #[cfg(feature = "exec")]
                 RtosEvent::Exec { .. } => {
                     // The host starts one exec at a time; a new one replaces
                     // whatever this side still believed was running.
                     self.exec = ExecState::Running;
-                    if !app.exec(Args::new(self.ep.exec_argv())) {
-                        self.exec_exit(127);
-                    }
+                    Hook::Exec
                 }
-                RtosEvent::ExecSignal { signo, .. } => {
-                    if self.exec_running() {
-                        app.exec_signal(signo);
-                    }
+                #[cfg(feature = "exec")]
+                RtosEvent::ExecSignal { signo, .. } if self.exec_running() => {
+                    Hook::ExecSignal(signo)
                 }
-                RtosEvent::Readable => {}
-                RtosEvent::Error(e) => app.protocol_error(e),
-            }
+                RtosEvent::ExecSignal { .. } | RtosEvent::Readable => continue,
+                RtosEvent::Error(e) => Hook::Error(e),
+            };
+            return Some(hook);
         }
+    }
+
+    /// The arguments of the exec of the last [`Hook::Exec`] (until the next
+    /// [`Agent::next_hook`]).
+    #[cfg(feature = "exec")]
+    pub(crate) fn exec_args(&self) -> Args<'_> {
+        Args::new(self.ep.exec_argv())
+    }
+
+    /// Answers a [`Hook::Stats`].
+    pub(crate) fn send_stats(&mut self, stats: Stats) {
+        self.ep.send_stats(stats);
+    }
+
+    /// The last step of a poll: queues the pending reports and writes the
+    /// frames that are due.
+    pub(crate) fn finish(&mut self, now_ms: u64) {
         self.queue_reports();
         self.flush(now_ms);
     }
