@@ -249,7 +249,9 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// agent as [`Agent::new`] but written field by field where it stays, not
     /// built on the stack and moved: `new` needs a stack temporary of the
     /// agent's size (≈ 3.5 KB in the default configuration) and code to copy it.
-    /// Whatever `slot` held is overwritten without being dropped.
+    /// (The endpoint's own constructor still builds its rings on the stack:
+    /// ≈ 2.3 KB, docs/footprint.md.) Whatever `slot` held is overwritten
+    /// without being dropped.
     pub fn init(slot: &mut MaybeUninit<Self>, link: L, info: AgentInfo) -> &mut Self {
         Self::init_with_link_kind(slot, link, info, LinkKind::Stream)
     }
