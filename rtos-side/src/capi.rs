@@ -19,10 +19,12 @@
 //! [`micrun_agent_init`], which must outlive it.
 //!
 //! Threading: every function must be called from one thread (task) at a time.
-//! Callbacks other than `tx` and `on_stats` run after the agent's internal work is
-//! done, so they may call `micrun_agent_write` / `micrun_agent_exit`; `tx` and
-//! `on_stats` must not call back into the agent (such calls fail with
-//! [`MICRUN_AGENT_EBUSY`] or do nothing).
+//! `micrun_agent_poll` takes the host's requests one at a time and calls each
+//! one's callback with the agent released, in the order the host sent them
+//! (then `on_input` with the console input), so callbacks other than `tx` and
+//! `on_stats` may call `micrun_agent_write` / `micrun_agent_exit`, and what they
+//! write goes out in the same poll; `tx` and `on_stats` must not call back into
+//! the agent (such calls fail with [`MICRUN_AGENT_EBUSY`] or do nothing).
 #![allow(unsafe_code)]
 #![allow(non_camel_case_types)]
 
@@ -33,9 +35,7 @@ use core::mem::MaybeUninit;
 #[cfg(feature = "exec")]
 use micrun_proto::msg::MAX_ARGV;
 
-#[cfg(feature = "exec")]
-use crate::Args;
-use crate::{Agent, AgentInfo, App, ExitReason, Link, LogLevel, Stats};
+use crate::{Agent, AgentInfo, ExitReason, Hook, Link, LogLevel, Stats};
 
 /// Success.
 pub const MICRUN_AGENT_OK: i32 = 0;
@@ -128,106 +128,22 @@ impl Link for CLink {
     }
 }
 
-/// Hook calls recorded during `Agent::poll` and replayed after it, so that C
-/// callbacks can call back into the agent.
-struct Deferred {
-    stop: Option<u32>,
-    signals: [u8; 4],
-    nsignals: usize,
-    resize: Option<(u16, u16)>,
-    stats_cb: Option<unsafe extern "C" fn(*mut c_void, *mut micrun_stats)>,
-    ctx: usize,
-    #[cfg(feature = "exec")]
-    exec: DeferredExec,
-}
-
-/// The exec hook calls recorded during `Agent::poll`.
-#[cfg(feature = "exec")]
-struct DeferredExec {
-    /// Whether the application has an exec hook (else execs end with 127 at once).
-    hook: bool,
-    /// An exec started: its arguments (wire form, `argv[..argv_len]`) for the hook.
-    started: bool,
-    argv: [u8; MAX_ARGV],
-    argv_len: usize,
-    signals: [u8; 2],
-    nsignals: usize,
-}
-
-impl Default for Deferred {
-    fn default() -> Self {
-        Deferred {
-            stop: None,
-            signals: [0; 4],
-            nsignals: 0,
-            resize: None,
-            stats_cb: None,
-            ctx: 0,
-            #[cfg(feature = "exec")]
-            exec: DeferredExec {
-                hook: false,
-                started: false,
-                argv: [0; MAX_ARGV],
-                argv_len: 0,
-                signals: [0; 2],
-                nsignals: 0,
-            },
-        }
+/// Calls `on_stats` (the agent busy: it must not call back in) and returns
+/// what it filled in, the load capped at 1000 ‰.
+fn c_stats(cfg: &micrun_agent_config, uptime_ms: u64) -> Stats {
+    let mut s = micrun_stats {
+        uptime_ms,
+        ..Default::default()
+    };
+    if let Some(cb) = cfg.on_stats {
+        // SAFETY: valid callback per the config contract; `s` outlives the call.
+        unsafe { cb(cfg.ctx, &mut s) };
     }
-}
-
-impl App for Deferred {
-    fn stop_requested(&mut self, grace_ms: u32) {
-        self.stop = Some(grace_ms);
-    }
-    fn signal(&mut self, signo: u8) {
-        if self.nsignals < self.signals.len() {
-            self.signals[self.nsignals] = signo;
-            self.nsignals += 1;
-        }
-    }
-    fn resize(&mut self, rows: u16, cols: u16) {
-        self.resize = Some((rows, cols));
-    }
-    #[cfg(feature = "exec")]
-    fn exec(&mut self, args: Args<'_>) -> bool {
-        let e = &mut self.exec;
-        if !e.hook {
-            return false;
-        }
-        // A new start replaces one not yet handed over (the host starts one at
-        // a time, so that one has ended on its side).
-        let raw = args.as_bytes();
-        let n = raw.len().min(MAX_ARGV);
-        e.argv[..n].copy_from_slice(&raw[..n]);
-        e.argv_len = n;
-        e.started = true;
-        e.nsignals = 0;
-        true
-    }
-    #[cfg(feature = "exec")]
-    fn exec_signal(&mut self, signo: u8) {
-        let e = &mut self.exec;
-        if e.nsignals < e.signals.len() {
-            e.signals[e.nsignals] = signo;
-            e.nsignals += 1;
-        }
-    }
-    fn stats(&mut self, uptime_ms: u64) -> Stats {
-        let mut s = micrun_stats {
-            uptime_ms,
-            ..Default::default()
-        };
-        if let Some(cb) = self.stats_cb {
-            // SAFETY: valid callback per the config contract; `s` outlives the call.
-            unsafe { cb(self.ctx as *mut c_void, &mut s) };
-        }
-        Stats {
-            uptime_ms: s.uptime_ms,
-            cpu_load_permille: s.cpu_load_permille.min(1000),
-            mem_used_kib: s.mem_used_kib,
-            mem_total_kib: s.mem_total_kib,
-        }
+    Stats {
+        uptime_ms: s.uptime_ms,
+        cpu_load_permille: s.cpu_load_permille.min(1000),
+        mem_used_kib: s.mem_used_kib,
+        mem_total_kib: s.mem_total_kib,
     }
 }
 
@@ -362,7 +278,7 @@ pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i
     // SAFETY: not busy, single-threaded: no reference into the slot is live.
     // The agent has no drop glue, so overwriting an earlier one is fine.
     unsafe {
-        (*SLOT.agent.get()).write(Agent::new(CLink, info));
+        Agent::init(&mut *SLOT.agent.get(), CLink, info);
     }
     SLOT.cfg.set(cfg);
     MICRUN_AGENT_OK
@@ -394,86 +310,109 @@ pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
 /// `UINT64_MAX` when only new input or output needs one.
 #[no_mangle]
 pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
-    let mut d = Deferred::default();
-    let mut input = [0u8; 64];
-    let mut ninput;
-    let polled = with_agent(|a, cfg| {
-        d.stats_cb = cfg.on_stats;
-        d.ctx = cfg.ctx as usize;
-        #[cfg(feature = "exec")]
-        {
-            d.exec.hook = cfg.on_exec.is_some();
-        }
-        a.poll(now_ms, &mut d);
-        a.poll_timeout()
-    });
-    let Ok(next) = polled else {
+    // The link's input came through micrun_agent_feed.
+    if with_agent(|a, _| a.run_timers(now_ms)).is_err() {
         return u64::MAX;
-    };
-    // SAFETY: set by init (the poll above succeeded) and valid per its contract.
+    }
+    // SAFETY: set by init (the call above succeeded) and valid per its contract.
     let cfg = unsafe { &*SLOT.cfg.get() };
     let ctx = cfg.ctx;
-    // SAFETY (all callbacks below): valid per the config contract; no reference
-    // into the agent is live, so they may call back in.
-    if let (Some(cb), Some(g)) = (cfg.on_stop, d.stop) {
-        unsafe { cb(ctx, g) };
-    }
-    if let Some(cb) = cfg.on_signal {
-        for &s in d.signals.iter().take(d.nsignals) {
-            unsafe { cb(ctx, s) };
+    // An exec's arguments, copied out of the agent for `on_exec`.
+    #[cfg(feature = "exec")]
+    let (mut argv, mut argv_len) = ([0u8; MAX_ARGV], 0);
+    // One event at a time, each hook called with the agent released, so that
+    // it may call back in; `on_stats` is answered inside (the agent busy).
+    while let Ok(Some(hook)) = with_agent(|a, cfg| {
+        let hook = a.next_hook();
+        match hook {
+            Some(Hook::Stats) => a.send_stats(c_stats(cfg, now_ms)),
+            #[cfg(feature = "exec")]
+            Some(Hook::Exec) => {
+                let raw = a.exec_args().as_bytes();
+                argv_len = raw.len().min(MAX_ARGV);
+                argv[..argv_len].copy_from_slice(&raw[..argv_len]);
+            }
+            _ => {}
+        }
+        hook
+    }) {
+        // SAFETY (all callbacks below): valid per the config contract; no
+        // reference into the agent is live, so they may call back in.
+        match hook {
+            Hook::Stop(grace_ms) => {
+                if let Some(cb) = cfg.on_stop {
+                    unsafe { cb(ctx, grace_ms) };
+                }
+            }
+            Hook::Signal(signo) => {
+                if let Some(cb) = cfg.on_signal {
+                    unsafe { cb(ctx, signo) };
+                }
+            }
+            Hook::Resize(rows, cols) => {
+                if let Some(cb) = cfg.on_resize {
+                    unsafe { cb(ctx, rows, cols) };
+                }
+            }
+            #[cfg(feature = "exec")]
+            Hook::Exec => {
+                if !call_on_exec(cfg, argv.get(..argv_len).unwrap_or_default()) {
+                    let _ = with_agent(|a, _| a.exec_exit(127));
+                }
+            }
+            #[cfg(feature = "exec")]
+            Hook::ExecSignal(signo) => {
+                if let Some(cb) = cfg.on_exec_signal {
+                    unsafe { cb(ctx, signo) };
+                }
+            }
+            Hook::Stats | Hook::Error(_) => {}
         }
     }
-    if let (Some(cb), Some((r, c))) = (cfg.on_resize, d.resize) {
-        unsafe { cb(ctx, r, c) };
-    }
-    #[cfg(feature = "exec")]
-    replay_exec(cfg, &d.exec);
+    let mut input = [0u8; 64];
     loop {
-        ninput = with_agent(|a, _| a.read_stdin(&mut input)).unwrap_or(0);
-        if ninput == 0 {
+        let n = with_agent(|a, _| a.read_stdin(&mut input)).unwrap_or(0);
+        if n == 0 {
             break;
         }
         if let Some(cb) = cfg.on_input {
-            unsafe { cb(ctx, input.as_ptr(), ninput) };
+            // SAFETY: as above; `input` is valid for `n` bytes.
+            unsafe { cb(ctx, input.as_ptr(), n) };
         }
     }
-    next.unwrap_or(u64::MAX)
+    with_agent(|a, _| {
+        a.finish(now_ms);
+        a.poll_timeout()
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(u64::MAX)
 }
 
-/// Calls the exec hooks recorded during a poll (`on_exec` with `argv[]` over
-/// the arguments in place, then `on_exec_signal`), the agent released.
+/// Calls `on_exec` with `argv[]` over the arguments in `args` (each ends in
+/// its NUL), then NULL. `false` when there is no hook or it does not know the
+/// command.
 #[cfg(feature = "exec")]
-#[inline(always)]
-fn replay_exec(cfg: &micrun_agent_config, e: &DeferredExec) {
-    let ctx = cfg.ctx;
-    // SAFETY (all callbacks below): valid per the config contract; no reference
-    // into the agent is live, so they may call back in.
-    if let (Some(cb), true) = (cfg.on_exec, e.started) {
-        // argv[] over the arguments in place (each ends in its NUL), then NULL.
-        // Every argument has its NUL, so there are at most MAX_ARGV of them.
-        let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
-        let mut argc = 0;
-        let mut arg = e.argv.as_ptr();
-        for (i, &b) in e.argv.iter().enumerate().take(e.argv_len) {
-            if b == 0 {
-                if let Some(p) = ptrs.get_mut(argc) {
-                    *p = arg.cast();
-                }
-                argc += 1;
-                arg = e.argv.as_ptr().wrapping_add(i + 1);
+fn call_on_exec(cfg: &micrun_agent_config, args: &[u8]) -> bool {
+    let Some(cb) = cfg.on_exec else {
+        return false;
+    };
+    // Every argument has its NUL, so there are at most MAX_ARGV of them.
+    let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
+    let mut argc = 0;
+    let mut arg = args.as_ptr();
+    for (i, &b) in args.iter().enumerate() {
+        if b == 0 {
+            if let Some(p) = ptrs.get_mut(argc) {
+                *p = arg.cast();
             }
-        }
-        if !unsafe { cb(ctx, argc as c_int, ptrs.as_ptr()) } {
-            let _ = with_agent(|a, _| a.exec_exit(127));
+            argc += 1;
+            arg = args.as_ptr().wrapping_add(i + 1);
         }
     }
-    if let Some(cb) = cfg.on_exec_signal {
-        for &s in e.signals.iter().take(e.nsignals) {
-            if with_agent(|a, _| a.exec_running()) == Ok(true) {
-                unsafe { cb(ctx, s) };
-            }
-        }
-    }
+    // SAFETY: valid callback per the config contract; `ptrs` and `args`
+    // outlive the call; no reference into the agent is live.
+    unsafe { cb(cfg.ctx, argc as c_int, ptrs.as_ptr()) }
 }
 
 /// Queues console output on `stream` (`MICRUN_STDOUT` or `MICRUN_STDERR`).
@@ -628,7 +567,100 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 
 #[cfg(test)]
 mod tests {
-    use super::is_utf8;
+    use super::*;
+    use micrun_proto::{HostConfig, HostEndpoint, HostEvent, Stream};
+
+    /// What the C callbacks saw and sent (the `ctx` of the test's config).
+    #[derive(Default)]
+    struct Rec {
+        calls: Vec<String>,
+        tx: Vec<u8>,
+    }
+
+    unsafe fn rec<'a>(ctx: *mut c_void) -> &'a mut Rec {
+        // SAFETY: the test's ctx is a live `Rec`, touched by one callback at a time.
+        unsafe { &mut *ctx.cast::<Rec>() }
+    }
+    unsafe extern "C" fn tx(ctx: *mut c_void, data: *const u8, len: usize) {
+        // SAFETY: the agent passes `len` valid bytes.
+        unsafe {
+            rec(ctx)
+                .tx
+                .extend_from_slice(core::slice::from_raw_parts(data, len))
+        };
+    }
+    unsafe extern "C" fn on_signal(ctx: *mut c_void, signo: u8) {
+        unsafe { rec(ctx).calls.push(format!("signal {signo}")) };
+    }
+    unsafe extern "C" fn on_resize(ctx: *mut c_void, rows: u16, cols: u16) {
+        unsafe { rec(ctx).calls.push(format!("resize {rows}x{cols}")) };
+    }
+    /// Calls back in: its output must go out in the same poll.
+    unsafe extern "C" fn on_stop(ctx: *mut c_void, grace_ms: u32) {
+        unsafe { rec(ctx).calls.push(format!("stop {grace_ms}")) };
+        // SAFETY: 4 valid bytes.
+        let n = unsafe { micrun_agent_write(MICRUN_STDOUT, b"bye\n".as_ptr(), 4) };
+        unsafe { rec(ctx).calls.push(format!("write {n}")) };
+    }
+
+    /// `micrun_agent_poll` calls the hooks one per host request, in the order
+    /// the host sent them, with the agent released; what a hook writes goes
+    /// out in the same poll. (The C programs of tests/c and the mps2-an386
+    /// firmware cover the rest of the C ABI.)
+    #[test]
+    fn poll_calls_hooks_in_order_and_sends_their_output() {
+        let ctx = Box::into_raw(Box::<Rec>::default());
+        let cfg = Box::leak(Box::new(micrun_agent_config {
+            ctx: ctx.cast(),
+            os: c"test-os".as_ptr(),
+            board: c"test-board".as_ptr(),
+            tx: Some(tx),
+            on_stop: Some(on_stop),
+            on_signal: Some(on_signal),
+            on_input: None,
+            on_resize: Some(on_resize),
+            on_stats: None,
+            on_exec: None,
+            on_exec_signal: None,
+        }));
+        // SAFETY: the config is leaked, so it outlives the agent.
+        assert_eq!(unsafe { micrun_agent_init(cfg) }, MICRUN_AGENT_OK);
+        let mut host: HostEndpoint = HostEndpoint::new(HostConfig::default(), 0);
+        let mut buf = [0u8; 600];
+        // One round: the host's frames to the agent, one poll, its frames back.
+        let mut round = |host: &mut HostEndpoint, t: u64| {
+            while let Some(n) = host.poll_transmit(t, &mut buf) {
+                // SAFETY: `n` valid bytes.
+                assert_eq!(unsafe { micrun_agent_feed(buf.as_ptr(), n) }, 0);
+            }
+            micrun_agent_poll(t);
+            // SAFETY: no agent call is running.
+            let out = core::mem::take(unsafe { &mut (*ctx).tx });
+            host.handle_input(t, &out);
+            core::iter::from_fn(|| host.poll_event()).collect::<Vec<_>>()
+        };
+        let mut t = 0;
+        while micrun_agent_connected() == 0 || host.poll_event().is_some() {
+            round(&mut host, t);
+            t += 1;
+            assert!(t < 100, "no handshake");
+        }
+        round(&mut host, t);
+        host.send_signal(10).unwrap();
+        host.send_resize(24, 80).unwrap();
+        host.send_stop(500).unwrap();
+        let events = round(&mut host, t + 1);
+        // SAFETY: no agent call is running.
+        let calls = unsafe { &(*ctx).calls };
+        assert_eq!(calls, &["signal 10", "resize 24x80", "stop 500", "write 4"]);
+        assert!(
+            events.contains(&HostEvent::Readable(Stream::Stdout)),
+            "{events:?}"
+        );
+        let mut out = [0u8; 16];
+        let n = host.read_console(Stream::Stdout, &mut out);
+        assert_eq!(&out[..n], b"bye\n");
+    }
 
     /// The hand-written check agrees with `core::str::from_utf8` on every
     /// one- and two-byte string, on edge cases of the longer forms, and on a

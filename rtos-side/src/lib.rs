@@ -40,6 +40,9 @@ pub mod capi;
 #[cfg(feature = "demo")]
 pub mod demo;
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use micrun_proto::{features, LinkKind, RtosConfig, RtosEndpoint, RtosEvent};
 pub use micrun_proto::{ExitReason, LogLevel, ProtocolError, Stats, Stream};
 
@@ -171,6 +174,23 @@ pub struct Agent<
     exec: ExecState,
 }
 
+/// An event for the application's hooks, one step of [`Agent::poll`] (the C
+/// ABI calls its callbacks between the steps, the agent released).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hook {
+    Stop(u32),
+    Signal(u8),
+    Resize(u16, u16),
+    /// Answer with [`Agent::send_stats`].
+    Stats,
+    /// An exec started; its arguments are [`Agent::exec_args`].
+    #[cfg(feature = "exec")]
+    Exec,
+    #[cfg(feature = "exec")]
+    ExecSignal(u8),
+    Error(ProtocolError),
+}
+
 /// The host's exec, as far as the agent knows.
 #[cfg(feature = "exec")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,24 +236,65 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     pub fn with_link_kind(link: L, info: AgentInfo, kind: LinkKind) -> Self {
         Self {
             link,
-            ep: RtosEndpoint::new(RtosConfig {
-                link: kind,
-                agent_version: AGENT_VERSION,
-                os: info.os,
-                board: info.board,
-                // Also when micrun-proto has exec for another crate of the build.
-                features: if cfg!(feature = "exec") {
-                    features::ALL
-                } else {
-                    features::ALL & !features::EXEC
-                },
-                ..RtosConfig::default()
-            }),
+            ep: RtosEndpoint::new(Self::endpoint_config(info, kind)),
             tx: [0; FRAME],
             now: 0,
             exit: ExitState::Running,
             #[cfg(feature = "exec")]
             exec: ExecState::Idle,
+        }
+    }
+
+    /// Constructs the agent in `slot` (e.g. a static's `MaybeUninit`), the same
+    /// agent as [`Agent::new`] but written field by field where it stays, not
+    /// built on the stack and moved: `new` needs a stack temporary of the
+    /// agent's size (≈ 3.5 KB in the default configuration) and code to copy it.
+    /// (The endpoint's own constructor still builds its rings on the stack:
+    /// ≈ 2.3 KB, docs/footprint.md.) Whatever `slot` held is overwritten
+    /// without being dropped.
+    pub fn init(slot: &mut MaybeUninit<Self>, link: L, info: AgentInfo) -> &mut Self {
+        Self::init_with_link_kind(slot, link, info, LinkKind::Stream)
+    }
+
+    /// [`Agent::init`] on a link of the given kind (see [`Agent::with_link_kind`]).
+    #[allow(unsafe_code)]
+    pub fn init_with_link_kind(
+        slot: &mut MaybeUninit<Self>,
+        link: L,
+        info: AgentInfo,
+        kind: LinkKind,
+    ) -> &mut Self {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of a whole agent (it comes from a
+        // `&mut MaybeUninit<Self>`); each field is written once through a raw
+        // pointer (no reference to uninitialised memory is made), and once all
+        // of them are, the agent is initialised. `[0u8; FRAME]` is all zero bytes.
+        unsafe {
+            addr_of_mut!((*p).link).write(link);
+            addr_of_mut!((*p).ep).write(RtosEndpoint::new(Self::endpoint_config(info, kind)));
+            addr_of_mut!((*p).tx).write_bytes(0, 1);
+            addr_of_mut!((*p).now).write(0);
+            addr_of_mut!((*p).exit).write(ExitState::Running);
+            #[cfg(feature = "exec")]
+            addr_of_mut!((*p).exec).write(ExecState::Idle);
+            slot.assume_init_mut()
+        }
+    }
+
+    /// The endpoint's settings for an agent described by `info`.
+    fn endpoint_config(info: AgentInfo, kind: LinkKind) -> RtosConfig {
+        RtosConfig {
+            link: kind,
+            agent_version: AGENT_VERSION,
+            os: info.os,
+            board: info.board,
+            // Also when micrun-proto has exec for another crate of the build.
+            features: if cfg!(feature = "exec") {
+                features::ALL
+            } else {
+                features::ALL & !features::EXEC
+            },
+            ..RtosConfig::default()
         }
     }
 
@@ -346,7 +407,6 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Does all pending work at time `now_ms` (monotonic milliseconds, e.g. since
     /// boot): reads the link, runs timers, calls `app`'s hooks, writes frames.
     pub fn poll(&mut self, now_ms: u64, app: &mut impl App) {
-        self.now = now_ms;
         // Bounded, so a babbling link cannot starve the application.
         let mut chunk = [0u8; 64];
         for _ in 0..(4 * FRAME / chunk.len()).max(1) {
@@ -356,45 +416,94 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
             }
             self.ep.handle_input(now_ms, &chunk[..n.min(chunk.len())]);
         }
+        self.run_timers(now_ms);
+        while let Some(hook) = self.next_hook() {
+            match hook {
+                Hook::Stop(grace_ms) => app.stop_requested(grace_ms),
+                Hook::Signal(signo) => app.signal(signo),
+                Hook::Resize(rows, cols) => app.resize(rows, cols),
+                Hook::Stats => {
+                    let stats = app.stats(now_ms);
+                    self.send_stats(stats);
+                }
+                #[cfg(feature = "exec")]
+                Hook::Exec => {
+                    if !app.exec(self.exec_args()) {
+                        self.exec_exit(127);
+                    }
+                }
+                #[cfg(feature = "exec")]
+                Hook::ExecSignal(signo) => app.exec_signal(signo),
+                Hook::Error(e) => app.protocol_error(e),
+            }
+        }
+        self.finish(now_ms);
+    }
+
+    /// Sets the clock to `now_ms` and runs the timers that are due (after
+    /// the link's input, the first step of a poll).
+    pub(crate) fn run_timers(&mut self, now_ms: u64) {
+        self.now = now_ms;
         if self.ep.poll_timeout().is_some_and(|t| t <= now_ms) {
             self.ep.handle_timeout(now_ms);
         }
-        while let Some(event) = self.ep.poll_event() {
-            match event {
+    }
+
+    /// The next event for the application's hooks; the agent handles the
+    /// others (the session's start, an exec without the feature) itself. An
+    /// exec is marked running before its [`Hook::Exec`] is returned, and an
+    /// exec signal is returned only while the exec runs.
+    pub(crate) fn next_hook(&mut self) -> Option<Hook> {
+        loop {
+            let hook = match self.ep.poll_event()? {
                 RtosEvent::Connected { .. } => {
                     self.ep.send_ready();
+                    continue;
                 }
-                RtosEvent::StopRequested { grace_ms } => app.stop_requested(grace_ms),
-                RtosEvent::Signal { signo } => app.signal(signo),
-                RtosEvent::Resize { rows, cols } => app.resize(rows, cols),
-                RtosEvent::StatsRequested => {
-                    let stats = app.stats(now_ms);
-                    self.ep.send_stats(stats);
-                }
+                RtosEvent::StopRequested { grace_ms } => Hook::Stop(grace_ms),
+                RtosEvent::Signal { signo } => Hook::Signal(signo),
+                RtosEvent::Resize { rows, cols } => Hook::Resize(rows, cols),
+                RtosEvent::StatsRequested => Hook::Stats,
                 #[cfg(not(feature = "exec"))]
                 RtosEvent::Exec { .. } => {
                     // Only when micrun-proto has exec for another crate of the
                     // build and a host ignored the features of the handshake.
                     self.ep.send_exec_exited(127);
+                    continue;
                 }
                 #[cfg(feature = "exec")]
                 RtosEvent::Exec { .. } => {
                     // The host starts one exec at a time; a new one replaces
                     // whatever this side still believed was running.
                     self.exec = ExecState::Running;
-                    if !app.exec(Args::new(self.ep.exec_argv())) {
-                        self.exec_exit(127);
-                    }
+                    Hook::Exec
                 }
-                RtosEvent::ExecSignal { signo, .. } => {
-                    if self.exec_running() {
-                        app.exec_signal(signo);
-                    }
+                #[cfg(feature = "exec")]
+                RtosEvent::ExecSignal { signo, .. } if self.exec_running() => {
+                    Hook::ExecSignal(signo)
                 }
-                RtosEvent::Readable => {}
-                RtosEvent::Error(e) => app.protocol_error(e),
-            }
+                RtosEvent::ExecSignal { .. } | RtosEvent::Readable => continue,
+                RtosEvent::Error(e) => Hook::Error(e),
+            };
+            return Some(hook);
         }
+    }
+
+    /// The arguments of the exec of the last [`Hook::Exec`] (until the next
+    /// [`Agent::next_hook`]).
+    #[cfg(feature = "exec")]
+    pub(crate) fn exec_args(&self) -> Args<'_> {
+        Args::new(self.ep.exec_argv())
+    }
+
+    /// Answers a [`Hook::Stats`].
+    pub(crate) fn send_stats(&mut self, stats: Stats) {
+        self.ep.send_stats(stats);
+    }
+
+    /// The last step of a poll: queues the pending reports and writes the
+    /// frames that are due.
+    pub(crate) fn finish(&mut self, now_ms: u64) {
         self.queue_reports();
         self.flush(now_ms);
     }
@@ -475,5 +584,164 @@ mod no_exec_tests {
         assert_eq!(acks[0], features::ALL & !features::EXEC);
         assert!(!agent.exec_running());
         assert_eq!(agent.write_exec(b"x"), 0);
+    }
+}
+
+/// [`Agent::init`] builds the same agent as [`Agent::new`].
+#[cfg(test)]
+mod init_tests {
+    use super::*;
+    use micrun_proto::{HostConfig, HostEndpoint, HostEvent};
+    use std::collections::VecDeque;
+
+    /// A byte-stream link: what the host sent, what the agent wrote.
+    #[derive(Default)]
+    struct Pipe {
+        rx: VecDeque<u8>,
+        tx: Vec<u8>,
+    }
+
+    impl Link for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> usize {
+            let n = buf.len().min(self.rx.len());
+            for b in &mut buf[..n] {
+                *b = self.rx.pop_front().unwrap_or(0);
+            }
+            n
+        }
+        fn write(&mut self, data: &[u8]) {
+            self.tx.extend_from_slice(data);
+        }
+    }
+
+    /// Records every hook call.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl App for Recorder {
+        fn stop_requested(&mut self, grace_ms: u32) {
+            self.0.push(format!("stop {grace_ms}"));
+        }
+        fn signal(&mut self, signo: u8) {
+            self.0.push(format!("signal {signo}"));
+        }
+        fn resize(&mut self, rows: u16, cols: u16) {
+            self.0.push(format!("resize {rows}x{cols}"));
+        }
+        fn stats(&mut self, uptime_ms: u64) -> Stats {
+            self.0.push(format!("stats {uptime_ms}"));
+            Stats {
+                uptime_ms,
+                cpu_load_permille: 7,
+                mem_used_kib: 8,
+                mem_total_kib: 9,
+            }
+        }
+        fn exec(&mut self, args: Args<'_>) -> bool {
+            self.0.push(format!("exec {:?}", args.as_bytes()));
+            true
+        }
+        fn exec_signal(&mut self, signo: u8) {
+            self.0.push(format!("exec signal {signo}"));
+        }
+    }
+
+    type TestAgent = Agent<Pipe, 128, 256, 128>;
+
+    /// Runs one scripted session against a host endpoint (same clock, same
+    /// requests) and returns everything observable: the agent's wire bytes,
+    /// its hook calls, what the host saw, and the agent's state.
+    fn session(agent: &mut TestAgent) -> (Vec<u8>, Vec<String>, Vec<String>, String) {
+        let mut host: HostEndpoint = HostEndpoint::new(HostConfig::default(), 0);
+        let mut app = Recorder::default();
+        let (mut wire, mut seen) = (Vec::new(), Vec::new());
+        let mut buf = [0u8; 600];
+        let mut console = [0u8; 256];
+        agent.write_stdout(b"early output\n");
+        for t in 0..400u64 {
+            while let Some(n) = host.poll_transmit(t, &mut buf) {
+                agent.link().rx.extend(&buf[..n]);
+            }
+            agent.poll(t, &mut app);
+            let out = core::mem::take(&mut agent.link().tx);
+            host.handle_input(t, &out);
+            wire.extend_from_slice(&out);
+            if host.poll_timeout().is_some_and(|d| d <= t) {
+                host.handle_timeout(t);
+            }
+            while let Some(e) = host.poll_event() {
+                if let HostEvent::Readable(s) = e {
+                    let n = host.read_console(s, &mut console);
+                    seen.push(format!("{s:?} {:?}", &console[..n]));
+                } else {
+                    seen.push(format!("{e:?}"));
+                }
+            }
+            let mut input = [0u8; 32];
+            let n = agent.read_stdin(&mut input);
+            agent.write_stdout(&input[..n]);
+            match t {
+                20 => assert_eq!(host.write_stdin(b"hello agent\n"), 12),
+                30 => host.request_stats().unwrap(),
+                40 => host.send_signal(10).unwrap(),
+                50 => host.send_resize(24, 80).unwrap(),
+                60 => assert!(agent.log(LogLevel::Info, "a log line")),
+                70 if host.can_exec() => host.send_exec_start(1, b"cmd\0arg\0").unwrap(),
+                80 => {
+                    agent.write_exec(b"exec output\n");
+                    agent.exec_exit(3);
+                }
+                90 => host.send_stop(500).unwrap(),
+                100 => agent.exit(5, ExitReason::Normal),
+                _ => {}
+            }
+        }
+        let state = format!(
+            "{agent:?} {:?} {} {}",
+            agent.counters(),
+            agent.exit_delivered(),
+            agent.is_connected()
+        );
+        (wire, app.0, seen, state)
+    }
+
+    fn info() -> AgentInfo {
+        AgentInfo {
+            os: "test-os",
+            board: "test-board",
+        }
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn init_in_place_behaves_like_new() {
+        let mut by_value = TestAgent::new(Pipe::default(), info());
+        let expected = session(&mut by_value);
+        assert!(expected.3.ends_with("true true"), "{}", expected.3);
+        assert!(
+            expected.1.contains(&"signal 10".to_string()),
+            "{:?}",
+            expected.1
+        );
+        assert!(
+            expected.2.iter().any(|e| e.starts_with("Exited")),
+            "{:?}",
+            expected.2
+        );
+
+        // A slot full of garbage: `init` must write every field of the agent.
+        let mut slot = Box::new(MaybeUninit::<TestAgent>::uninit());
+        // SAFETY: writes bytes into the slot's own memory, which is uninit anyway.
+        unsafe {
+            slot.as_mut_ptr()
+                .cast::<u8>()
+                .write_bytes(0xA5, core::mem::size_of::<TestAgent>());
+        }
+        let in_place = Agent::init(&mut slot, Pipe::default(), info());
+        assert_eq!(session(in_place), expected);
+
+        // Initialising again resets a used agent.
+        let again = Agent::init(&mut slot, Pipe::default(), info());
+        assert_eq!(session(again), expected);
     }
 }

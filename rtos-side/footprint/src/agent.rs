@@ -116,16 +116,16 @@ fn has(input: &[u8], byte: u8) -> bool {
 
 #[no_mangle]
 extern "C" fn fw_main() -> ! {
-    // SAFETY: called once from Reset; nothing else refers to MICRUN_AGENT.
-    let agent: &mut FwAgent = unsafe {
-        (*MICRUN_AGENT.0.get()).write(Agent::new(
-            Uart,
-            AgentInfo {
-                os: "bare-metal",
-                board: "footprint-m4",
-            },
-        ))
-    };
+    // SAFETY: called once from Reset; nothing else refers to MICRUN_AGENT. The
+    // agent is built in the static (`Agent::init`), not on the stack and moved.
+    let agent: &mut FwAgent = Agent::init(
+        unsafe { &mut *MICRUN_AGENT.0.get() },
+        Uart,
+        AgentInfo {
+            os: "bare-metal",
+            board: "footprint-m4",
+        },
+    );
     let mut app = ProbeApp {
         stop: false,
         #[cfg(feature = "exec")]
