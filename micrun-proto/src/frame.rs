@@ -43,19 +43,28 @@ pub const fn wire_len(n: usize) -> usize {
 /// `crc-table` feature uses a table built at compile time instead. Both give the
 /// same result (tested).
 pub fn crc16(data: &[u8]) -> u16 {
+    crc16_update(CRC_INIT, data)
+}
+
+/// The CRC's initial value: `crc16(a ++ b)` is `crc16_update(crc16_update(CRC_INIT, a), b)`.
+pub const CRC_INIT: u16 = 0xFFFF;
+
+/// Continues a CRC-16 over more bytes (a frame sent in pieces). Not inlined:
+/// one copy serves every frame sent and received.
+#[inline(never)]
+pub fn crc16_update(crc: u16, data: &[u8]) -> u16 {
     #[cfg(feature = "crc-table")]
     {
-        crc16_table(data)
+        crc16_table(crc, data)
     }
     #[cfg(not(feature = "crc-table"))]
     {
-        crc16_bitwise(data)
+        crc16_bitwise(crc, data)
     }
 }
 
 #[cfg_attr(feature = "crc-table", allow(dead_code))]
-fn crc16_bitwise(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
+fn crc16_bitwise(mut crc: u16, data: &[u8]) -> u16 {
     for &b in data {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
@@ -91,8 +100,7 @@ static CRC_TABLE: [u16; 256] = {
 };
 
 #[cfg(any(feature = "crc-table", test))]
-fn crc16_table(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
+fn crc16_table(mut crc: u16, data: &[u8]) -> u16 {
     for &b in data {
         crc = (crc << 8) ^ CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)];
     }
@@ -183,6 +191,59 @@ pub fn cobs_encode_in_place(buf: &mut [u8], start: usize, len: usize) -> usize {
     buf[code_at] = code;
     buf[out] = DELIMITER;
     out + 1
+}
+
+/// COBS-encodes the concatenation of `parts` and appends the delimiter, handing
+/// the output to `out` in pieces (a code byte, then runs of the input). The
+/// same bytes as [`cobs_encode_in_place`], without a buffer for the frame: the
+/// RTOS side sends console data straight from its ring this way.
+pub fn cobs_encode_to(parts: &[&[u8]], out: &mut impl FnMut(&[u8])) {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut i = 0;
+    loop {
+        let mut run = 0;
+        while run < 254 && i + run < total && byte_at(parts, i + run) != 0 {
+            run += 1;
+        }
+        out(&[run as u8 + 1]);
+        // The run, a piece per part it spans.
+        let (mut start, mut left) = (i, run);
+        for p in parts {
+            if left == 0 {
+                break;
+            }
+            if let Some(rest) = p.get(start..) {
+                let n = rest.len().min(left);
+                if n > 0 {
+                    out(&rest[..n]);
+                }
+                left -= n;
+                start = 0;
+            } else {
+                start -= p.len();
+            }
+        }
+        i += run;
+        if run < 254 {
+            // A zero byte (or the end) closed the run.
+            if i >= total {
+                break;
+            }
+            i += 1;
+        }
+    }
+    out(&[DELIMITER]);
+}
+
+/// Byte `i` of the concatenation of `parts` (0 past the end).
+fn byte_at(parts: &[&[u8]], mut i: usize) -> u8 {
+    for p in parts {
+        match p.get(i) {
+            Some(&b) => return b,
+            None => i -= p.len(),
+        }
+    }
+    0
 }
 
 /// COBS-decodes `buf[..len]` (without delimiter) in place; returns the decoded length.
@@ -290,10 +351,14 @@ mod tests {
     fn crc_table_and_bitwise_agree() {
         // The check value of CRC-16/CCITT-FALSE, then every single byte and a
         // pseudo-random buffer through both implementations.
-        assert_eq!(crc16_bitwise(b"123456789"), 0x29B1);
-        assert_eq!(crc16_table(b"123456789"), 0x29B1);
+        assert_eq!(crc16_bitwise(CRC_INIT, b"123456789"), 0x29B1);
+        assert_eq!(crc16_table(CRC_INIT, b"123456789"), 0x29B1);
         for b in 0..=255u8 {
-            assert_eq!(crc16_table(&[b]), crc16_bitwise(&[b]), "byte {b:#04x}");
+            assert_eq!(
+                crc16_table(CRC_INIT, &[b]),
+                crc16_bitwise(CRC_INIT, &[b]),
+                "byte {b:#04x}"
+            );
         }
         let mut x = 0x1234_5678u32;
         let buf: [u8; 1000] = core::array::from_fn(|_| {
@@ -304,10 +369,52 @@ mod tests {
         });
         for n in [0, 1, 2, 7, 496, 1000] {
             assert_eq!(
-                crc16_table(&buf[..n]),
-                crc16_bitwise(&buf[..n]),
+                crc16_table(CRC_INIT, &buf[..n]),
+                crc16_bitwise(CRC_INIT, &buf[..n]),
                 "{n} bytes"
             );
+        }
+    }
+
+    /// `cobs_encode_to` over any split of the input gives `cobs_encode_in_place`'s
+    /// bytes, for runs of zeros and of 253–255 non-zero bytes around the ends.
+    #[test]
+    fn cobs_encode_to_matches_in_place() {
+        let mut x = 0x2468_ACE1u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for case in 0..3000 {
+            let len = match case % 4 {
+                0 => (next() % 8) as usize,
+                1 => 250 + (next() % 12) as usize,
+                _ => (next() % 600) as usize,
+            };
+            let zeros = next() % 4; // 0: no zeros; 1, 2, 3: one byte in 4, 16, 64
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if zeros > 0 && r % (1 << (2 * zeros)) == 0 {
+                        0
+                    } else {
+                        (r >> 8) as u8 | 1
+                    }
+                })
+                .collect();
+            let start = len / 254 + 1;
+            let mut buf = vec![0u8; start + wire_len(len)];
+            buf[start..start + len].copy_from_slice(&data);
+            let n = cobs_encode_in_place(&mut buf, start, len);
+            let a = (next() as usize) % (len + 1);
+            let b = a + (next() as usize) % (len - a + 1);
+            let mut got = Vec::new();
+            cobs_encode_to(&[&data[..a], &data[a..b], &data[b..]], &mut |p| {
+                got.extend_from_slice(p)
+            });
+            assert_eq!(got, buf[..n], "len {len}, split {a}/{b}");
         }
     }
 }

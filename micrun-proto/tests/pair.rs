@@ -94,6 +94,9 @@ struct Pair {
     rtos_events: Vec<RtosEvent>,
     /// The RTOS stops servicing the link (a hung partition).
     rtos_hung: bool,
+    /// The RTOS sends with `poll_transmit_to` (in pieces, no frame buffer)
+    /// instead of `poll_transmit`.
+    rtos_pieces: bool,
     /// When the host first wrote to the link, and how many events it had then.
     first_host_tx: Option<(u64, usize)>,
 }
@@ -126,6 +129,7 @@ impl Pair {
             host_events: vec![],
             rtos_events: vec![],
             rtos_hung: false,
+            rtos_pieces: false,
             first_host_tx: None,
         }
     }
@@ -159,8 +163,20 @@ impl Pair {
                 self.rtos.handle_timeout(now);
             }
             let mut rbuf = [0u8; 260];
-            while let Some(n) = self.rtos.poll_transmit(now, &mut rbuf) {
-                self.to_host.send(&mut self.rng, &rbuf[..n]);
+            if self.rtos_pieces {
+                let mut frame = Vec::new();
+                while self
+                    .rtos
+                    .poll_transmit_to(now, &mut |p| frame.extend_from_slice(p))
+                {
+                    assert_eq!(frame.last(), Some(&0), "frames end with the delimiter");
+                    self.to_host.send(&mut self.rng, &frame);
+                    frame.clear();
+                }
+            } else {
+                while let Some(n) = self.rtos.poll_transmit(now, &mut rbuf) {
+                    self.to_host.send(&mut self.rng, &rbuf[..n]);
+                }
             }
             while let Some(e) = self.rtos.poll_event() {
                 self.rtos_events.push(e);
@@ -194,7 +210,12 @@ fn full_session(seed: u64, impair: Impair) {
 }
 
 fn full_session_with(seed: u64, impair: Impair, host_cfg: HostConfig) {
+    full_session_opts(seed, impair, host_cfg, false);
+}
+
+fn full_session_opts(seed: u64, impair: Impair, host_cfg: HostConfig, rtos_pieces: bool) {
     let mut p = Pair::new(seed, impair, host_cfg);
+    p.rtos_pieces = rtos_pieces;
     p.connect();
     let first = p
         .host_events
@@ -371,6 +392,16 @@ fn clean_link_session() {
 fn lossy_link_sessions() {
     for seed in 1..=12 {
         full_session(seed * 7919, LOSSY);
+    }
+}
+
+/// The same sessions with the RTOS side sending through `poll_transmit_to`
+/// (console data COBS-encoded straight from its ring, as the agent does).
+#[test]
+fn sessions_sent_in_pieces() {
+    full_session_opts(1, CLEAN, HostConfig::default(), true);
+    for seed in 1..=12 {
+        full_session_opts(seed * 6007, LOSSY, HostConfig::default(), true);
     }
 }
 

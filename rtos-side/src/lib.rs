@@ -40,11 +40,16 @@ pub mod capi;
 #[cfg(feature = "demo")]
 pub mod demo;
 
-use micrun_proto::{features, LinkKind, RtosConfig, RtosEndpoint, RtosEvent};
-pub use micrun_proto::{ExitReason, LogLevel, ProtocolError, Stats, Stream};
+use micrun_proto::{features, RtosConfig, RtosEndpoint, RtosEvent};
+pub use micrun_proto::{ExitReason, LinkKind, LogLevel, ProtocolError, Stats, Stream};
 
-/// The byte link to the host.
+/// The link to the host.
 pub trait Link {
+    /// A byte stream (UART, tty, pipe: frames are COBS-encoded, and `write`
+    /// gets each in pieces), or a message link ([`LinkKind::Message`]: every
+    /// `read` returns exactly one message and every `write` sends one, e.g. an
+    /// rpmsg endpoint). Fixed per link type, so only its code is linked.
+    const KIND: LinkKind = LinkKind::Stream;
     /// Reads what has arrived, without blocking; 0 when nothing has.
     fn read(&mut self, buf: &mut [u8]) -> usize;
     /// Writes all of `data`; may block until the link takes it (e.g. a UART FIFO).
@@ -149,8 +154,10 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The agent.
 ///
-/// - `FRAME`: receive and transmit buffers, one frame each (≥ 128; 256 is a good
-///   default, 496 the maximum useful);
+/// - `FRAME`: the receive buffer, one encoded frame (≥ 128; 496 the maximum
+///   useful); it bounds the frame size both ways. Frames go out without a
+///   buffer of their own on a stream link, from a `FRAME`-byte one on the
+///   stack of [`Agent::poll`] on a message link;
 /// - `OUT`: stdout, stderr and exec output rings each (power of two);
 /// - `IN`: the console input ring (power of two);
 /// - `W`: frames in flight before an acknowledgement (see
@@ -164,7 +171,6 @@ pub struct Agent<
 > {
     link: L,
     ep: RtosEndpoint<FRAME, OUT, IN, W>,
-    tx: [u8; FRAME],
     now: u64,
     exit: ExitState,
     #[cfg(feature = "exec")]
@@ -205,19 +211,12 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
 impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     Agent<L, FRAME, OUT, IN, W>
 {
-    /// An agent on a byte-stream link (UART, tty, pipe).
+    /// An agent on `link` (of the kind [`Link::KIND`] says).
     pub fn new(link: L, info: AgentInfo) -> Self {
-        Self::with_link_kind(link, info, LinkKind::Stream)
-    }
-
-    /// An agent on a link of the given kind; [`LinkKind::Message`] when every
-    /// `Link::read` returns exactly one message and every `Link::write` sends one
-    /// (an rpmsg endpoint).
-    pub fn with_link_kind(link: L, info: AgentInfo, kind: LinkKind) -> Self {
         Self {
             link,
             ep: RtosEndpoint::new(RtosConfig {
-                link: kind,
+                link: L::KIND,
                 agent_version: AGENT_VERSION,
                 os: info.os,
                 board: info.board,
@@ -229,7 +228,6 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
                 },
                 ..RtosConfig::default()
             }),
-            tx: [0; FRAME],
             now: 0,
             exit: ExitState::Running,
             #[cfg(feature = "exec")]
@@ -401,8 +399,15 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
 
     /// Writes every frame that is due.
     fn flush(&mut self, now_ms: u64) {
-        while let Some(n) = self.ep.poll_transmit(now_ms, &mut self.tx) {
-            self.link.write(&self.tx[..n]);
+        let link = &mut self.link;
+        match L::KIND {
+            LinkKind::Stream => while self.ep.poll_transmit_to(now_ms, &mut |p| link.write(p)) {},
+            LinkKind::Message => {
+                let mut tx = [0u8; FRAME];
+                while let Some(n) = self.ep.poll_transmit(now_ms, &mut tx) {
+                    link.write(&tx[..n]);
+                }
+            }
         }
     }
 }
@@ -425,6 +430,8 @@ mod no_exec_tests {
     }
 
     impl Link for Frames {
+        const KIND: LinkKind = LinkKind::Message;
+
         fn read(&mut self, buf: &mut [u8]) -> usize {
             let Some(f) = self.rx.pop() else { return 0 };
             buf[..f.len()].copy_from_slice(&f);
@@ -440,13 +447,12 @@ mod no_exec_tests {
 
     #[test]
     fn hello_ack_does_not_offer_exec() {
-        let mut agent: Agent<Frames> = Agent::with_link_kind(
+        let mut agent: Agent<Frames> = Agent::new(
             Frames::default(),
             AgentInfo {
                 os: "t",
                 board: "b",
             },
-            LinkKind::Message,
         );
         let mut hello = [0u8; 64];
         frame::write_header(&mut hello, Header { seq: None, ack: 0 });

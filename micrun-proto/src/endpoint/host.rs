@@ -8,8 +8,8 @@ use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    argv_ok, features, CodecError, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream,
-    Version, MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
+    argv_ok, encode_console_in_head, features, CodecError, ExitReason, Hello, HostMsg, LogLevel,
+    RtosMsg, Stats, Stream, Version, MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
 };
 
 /// Host endpoint settings. Times in milliseconds.
@@ -161,8 +161,8 @@ impl Role for HostRole {
         .encode(buf)
     }
 
-    fn encode_data(_: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError> {
-        HostMsg::ConsoleIn { data }.encode(buf)
+    fn encode_data_head(_: Stream, len: usize, buf: &mut [u8]) -> Result<usize, CodecError> {
+        encode_console_in_head(len, buf)
     }
 
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError> {

@@ -12,12 +12,12 @@ const _: () = assert!(
     "exec arguments share the log line's storage"
 );
 
-use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
+use super::session::{bump, Counters, Role, SeqVerdict, Session, Slot, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    encode_log, features, Announce, CodecError, ExitReason, HelloAck, HostMsg, LogLevel, RtosMsg,
-    Stats, Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
+    encode_console_out_head, encode_log, features, Announce, CodecError, ExitReason, HelloAck,
+    HostMsg, LogLevel, RtosMsg, Stats, Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
 };
 
 /// RTOS endpoint settings. Times in milliseconds.
@@ -200,8 +200,8 @@ impl Role for RtosRole {
         .encode(buf)
     }
 
-    fn encode_data(stream: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError> {
-        RtosMsg::ConsoleOut { stream, data }.encode(buf)
+    fn encode_data_head(stream: Stream, len: usize, buf: &mut [u8]) -> Result<usize, CodecError> {
+        encode_console_out_head(stream, len, buf)
     }
 
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError> {
@@ -229,6 +229,8 @@ pub const ANNOUNCE_MAX_MS: u32 = 1000;
 #[derive(Debug, Clone, Copy)]
 struct Setup {
     link: LinkKind,
+    /// The largest frame we accept (`RtosEndpoint::MAX_FRAME`).
+    max_frame: u16,
     features: u32,
     agent_version: &'static str,
     os: &'static str,
@@ -341,6 +343,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         };
         let cfg = Setup {
             link: cfg.link,
+            max_frame: Self::MAX_FRAME as u16,
             features: cfg.features,
             agent_version: clip(cfg.agent_version),
             os: clip(cfg.os),
@@ -552,45 +555,74 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// (at least 128) only makes console chunks smaller.
     #[must_use]
     pub fn poll_transmit(&mut self, now_ms: u64, buf: &mut [u8]) -> Option<usize> {
-        let c = &mut self.core;
-        let (offset, room) = raw_layout(c.cfg.link, buf.len(), usize::from(c.max_frame));
+        let link = self.core.cfg.link;
+        let (offset, room) = raw_layout(link, buf.len(), usize::from(self.core.max_frame));
         if room < MIN_FRAME {
             return None;
         }
         let raw = &mut buf[offset..offset + room];
-        // The unsequenced messages first, through one encode-and-seal path.
-        let msg = if c.hello_ack_due {
-            c.hello_ack_due = false;
+        let (n, slot) = self.core.next_head(now_ms, raw, room)?;
+        let data = self.core.session.slot_data(slot);
+        // Fits: console chunks are sized to the frame.
+        let end = n + data.len();
+        raw.get_mut(n..end)?.copy_from_slice(data);
+        let len = frame::seal(raw, end);
+        Some(to_wire(link, buf, offset, len))
+    }
+
+    /// Like [`RtosEndpoint::poll_transmit`] on a stream link, without a buffer
+    /// for the frame: hands the next frame's COBS encoding and its delimiter to
+    /// `out` in pieces as they come, and returns whether there was a frame.
+    /// Console data goes out straight from its ring; the rest of a frame is
+    /// built in a [`MIN_FRAME`]-byte buffer on the stack. (A message link needs
+    /// each frame whole: [`RtosEndpoint::poll_transmit`].)
+    #[inline(never)]
+    pub fn poll_transmit_to(&mut self, now_ms: u64, out: &mut impl FnMut(&[u8])) -> bool {
+        let mut head = [0u8; MIN_FRAME];
+        let room = usize::from(self.core.max_frame);
+        let Some((n, slot)) = self.core.next_head(now_ms, &mut head, room) else {
+            return false;
+        };
+        let data = self.core.session.slot_data(slot);
+        let crc = frame::crc16_update(frame::crc16(&head[..n]), data).to_le_bytes();
+        frame::cobs_encode_to(&[&head[..n], data, &crc], out);
+        true
+    }
+}
+
+impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
+    /// The head of the next frame in `raw` (see `Session::next_frame_head`):
+    /// the unsequenced messages first, through one encode path, then the
+    /// session's frames.
+    fn next_head(&mut self, now_ms: u64, raw: &mut [u8], room: usize) -> Option<(usize, Slot)> {
+        let msg = if self.hello_ack_due {
+            self.hello_ack_due = false;
             RtosMsg::HelloAck(HelloAck {
                 version: PROTOCOL_VERSION,
-                features: c.cfg.features,
-                max_frame: Self::MAX_FRAME as u16,
-                session: c.session_id,
-                agent_version: c.cfg.agent_version,
-                os: c.cfg.os,
-                board: c.cfg.board,
+                features: self.cfg.features,
+                max_frame: self.cfg.max_frame,
+                session: self.session_id,
+                agent_version: self.cfg.agent_version,
+                os: self.cfg.os,
+                board: self.cfg.board,
             })
-        } else if c.announce_due && c.announcing() {
-            c.announce_due = false;
-            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, Self::MAX_FRAME as u16))
-        } else if c.state != RtosState::Connected {
+        } else if self.announce_due && self.announcing() {
+            self.announce_due = false;
+            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, self.cfg.max_frame))
+        } else if self.state != RtosState::Connected {
             return None;
-        } else if let Some(nonce) = c.pong_due.take() {
+        } else if let Some(nonce) = self.pong_due.take() {
             RtosMsg::Pong {
                 nonce,
                 uptime_ms: now_ms,
             }
         } else {
-            let len = c.session.next_frame(raw, room, now_ms)?;
-            return Some(to_wire(c.cfg.link, buf, offset, len));
+            return self.session.next_frame_head(raw, room, now_ms);
         };
-        let n = msg.encode(&mut raw[HEADER_LEN..]).ok()?;
-        let len = c.session.seal_unsequenced(raw, n);
-        Some(to_wire(c.cfg.link, buf, offset, len))
+        let n = msg.encode(raw.get_mut(HEADER_LEN..)?).ok()?;
+        Some((self.session.head_unsequenced(raw, n), Slot::Ctrl))
     }
-}
 
-impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
     /// Whether `Announce` goes out: no session yet, or a silent host.
     fn announcing(&self) -> bool {
         self.cfg.announce_interval_ms > 0

@@ -29,7 +29,9 @@ pub(crate) trait Role {
         extra: &Self::Extra,
         buf: &mut [u8],
     ) -> Result<usize, CodecError>;
-    fn encode_data(stream: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError>;
+    /// The console message carrying `len` bytes of `stream`, up to its data
+    /// (which follows it on the wire, taken straight from the ring).
+    fn encode_data_head(stream: Stream, len: usize, buf: &mut [u8]) -> Result<usize, CodecError>;
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError>;
     /// Whether `c` must wait until every console byte written before it was sent
     /// (so an exit report never overtakes the output that preceded it).
@@ -43,7 +45,7 @@ const NEVER: u64 = u64::MAX;
 pub(crate) const DATA_MSG_OVERHEAD: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
-enum Slot {
+pub(crate) enum Slot {
     Ctrl,
     Data { stream: u8, start: u32, len: u16 },
     Credit { stream: u8, bytes: u32 },
@@ -392,7 +394,8 @@ impl<
         self.tx.iter().any(|s| s.sent != s.ring.head())
     }
 
-    /// Writes the payload of `slot` into `buf`.
+    /// Writes the payload of `slot` into `buf`; for console data only its head
+    /// (the bytes are [`Session::slot_data`]).
     fn encode_slot(
         &self,
         slot: Slot,
@@ -407,14 +410,10 @@ impl<
             // Slots are built with indices of existing streams: `get`, not
             // indexing, keeps the panic paths out.
             Slot::Data { stream, start, len } => {
-                match (
-                    self.tx.get(usize::from(stream)),
-                    R::TX.get(usize::from(stream)),
-                ) {
-                    (Some(s), Some(&id)) => {
-                        R::encode_data(id, s.ring.contiguous(start, usize::from(len)), buf)
-                    }
-                    _ => Err(CodecError::Malformed),
+                let _ = start;
+                match R::TX.get(usize::from(stream)) {
+                    Some(&id) => R::encode_data_head(id, usize::from(len), buf),
+                    None => Err(CodecError::Malformed),
                 }
             }
             Slot::Credit { stream, bytes } => match R::RX.get(usize::from(stream)) {
@@ -432,18 +431,48 @@ impl<
         max_frame: usize,
         now: u64,
     ) -> Option<usize> {
-        let max_frame = max_frame.min(buf.len());
+        let (n, slot) = self.next_frame_head(buf, max_frame.min(buf.len()), now)?;
+        let data = self.slot_data(slot);
+        // Fits: the chunk was sized to the frame (`pick_new`).
+        let end = n + data.len();
+        buf.get_mut(n..end)?.copy_from_slice(data);
+        Some(frame::seal(buf, end))
+    }
+
+    /// The console bytes a frame built for `slot` carries after its head.
+    pub(crate) fn slot_data(&self, slot: Slot) -> &[u8] {
+        match slot {
+            Slot::Data { stream, start, len } => self
+                .tx
+                .get(usize::from(stream))
+                .map_or(&[], |s| s.ring.contiguous(start, usize::from(len))),
+            _ => &[],
+        }
+    }
+
+    /// Like [`Session::next_frame`], but writes only the frame's head into `buf`
+    /// (header and payload, for console data up to the data): returns its
+    /// length and the slot whose [`Session::slot_data`] follows it, then the
+    /// CRC over both. `buf` may be smaller than `max_frame`: every frame but
+    /// console data fits [`crate::frame::MIN_FRAME`] bytes.
+    pub(crate) fn next_frame_head(
+        &mut self,
+        buf: &mut [u8],
+        max_frame: usize,
+        now: u64,
+    ) -> Option<(usize, Slot)> {
         let payload_room = max_frame - OVERHEAD;
+        let body_end = buf.len().min(HEADER_LEN + payload_room);
         let seq = self.una.wrapping_add(self.replay as u8);
 
         // 1. Replay of a retransmission round.
         if self.replay < self.slots.len() {
             let slot = *self.slots.get(self.replay)?;
             let ctrl_index = self.ctrl_before(self.replay);
-            let body = &mut buf[HEADER_LEN..HEADER_LEN + payload_room];
+            let body = &mut buf[HEADER_LEN..body_end];
             if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
                 self.replay += 1;
-                return Some(self.finish(buf, Some(seq), n, now));
+                return Some((self.finish(buf, Some(seq), n, now), slot));
             }
             // Cannot happen for slots we built ourselves; drop the round rather than spin.
             self.replay = self.slots.len();
@@ -453,13 +482,13 @@ impl<
         if !self.slots.is_full() {
             if let Some(slot) = self.pick_new(payload_room) {
                 let ctrl_index = self.in_flight_ctrl();
-                let body = &mut buf[HEADER_LEN..HEADER_LEN + payload_room];
+                let body = &mut buf[HEADER_LEN..body_end];
                 if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
                     self.commit_new(slot);
                     // `seq` of a new slot is una + (slots before it); replay == slots.len() here.
                     let seq = self.una.wrapping_add((self.slots.len() - 1) as u8);
                     self.replay = self.slots.len();
-                    return Some(self.finish(buf, Some(seq), n, now));
+                    return Some((self.finish(buf, Some(seq), n, now), slot));
                 }
                 // A control message that does not fit the negotiated frame can never be
                 // sent: drop it so it does not block the queue.
@@ -471,7 +500,7 @@ impl<
 
         // 3. A pure acknowledgement.
         if self.ack_pending {
-            return Some(self.finish(buf, None, 0, now));
+            return Some((self.finish(buf, None, 0, now), Slot::Ctrl));
         }
         None
     }
@@ -546,8 +575,9 @@ impl<
         let _ = self.slots.push_back(slot);
     }
 
-    /// Header, CRC, ack bookkeeping and the retransmit timer for a frame whose
-    /// payload of `n` bytes is already at `buf[HEADER_LEN..]`.
+    /// Header, ack bookkeeping and the retransmit timer for a frame whose
+    /// payload (head) of `n` bytes is already at `buf[HEADER_LEN..]`; returns
+    /// the length before the CRC.
     fn finish(&mut self, buf: &mut [u8], seq: Option<u8>, n: usize, now: u64) -> usize {
         frame::write_header(
             buf,
@@ -560,12 +590,19 @@ impl<
         if seq.is_some() && self.retransmit_at == NEVER {
             self.retransmit_at = now + u64::from(self.rto_ms);
         }
-        frame::seal(buf, HEADER_LEN + n)
+        HEADER_LEN + n
     }
 
     /// Seals an unsequenced frame (payload of `n` bytes already at
     /// `buf[HEADER_LEN..]`); it still carries the current acknowledgement.
     pub(crate) fn seal_unsequenced(&mut self, buf: &mut [u8], n: usize) -> usize {
+        let len = self.finish(buf, None, n, 0);
+        frame::seal(buf, len)
+    }
+
+    /// Like [`Session::seal_unsequenced`] without the CRC: returns the length
+    /// of the frame before it.
+    pub(crate) fn head_unsequenced(&mut self, buf: &mut [u8], n: usize) -> usize {
         self.finish(buf, None, n, 0)
     }
 }
