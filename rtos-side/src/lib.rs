@@ -164,7 +164,7 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 ///   [`RtosEndpoint`]; raise it on fast links such as a pipe or shared memory).
 pub struct Agent<
     L: Link,
-    const FRAME: usize = 256,
+    const FRAME: usize = 128,
     const OUT: usize = 1024,
     const IN: usize = 512,
     const W: usize = 4,

@@ -229,8 +229,6 @@ pub const ANNOUNCE_MAX_MS: u32 = 1000;
 #[derive(Debug, Clone, Copy)]
 struct Setup {
     link: LinkKind,
-    /// The largest frame we accept (`RtosEndpoint::MAX_FRAME`).
-    max_frame: u16,
     features: u32,
     agent_version: &'static str,
     os: &'static str,
@@ -253,7 +251,7 @@ struct Setup {
 ///   plenty for a UART, whose round trip is short next to a frame's time on the
 ///   wire.
 pub struct RtosEndpoint<
-    const FRAME: usize = 256,
+    const FRAME: usize = 128,
     const OUT: usize = 1024,
     const IN: usize = 512,
     const W: usize = 4,
@@ -343,7 +341,6 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         };
         let cfg = Setup {
             link: cfg.link,
-            max_frame: Self::MAX_FRAME as u16,
             features: cfg.features,
             agent_version: clip(cfg.agent_version),
             os: clip(cfg.os),
@@ -561,7 +558,9 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
             return None;
         }
         let raw = &mut buf[offset..offset + room];
-        let (n, slot) = self.core.next_head(now_ms, raw, room)?;
+        let (n, slot) = self
+            .core
+            .next_head(now_ms, raw, room, Self::MAX_FRAME as u16)?;
         let data = self.core.session.slot_data(slot);
         // Fits: console chunks are sized to the frame.
         let end = n + data.len();
@@ -580,7 +579,10 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     pub fn poll_transmit_to(&mut self, now_ms: u64, out: &mut impl FnMut(&[u8])) -> bool {
         let mut head = [0u8; MIN_FRAME];
         let room = usize::from(self.core.max_frame);
-        let Some((n, slot)) = self.core.next_head(now_ms, &mut head, room) else {
+        let Some((n, slot)) = self
+            .core
+            .next_head(now_ms, &mut head, room, Self::MAX_FRAME as u16)
+        else {
             return false;
         };
         let data = self.core.session.slot_data(slot);
@@ -593,14 +595,20 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
     /// The head of the next frame in `raw` (see `Session::next_frame_head`):
     /// the unsequenced messages first, through one encode path, then the
-    /// session's frames.
-    fn next_head(&mut self, now_ms: u64, raw: &mut [u8], room: usize) -> Option<(usize, Slot)> {
+    /// session's frames. `ours` is the largest frame we accept.
+    fn next_head(
+        &mut self,
+        now_ms: u64,
+        raw: &mut [u8],
+        room: usize,
+        ours: u16,
+    ) -> Option<(usize, Slot)> {
         let msg = if self.hello_ack_due {
             self.hello_ack_due = false;
             RtosMsg::HelloAck(HelloAck {
                 version: PROTOCOL_VERSION,
                 features: self.cfg.features,
-                max_frame: self.cfg.max_frame,
+                max_frame: ours,
                 session: self.session_id,
                 agent_version: self.cfg.agent_version,
                 os: self.cfg.os,
@@ -608,7 +616,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             })
         } else if self.announce_due && self.announcing() {
             self.announce_due = false;
-            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, self.cfg.max_frame))
+            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, ours))
         } else if self.state != RtosState::Connected {
             return None;
         } else if let Some(nonce) = self.pong_due.take() {

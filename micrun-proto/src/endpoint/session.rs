@@ -139,7 +139,7 @@ pub(crate) struct Session<
     slots: Queue<Slot, W>,
     una: u8,
     /// Slots before this index were (re)sent in the current round.
-    replay: usize,
+    replay: u8,
     rx_expected: u8,
     ack_pending: bool,
     rto_ms: u32,
@@ -287,7 +287,7 @@ impl<
             }
         }
         self.una = ack;
-        self.replay = self.replay.saturating_sub(n);
+        self.replay = self.replay.saturating_sub(n as u8);
         self.rto_ms = self.timing.rto_initial_ms;
         self.retransmit_at = if self.slots.is_empty() {
             NEVER
@@ -463,19 +463,20 @@ impl<
     ) -> Option<(usize, Slot)> {
         let payload_room = max_frame - OVERHEAD;
         let body_end = buf.len().min(HEADER_LEN + payload_room);
-        let seq = self.una.wrapping_add(self.replay as u8);
+        let replay = usize::from(self.replay);
+        let seq = self.una.wrapping_add(self.replay);
 
         // 1. Replay of a retransmission round.
-        if self.replay < self.slots.len() {
-            let slot = *self.slots.get(self.replay)?;
-            let ctrl_index = self.ctrl_before(self.replay);
+        if replay < self.slots.len() {
+            let slot = *self.slots.get(replay)?;
+            let ctrl_index = self.ctrl_before(replay);
             let body = &mut buf[HEADER_LEN..body_end];
             if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
                 self.replay += 1;
                 return Some((self.finish(buf, Some(seq), n, now), slot));
             }
             // Cannot happen for slots we built ourselves; drop the round rather than spin.
-            self.replay = self.slots.len();
+            self.replay = self.slots.len() as u8;
         }
 
         // 2. A new sequenced frame, if the window has room.
@@ -487,7 +488,7 @@ impl<
                     self.commit_new(slot);
                     // `seq` of a new slot is una + (slots before it); replay == slots.len() here.
                     let seq = self.una.wrapping_add((self.slots.len() - 1) as u8);
-                    self.replay = self.slots.len();
+                    self.replay = self.slots.len() as u8;
                     return Some((self.finish(buf, Some(seq), n, now), slot));
                 }
                 // A control message that does not fit the negotiated frame can never be
