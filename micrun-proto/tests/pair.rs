@@ -1088,3 +1088,37 @@ fn a_silent_host_leaves_no_timer_due_on_an_agent_that_does_not_announce() {
         rtos.poll_timeout()
     );
 }
+
+/// Stats reports queued back to back each reach the host; the agent keeps one
+/// set of values, so a report not yet sent carries the latest. Over a lossy
+/// link too (a report in flight may go out again with newer values).
+#[test]
+fn stats_reports_queued_together_all_arrive() {
+    for (seed, impair) in [(5, CLEAN), (11, LOSSY), (29, LOSSY)] {
+        let mut p = Pair::new(seed, impair, HostConfig::default());
+        p.connect();
+        let stats = |uptime_ms| Stats {
+            uptime_ms,
+            cpu_load_permille: 7,
+            mem_used_kib: 1,
+            mem_total_kib: 2,
+        };
+        assert!(p.rtos.send_stats(stats(1)));
+        assert!(p.rtos.send_stats(stats(2)));
+        assert!(p.rtos.send_stats(stats(u64::MAX)));
+        let count = |p: &Pair| {
+            p.host_events
+                .iter()
+                .filter(|e| matches!(e, HostEvent::Stats(_)))
+                .count()
+        };
+        p.run_until(20_000, |p| count(p) == 3);
+        let last = p.host_events.iter().rev().find_map(|e| match e {
+            HostEvent::Stats(s) => Some(*s),
+            _ => None,
+        });
+        assert_eq!(last, Some(stats(u64::MAX)));
+        p.run_until(2_000, |p| p.rtos.is_flushed());
+        assert_eq!(count(&p), 3, "one report per send_stats");
+    }
+}

@@ -115,7 +115,9 @@ pub(crate) struct RtosRole;
 #[derive(Debug, Clone)]
 pub(crate) enum RtosCtrl {
     Ready,
-    Stats(PackedStats),
+    /// The values are in the session's extra storage (the latest report; a
+    /// report in flight may go out again with newer values).
+    Stats,
     Exited(i32, ExitReason),
     /// The text is in the session's extra storage: one log line in flight at a time.
     Log(LogLevel),
@@ -123,9 +125,8 @@ pub(crate) enum RtosCtrl {
     ExecExited(i32),
 }
 
-/// [`Stats`] as queued: aligned to 4 instead of 8 (the `u64` uptime), which
-/// makes every control queue entry 24 bytes, not 32.
-#[derive(Debug, Clone, Copy)]
+/// [`Stats`] as kept for sending: aligned to 4 instead of 8 (the `u64` uptime).
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PackedStats {
     uptime_ms: [u32; 2],
     cpu_load_permille: u16,
@@ -160,6 +161,9 @@ pub(crate) struct Extra {
     /// The text of the one log line in flight, or the arguments of an exec the
     /// application has not taken yet (never both: see `RtosEndpoint::send_log`).
     bytes: Vec<u8, MAX_LOG>,
+    /// The last stats report (kept here, not in every control queue entry,
+    /// which is 8 bytes instead of 24 this way).
+    stats: PackedStats,
     /// The exec the host started last: its output and `ExecExited` belong to
     /// it. (The host starts the next only after this one's `ExecExited`, whose
     /// acknowledgement comes with or before that start, so a queued report
@@ -180,7 +184,7 @@ impl Role for RtosRole {
     fn encode_ctrl(c: &RtosCtrl, extra: &Extra, buf: &mut [u8]) -> Result<usize, CodecError> {
         match c {
             RtosCtrl::Ready => RtosMsg::Ready,
-            RtosCtrl::Stats(s) => RtosMsg::Stats(s.unpack()),
+            RtosCtrl::Stats => RtosMsg::Stats(extra.stats.unpack()),
             RtosCtrl::Exited(code, reason) => RtosMsg::Exited {
                 code: *code,
                 reason: *reason,
@@ -413,10 +417,15 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     }
 
     /// Answers a [`RtosEvent::StatsRequested`]. `false` when the queue is full.
+    /// One set of values is kept (not one per queued report): a report queued
+    /// earlier and not yet acknowledged goes out with these.
     pub fn send_stats(&mut self, stats: Stats) -> bool {
-        self.core
-            .session
-            .queue_ctrl(RtosCtrl::Stats(PackedStats::pack(stats)))
+        let s = &mut self.core.session;
+        if s.ctrl_free() == 0 {
+            return false;
+        }
+        s.extra.stats = PackedStats::pack(stats);
+        s.queue_ctrl(RtosCtrl::Stats)
     }
 
     /// Reports the application's end. It reaches the host after every console byte
@@ -819,6 +828,6 @@ mod tests {
             };
             assert_eq!(PackedStats::pack(s).unpack(), s);
         }
-        assert!(core::mem::size_of::<RtosCtrl>() <= 24);
+        assert!(core::mem::size_of::<RtosCtrl>() <= 8);
     }
 }
