@@ -275,7 +275,9 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     max_frame: u16,
     hello_ack_due: bool,
     /// Nonce of a `Ping` to answer; the uptime is taken when the `Pong` is sent.
-    pong_due: Option<u32>,
+    pong_due: bool,
+    /// The nonce of that `Ping` (beside the flag: an `Option<u32>` is 8 bytes).
+    pong_nonce: u32,
     /// An `Announce` is to go out.
     announce_due: bool,
     /// Announcing: when the next `Announce` is due. Connected: when the host
@@ -362,7 +364,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 session_id: 0,
                 max_frame: Self::MAX_FRAME as u16,
                 hello_ack_due: false,
-                pong_due: None,
+                pong_due: false,
+                pong_nonce: 0,
                 announce_due: cfg.announce_interval_ms > 0,
                 announce_at: 0,
                 host_silent: false,
@@ -628,9 +631,10 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, ours))
         } else if self.state != RtosState::Connected {
             return None;
-        } else if let Some(nonce) = self.pong_due.take() {
+        } else if self.pong_due {
+            self.pong_due = false;
             RtosMsg::Pong {
-                nonce,
+                nonce: self.pong_nonce,
                 uptime_ms: now_ms,
             }
         } else {
@@ -710,7 +714,10 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         let Some(msg) = msg else { return };
         match header.seq {
             None => match msg {
-                HostMsg::Ping { nonce } => self.pong_due = Some(nonce),
+                HostMsg::Ping { nonce } => {
+                    self.pong_due = true;
+                    self.pong_nonce = nonce;
+                }
                 _ => bump(&mut self.session.counters.unexpected),
             },
             Some(seq) => {
