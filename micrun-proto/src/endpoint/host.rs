@@ -31,6 +31,8 @@ pub struct HostConfig {
     pub ping_interval_ms: u32,
     /// [`HostEvent::PeerLost`] after this long without a valid frame from the agent.
     pub peer_timeout_ms: u32,
+    /// The first retransmission timeout, doubling per unanswered round up to
+    /// `rto_max_ms`; both between 1 and 65535 (clamped).
     pub rto_initial_ms: u32,
     pub rto_max_ms: u32,
     /// Start in [`HostState::Listening`]: send nothing until the agent's
@@ -216,10 +218,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         let mut ep = Self {
             cfg,
             state: HostState::Handshaking,
-            session: Session::new(Timing {
-                rto_initial_ms: cfg.rto_initial_ms.max(1),
-                rto_max_ms: cfg.rto_max_ms.max(cfg.rto_initial_ms.max(1)),
-            }),
+            session: Session::new(Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms)),
             deframer: Deframer::new(),
             events: Deque::new(),
             peer: None,

@@ -25,6 +25,8 @@ use crate::msg::{
 pub struct RtosConfig {
     pub link: LinkKind,
     pub features: u32,
+    /// The first retransmission timeout, doubling per unanswered round up to
+    /// `rto_max_ms`; both between 1 and 65535 (clamped).
     pub rto_initial_ms: u32,
     pub rto_max_ms: u32,
     /// Reported in `HelloAck`; at most [`crate::msg::MAX_NAME`] bytes each
@@ -341,10 +343,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         let () = Self::FRAME_OK;
         #[allow(clippy::let_unit_value)]
         let () = Self::WINDOW_OK;
-        let timing = Timing {
-            rto_initial_ms: cfg.rto_initial_ms.max(1),
-            rto_max_ms: cfg.rto_max_ms.max(cfg.rto_initial_ms.max(1)),
-        };
+        let timing = Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms);
         let cfg = Setup {
             link: cfg.link,
             features: cfg.features,

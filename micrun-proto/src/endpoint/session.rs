@@ -70,8 +70,21 @@ struct RxStream<const N: usize> {
 /// Retransmission timing, from the endpoint's configuration.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
-    pub rto_initial_ms: u32,
-    pub rto_max_ms: u32,
+    rto_initial_ms: u16,
+    rto_max_ms: u16,
+}
+
+impl Timing {
+    /// From a configuration: at least 1 ms, the maximum at least the initial
+    /// timeout, both at most 65535 ms (`u16`: two words less of RAM per session).
+    pub(crate) fn new(rto_initial_ms: u32, rto_max_ms: u32) -> Self {
+        let initial = rto_initial_ms.clamp(1, u32::from(u16::MAX));
+        let max = rto_max_ms.clamp(initial, u32::from(u16::MAX));
+        Timing {
+            rto_initial_ms: initial as u16,
+            rto_max_ms: max as u16,
+        }
+    }
 }
 
 /// Counters of discarded or repeated traffic. They only grow.
@@ -142,7 +155,7 @@ pub(crate) struct Session<
     replay: u8,
     rx_expected: u8,
     ack_pending: bool,
-    rto_ms: u32,
+    rto_ms: u16,
     /// When the oldest frame in flight is due again; [`NEVER`] when none is in
     /// flight (not an `Option<u64>`: that is 16 bytes on 32-bit targets).
     retransmit_at: u64,
@@ -605,5 +618,26 @@ impl<
     /// of the frame before it.
     pub(crate) fn head_unsequenced(&mut self, buf: &mut [u8], n: usize) -> usize {
         self.finish(buf, None, n, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timing;
+
+    /// The configured timeouts become 1..=65535 ms, the maximum at least the
+    /// initial one.
+    #[test]
+    fn timing_is_clamped() {
+        for (initial, max, want) in [
+            (100, 2000, (100, 2000)),
+            (0, 0, (1, 1)),
+            (100, 50, (100, 100)),
+            (70_000, 90_000, (65_535, 65_535)),
+            (500, u32::MAX, (500, 65_535)),
+        ] {
+            let t = Timing::new(initial, max);
+            assert_eq!((t.rto_initial_ms, t.rto_max_ms), want, "{initial} {max}");
+        }
     }
 }
