@@ -276,7 +276,8 @@ pub fn cobs_decode_in_place(buf: &mut [u8], len: usize) -> Result<usize, FrameEr
 #[derive(Debug)]
 pub struct Deframer<const N: usize> {
     buf: [u8; N],
-    len: usize,
+    /// Bytes held (`u16`: two bytes of RAM, not four).
+    len: u16,
     overflow: bool,
 }
 
@@ -287,7 +288,14 @@ impl<const N: usize> Default for Deframer<N> {
 }
 
 impl<const N: usize> Deframer<N> {
+    const FITS: () = assert!(
+        N <= u16::MAX as usize,
+        "a deframer holds at most 65535 bytes"
+    );
+
     pub const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::FITS;
         Self {
             buf: [0; N],
             len: 0,
@@ -301,7 +309,7 @@ impl<const N: usize> Deframer<N> {
     pub fn push(&mut self, input: &[u8]) -> (usize, Option<Result<usize, FrameError>>) {
         for (i, &b) in input.iter().enumerate() {
             if b == DELIMITER {
-                let len = self.len;
+                let len = usize::from(self.len);
                 let overflow = self.overflow;
                 self.len = 0;
                 self.overflow = false;
@@ -321,8 +329,8 @@ impl<const N: usize> Deframer<N> {
                 });
                 return (i + 1, Some(res));
             }
-            if self.len < N {
-                self.buf[self.len] = b;
+            if usize::from(self.len) < N {
+                self.buf[usize::from(self.len)] = b;
                 self.len += 1;
             } else {
                 self.overflow = true;

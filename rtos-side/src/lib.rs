@@ -171,11 +171,18 @@ pub struct Agent<
 > {
     link: L,
     ep: RtosEndpoint<FRAME, OUT, IN, W>,
-    now: u64,
+    /// The time of the last poll (for [`Agent::feed`]).
+    now: Ms,
     exit: ExitState,
     #[cfg(feature = "exec")]
     exec: ExecState,
 }
+
+/// A time in milliseconds, stored 4-aligned (a `u64` is 8-aligned on 32-bit
+/// targets and would pad the agent).
+#[derive(Debug, Clone, Copy)]
+#[repr(packed(4))]
+struct Ms(u64);
 
 /// The host's exec, as far as the agent knows.
 #[cfg(feature = "exec")]
@@ -201,7 +208,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Agent")
             .field("endpoint", &self.ep)
-            .field("now", &self.now)
+            .field("now", &{ self.now.0 })
             .field("exit", &self.exit)
             .field("exec", &self.exec_running())
             .finish_non_exhaustive()
@@ -228,7 +235,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
                 },
                 ..RtosConfig::default()
             }),
-            now: 0,
+            now: Ms(0),
             exit: ExitState::Running,
             #[cfg(feature = "exec")]
             exec: ExecState::Idle,
@@ -332,7 +339,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Bytes received some other way (an rpmsg callback, a UART interrupt
     /// buffer) instead of through [`Link::read`].
     pub fn feed(&mut self, data: &[u8]) {
-        self.ep.handle_input(self.now, data);
+        self.ep.handle_input(self.now.0, data);
     }
 
     /// When [`Agent::poll`] next has timed work, in the caller's milliseconds.
@@ -344,7 +351,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Does all pending work at time `now_ms` (monotonic milliseconds, e.g. since
     /// boot): reads the link, runs timers, calls `app`'s hooks, writes frames.
     pub fn poll(&mut self, now_ms: u64, app: &mut impl App) {
-        self.now = now_ms;
+        self.now = Ms(now_ms);
         // Bounded, so a babbling link cannot starve the application.
         let mut chunk = [0u8; 64];
         for _ in 0..(4 * FRAME / chunk.len()).max(1) {

@@ -12,7 +12,7 @@ const _: () = assert!(
     "exec arguments share the log line's storage"
 );
 
-use super::session::{bump, Counters, Role, SeqVerdict, Session, Slot, Timing};
+use super::session::{bump, Counters, Ms, Role, SeqVerdict, Session, Slot, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
@@ -234,7 +234,6 @@ pub const ANNOUNCE_MAX_MS: u32 = 1000;
 /// lives in the session; not stored twice, for the agent's RAM budget).
 #[derive(Debug, Clone, Copy)]
 struct Setup {
-    link: LinkKind,
     features: u32,
     agent_version: &'static str,
     os: &'static str,
@@ -270,6 +269,8 @@ pub struct RtosEndpoint<
 /// dispatched without copying it.
 struct Core<const OUT: usize, const IN: usize, const W: usize> {
     cfg: Setup,
+    /// Beside the setup, not in it: a byte there would pad it by three.
+    link: LinkKind,
     state: RtosState,
     session: Session<RtosRole, NTX, OUT, 1, IN, 4, W>,
     events: Queue<RtosEvent, EVENTS>,
@@ -284,7 +285,7 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     announce_due: bool,
     /// Announcing: when the next `Announce` is due. Connected: when the host
     /// will have been silent for `host_silence_ms` (one timer serves both).
-    announce_at: u64,
+    announce_at: Ms,
     /// Connected, but the host has been silent for `host_silence_ms`.
     host_silent: bool,
     /// Announcements sent since the host was last heard (the back-off).
@@ -344,8 +345,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         #[allow(clippy::let_unit_value)]
         let () = Self::WINDOW_OK;
         let timing = Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms);
+        let link = cfg.link;
         let cfg = Setup {
-            link: cfg.link,
             features: cfg.features,
             agent_version: clip(cfg.agent_version),
             os: clip(cfg.os),
@@ -357,6 +358,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
             deframer: Deframer::new(),
             core: Core {
                 cfg,
+                link,
                 state: RtosState::Waiting,
                 session: Session::new(timing),
                 events: Queue::new(),
@@ -366,7 +368,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 pong_due: false,
                 pong_nonce: 0,
                 announce_due: cfg.announce_interval_ms > 0,
-                announce_at: 0,
+                announce_at: Ms(0),
                 host_silent: false,
                 announced: 0,
                 argv: Argv::Free,
@@ -500,7 +502,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// must be exactly one message. Bytes beyond a frame's bound are dropped and
     /// counted.
     pub fn handle_input(&mut self, now_ms: u64, data: &[u8]) {
-        match self.core.cfg.link {
+        match self.core.link {
             LinkKind::Message => {
                 if data.len() > Self::MAX_FRAME {
                     bump(&mut self.core.session.counters.oversized_frames);
@@ -534,7 +536,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         // until this time would spin) until the host is heard again.
         let silence_timer = self.is_connected() && c.cfg.host_silence_ms > 0 && !c.host_silent;
         if c.announcing() || silence_timer {
-            take(c.announce_at);
+            take(c.announce_at.0);
         }
         t
     }
@@ -544,16 +546,16 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         let c = &mut self.core;
         if c.state == RtosState::Connected {
             c.session.handle_timeout(now_ms);
-            if c.cfg.host_silence_ms > 0 && now_ms >= c.announce_at {
+            if c.cfg.host_silence_ms > 0 && now_ms >= c.announce_at.0 {
                 c.host_silent = true;
             }
         }
-        if c.announcing() && now_ms >= c.announce_at {
+        if c.announcing() && now_ms >= c.announce_at.0 {
             c.announce_due = true;
             let base = c.cfg.announce_interval_ms;
             let wait = (base << c.announced.min(10)).min(ANNOUNCE_MAX_MS.max(base));
             c.announced = c.announced.saturating_add(1);
-            c.announce_at = now_ms + u64::from(wait);
+            c.announce_at = Ms(now_ms + u64::from(wait));
         }
     }
 
@@ -563,7 +565,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// (at least 128) only makes console chunks smaller.
     #[must_use]
     pub fn poll_transmit(&mut self, now_ms: u64, buf: &mut [u8]) -> Option<usize> {
-        let link = self.core.cfg.link;
+        let link = self.core.link;
         let (offset, room) = raw_layout(link, buf.len(), usize::from(self.core.max_frame));
         if room < MIN_FRAME {
             return None;
@@ -654,7 +656,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         if self.state == RtosState::Connected {
             self.host_silent = false;
             self.announced = 0;
-            self.announce_at = now + u64::from(self.cfg.host_silence_ms);
+            self.announce_at = Ms(now + u64::from(self.cfg.host_silence_ms));
         }
     }
 

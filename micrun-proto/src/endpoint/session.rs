@@ -38,6 +38,12 @@ pub(crate) trait Role {
     fn after_output(c: &Self::Ctrl) -> bool;
 }
 
+/// A time in milliseconds, stored 4-aligned: a `u64` field is 8-aligned on
+/// 32-bit targets and pads every structure around it.
+#[derive(Debug, Clone, Copy)]
+#[repr(packed(4))]
+pub(crate) struct Ms(pub u64);
+
 /// `retransmit_at` when nothing is in flight.
 const NEVER: u64 = u64::MAX;
 
@@ -158,7 +164,7 @@ pub(crate) struct Session<
     rto_ms: u16,
     /// When the oldest frame in flight is due again; [`NEVER`] when none is in
     /// flight (not an `Option<u64>`: that is 16 bytes on 32-bit targets).
-    retransmit_at: u64,
+    retransmit_at: Ms,
     timing: Timing,
     next_tx_stream: u8,
     pub counters: Counters,
@@ -193,7 +199,7 @@ impl<
             rx_expected: 0,
             ack_pending: false,
             rto_ms: timing.rto_initial_ms,
-            retransmit_at: NEVER,
+            retransmit_at: Ms(NEVER),
             timing,
             next_tx_stream: 0,
             counters: Counters::default(),
@@ -210,7 +216,7 @@ impl<
         self.rx_expected = 0;
         self.ack_pending = false;
         self.rto_ms = self.timing.rto_initial_ms;
-        self.retransmit_at = NEVER;
+        self.retransmit_at = Ms(NEVER);
         for s in &mut self.tx {
             s.sent = s.ring.tail();
             s.credit = 0;
@@ -302,11 +308,11 @@ impl<
         self.una = ack;
         self.replay = self.replay.saturating_sub(n as u8);
         self.rto_ms = self.timing.rto_initial_ms;
-        self.retransmit_at = if self.slots.is_empty() {
+        self.retransmit_at = Ms(if self.slots.is_empty() {
             NEVER
         } else {
             now + u64::from(self.rto_ms)
-        };
+        });
     }
 
     pub(crate) fn check_seq(&mut self, seq: u8) -> SeqVerdict {
@@ -362,14 +368,16 @@ impl<
     // ---- timers -----------------------------------------------------------------
 
     pub(crate) fn poll_timeout(&self) -> Option<u64> {
-        (self.retransmit_at != NEVER).then_some(self.retransmit_at)
+        let at = self.retransmit_at.0;
+        (at != NEVER).then_some(at)
     }
 
     pub(crate) fn handle_timeout(&mut self, now: u64) {
-        if self.retransmit_at != NEVER && now >= self.retransmit_at && !self.slots.is_empty() {
+        let at = self.retransmit_at.0;
+        if at != NEVER && now >= at && !self.slots.is_empty() {
             self.replay = 0;
             self.rto_ms = (self.rto_ms.saturating_mul(2)).min(self.timing.rto_max_ms);
-            self.retransmit_at = now + u64::from(self.rto_ms);
+            self.retransmit_at = Ms(now + u64::from(self.rto_ms));
             bump(&mut self.counters.retransmits);
         }
     }
@@ -601,8 +609,8 @@ impl<
             },
         );
         self.ack_pending = false;
-        if seq.is_some() && self.retransmit_at == NEVER {
-            self.retransmit_at = now + u64::from(self.rto_ms);
+        if seq.is_some() && self.retransmit_at.0 == NEVER {
+            self.retransmit_at = Ms(now + u64::from(self.rto_ms));
         }
         HEADER_LEN + n
     }
