@@ -141,6 +141,8 @@ extern "C" fn fw_main() -> ! {
     agent.write_stdout(b"footprint probe up\n");
     loop {
         let now = clock.now_ms();
+        // The platform's memory routines, linked as in the baseline.
+        hw::memory_routines(now as u32);
         agent.poll(now, &mut app);
 
         if agent.is_connected() && !greeted {
