@@ -273,13 +273,28 @@ pub fn cobs_decode_in_place(buf: &mut [u8], len: usize) -> Result<usize, FrameEr
 /// frames. `N` is the largest wire frame (COBS-encoded, without delimiter) accepted.
 ///
 /// Garbage is skipped up to the next delimiter; every discarded frame is counted.
+/// Frames are COBS-decoded as their bytes arrive (no second pass over the buffer);
+/// the outcomes are [`cobs_decode_in_place`]'s on the whole wire frame.
 #[derive(Debug)]
 pub struct Deframer<const N: usize> {
     buf: [u8; N],
-    /// Bytes held (`u16`: two bytes of RAM, not four).
+    /// Decoded bytes held, or [`OVERSIZED`] once the wire frame is longer than `N`.
     len: u16,
-    overflow: bool,
+    /// Code bytes minus implied zeros so far (the wire length is `len` plus
+    /// this), and in bit 7 whether the current COBS block is a full one (code
+    /// `0xFF`, no implied zero after it).
+    codes: u8,
+    /// Data bytes left in the current COBS block; 0 or [`ZERO_NEXT`] when a code
+    /// byte comes next, [`ZERO_NEXT`] when the block before it implies a zero.
+    left: u8,
 }
+
+/// [`Deframer`]: the frame so far is longer than the buffer.
+const OVERSIZED: u16 = u16::MAX;
+/// [`Deframer`]: a code byte comes next, after the implied zero of the last block.
+const ZERO_NEXT: u8 = 0xFF;
+/// [`Deframer`]: the current block is a full one.
+const FULL_BLOCK: u8 = 0x80;
 
 impl<const N: usize> Default for Deframer<N> {
     fn default() -> Self {
@@ -288,10 +303,8 @@ impl<const N: usize> Default for Deframer<N> {
 }
 
 impl<const N: usize> Deframer<N> {
-    const FITS: () = assert!(
-        N <= u16::MAX as usize,
-        "a deframer holds at most 65535 bytes"
-    );
+    // Full blocks (one code byte each, counted in 7 bits) fit 127 × 254 bytes.
+    const FITS: () = assert!(N <= 127 * 254, "a deframer holds at most 32258 bytes");
 
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
@@ -299,7 +312,8 @@ impl<const N: usize> Deframer<N> {
         Self {
             buf: [0; N],
             len: 0,
-            overflow: false,
+            codes: 0,
+            left: 0,
         }
     }
 
@@ -309,34 +323,57 @@ impl<const N: usize> Deframer<N> {
     pub fn push(&mut self, input: &[u8]) -> (usize, Option<Result<usize, FrameError>>) {
         for (i, &b) in input.iter().enumerate() {
             if b == DELIMITER {
-                let len = usize::from(self.len);
-                let overflow = self.overflow;
-                self.len = 0;
-                self.overflow = false;
-                if overflow {
+                let (len, codes, left) = (self.len, self.codes, self.left);
+                self.reset();
+                if len == OVERSIZED {
                     return (i + 1, Some(Err(FrameError::Oversized)));
                 }
-                if len == 0 {
+                if len == 0 && codes == 0 {
                     // Back-to-back delimiters: a link keeps-alive or line noise; not a frame.
                     continue;
                 }
-                let res = cobs_decode_in_place(&mut self.buf, len).and_then(|n| {
-                    if n < OVERHEAD {
-                        Err(FrameError::Short)
-                    } else {
-                        Ok(n)
-                    }
-                });
+                let res = if left != 0 && left != ZERO_NEXT {
+                    Err(FrameError::Cobs) // the last block is cut short
+                } else if usize::from(len) < OVERHEAD {
+                    Err(FrameError::Short)
+                } else {
+                    Ok(usize::from(len))
+                };
                 return (i + 1, Some(res));
             }
-            if usize::from(self.len) < N {
-                self.buf[usize::from(self.len)] = b;
-                self.len += 1;
+            if self.len == OVERSIZED {
+                continue;
+            }
+            if usize::from(self.len) + usize::from(self.codes & !FULL_BLOCK) >= N {
+                self.len = OVERSIZED;
+                continue;
+            }
+            if self.left == 0 || self.left == ZERO_NEXT {
+                // A code byte: `b - 1` data bytes follow.
+                if self.left == ZERO_NEXT {
+                    self.put(0);
+                } else {
+                    self.codes += 1;
+                }
+                self.codes = (self.codes & !FULL_BLOCK) | if b == 0xFF { FULL_BLOCK } else { 0 };
+                self.left = b - 1;
             } else {
-                self.overflow = true;
+                self.put(b);
+                self.left -= 1;
+            }
+            if self.left == 0 && self.codes & FULL_BLOCK == 0 {
+                self.left = ZERO_NEXT;
             }
         }
         (input.len(), None)
+    }
+
+    /// Appends a decoded byte (the length check above keeps it in the buffer).
+    fn put(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(usize::from(self.len)) {
+            *slot = b;
+            self.len += 1;
+        }
     }
 
     /// The decoded frame after `push` returned `Some(Ok(len))`.
@@ -347,7 +384,8 @@ impl<const N: usize> Deframer<N> {
     /// Drops any partial frame (used when a session restarts).
     pub fn reset(&mut self) {
         self.len = 0;
-        self.overflow = false;
+        self.codes = 0;
+        self.left = 0;
     }
 }
 
@@ -423,6 +461,121 @@ mod tests {
                 got.extend_from_slice(p)
             });
             assert_eq!(got, buf[..n], "len {len}, split {a}/{b}");
+        }
+    }
+
+    /// The deframer's outcomes as a whole-frame pass gives them: the wire
+    /// frame up to a delimiter, `Oversized` beyond `N` bytes, else
+    /// `cobs_decode_in_place`, else `Short` under the overhead.
+    fn reference<const N: usize>(stream: &[u8]) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut out = Vec::new();
+        let mut parts: Vec<&[u8]> = stream.split(|&b| b == DELIMITER).collect();
+        parts.pop(); // bytes after the last delimiter: no outcome yet
+        for wire in parts {
+            if wire.is_empty() {
+                continue;
+            }
+            if wire.len() > N {
+                out.push(Err(FrameError::Oversized));
+                continue;
+            }
+            let mut buf = wire.to_vec();
+            out.push(match cobs_decode_in_place(&mut buf, wire.len()) {
+                Ok(n) if n < OVERHEAD => Err(FrameError::Short),
+                Ok(n) => Ok(buf[..n].to_vec()),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    fn deframe<const N: usize>(stream: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut d = Deframer::<N>::new();
+        let mut out = Vec::new();
+        for mut piece in stream.chunks(chunk) {
+            while !piece.is_empty() {
+                let (used, res) = d.push(piece);
+                piece = &piece[used..];
+                match res {
+                    Some(Ok(n)) => out.push(Ok(d.frame(n).to_vec())),
+                    Some(Err(e)) => out.push(Err(e)),
+                    None => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Decoding as the bytes arrive gives the whole-frame outcomes, over valid
+    /// frames (with runs of 254 non-zero bytes and zeros at the ends), garbage,
+    /// cut blocks and frames around the buffer's size, in any chunking.
+    #[test]
+    fn deframer_matches_whole_frame_decoding() {
+        let mut x = 0x1357_9BDFu32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for round in 0..4000 {
+            let mut stream = Vec::new();
+            for _ in 0..next() % 6 {
+                match next() % 5 {
+                    0 => stream.extend((0..next() % 40).map(|_| next() as u8)),
+                    1 => stream.push(0),
+                    _ => {
+                        let len = match next() % 3 {
+                            0 => (next() % 8) as usize,
+                            1 => 250 + (next() % 12) as usize,
+                            _ => (next() % 300) as usize,
+                        };
+                        let zeros = next() % 3;
+                        let data: Vec<u8> = (0..len)
+                            .map(|_| {
+                                let r = next();
+                                if zeros > 0 && r % (4 << (2 * zeros)) == 0 {
+                                    0
+                                } else {
+                                    (r >> 8) as u8 | 1
+                                }
+                            })
+                            .collect();
+                        let start = len / 254 + 1;
+                        let mut buf = vec![0u8; start + wire_len(len)];
+                        buf[start..start + len].copy_from_slice(&data);
+                        let n = cobs_encode_in_place(&mut buf, start, len);
+                        let mut wire = buf[..n].to_vec();
+                        if next() % 4 == 0 && n > 2 {
+                            // Cut short, or a byte changed.
+                            let at = (next() as usize) % (n - 1);
+                            if next() % 2 == 0 {
+                                wire.truncate(at);
+                                wire.push(0);
+                            } else {
+                                wire[at] = (next() as u8) | 1;
+                            }
+                        }
+                        stream.extend_from_slice(&wire);
+                    }
+                }
+            }
+            let chunk = 1 + (next() as usize) % 64;
+            assert_eq!(
+                deframe::<128>(&stream, chunk),
+                reference::<128>(&stream),
+                "round {round}"
+            );
+            assert_eq!(
+                deframe::<300>(&stream, chunk),
+                reference::<300>(&stream),
+                "round {round}"
+            );
+            assert_eq!(
+                deframe::<498>(&stream, chunk),
+                reference::<498>(&stream),
+                "round {round}"
+            );
         }
     }
 }

@@ -181,7 +181,7 @@ pub struct Agent<
 /// A time in milliseconds, stored 4-aligned (a `u64` is 8-aligned on 32-bit
 /// targets and would pad the agent).
 #[derive(Debug, Clone, Copy)]
-#[repr(packed(4))]
+#[repr(C, packed(4))]
 struct Ms(u64);
 
 /// The host's exec, as far as the agent knows.

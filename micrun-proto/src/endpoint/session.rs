@@ -41,7 +41,7 @@ pub(crate) trait Role {
 /// A time in milliseconds, stored 4-aligned: a `u64` field is 8-aligned on
 /// 32-bit targets and pads every structure around it.
 #[derive(Debug, Clone, Copy)]
-#[repr(packed(4))]
+#[repr(C, packed(4))]
 pub(crate) struct Ms(pub u64);
 
 /// `retransmit_at` when nothing is in flight.
