@@ -1122,3 +1122,30 @@ fn stats_reports_queued_together_all_arrive() {
         assert_eq!(count(&p), 3, "one report per send_stats");
     }
 }
+
+/// `handle_timeout` before the time `poll_timeout` names changes nothing (the
+/// agent calls it on every poll): no retransmission, no announcement, the
+/// same next deadline; at that time the retransmission happens.
+#[test]
+fn early_timeouts_on_the_agent_change_nothing() {
+    let mut p = Pair::new(17, CLEAN, HostConfig::default());
+    p.connect();
+    assert_eq!(p.rtos.write(Stream::Stdout, b"hello"), 5);
+    let mut buf = [0u8; 260];
+    let now = p.now;
+    while p.rtos.poll_transmit(now, &mut buf).is_some() {} // lost on the way
+    let due = p.rtos.poll_timeout().expect("a retransmission is due");
+    let before = p.rtos.counters();
+    for t in now..due {
+        p.rtos.handle_timeout(t);
+        assert_eq!(p.rtos.poll_timeout(), Some(due), "at {t}");
+        assert!(p.rtos.poll_transmit(t, &mut buf).is_none(), "sent at {t}");
+    }
+    assert_eq!(p.rtos.counters(), before);
+    p.rtos.handle_timeout(due);
+    assert_eq!(p.rtos.counters().retransmits, before.retransmits + 1);
+    assert!(
+        p.rtos.poll_transmit(due, &mut buf).is_some(),
+        "the retransmission"
+    );
+}

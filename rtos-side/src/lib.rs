@@ -361,9 +361,8 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
             }
             self.ep.handle_input(now_ms, &chunk[..n.min(chunk.len())]);
         }
-        if self.ep.poll_timeout().is_some_and(|t| t <= now_ms) {
-            self.ep.handle_timeout(now_ms);
-        }
+        // Each timer checks its own deadline: no need to ask `poll_timeout` first.
+        self.ep.handle_timeout(now_ms);
         while let Some(event) = self.ep.poll_event() {
             match event {
                 RtosEvent::Connected { .. } => {

@@ -541,7 +541,9 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         t
     }
 
-    /// Runs the retransmission timer.
+    /// Runs the timers that are due at `now_ms` (retransmission, host
+    /// silence, announcements). Each checks its own deadline, so calling this
+    /// before [`RtosEndpoint::poll_timeout`] says changes nothing.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let c = &mut self.core;
         if c.state == RtosState::Connected {
