@@ -531,15 +531,7 @@ impl<
 
     fn drop_ctrl_at(&mut self, index: usize) {
         // Only the first not-yet-sent message can be dropped; it sits at `index`.
-        let mut kept: Queue<R::Ctrl, Q> = Queue::new();
-        let mut i = 0;
-        while let Some(c) = self.ctrl.pop_front() {
-            if i != index {
-                let _ = kept.push_back(c);
-            }
-            i += 1;
-        }
-        self.ctrl = kept;
+        self.ctrl.remove(index);
         bump(&mut self.counters.unexpected);
     }
 
