@@ -320,10 +320,13 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize> core
 
 fn clip(s: &'static str) -> &'static str {
     let mut end = s.len().min(crate::msg::MAX_NAME);
-    while !s.is_char_boundary(end) {
+    // `get` is `None` inside a character; at 0 it is `Some("")`: no panic path.
+    loop {
+        if let Some(c) = s.get(..end) {
+            return c;
+        }
         end -= 1;
     }
-    &s[..end]
 }
 
 impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
@@ -818,6 +821,21 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names are cut to `MAX_NAME` bytes at a character boundary.
+    #[test]
+    fn names_are_clipped_at_a_character_boundary() {
+        assert_eq!(clip(""), "");
+        assert_eq!(clip("qemu-virt"), "qemu-virt");
+        let exact = "abcdefghijklmnopqrstuvwx";
+        assert_eq!(clip(exact), exact);
+        assert_eq!(clip("abcdefghijklmnopqrstuvwxyz"), exact);
+        // 'é' is two bytes: 12 of them fill 24 bytes, a 13th does not fit.
+        assert_eq!(clip("éééééééééééééé"), "éééééééééééé");
+        // 'ℝ' is three bytes: 8 fill 24; "a" first leaves room for 7.
+        assert_eq!(clip("aℝℝℝℝℝℝℝℝ"), "aℝℝℝℝℝℝℝ");
+        assert_eq!(clip("€€€€€€€€€"), "€€€€€€€€");
+    }
 
     /// Queued stats keep every bit (the uptime is split in two words).
     #[test]
