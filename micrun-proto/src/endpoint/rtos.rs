@@ -787,6 +787,8 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         self.push_event(event);
     }
 
+    /// Not inlined into `handle_frame` (smaller on a Cortex-M).
+    #[inline(never)]
     fn on_hello(&mut self, hello: &crate::msg::Hello) {
         // Always answer, so the host learns our version even when we cannot talk.
         self.hello_ack_due = true;
