@@ -43,19 +43,28 @@ pub const fn wire_len(n: usize) -> usize {
 /// `crc-table` feature uses a table built at compile time instead. Both give the
 /// same result (tested).
 pub fn crc16(data: &[u8]) -> u16 {
+    crc16_update(CRC_INIT, data)
+}
+
+/// The CRC's initial value: `crc16(a ++ b)` is `crc16_update(crc16_update(CRC_INIT, a), b)`.
+pub const CRC_INIT: u16 = 0xFFFF;
+
+/// Continues a CRC-16 over more bytes (a frame sent in pieces). Not inlined:
+/// one copy serves every frame sent and received.
+#[inline(never)]
+pub fn crc16_update(crc: u16, data: &[u8]) -> u16 {
     #[cfg(feature = "crc-table")]
     {
-        crc16_table(data)
+        crc16_table(crc, data)
     }
     #[cfg(not(feature = "crc-table"))]
     {
-        crc16_bitwise(data)
+        crc16_bitwise(crc, data)
     }
 }
 
 #[cfg_attr(feature = "crc-table", allow(dead_code))]
-fn crc16_bitwise(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
+fn crc16_bitwise(mut crc: u16, data: &[u8]) -> u16 {
     for &b in data {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
@@ -91,8 +100,7 @@ static CRC_TABLE: [u16; 256] = {
 };
 
 #[cfg(any(feature = "crc-table", test))]
-fn crc16_table(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
+fn crc16_table(mut crc: u16, data: &[u8]) -> u16 {
     for &b in data {
         crc = (crc << 8) ^ CRC_TABLE[usize::from((crc >> 8) as u8 ^ b)];
     }
@@ -185,6 +193,59 @@ pub fn cobs_encode_in_place(buf: &mut [u8], start: usize, len: usize) -> usize {
     out + 1
 }
 
+/// COBS-encodes the concatenation of `parts` and appends the delimiter, handing
+/// the output to `out` in pieces (a code byte, then runs of the input). The
+/// same bytes as [`cobs_encode_in_place`], without a buffer for the frame: the
+/// RTOS side sends console data straight from its ring this way.
+pub fn cobs_encode_to(parts: &[&[u8]], out: &mut impl FnMut(&[u8])) {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut i = 0;
+    loop {
+        let mut run = 0;
+        while run < 254 && i + run < total && byte_at(parts, i + run) != 0 {
+            run += 1;
+        }
+        out(&[run as u8 + 1]);
+        // The run, a piece per part it spans.
+        let (mut start, mut left) = (i, run);
+        for p in parts {
+            if left == 0 {
+                break;
+            }
+            if let Some(rest) = p.get(start..) {
+                let n = rest.len().min(left);
+                if n > 0 {
+                    out(&rest[..n]);
+                }
+                left -= n;
+                start = 0;
+            } else {
+                start -= p.len();
+            }
+        }
+        i += run;
+        if run < 254 {
+            // A zero byte (or the end) closed the run.
+            if i >= total {
+                break;
+            }
+            i += 1;
+        }
+    }
+    out(&[DELIMITER]);
+}
+
+/// Byte `i` of the concatenation of `parts` (0 past the end).
+fn byte_at(parts: &[&[u8]], mut i: usize) -> u8 {
+    for p in parts {
+        match p.get(i) {
+            Some(&b) => return b,
+            None => i -= p.len(),
+        }
+    }
+    0
+}
+
 /// COBS-decodes `buf[..len]` (without delimiter) in place; returns the decoded length.
 pub fn cobs_decode_in_place(buf: &mut [u8], len: usize) -> Result<usize, FrameError> {
     let mut read = 0;
@@ -212,12 +273,28 @@ pub fn cobs_decode_in_place(buf: &mut [u8], len: usize) -> Result<usize, FrameEr
 /// frames. `N` is the largest wire frame (COBS-encoded, without delimiter) accepted.
 ///
 /// Garbage is skipped up to the next delimiter; every discarded frame is counted.
+/// Frames are COBS-decoded as their bytes arrive (no second pass over the buffer);
+/// the outcomes are [`cobs_decode_in_place`]'s on the whole wire frame.
 #[derive(Debug)]
 pub struct Deframer<const N: usize> {
     buf: [u8; N],
-    len: usize,
-    overflow: bool,
+    /// Decoded bytes held, or [`OVERSIZED`] once the wire frame is longer than `N`.
+    len: u16,
+    /// Code bytes minus implied zeros so far (the wire length is `len` plus
+    /// this), and in bit 7 whether the current COBS block is a full one (code
+    /// `0xFF`, no implied zero after it).
+    codes: u8,
+    /// Data bytes left in the current COBS block; 0 or [`ZERO_NEXT`] when a code
+    /// byte comes next, [`ZERO_NEXT`] when the block before it implies a zero.
+    left: u8,
 }
+
+/// [`Deframer`]: the frame so far is longer than the buffer.
+const OVERSIZED: u16 = u16::MAX;
+/// [`Deframer`]: a code byte comes next, after the implied zero of the last block.
+const ZERO_NEXT: u8 = 0xFF;
+/// [`Deframer`]: the current block is a full one.
+const FULL_BLOCK: u8 = 0x80;
 
 impl<const N: usize> Default for Deframer<N> {
     fn default() -> Self {
@@ -226,11 +303,17 @@ impl<const N: usize> Default for Deframer<N> {
 }
 
 impl<const N: usize> Deframer<N> {
+    // Full blocks (one code byte each, counted in 7 bits) fit 127 × 254 bytes.
+    const FITS: () = assert!(N <= 127 * 254, "a deframer holds at most 32258 bytes");
+
     pub const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::FITS;
         Self {
             buf: [0; N],
             len: 0,
-            overflow: false,
+            codes: 0,
+            left: 0,
         }
     }
 
@@ -240,34 +323,57 @@ impl<const N: usize> Deframer<N> {
     pub fn push(&mut self, input: &[u8]) -> (usize, Option<Result<usize, FrameError>>) {
         for (i, &b) in input.iter().enumerate() {
             if b == DELIMITER {
-                let len = self.len;
-                let overflow = self.overflow;
-                self.len = 0;
-                self.overflow = false;
-                if overflow {
+                let (len, codes, left) = (self.len, self.codes, self.left);
+                self.reset();
+                if len == OVERSIZED {
                     return (i + 1, Some(Err(FrameError::Oversized)));
                 }
-                if len == 0 {
+                if len == 0 && codes == 0 {
                     // Back-to-back delimiters: a link keeps-alive or line noise; not a frame.
                     continue;
                 }
-                let res = cobs_decode_in_place(&mut self.buf, len).and_then(|n| {
-                    if n < OVERHEAD {
-                        Err(FrameError::Short)
-                    } else {
-                        Ok(n)
-                    }
-                });
+                let res = if left != 0 && left != ZERO_NEXT {
+                    Err(FrameError::Cobs) // the last block is cut short
+                } else if usize::from(len) < OVERHEAD {
+                    Err(FrameError::Short)
+                } else {
+                    Ok(usize::from(len))
+                };
                 return (i + 1, Some(res));
             }
-            if self.len < N {
-                self.buf[self.len] = b;
-                self.len += 1;
+            if self.len == OVERSIZED {
+                continue;
+            }
+            if usize::from(self.len) + usize::from(self.codes & !FULL_BLOCK) >= N {
+                self.len = OVERSIZED;
+                continue;
+            }
+            if self.left == 0 || self.left == ZERO_NEXT {
+                // A code byte: `b - 1` data bytes follow.
+                if self.left == ZERO_NEXT {
+                    self.put(0);
+                } else {
+                    self.codes += 1;
+                }
+                self.codes = (self.codes & !FULL_BLOCK) | if b == 0xFF { FULL_BLOCK } else { 0 };
+                self.left = b - 1;
             } else {
-                self.overflow = true;
+                self.put(b);
+                self.left -= 1;
+            }
+            if self.left == 0 && self.codes & FULL_BLOCK == 0 {
+                self.left = ZERO_NEXT;
             }
         }
         (input.len(), None)
+    }
+
+    /// Appends a decoded byte (the length check above keeps it in the buffer).
+    fn put(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(usize::from(self.len)) {
+            *slot = b;
+            self.len += 1;
+        }
     }
 
     /// The decoded frame after `push` returned `Some(Ok(len))`.
@@ -278,7 +384,8 @@ impl<const N: usize> Deframer<N> {
     /// Drops any partial frame (used when a session restarts).
     pub fn reset(&mut self) {
         self.len = 0;
-        self.overflow = false;
+        self.codes = 0;
+        self.left = 0;
     }
 }
 
@@ -290,10 +397,14 @@ mod tests {
     fn crc_table_and_bitwise_agree() {
         // The check value of CRC-16/CCITT-FALSE, then every single byte and a
         // pseudo-random buffer through both implementations.
-        assert_eq!(crc16_bitwise(b"123456789"), 0x29B1);
-        assert_eq!(crc16_table(b"123456789"), 0x29B1);
+        assert_eq!(crc16_bitwise(CRC_INIT, b"123456789"), 0x29B1);
+        assert_eq!(crc16_table(CRC_INIT, b"123456789"), 0x29B1);
         for b in 0..=255u8 {
-            assert_eq!(crc16_table(&[b]), crc16_bitwise(&[b]), "byte {b:#04x}");
+            assert_eq!(
+                crc16_table(CRC_INIT, &[b]),
+                crc16_bitwise(CRC_INIT, &[b]),
+                "byte {b:#04x}"
+            );
         }
         let mut x = 0x1234_5678u32;
         let buf: [u8; 1000] = core::array::from_fn(|_| {
@@ -304,9 +415,166 @@ mod tests {
         });
         for n in [0, 1, 2, 7, 496, 1000] {
             assert_eq!(
-                crc16_table(&buf[..n]),
-                crc16_bitwise(&buf[..n]),
+                crc16_table(CRC_INIT, &buf[..n]),
+                crc16_bitwise(CRC_INIT, &buf[..n]),
                 "{n} bytes"
+            );
+        }
+    }
+
+    /// `cobs_encode_to` over any split of the input gives `cobs_encode_in_place`'s
+    /// bytes, for runs of zeros and of 253–255 non-zero bytes around the ends.
+    #[test]
+    fn cobs_encode_to_matches_in_place() {
+        let mut x = 0x2468_ACE1u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for case in 0..3000 {
+            let len = match case % 4 {
+                0 => (next() % 8) as usize,
+                1 => 250 + (next() % 12) as usize,
+                _ => (next() % 600) as usize,
+            };
+            let zeros = next() % 4; // 0: no zeros; 1, 2, 3: one byte in 4, 16, 64
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if zeros > 0 && r % (1 << (2 * zeros)) == 0 {
+                        0
+                    } else {
+                        (r >> 8) as u8 | 1
+                    }
+                })
+                .collect();
+            let start = len / 254 + 1;
+            let mut buf = vec![0u8; start + wire_len(len)];
+            buf[start..start + len].copy_from_slice(&data);
+            let n = cobs_encode_in_place(&mut buf, start, len);
+            let a = (next() as usize) % (len + 1);
+            let b = a + (next() as usize) % (len - a + 1);
+            let mut got = Vec::new();
+            cobs_encode_to(&[&data[..a], &data[a..b], &data[b..]], &mut |p| {
+                got.extend_from_slice(p)
+            });
+            assert_eq!(got, buf[..n], "len {len}, split {a}/{b}");
+        }
+    }
+
+    /// The deframer's outcomes as a whole-frame pass gives them: the wire
+    /// frame up to a delimiter, `Oversized` beyond `N` bytes, else
+    /// `cobs_decode_in_place`, else `Short` under the overhead.
+    fn reference<const N: usize>(stream: &[u8]) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut out = Vec::new();
+        let mut parts: Vec<&[u8]> = stream.split(|&b| b == DELIMITER).collect();
+        parts.pop(); // bytes after the last delimiter: no outcome yet
+        for wire in parts {
+            if wire.is_empty() {
+                continue;
+            }
+            if wire.len() > N {
+                out.push(Err(FrameError::Oversized));
+                continue;
+            }
+            let mut buf = wire.to_vec();
+            out.push(match cobs_decode_in_place(&mut buf, wire.len()) {
+                Ok(n) if n < OVERHEAD => Err(FrameError::Short),
+                Ok(n) => Ok(buf[..n].to_vec()),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    fn deframe<const N: usize>(stream: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut d = Deframer::<N>::new();
+        let mut out = Vec::new();
+        for mut piece in stream.chunks(chunk) {
+            while !piece.is_empty() {
+                let (used, res) = d.push(piece);
+                piece = &piece[used..];
+                match res {
+                    Some(Ok(n)) => out.push(Ok(d.frame(n).to_vec())),
+                    Some(Err(e)) => out.push(Err(e)),
+                    None => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Decoding as the bytes arrive gives the whole-frame outcomes, over valid
+    /// frames (with runs of 254 non-zero bytes and zeros at the ends), garbage,
+    /// cut blocks and frames around the buffer's size, in any chunking.
+    #[test]
+    fn deframer_matches_whole_frame_decoding() {
+        let mut x = 0x1357_9BDFu32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for round in 0..4000 {
+            let mut stream = Vec::new();
+            for _ in 0..next() % 6 {
+                match next() % 5 {
+                    0 => stream.extend((0..next() % 40).map(|_| next() as u8)),
+                    1 => stream.push(0),
+                    _ => {
+                        let len = match next() % 3 {
+                            0 => (next() % 8) as usize,
+                            1 => 250 + (next() % 12) as usize,
+                            _ => (next() % 300) as usize,
+                        };
+                        let zeros = next() % 3;
+                        let data: Vec<u8> = (0..len)
+                            .map(|_| {
+                                let r = next();
+                                if zeros > 0 && r % (4 << (2 * zeros)) == 0 {
+                                    0
+                                } else {
+                                    (r >> 8) as u8 | 1
+                                }
+                            })
+                            .collect();
+                        let start = len / 254 + 1;
+                        let mut buf = vec![0u8; start + wire_len(len)];
+                        buf[start..start + len].copy_from_slice(&data);
+                        let n = cobs_encode_in_place(&mut buf, start, len);
+                        let mut wire = buf[..n].to_vec();
+                        if next() % 4 == 0 && n > 2 {
+                            // Cut short, or a byte changed.
+                            let at = (next() as usize) % (n - 1);
+                            if next() % 2 == 0 {
+                                wire.truncate(at);
+                                wire.push(0);
+                            } else {
+                                wire[at] = (next() as u8) | 1;
+                            }
+                        }
+                        stream.extend_from_slice(&wire);
+                    }
+                }
+            }
+            let chunk = 1 + (next() as usize) % 64;
+            assert_eq!(
+                deframe::<128>(&stream, chunk),
+                reference::<128>(&stream),
+                "round {round}"
+            );
+            assert_eq!(
+                deframe::<300>(&stream, chunk),
+                reference::<300>(&stream),
+                "round {round}"
+            );
+            assert_eq!(
+                deframe::<498>(&stream, chunk),
+                reference::<498>(&stream),
+                "round {round}"
             );
         }
     }

@@ -258,6 +258,30 @@ pub(crate) fn encode_log(
     w.done()
 }
 
+/// Encodes the head of [`RtosMsg::ConsoleOut`] with `len` bytes of data: the
+/// message's bytes up to its data, which the caller sends after it (straight
+/// from the ring the data is in).
+pub(crate) fn encode_console_out_head(
+    stream: Stream,
+    len: usize,
+    buf: &mut [u8],
+) -> Result<usize, CodecError> {
+    let mut w = Writer::new(buf);
+    w.u8(3);
+    w.stream(stream);
+    w.varint(len as u32);
+    w.done()
+}
+
+/// Encodes the head of [`HostMsg::ConsoleIn`] with `len` bytes of data (see
+/// [`encode_console_out_head`]).
+pub(crate) fn encode_console_in_head(len: usize, buf: &mut [u8]) -> Result<usize, CodecError> {
+    let mut w = Writer::new(buf);
+    w.u8(4);
+    w.varint(len as u32);
+    w.done()
+}
+
 fn check_str(s: &str, max: usize) -> Result<(), CodecError> {
     if s.len() > max {
         Err(CodecError::Malformed)
@@ -909,6 +933,30 @@ mod tests {
             let ours = HostMsg::decode(bytes).ok();
             let theirs = postcard::from_bytes::<HostMsg<'_>>(bytes).ok();
             assert_eq!(ours, theirs, "{bytes:?}");
+        }
+    }
+
+    /// A console message's head followed by its data is the whole message,
+    /// for data lengths around the varint's one/two-byte edge.
+    #[test]
+    fn console_heads_then_data_are_the_messages() {
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        for n in [0, 1, 127, 128, 129, 255, 300] {
+            let d = &data[..n];
+            for stream in [Stream::Stdout, Stream::Stderr, Stream::Exec] {
+                let mut head = [0u8; 8];
+                let h = encode_console_out_head(stream, n, &mut head).unwrap();
+                let mut want = [0u8; 310];
+                let w = RtosMsg::ConsoleOut { stream, data: d }
+                    .encode(&mut want)
+                    .unwrap();
+                assert_eq!([&head[..h], d].concat(), want[..w], "{stream:?} {n}");
+            }
+            let mut head = [0u8; 8];
+            let h = encode_console_in_head(n, &mut head).unwrap();
+            let mut want = [0u8; 310];
+            let w = HostMsg::ConsoleIn { data: d }.encode(&mut want).unwrap();
+            assert_eq!([&head[..h], d].concat(), want[..w], "stdin {n}");
         }
     }
 }

@@ -70,6 +70,20 @@ impl<T, const N: usize> Queue<T, N> {
         self.buf[self.at(i)].as_ref()
     }
 
+    /// Removes the `i`-th item (the later ones move up), if there is one.
+    pub(crate) fn remove(&mut self, i: usize) {
+        if i >= self.len() {
+            return;
+        }
+        for k in i + 1..self.len() {
+            let item = self.buf[self.at(k)].take();
+            self.buf[self.at(k - 1)] = item;
+        }
+        let last = self.at(self.len() - 1);
+        self.buf[last] = None;
+        self.len -= 1;
+    }
+
     pub(crate) fn clear(&mut self) {
         while self.pop_front().is_some() {}
     }
@@ -88,8 +102,8 @@ mod tests {
     use super::Queue;
     use std::collections::VecDeque;
 
-    /// Against `VecDeque` over a long pseudo-random run of pushes, pops, clears
-    /// and lookups, with every wrap-around position of the head.
+    /// Against `VecDeque` over a long pseudo-random run of pushes, pops,
+    /// removals, clears and lookups, with every wrap-around position of the head.
     #[test]
     fn behaves_like_vecdeque() {
         let mut q: Queue<u32, 3> = Queue::new();
@@ -109,7 +123,12 @@ mod tests {
                         assert_eq!(r, Err(n));
                     }
                 }
-                3..=5 => assert_eq!(q.pop_front(), model.pop_front()),
+                3..=4 => assert_eq!(q.pop_front(), model.pop_front()),
+                5 => {
+                    let i = (x >> 8) as usize % 4;
+                    q.remove(i);
+                    model.remove(i);
+                }
                 _ if x % 5 == 0 => {
                     q.clear();
                     model.clear();

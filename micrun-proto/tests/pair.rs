@@ -94,6 +94,9 @@ struct Pair {
     rtos_events: Vec<RtosEvent>,
     /// The RTOS stops servicing the link (a hung partition).
     rtos_hung: bool,
+    /// The RTOS sends with `poll_transmit_to` (in pieces, no frame buffer)
+    /// instead of `poll_transmit`.
+    rtos_pieces: bool,
     /// When the host first wrote to the link, and how many events it had then.
     first_host_tx: Option<(u64, usize)>,
 }
@@ -126,6 +129,7 @@ impl Pair {
             host_events: vec![],
             rtos_events: vec![],
             rtos_hung: false,
+            rtos_pieces: false,
             first_host_tx: None,
         }
     }
@@ -159,8 +163,20 @@ impl Pair {
                 self.rtos.handle_timeout(now);
             }
             let mut rbuf = [0u8; 260];
-            while let Some(n) = self.rtos.poll_transmit(now, &mut rbuf) {
-                self.to_host.send(&mut self.rng, &rbuf[..n]);
+            if self.rtos_pieces {
+                let mut frame = Vec::new();
+                while self
+                    .rtos
+                    .poll_transmit_to(now, &mut |p| frame.extend_from_slice(p))
+                {
+                    assert_eq!(frame.last(), Some(&0), "frames end with the delimiter");
+                    self.to_host.send(&mut self.rng, &frame);
+                    frame.clear();
+                }
+            } else {
+                while let Some(n) = self.rtos.poll_transmit(now, &mut rbuf) {
+                    self.to_host.send(&mut self.rng, &rbuf[..n]);
+                }
             }
             while let Some(e) = self.rtos.poll_event() {
                 self.rtos_events.push(e);
@@ -194,7 +210,12 @@ fn full_session(seed: u64, impair: Impair) {
 }
 
 fn full_session_with(seed: u64, impair: Impair, host_cfg: HostConfig) {
+    full_session_opts(seed, impair, host_cfg, false);
+}
+
+fn full_session_opts(seed: u64, impair: Impair, host_cfg: HostConfig, rtos_pieces: bool) {
     let mut p = Pair::new(seed, impair, host_cfg);
+    p.rtos_pieces = rtos_pieces;
     p.connect();
     let first = p
         .host_events
@@ -371,6 +392,16 @@ fn clean_link_session() {
 fn lossy_link_sessions() {
     for seed in 1..=12 {
         full_session(seed * 7919, LOSSY);
+    }
+}
+
+/// The same sessions with the RTOS side sending through `poll_transmit_to`
+/// (console data COBS-encoded straight from its ring, as the agent does).
+#[test]
+fn sessions_sent_in_pieces() {
+    full_session_opts(1, CLEAN, HostConfig::default(), true);
+    for seed in 1..=12 {
+        full_session_opts(seed * 6007, LOSSY, HostConfig::default(), true);
     }
 }
 
@@ -1055,5 +1086,66 @@ fn a_silent_host_leaves_no_timer_due_on_an_agent_that_does_not_announce() {
         rtos.poll_timeout().is_none_or(|t| t > now),
         "still due after handle_timeout: {:?}",
         rtos.poll_timeout()
+    );
+}
+
+/// Stats reports queued back to back each reach the host; the agent keeps one
+/// set of values, so a report not yet sent carries the latest. Over a lossy
+/// link too (a report in flight may go out again with newer values).
+#[test]
+fn stats_reports_queued_together_all_arrive() {
+    for (seed, impair) in [(5, CLEAN), (11, LOSSY), (29, LOSSY)] {
+        let mut p = Pair::new(seed, impair, HostConfig::default());
+        p.connect();
+        let stats = |uptime_ms| Stats {
+            uptime_ms,
+            cpu_load_permille: 7,
+            mem_used_kib: 1,
+            mem_total_kib: 2,
+        };
+        assert!(p.rtos.send_stats(stats(1)));
+        assert!(p.rtos.send_stats(stats(2)));
+        assert!(p.rtos.send_stats(stats(u64::MAX)));
+        let count = |p: &Pair| {
+            p.host_events
+                .iter()
+                .filter(|e| matches!(e, HostEvent::Stats(_)))
+                .count()
+        };
+        p.run_until(20_000, |p| count(p) == 3);
+        let last = p.host_events.iter().rev().find_map(|e| match e {
+            HostEvent::Stats(s) => Some(*s),
+            _ => None,
+        });
+        assert_eq!(last, Some(stats(u64::MAX)));
+        p.run_until(2_000, |p| p.rtos.is_flushed());
+        assert_eq!(count(&p), 3, "one report per send_stats");
+    }
+}
+
+/// `handle_timeout` before the time `poll_timeout` names changes nothing (the
+/// agent calls it on every poll): no retransmission, no announcement, the
+/// same next deadline; at that time the retransmission happens.
+#[test]
+fn early_timeouts_on_the_agent_change_nothing() {
+    let mut p = Pair::new(17, CLEAN, HostConfig::default());
+    p.connect();
+    assert_eq!(p.rtos.write(Stream::Stdout, b"hello"), 5);
+    let mut buf = [0u8; 260];
+    let now = p.now;
+    while p.rtos.poll_transmit(now, &mut buf).is_some() {} // lost on the way
+    let due = p.rtos.poll_timeout().expect("a retransmission is due");
+    let before = p.rtos.counters();
+    for t in now..due {
+        p.rtos.handle_timeout(t);
+        assert_eq!(p.rtos.poll_timeout(), Some(due), "at {t}");
+        assert!(p.rtos.poll_transmit(t, &mut buf).is_none(), "sent at {t}");
+    }
+    assert_eq!(p.rtos.counters(), before);
+    p.rtos.handle_timeout(due);
+    assert_eq!(p.rtos.counters().retransmits, before.retransmits + 1);
+    assert!(
+        p.rtos.poll_transmit(due, &mut buf).is_some(),
+        "the retransmission"
     );
 }

@@ -6,7 +6,7 @@
 #   - the C path: a C firmware (c/fw.c) on the agent's C ABI, linked with the
 #     `capi` static library (rtos-side/staticlib.sh) by arm-none-eabi-gcc with
 #     newlib, against the same C firmware without the agent.
-# For the default configuration Agent<_, 256, 1024, 512>, each path's agent share
+# For the default configuration Agent<_, 128, 1024, 512>, each path's agent share
 # (agent firmware minus its baseline) must be within its BUDGETS entry: flash
 # (vector table + .text + .rodata + .ARM.exidx + .data initialisers) and
 # static RAM (.data + .bss) once the console rings (2 x OUT + IN: the stdout and
@@ -123,16 +123,16 @@ out, write_docs, attribute, docs_path = sys.argv[1], sys.argv[2] == "1", sys.arg
 # Agent share, default configuration: flash (everything in flash) and static RAM
 # excluding the console rings. The target is 6144 / 512 on both paths;
 # these are the smallest round figures met today (docs/footprint.md says what is left).
-BUDGETS = {"Rust probe": (7680, 1024), "C path": (8704, 1024)}
+BUDGETS = {"Rust probe": (7168, 512), "C path": (8448, 768)}
 AGENT_SYMBOL = "MICRUN_AGENT"
 C_AGENT_SYMBOL = "micrun_rtos::capi::SLOT"
 
 # (label, file, (FRAME, OUT, IN, output rings) or None for the baseline)
 CONFIGS = [
     ("baseline (no agent)", "baseline.elf", None),
-    ("default `Agent<Uart, 256, 1024, 512>`", "agent-default.elf", (256, 1024, 512, 2)),
+    ("default `Agent<Uart, 128, 1024, 512>`", "agent-default.elf", (128, 1024, 512, 2)),
     ("small `Agent<Uart, 128, 256, 128>`", "agent-small.elf", (128, 256, 128, 2)),
-    ("default + `exec` feature", "agent-exec.elf", (256, 1024, 512, 3)),
+    ("default + `exec` feature", "agent-exec.elf", (128, 1024, 512, 3)),
 ]
 
 
@@ -329,14 +329,14 @@ def measure(label, fname, cfg, agent_symbol=AGENT_SYMBOL):
 results = [measure(*c) for c in CONFIGS]
 base = results[0]
 c_base = measure("C baseline (no agent)", "c-baseline.elf", None)
-c_agent = measure("C firmware + `capi` static library (default)", "c-agent.elf", (256, 1024, 512, 2),
+c_agent = measure("C firmware + `capi` static library (default)", "c-agent.elf", (128, 1024, 512, 2),
                   C_AGENT_SYMBOL)
-c_last = measure("same, archive after -lc", "c-agent-last.elf", (256, 1024, 512, 2), C_AGENT_SYMBOL)
+c_last = measure("same, archive after -lc", "c-agent-last.elf", (128, 1024, 512, 2), C_AGENT_SYMBOL)
 c_exec = measure("C firmware + `capi` static library with `exec`", "c-agent-exec.elf",
-                 (256, 1024, 512, 3), C_AGENT_SYMBOL)
+                 (128, 1024, 512, 3), C_AGENT_SYMBOL)
 rv_base = measure("riscv32imac baseline (no agent)", "rv-baseline.elf", None)
-rv_agent = measure("riscv32imac default `Agent<Uart, 256, 1024, 512>`", "rv-agent-default.elf",
-                   (256, 1024, 512, 2))
+rv_agent = measure("riscv32imac default `Agent<Uart, 128, 1024, 512>`", "rv-agent-default.elf",
+                   (128, 1024, 512, 2))
 
 
 def share(m, b):
@@ -361,7 +361,8 @@ c_table = "\n".join(c_rows)
 notes = (
     "¹ vector table + .text + .rodata + .ARM.exidx + .data initializers: everything in flash.  \n"
     "² the agent firmware minus its baseline firmware (same runtime, UART and clock code, and the C memory routines: "
-    "`memcpy`/`memset`/`__aeabi_memclr*` in the Rust baseline, newlib's `memcpy`/`memmove`/`memset`/`strlen`/`__aeabi_memclr`/`__aeabi_memset` in the C one).")
+    "`memcpy`/`__aeabi_memcpy4`/`8`/`__aeabi_memclr*`/`memset` through `hw::memory_routines` in both Rust images, "
+    "newlib's `memcpy`/`memmove`/`memset`/`strlen`/`__aeabi_memclr`/`__aeabi_memset` in the C one).")
 
 d = results[1]
 rust_flash, rust_ram = share(d, base)

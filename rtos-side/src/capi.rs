@@ -147,7 +147,7 @@ fn c_stats(cfg: &micrun_agent_config, uptime_ms: u64) -> Stats {
     }
 }
 
-type CAgent = Agent<CLink, 256, 1024, 512>;
+type CAgent = Agent<CLink, 128, 1024, 512>;
 
 /// The one agent and the caller's config. Every field starts as zero bytes or
 /// uninitialised, so the whole slot (≈ 4.6 KB with the rings) lands in `.bss`

@@ -43,11 +43,16 @@ pub mod demo;
 use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
 
-use micrun_proto::{features, LinkKind, RtosConfig, RtosEndpoint, RtosEvent};
-pub use micrun_proto::{ExitReason, LogLevel, ProtocolError, Stats, Stream};
+use micrun_proto::{features, RtosConfig, RtosEndpoint, RtosEvent};
+pub use micrun_proto::{ExitReason, LinkKind, LogLevel, ProtocolError, Stats, Stream};
 
-/// The byte link to the host.
+/// The link to the host.
 pub trait Link {
+    /// A byte stream (UART, tty, pipe: frames are COBS-encoded, and `write`
+    /// gets each in pieces), or a message link ([`LinkKind::Message`]: every
+    /// `read` returns exactly one message and every `write` sends one, e.g. an
+    /// rpmsg endpoint). Fixed per link type, so only its code is linked.
+    const KIND: LinkKind = LinkKind::Stream;
     /// Reads what has arrived, without blocking; 0 when nothing has.
     fn read(&mut self, buf: &mut [u8]) -> usize;
     /// Writes all of `data`; may block until the link takes it (e.g. a UART FIFO).
@@ -152,27 +157,35 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The agent.
 ///
-/// - `FRAME`: receive and transmit buffers, one frame each (≥ 128; 256 is a good
-///   default, 496 the maximum useful);
+/// - `FRAME`: the receive buffer, one encoded frame (≥ 128; 496 the maximum
+///   useful); it bounds the frame size both ways. Frames go out without a
+///   buffer of their own on a stream link, from a `FRAME`-byte one on the
+///   stack of [`Agent::poll`] on a message link;
 /// - `OUT`: stdout, stderr and exec output rings each (power of two);
 /// - `IN`: the console input ring (power of two);
 /// - `W`: frames in flight before an acknowledgement (see
 ///   [`RtosEndpoint`]; raise it on fast links such as a pipe or shared memory).
 pub struct Agent<
     L: Link,
-    const FRAME: usize = 256,
+    const FRAME: usize = 128,
     const OUT: usize = 1024,
     const IN: usize = 512,
     const W: usize = 4,
 > {
     link: L,
     ep: RtosEndpoint<FRAME, OUT, IN, W>,
-    tx: [u8; FRAME],
-    now: u64,
+    /// The time of the last poll (for [`Agent::feed`]).
+    now: Ms,
     exit: ExitState,
     #[cfg(feature = "exec")]
     exec: ExecState,
 }
+
+/// A time in milliseconds, stored 4-aligned (a `u64` is 8-aligned on 32-bit
+/// targets and would pad the agent).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+struct Ms(u64);
 
 /// An event for the application's hooks, one step of [`Agent::poll`] (the C
 /// ABI calls its callbacks between the steps, the agent released).
@@ -215,7 +228,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Agent")
             .field("endpoint", &self.ep)
-            .field("now", &self.now)
+            .field("now", &{ self.now.0 })
             .field("exit", &self.exit)
             .field("exec", &self.exec_running())
             .finish_non_exhaustive()
@@ -225,20 +238,12 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
 impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     Agent<L, FRAME, OUT, IN, W>
 {
-    /// An agent on a byte-stream link (UART, tty, pipe).
+    /// An agent on `link` (of the kind [`Link::KIND`] says).
     pub fn new(link: L, info: AgentInfo) -> Self {
-        Self::with_link_kind(link, info, LinkKind::Stream)
-    }
-
-    /// An agent on a link of the given kind; [`LinkKind::Message`] when every
-    /// `Link::read` returns exactly one message and every `Link::write` sends one
-    /// (an rpmsg endpoint).
-    pub fn with_link_kind(link: L, info: AgentInfo, kind: LinkKind) -> Self {
         Self {
             link,
-            ep: RtosEndpoint::new(Self::endpoint_config(info, kind)),
-            tx: [0; FRAME],
-            now: 0,
+            ep: RtosEndpoint::new(Self::endpoint_config(info)),
+            now: Ms(0),
             exit: ExitState::Running,
             #[cfg(feature = "exec")]
             exec: ExecState::Idle,
@@ -252,28 +257,17 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// (The endpoint's own constructor still builds its rings on the stack:
     /// ≈ 2.3 KB, docs/footprint.md.) Whatever `slot` held is overwritten
     /// without being dropped.
-    pub fn init(slot: &mut MaybeUninit<Self>, link: L, info: AgentInfo) -> &mut Self {
-        Self::init_with_link_kind(slot, link, info, LinkKind::Stream)
-    }
-
-    /// [`Agent::init`] on a link of the given kind (see [`Agent::with_link_kind`]).
     #[allow(unsafe_code)]
-    pub fn init_with_link_kind(
-        slot: &mut MaybeUninit<Self>,
-        link: L,
-        info: AgentInfo,
-        kind: LinkKind,
-    ) -> &mut Self {
+    pub fn init(slot: &mut MaybeUninit<Self>, link: L, info: AgentInfo) -> &mut Self {
         let p = slot.as_mut_ptr();
         // SAFETY: `p` is valid for writes of a whole agent (it comes from a
         // `&mut MaybeUninit<Self>`); each field is written once through a raw
         // pointer (no reference to uninitialised memory is made), and once all
-        // of them are, the agent is initialised. `[0u8; FRAME]` is all zero bytes.
+        // of them are, the agent is initialised.
         unsafe {
             addr_of_mut!((*p).link).write(link);
-            addr_of_mut!((*p).ep).write(RtosEndpoint::new(Self::endpoint_config(info, kind)));
-            addr_of_mut!((*p).tx).write_bytes(0, 1);
-            addr_of_mut!((*p).now).write(0);
+            addr_of_mut!((*p).ep).write(RtosEndpoint::new(Self::endpoint_config(info)));
+            addr_of_mut!((*p).now).write(Ms(0));
             addr_of_mut!((*p).exit).write(ExitState::Running);
             #[cfg(feature = "exec")]
             addr_of_mut!((*p).exec).write(ExecState::Idle);
@@ -282,9 +276,9 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     }
 
     /// The endpoint's settings for an agent described by `info`.
-    fn endpoint_config(info: AgentInfo, kind: LinkKind) -> RtosConfig {
+    fn endpoint_config(info: AgentInfo) -> RtosConfig {
         RtosConfig {
-            link: kind,
+            link: L::KIND,
             agent_version: AGENT_VERSION,
             os: info.os,
             board: info.board,
@@ -395,7 +389,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Bytes received some other way (an rpmsg callback, a UART interrupt
     /// buffer) instead of through [`Link::read`].
     pub fn feed(&mut self, data: &[u8]) {
-        self.ep.handle_input(self.now, data);
+        self.ep.handle_input(self.now.0, data);
     }
 
     /// When [`Agent::poll`] next has timed work, in the caller's milliseconds.
@@ -443,10 +437,9 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Sets the clock to `now_ms` and runs the timers that are due (after
     /// the link's input, the first step of a poll).
     pub(crate) fn run_timers(&mut self, now_ms: u64) {
-        self.now = now_ms;
-        if self.ep.poll_timeout().is_some_and(|t| t <= now_ms) {
-            self.ep.handle_timeout(now_ms);
-        }
+        self.now = Ms(now_ms);
+        // Each timer checks its own deadline: no need to ask `poll_timeout` first.
+        self.ep.handle_timeout(now_ms);
     }
 
     /// The next event for the application's hooks; the agent handles the
@@ -510,8 +503,15 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
 
     /// Writes every frame that is due.
     fn flush(&mut self, now_ms: u64) {
-        while let Some(n) = self.ep.poll_transmit(now_ms, &mut self.tx) {
-            self.link.write(&self.tx[..n]);
+        let link = &mut self.link;
+        match L::KIND {
+            LinkKind::Stream => while self.ep.poll_transmit_to(now_ms, &mut |p| link.write(p)) {},
+            LinkKind::Message => {
+                let mut tx = [0u8; FRAME];
+                while let Some(n) = self.ep.poll_transmit(now_ms, &mut tx) {
+                    link.write(&tx[..n]);
+                }
+            }
         }
     }
 }
@@ -534,6 +534,8 @@ mod no_exec_tests {
     }
 
     impl Link for Frames {
+        const KIND: LinkKind = LinkKind::Message;
+
         fn read(&mut self, buf: &mut [u8]) -> usize {
             let Some(f) = self.rx.pop() else { return 0 };
             buf[..f.len()].copy_from_slice(&f);
@@ -549,13 +551,12 @@ mod no_exec_tests {
 
     #[test]
     fn hello_ack_does_not_offer_exec() {
-        let mut agent: Agent<Frames> = Agent::with_link_kind(
+        let mut agent: Agent<Frames> = Agent::new(
             Frames::default(),
             AgentInfo {
                 os: "t",
                 board: "b",
             },
-            LinkKind::Message,
         );
         let mut hello = [0u8; 64];
         frame::write_header(&mut hello, Header { seq: None, ack: 0 });

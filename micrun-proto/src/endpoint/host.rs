@@ -8,8 +8,8 @@ use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    argv_ok, features, CodecError, ExitReason, Hello, HostMsg, LogLevel, RtosMsg, Stats, Stream,
-    Version, MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
+    argv_ok, encode_console_in_head, features, CodecError, ExitReason, Hello, HostMsg, LogLevel,
+    RtosMsg, Stats, Stream, Version, MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
 };
 
 /// Host endpoint settings. Times in milliseconds.
@@ -31,6 +31,8 @@ pub struct HostConfig {
     pub ping_interval_ms: u32,
     /// [`HostEvent::PeerLost`] after this long without a valid frame from the agent.
     pub peer_timeout_ms: u32,
+    /// The first retransmission timeout, doubling per unanswered round up to
+    /// `rto_max_ms`; both between 1 and 65535 (clamped).
     pub rto_initial_ms: u32,
     pub rto_max_ms: u32,
     /// Start in [`HostState::Listening`]: send nothing until the agent's
@@ -161,8 +163,8 @@ impl Role for HostRole {
         .encode(buf)
     }
 
-    fn encode_data(_: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError> {
-        HostMsg::ConsoleIn { data }.encode(buf)
+    fn encode_data_head(_: Stream, len: usize, buf: &mut [u8]) -> Result<usize, CodecError> {
+        encode_console_in_head(len, buf)
     }
 
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError> {
@@ -216,10 +218,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
         let mut ep = Self {
             cfg,
             state: HostState::Handshaking,
-            session: Session::new(Timing {
-                rto_initial_ms: cfg.rto_initial_ms.max(1),
-                rto_max_ms: cfg.rto_max_ms.max(cfg.rto_initial_ms.max(1)),
-            }),
+            session: Session::new(Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms)),
             deframer: Deframer::new(),
             events: Deque::new(),
             peer: None,

@@ -12,12 +12,12 @@ const _: () = assert!(
     "exec arguments share the log line's storage"
 );
 
-use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
+use super::session::{bump, Counters, Ms, Role, SeqVerdict, Session, Slot, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    encode_log, features, Announce, CodecError, ExitReason, HelloAck, HostMsg, LogLevel, RtosMsg,
-    Stats, Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
+    encode_console_out_head, encode_log, features, Announce, CodecError, ExitReason, HelloAck,
+    HostMsg, LogLevel, RtosMsg, Stats, Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
 };
 
 /// RTOS endpoint settings. Times in milliseconds.
@@ -25,6 +25,8 @@ use crate::msg::{
 pub struct RtosConfig {
     pub link: LinkKind,
     pub features: u32,
+    /// The first retransmission timeout, doubling per unanswered round up to
+    /// `rto_max_ms`; both between 1 and 65535 (clamped).
     pub rto_initial_ms: u32,
     pub rto_max_ms: u32,
     /// Reported in `HelloAck`; at most [`crate::msg::MAX_NAME`] bytes each
@@ -115,7 +117,9 @@ pub(crate) struct RtosRole;
 #[derive(Debug, Clone)]
 pub(crate) enum RtosCtrl {
     Ready,
-    Stats(PackedStats),
+    /// The values are in the session's extra storage (the latest report; a
+    /// report in flight may go out again with newer values).
+    Stats,
     Exited(i32, ExitReason),
     /// The text is in the session's extra storage: one log line in flight at a time.
     Log(LogLevel),
@@ -123,11 +127,11 @@ pub(crate) enum RtosCtrl {
     ExecExited(i32),
 }
 
-/// [`Stats`] as queued: aligned to 4 instead of 8 (the `u64` uptime), which
-/// makes every control queue entry 24 bytes, not 32.
-#[derive(Debug, Clone, Copy)]
+/// [`Stats`] as kept for sending: aligned to 4 instead of 8 (the `u64` uptime).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, packed(4))]
 pub(crate) struct PackedStats {
-    uptime_ms: [u32; 2],
+    uptime_ms: u64,
     cpu_load_permille: u16,
     mem_used_kib: u32,
     mem_total_kib: u32,
@@ -136,7 +140,7 @@ pub(crate) struct PackedStats {
 impl PackedStats {
     fn pack(s: Stats) -> Self {
         PackedStats {
-            uptime_ms: [s.uptime_ms as u32, (s.uptime_ms >> 32) as u32],
+            uptime_ms: s.uptime_ms,
             cpu_load_permille: s.cpu_load_permille,
             mem_used_kib: s.mem_used_kib,
             mem_total_kib: s.mem_total_kib,
@@ -144,9 +148,8 @@ impl PackedStats {
     }
 
     fn unpack(self) -> Stats {
-        let [lo, hi] = self.uptime_ms;
         Stats {
-            uptime_ms: u64::from(hi) << 32 | u64::from(lo),
+            uptime_ms: self.uptime_ms,
             cpu_load_permille: self.cpu_load_permille,
             mem_used_kib: self.mem_used_kib,
             mem_total_kib: self.mem_total_kib,
@@ -160,6 +163,9 @@ pub(crate) struct Extra {
     /// The text of the one log line in flight, or the arguments of an exec the
     /// application has not taken yet (never both: see `RtosEndpoint::send_log`).
     bytes: Vec<u8, MAX_LOG>,
+    /// The last stats report (kept here, not in every control queue entry,
+    /// which is 8 bytes instead of 24 this way).
+    stats: PackedStats,
     /// The exec the host started last: its output and `ExecExited` belong to
     /// it. (The host starts the next only after this one's `ExecExited`, whose
     /// acknowledgement comes with or before that start, so a queued report
@@ -180,7 +186,7 @@ impl Role for RtosRole {
     fn encode_ctrl(c: &RtosCtrl, extra: &Extra, buf: &mut [u8]) -> Result<usize, CodecError> {
         match c {
             RtosCtrl::Ready => RtosMsg::Ready,
-            RtosCtrl::Stats(s) => RtosMsg::Stats(s.unpack()),
+            RtosCtrl::Stats => RtosMsg::Stats(extra.stats.unpack()),
             RtosCtrl::Exited(code, reason) => RtosMsg::Exited {
                 code: *code,
                 reason: *reason,
@@ -200,8 +206,8 @@ impl Role for RtosRole {
         .encode(buf)
     }
 
-    fn encode_data(stream: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError> {
-        RtosMsg::ConsoleOut { stream, data }.encode(buf)
+    fn encode_data_head(stream: Stream, len: usize, buf: &mut [u8]) -> Result<usize, CodecError> {
+        encode_console_out_head(stream, len, buf)
     }
 
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError> {
@@ -228,7 +234,6 @@ pub const ANNOUNCE_MAX_MS: u32 = 1000;
 /// lives in the session; not stored twice, for the agent's RAM budget).
 #[derive(Debug, Clone, Copy)]
 struct Setup {
-    link: LinkKind,
     features: u32,
     agent_version: &'static str,
     os: &'static str,
@@ -251,7 +256,7 @@ struct Setup {
 ///   plenty for a UART, whose round trip is short next to a frame's time on the
 ///   wire.
 pub struct RtosEndpoint<
-    const FRAME: usize = 256,
+    const FRAME: usize = 128,
     const OUT: usize = 1024,
     const IN: usize = 512,
     const W: usize = 4,
@@ -264,6 +269,8 @@ pub struct RtosEndpoint<
 /// dispatched without copying it.
 struct Core<const OUT: usize, const IN: usize, const W: usize> {
     cfg: Setup,
+    /// Beside the setup, not in it: a byte there would pad it by three.
+    link: LinkKind,
     state: RtosState,
     session: Session<RtosRole, NTX, OUT, 1, IN, 4, W>,
     events: Queue<RtosEvent, EVENTS>,
@@ -271,12 +278,14 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     max_frame: u16,
     hello_ack_due: bool,
     /// Nonce of a `Ping` to answer; the uptime is taken when the `Pong` is sent.
-    pong_due: Option<u32>,
+    pong_due: bool,
+    /// The nonce of that `Ping` (beside the flag: an `Option<u32>` is 8 bytes).
+    pong_nonce: u32,
     /// An `Announce` is to go out.
     announce_due: bool,
     /// Announcing: when the next `Announce` is due. Connected: when the host
     /// will have been silent for `host_silence_ms` (one timer serves both).
-    announce_at: u64,
+    announce_at: Ms,
     /// Connected, but the host has been silent for `host_silence_ms`.
     host_silent: bool,
     /// Announcements sent since the host was last heard (the back-off).
@@ -311,10 +320,13 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize> core
 
 fn clip(s: &'static str) -> &'static str {
     let mut end = s.len().min(crate::msg::MAX_NAME);
-    while !s.is_char_boundary(end) {
+    // `get` is `None` inside a character; at 0 it is `Some("")`: no panic path.
+    loop {
+        if let Some(c) = s.get(..end) {
+            return c;
+        }
         end -= 1;
     }
-    &s[..end]
 }
 
 impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
@@ -335,12 +347,9 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         let () = Self::FRAME_OK;
         #[allow(clippy::let_unit_value)]
         let () = Self::WINDOW_OK;
-        let timing = Timing {
-            rto_initial_ms: cfg.rto_initial_ms.max(1),
-            rto_max_ms: cfg.rto_max_ms.max(cfg.rto_initial_ms.max(1)),
-        };
+        let timing = Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms);
+        let link = cfg.link;
         let cfg = Setup {
-            link: cfg.link,
             features: cfg.features,
             agent_version: clip(cfg.agent_version),
             os: clip(cfg.os),
@@ -352,15 +361,17 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
             deframer: Deframer::new(),
             core: Core {
                 cfg,
+                link,
                 state: RtosState::Waiting,
                 session: Session::new(timing),
                 events: Queue::new(),
                 session_id: 0,
                 max_frame: Self::MAX_FRAME as u16,
                 hello_ack_due: false,
-                pong_due: None,
+                pong_due: false,
+                pong_nonce: 0,
                 announce_due: cfg.announce_interval_ms > 0,
-                announce_at: 0,
+                announce_at: Ms(0),
                 host_silent: false,
                 announced: 0,
                 argv: Argv::Free,
@@ -413,10 +424,15 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     }
 
     /// Answers a [`RtosEvent::StatsRequested`]. `false` when the queue is full.
+    /// One set of values is kept (not one per queued report): a report queued
+    /// earlier and not yet acknowledged goes out with these.
     pub fn send_stats(&mut self, stats: Stats) -> bool {
-        self.core
-            .session
-            .queue_ctrl(RtosCtrl::Stats(PackedStats::pack(stats)))
+        let s = &mut self.core.session;
+        if s.ctrl_free() == 0 {
+            return false;
+        }
+        s.extra.stats = PackedStats::pack(stats);
+        s.queue_ctrl(RtosCtrl::Stats)
     }
 
     /// Reports the application's end. It reaches the host after every console byte
@@ -489,7 +505,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// must be exactly one message. Bytes beyond a frame's bound are dropped and
     /// counted.
     pub fn handle_input(&mut self, now_ms: u64, data: &[u8]) {
-        match self.core.cfg.link {
+        match self.core.link {
             LinkKind::Message => {
                 if data.len() > Self::MAX_FRAME {
                     bump(&mut self.core.session.counters.oversized_frames);
@@ -523,26 +539,28 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         // until this time would spin) until the host is heard again.
         let silence_timer = self.is_connected() && c.cfg.host_silence_ms > 0 && !c.host_silent;
         if c.announcing() || silence_timer {
-            take(c.announce_at);
+            take(c.announce_at.0);
         }
         t
     }
 
-    /// Runs the retransmission timer.
+    /// Runs the timers that are due at `now_ms` (retransmission, host
+    /// silence, announcements). Each checks its own deadline, so calling this
+    /// before [`RtosEndpoint::poll_timeout`] says changes nothing.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let c = &mut self.core;
         if c.state == RtosState::Connected {
             c.session.handle_timeout(now_ms);
-            if c.cfg.host_silence_ms > 0 && now_ms >= c.announce_at {
+            if c.cfg.host_silence_ms > 0 && now_ms >= c.announce_at.0 {
                 c.host_silent = true;
             }
         }
-        if c.announcing() && now_ms >= c.announce_at {
+        if c.announcing() && now_ms >= c.announce_at.0 {
             c.announce_due = true;
             let base = c.cfg.announce_interval_ms;
             let wait = (base << c.announced.min(10)).min(ANNOUNCE_MAX_MS.max(base));
             c.announced = c.announced.saturating_add(1);
-            c.announce_at = now_ms + u64::from(wait);
+            c.announce_at = Ms(now_ms + u64::from(wait));
         }
     }
 
@@ -552,45 +570,86 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// (at least 128) only makes console chunks smaller.
     #[must_use]
     pub fn poll_transmit(&mut self, now_ms: u64, buf: &mut [u8]) -> Option<usize> {
-        let c = &mut self.core;
-        let (offset, room) = raw_layout(c.cfg.link, buf.len(), usize::from(c.max_frame));
+        let link = self.core.link;
+        let (offset, room) = raw_layout(link, buf.len(), usize::from(self.core.max_frame));
         if room < MIN_FRAME {
             return None;
         }
         let raw = &mut buf[offset..offset + room];
-        // The unsequenced messages first, through one encode-and-seal path.
-        let msg = if c.hello_ack_due {
-            c.hello_ack_due = false;
-            RtosMsg::HelloAck(HelloAck {
-                version: PROTOCOL_VERSION,
-                features: c.cfg.features,
-                max_frame: Self::MAX_FRAME as u16,
-                session: c.session_id,
-                agent_version: c.cfg.agent_version,
-                os: c.cfg.os,
-                board: c.cfg.board,
-            })
-        } else if c.announce_due && c.announcing() {
-            c.announce_due = false;
-            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, Self::MAX_FRAME as u16))
-        } else if c.state != RtosState::Connected {
-            return None;
-        } else if let Some(nonce) = c.pong_due.take() {
-            RtosMsg::Pong {
-                nonce,
-                uptime_ms: now_ms,
-            }
-        } else {
-            let len = c.session.next_frame(raw, room, now_ms)?;
-            return Some(to_wire(c.cfg.link, buf, offset, len));
+        let (n, slot) = self
+            .core
+            .next_head(now_ms, raw, room, Self::MAX_FRAME as u16)?;
+        let data = self.core.session.slot_data(slot);
+        // Fits: console chunks are sized to the frame.
+        let end = n + data.len();
+        raw.get_mut(n..end)?.copy_from_slice(data);
+        let len = frame::seal(raw, end);
+        Some(to_wire(link, buf, offset, len))
+    }
+
+    /// Like [`RtosEndpoint::poll_transmit`] on a stream link, without a buffer
+    /// for the frame: hands the next frame's COBS encoding and its delimiter to
+    /// `out` in pieces as they come, and returns whether there was a frame.
+    /// Console data goes out straight from its ring; the rest of a frame is
+    /// built in a [`MIN_FRAME`]-byte buffer on the stack. (A message link needs
+    /// each frame whole: [`RtosEndpoint::poll_transmit`].)
+    #[inline(never)]
+    pub fn poll_transmit_to(&mut self, now_ms: u64, out: &mut impl FnMut(&[u8])) -> bool {
+        let mut head = [0u8; MIN_FRAME];
+        let room = usize::from(self.core.max_frame);
+        let Some((n, slot)) = self
+            .core
+            .next_head(now_ms, &mut head, room, Self::MAX_FRAME as u16)
+        else {
+            return false;
         };
-        let n = msg.encode(&mut raw[HEADER_LEN..]).ok()?;
-        let len = c.session.seal_unsequenced(raw, n);
-        Some(to_wire(c.cfg.link, buf, offset, len))
+        let data = self.core.session.slot_data(slot);
+        let crc = frame::crc16_update(frame::crc16(&head[..n]), data).to_le_bytes();
+        frame::cobs_encode_to(&[&head[..n], data, &crc], out);
+        true
     }
 }
 
 impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
+    /// The head of the next frame in `raw` (see `Session::next_frame_head`):
+    /// the unsequenced messages first, through one encode path, then the
+    /// session's frames. `ours` is the largest frame we accept.
+    fn next_head(
+        &mut self,
+        now_ms: u64,
+        raw: &mut [u8],
+        room: usize,
+        ours: u16,
+    ) -> Option<(usize, Slot)> {
+        let msg = if self.hello_ack_due {
+            self.hello_ack_due = false;
+            RtosMsg::HelloAck(HelloAck {
+                version: PROTOCOL_VERSION,
+                features: self.cfg.features,
+                max_frame: ours,
+                session: self.session_id,
+                agent_version: self.cfg.agent_version,
+                os: self.cfg.os,
+                board: self.cfg.board,
+            })
+        } else if self.announce_due && self.announcing() {
+            self.announce_due = false;
+            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, ours))
+        } else if self.state != RtosState::Connected {
+            return None;
+        } else if self.pong_due {
+            self.pong_due = false;
+            RtosMsg::Pong {
+                nonce: self.pong_nonce,
+                uptime_ms: now_ms,
+            }
+        } else {
+            return self.session.next_frame_head(raw, room, now_ms);
+        };
+        let n = msg.encode(raw.get_mut(HEADER_LEN..)?).ok()?;
+        Some((self.session.head_unsequenced(raw, n), Slot::Ctrl))
+    }
+
     /// Whether `Announce` goes out: no session yet, or a silent host.
     fn announcing(&self) -> bool {
         self.cfg.announce_interval_ms > 0
@@ -602,7 +661,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         if self.state == RtosState::Connected {
             self.host_silent = false;
             self.announced = 0;
-            self.announce_at = now + u64::from(self.cfg.host_silence_ms);
+            self.announce_at = Ms(now + u64::from(self.cfg.host_silence_ms));
         }
     }
 
@@ -661,7 +720,10 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         let Some(msg) = msg else { return };
         match header.seq {
             None => match msg {
-                HostMsg::Ping { nonce } => self.pong_due = Some(nonce),
+                HostMsg::Ping { nonce } => {
+                    self.pong_due = true;
+                    self.pong_nonce = nonce;
+                }
                 _ => bump(&mut self.session.counters.unexpected),
             },
             Some(seq) => {
@@ -725,6 +787,8 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         self.push_event(event);
     }
 
+    /// Not inlined into `handle_frame` (smaller on a Cortex-M).
+    #[inline(never)]
     fn on_hello(&mut self, hello: &crate::msg::Hello) {
         // Always answer, so the host learns our version even when we cannot talk.
         self.hello_ack_due = true;
@@ -760,7 +824,22 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
 mod tests {
     use super::*;
 
-    /// Queued stats keep every bit (the uptime is split in two words).
+    /// Names are cut to `MAX_NAME` bytes at a character boundary.
+    #[test]
+    fn names_are_clipped_at_a_character_boundary() {
+        assert_eq!(clip(""), "");
+        assert_eq!(clip("qemu-virt"), "qemu-virt");
+        let exact = "abcdefghijklmnopqrstuvwx";
+        assert_eq!(clip(exact), exact);
+        assert_eq!(clip("abcdefghijklmnopqrstuvwxyz"), exact);
+        // 'é' is two bytes: 12 of them fill 24 bytes, a 13th does not fit.
+        assert_eq!(clip("éééééééééééééé"), "éééééééééééé");
+        // 'ℝ' is three bytes: 8 fill 24; "a" first leaves room for 7.
+        assert_eq!(clip("aℝℝℝℝℝℝℝℝ"), "aℝℝℝℝℝℝℝ");
+        assert_eq!(clip("€€€€€€€€€"), "€€€€€€€€");
+    }
+
+    /// Kept stats keep every bit, in 20 bytes aligned to 4.
     #[test]
     fn packed_stats_round_trip() {
         for uptime_ms in [
@@ -779,6 +858,7 @@ mod tests {
             };
             assert_eq!(PackedStats::pack(s).unpack(), s);
         }
-        assert!(core::mem::size_of::<RtosCtrl>() <= 24);
+        assert!(core::mem::size_of::<RtosCtrl>() <= 8);
+        assert_eq!(core::mem::size_of::<PackedStats>(), 20);
     }
 }

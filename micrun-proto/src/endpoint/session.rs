@@ -29,12 +29,20 @@ pub(crate) trait Role {
         extra: &Self::Extra,
         buf: &mut [u8],
     ) -> Result<usize, CodecError>;
-    fn encode_data(stream: Stream, data: &[u8], buf: &mut [u8]) -> Result<usize, CodecError>;
+    /// The console message carrying `len` bytes of `stream`, up to its data
+    /// (which follows it on the wire, taken straight from the ring).
+    fn encode_data_head(stream: Stream, len: usize, buf: &mut [u8]) -> Result<usize, CodecError>;
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError>;
     /// Whether `c` must wait until every console byte written before it was sent
     /// (so an exit report never overtakes the output that preceded it).
     fn after_output(c: &Self::Ctrl) -> bool;
 }
+
+/// A time in milliseconds, stored 4-aligned: a `u64` field is 8-aligned on
+/// 32-bit targets and pads every structure around it.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+pub(crate) struct Ms(pub u64);
 
 /// `retransmit_at` when nothing is in flight.
 const NEVER: u64 = u64::MAX;
@@ -43,7 +51,7 @@ const NEVER: u64 = u64::MAX;
 pub(crate) const DATA_MSG_OVERHEAD: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
-enum Slot {
+pub(crate) enum Slot {
     Ctrl,
     Data { stream: u8, start: u32, len: u16 },
     Credit { stream: u8, bytes: u32 },
@@ -68,8 +76,21 @@ struct RxStream<const N: usize> {
 /// Retransmission timing, from the endpoint's configuration.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
-    pub rto_initial_ms: u32,
-    pub rto_max_ms: u32,
+    rto_initial_ms: u16,
+    rto_max_ms: u16,
+}
+
+impl Timing {
+    /// From a configuration: at least 1 ms, the maximum at least the initial
+    /// timeout, both at most 65535 ms (`u16`: two words less of RAM per session).
+    pub(crate) fn new(rto_initial_ms: u32, rto_max_ms: u32) -> Self {
+        let initial = rto_initial_ms.clamp(1, u32::from(u16::MAX));
+        let max = rto_max_ms.clamp(initial, u32::from(u16::MAX));
+        Timing {
+            rto_initial_ms: initial as u16,
+            rto_max_ms: max as u16,
+        }
+    }
 }
 
 /// Counters of discarded or repeated traffic. They only grow.
@@ -105,7 +126,9 @@ impl Counters {
 }
 
 /// Counts one more; counters saturate instead of wrapping (a peer can send 2³²
-/// bad frames, and a debug build must not panic on it).
+/// bad frames, and a debug build must not panic on it). Not inlined: one copy
+/// for the dozen counting sites.
+#[inline(never)]
 pub(crate) fn bump(counter: &mut u32) {
     *counter = counter.saturating_add(1);
 }
@@ -137,13 +160,13 @@ pub(crate) struct Session<
     slots: Queue<Slot, W>,
     una: u8,
     /// Slots before this index were (re)sent in the current round.
-    replay: usize,
+    replay: u8,
     rx_expected: u8,
     ack_pending: bool,
-    rto_ms: u32,
+    rto_ms: u16,
     /// When the oldest frame in flight is due again; [`NEVER`] when none is in
     /// flight (not an `Option<u64>`: that is 16 bytes on 32-bit targets).
-    retransmit_at: u64,
+    retransmit_at: Ms,
     timing: Timing,
     next_tx_stream: u8,
     pub counters: Counters,
@@ -178,7 +201,7 @@ impl<
             rx_expected: 0,
             ack_pending: false,
             rto_ms: timing.rto_initial_ms,
-            retransmit_at: NEVER,
+            retransmit_at: Ms(NEVER),
             timing,
             next_tx_stream: 0,
             counters: Counters::default(),
@@ -195,7 +218,7 @@ impl<
         self.rx_expected = 0;
         self.ack_pending = false;
         self.rto_ms = self.timing.rto_initial_ms;
-        self.retransmit_at = NEVER;
+        self.retransmit_at = Ms(NEVER);
         for s in &mut self.tx {
             s.sent = s.ring.tail();
             s.credit = 0;
@@ -285,13 +308,13 @@ impl<
             }
         }
         self.una = ack;
-        self.replay = self.replay.saturating_sub(n);
+        self.replay = self.replay.saturating_sub(n as u8);
         self.rto_ms = self.timing.rto_initial_ms;
-        self.retransmit_at = if self.slots.is_empty() {
+        self.retransmit_at = Ms(if self.slots.is_empty() {
             NEVER
         } else {
             now + u64::from(self.rto_ms)
-        };
+        });
     }
 
     pub(crate) fn check_seq(&mut self, seq: u8) -> SeqVerdict {
@@ -347,14 +370,16 @@ impl<
     // ---- timers -----------------------------------------------------------------
 
     pub(crate) fn poll_timeout(&self) -> Option<u64> {
-        (self.retransmit_at != NEVER).then_some(self.retransmit_at)
+        let at = self.retransmit_at.0;
+        (at != NEVER).then_some(at)
     }
 
     pub(crate) fn handle_timeout(&mut self, now: u64) {
-        if self.retransmit_at != NEVER && now >= self.retransmit_at && !self.slots.is_empty() {
+        let at = self.retransmit_at.0;
+        if at != NEVER && now >= at && !self.slots.is_empty() {
             self.replay = 0;
             self.rto_ms = (self.rto_ms.saturating_mul(2)).min(self.timing.rto_max_ms);
-            self.retransmit_at = now + u64::from(self.rto_ms);
+            self.retransmit_at = Ms(now + u64::from(self.rto_ms));
             bump(&mut self.counters.retransmits);
         }
     }
@@ -392,7 +417,8 @@ impl<
         self.tx.iter().any(|s| s.sent != s.ring.head())
     }
 
-    /// Writes the payload of `slot` into `buf`.
+    /// Writes the payload of `slot` into `buf`; for console data only its head
+    /// (the bytes are [`Session::slot_data`]).
     fn encode_slot(
         &self,
         slot: Slot,
@@ -407,14 +433,10 @@ impl<
             // Slots are built with indices of existing streams: `get`, not
             // indexing, keeps the panic paths out.
             Slot::Data { stream, start, len } => {
-                match (
-                    self.tx.get(usize::from(stream)),
-                    R::TX.get(usize::from(stream)),
-                ) {
-                    (Some(s), Some(&id)) => {
-                        R::encode_data(id, s.ring.contiguous(start, usize::from(len)), buf)
-                    }
-                    _ => Err(CodecError::Malformed),
+                let _ = start;
+                match R::TX.get(usize::from(stream)) {
+                    Some(&id) => R::encode_data_head(id, usize::from(len), buf),
+                    None => Err(CodecError::Malformed),
                 }
             }
             Slot::Credit { stream, bytes } => match R::RX.get(usize::from(stream)) {
@@ -432,34 +454,65 @@ impl<
         max_frame: usize,
         now: u64,
     ) -> Option<usize> {
-        let max_frame = max_frame.min(buf.len());
+        let (n, slot) = self.next_frame_head(buf, max_frame.min(buf.len()), now)?;
+        let data = self.slot_data(slot);
+        // Fits: the chunk was sized to the frame (`pick_new`).
+        let end = n + data.len();
+        buf.get_mut(n..end)?.copy_from_slice(data);
+        Some(frame::seal(buf, end))
+    }
+
+    /// The console bytes a frame built for `slot` carries after its head.
+    pub(crate) fn slot_data(&self, slot: Slot) -> &[u8] {
+        match slot {
+            Slot::Data { stream, start, len } => self
+                .tx
+                .get(usize::from(stream))
+                .map_or(&[], |s| s.ring.contiguous(start, usize::from(len))),
+            _ => &[],
+        }
+    }
+
+    /// Like [`Session::next_frame`], but writes only the frame's head into `buf`
+    /// (header and payload, for console data up to the data): returns its
+    /// length and the slot whose [`Session::slot_data`] follows it, then the
+    /// CRC over both. `buf` may be smaller than `max_frame`: every frame but
+    /// console data fits [`crate::frame::MIN_FRAME`] bytes.
+    pub(crate) fn next_frame_head(
+        &mut self,
+        buf: &mut [u8],
+        max_frame: usize,
+        now: u64,
+    ) -> Option<(usize, Slot)> {
         let payload_room = max_frame - OVERHEAD;
-        let seq = self.una.wrapping_add(self.replay as u8);
+        let body_end = buf.len().min(HEADER_LEN + payload_room);
+        let replay = usize::from(self.replay);
+        let seq = self.una.wrapping_add(self.replay);
 
         // 1. Replay of a retransmission round.
-        if self.replay < self.slots.len() {
-            let slot = *self.slots.get(self.replay)?;
-            let ctrl_index = self.ctrl_before(self.replay);
-            let body = &mut buf[HEADER_LEN..HEADER_LEN + payload_room];
+        if replay < self.slots.len() {
+            let slot = *self.slots.get(replay)?;
+            let ctrl_index = self.ctrl_before(replay);
+            let body = &mut buf[HEADER_LEN..body_end];
             if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
                 self.replay += 1;
-                return Some(self.finish(buf, Some(seq), n, now));
+                return Some((self.finish(buf, Some(seq), n, now), slot));
             }
             // Cannot happen for slots we built ourselves; drop the round rather than spin.
-            self.replay = self.slots.len();
+            self.replay = self.slots.len() as u8;
         }
 
         // 2. A new sequenced frame, if the window has room.
         if !self.slots.is_full() {
             if let Some(slot) = self.pick_new(payload_room) {
                 let ctrl_index = self.in_flight_ctrl();
-                let body = &mut buf[HEADER_LEN..HEADER_LEN + payload_room];
+                let body = &mut buf[HEADER_LEN..body_end];
                 if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
                     self.commit_new(slot);
                     // `seq` of a new slot is una + (slots before it); replay == slots.len() here.
                     let seq = self.una.wrapping_add((self.slots.len() - 1) as u8);
-                    self.replay = self.slots.len();
-                    return Some(self.finish(buf, Some(seq), n, now));
+                    self.replay = self.slots.len() as u8;
+                    return Some((self.finish(buf, Some(seq), n, now), slot));
                 }
                 // A control message that does not fit the negotiated frame can never be
                 // sent: drop it so it does not block the queue.
@@ -471,22 +524,14 @@ impl<
 
         // 3. A pure acknowledgement.
         if self.ack_pending {
-            return Some(self.finish(buf, None, 0, now));
+            return Some((self.finish(buf, None, 0, now), Slot::Ctrl));
         }
         None
     }
 
     fn drop_ctrl_at(&mut self, index: usize) {
         // Only the first not-yet-sent message can be dropped; it sits at `index`.
-        let mut kept: Queue<R::Ctrl, Q> = Queue::new();
-        let mut i = 0;
-        while let Some(c) = self.ctrl.pop_front() {
-            if i != index {
-                let _ = kept.push_back(c);
-            }
-            i += 1;
-        }
-        self.ctrl = kept;
+        self.ctrl.remove(index);
         bump(&mut self.counters.unexpected);
     }
 
@@ -546,8 +591,9 @@ impl<
         let _ = self.slots.push_back(slot);
     }
 
-    /// Header, CRC, ack bookkeeping and the retransmit timer for a frame whose
-    /// payload of `n` bytes is already at `buf[HEADER_LEN..]`.
+    /// Header, ack bookkeeping and the retransmit timer for a frame whose
+    /// payload (head) of `n` bytes is already at `buf[HEADER_LEN..]`; returns
+    /// the length before the CRC.
     fn finish(&mut self, buf: &mut [u8], seq: Option<u8>, n: usize, now: u64) -> usize {
         frame::write_header(
             buf,
@@ -557,15 +603,43 @@ impl<
             },
         );
         self.ack_pending = false;
-        if seq.is_some() && self.retransmit_at == NEVER {
-            self.retransmit_at = now + u64::from(self.rto_ms);
+        if seq.is_some() && self.retransmit_at.0 == NEVER {
+            self.retransmit_at = Ms(now + u64::from(self.rto_ms));
         }
-        frame::seal(buf, HEADER_LEN + n)
+        HEADER_LEN + n
     }
 
     /// Seals an unsequenced frame (payload of `n` bytes already at
     /// `buf[HEADER_LEN..]`); it still carries the current acknowledgement.
     pub(crate) fn seal_unsequenced(&mut self, buf: &mut [u8], n: usize) -> usize {
+        let len = self.finish(buf, None, n, 0);
+        frame::seal(buf, len)
+    }
+
+    /// Like [`Session::seal_unsequenced`] without the CRC: returns the length
+    /// of the frame before it.
+    pub(crate) fn head_unsequenced(&mut self, buf: &mut [u8], n: usize) -> usize {
         self.finish(buf, None, n, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timing;
+
+    /// The configured timeouts become 1..=65535 ms, the maximum at least the
+    /// initial one.
+    #[test]
+    fn timing_is_clamped() {
+        for (initial, max, want) in [
+            (100, 2000, (100, 2000)),
+            (0, 0, (1, 1)),
+            (100, 50, (100, 100)),
+            (70_000, 90_000, (65_535, 65_535)),
+            (500, u32::MAX, (500, 65_535)),
+        ] {
+            let t = Timing::new(initial, max);
+            assert_eq!((t.rto_initial_ms, t.rto_max_ms), want, "{initial} {max}");
+        }
     }
 }

@@ -23,12 +23,13 @@ use hw::{Clock, Uart};
 use micrun_rtos::Args;
 use micrun_rtos::{Agent, AgentInfo, App, ExitReason, Link, LogLevel, Stats};
 
-/// Console buffer sizes: `FRAME` (receive and transmit frame buffers), `OUT`
-/// (stdout, stderr and, with exec, exec output rings each) and `IN` (stdin
-/// ring). measure.sh subtracts the rings (2 or 3 × OUT + IN) from static RAM.
+/// Console buffer sizes: `FRAME` (the receive frame buffer; frames go out
+/// without one), `OUT` (stdout, stderr and, with exec, exec output rings each)
+/// and `IN` (stdin ring). measure.sh subtracts the rings (2 or 3 × OUT + IN)
+/// from static RAM.
 #[cfg(not(feature = "small"))]
-type FwAgent = Agent<Uart, 256, 1024, 512>;
-/// The smallest supported frame.
+type FwAgent = Agent<Uart, 128, 1024, 512>;
+/// Small rings (the frame is the default's, the smallest supported).
 #[cfg(feature = "small")]
 type FwAgent = Agent<Uart, 128, 256, 128>;
 
@@ -140,6 +141,8 @@ extern "C" fn fw_main() -> ! {
     agent.write_stdout(b"footprint probe up\n");
     loop {
         let now = clock.now_ms();
+        // The platform's memory routines, linked as in the baseline.
+        hw::memory_routines(now as u32);
         agent.poll(now, &mut app);
 
         if agent.is_connected() && !greeted {
