@@ -310,83 +310,98 @@ pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
 /// `UINT64_MAX` when only new input or output needs one.
 #[no_mangle]
 pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
-    // The link's input came through micrun_agent_feed.
-    if with_agent(|a, _| a.run_timers(now_ms)).is_err() {
-        return u64::MAX;
-    }
-    // SAFETY: set by init (the call above succeeded) and valid per its contract.
-    let cfg = unsafe { &*SLOT.cfg.get() };
-    let ctx = cfg.ctx;
     // An exec's arguments, copied out of the agent for `on_exec`.
     #[cfg(feature = "exec")]
     let (mut argv, mut argv_len) = ([0u8; MAX_ARGV], 0);
-    // One event at a time, each hook called with the agent released, so that
-    // it may call back in; `on_stats` is answered inside (the agent busy).
-    while let Ok(Some(hook)) = with_agent(|a, cfg| {
-        let hook = a.next_hook();
-        match hook {
-            Some(Hook::Stats) => a.send_stats(c_stats(cfg, now_ms)),
-            #[cfg(feature = "exec")]
-            Some(Hook::Exec) => {
-                let raw = a.exec_args().as_bytes();
-                argv_len = raw.len().min(MAX_ARGV);
-                argv[..argv_len].copy_from_slice(&raw[..argv_len]);
+    let mut input = [0u8; 64];
+    let mut first = true;
+    // One step at a time, each callback called with the agent released, so
+    // that it may call back in: the timers (the link's input came through
+    // micrun_agent_feed), then the host's requests one by one (`on_stats` is
+    // answered inside, the agent busy), then the console input, then the
+    // frames that are due.
+    loop {
+        let step = with_agent(|a, cfg| {
+            if core::mem::take(&mut first) {
+                a.run_timers(now_ms);
             }
-            _ => {}
-        }
-        hook
-    }) {
+            if let Some(hook) = a.next_hook() {
+                match hook {
+                    Hook::Stats => a.send_stats(c_stats(cfg, now_ms)),
+                    #[cfg(feature = "exec")]
+                    Hook::Exec => {
+                        let raw = a.exec_args().as_bytes();
+                        argv_len = raw.len().min(MAX_ARGV);
+                        argv[..argv_len].copy_from_slice(&raw[..argv_len]);
+                    }
+                    _ => {}
+                }
+                return Step::Hook(hook);
+            }
+            let n = a.read_stdin(&mut input);
+            if n > 0 {
+                return Step::Input(n);
+            }
+            a.finish(now_ms);
+            Step::Done(a.poll_timeout().unwrap_or(u64::MAX))
+        });
+        let step = match step {
+            Ok(Step::Done(next)) => return next,
+            Ok(step) => step,
+            Err(_) => return u64::MAX,
+        };
+        // SAFETY: set by init (the call above succeeded) and valid per its contract.
+        let cfg = unsafe { &*SLOT.cfg.get() };
+        let ctx = cfg.ctx;
         // SAFETY (all callbacks below): valid per the config contract; no
         // reference into the agent is live, so they may call back in.
-        match hook {
-            Hook::Stop(grace_ms) => {
+        match step {
+            Step::Hook(Hook::Stop(grace_ms)) => {
                 if let Some(cb) = cfg.on_stop {
                     unsafe { cb(ctx, grace_ms) };
                 }
             }
-            Hook::Signal(signo) => {
+            Step::Hook(Hook::Signal(signo)) => {
                 if let Some(cb) = cfg.on_signal {
                     unsafe { cb(ctx, signo) };
                 }
             }
-            Hook::Resize(rows, cols) => {
+            Step::Hook(Hook::Resize(rows, cols)) => {
                 if let Some(cb) = cfg.on_resize {
                     unsafe { cb(ctx, rows, cols) };
                 }
             }
             #[cfg(feature = "exec")]
-            Hook::Exec => {
+            Step::Hook(Hook::Exec) => {
                 if !call_on_exec(cfg, argv.get(..argv_len).unwrap_or_default()) {
                     let _ = with_agent(|a, _| a.exec_exit(127));
                 }
             }
             #[cfg(feature = "exec")]
-            Hook::ExecSignal(signo) => {
+            Step::Hook(Hook::ExecSignal(signo)) => {
                 if let Some(cb) = cfg.on_exec_signal {
                     unsafe { cb(ctx, signo) };
                 }
             }
-            Hook::Stats | Hook::Error(_) => {}
+            Step::Input(n) => {
+                if let Some(cb) = cfg.on_input {
+                    // SAFETY: as above; `input` is valid for `n` bytes.
+                    unsafe { cb(ctx, input.as_ptr(), n) };
+                }
+            }
+            Step::Hook(Hook::Stats | Hook::Error(_)) | Step::Done(_) => {}
         }
     }
-    let mut input = [0u8; 64];
-    loop {
-        let n = with_agent(|a, _| a.read_stdin(&mut input)).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        if let Some(cb) = cfg.on_input {
-            // SAFETY: as above; `input` is valid for `n` bytes.
-            unsafe { cb(ctx, input.as_ptr(), n) };
-        }
-    }
-    with_agent(|a, _| {
-        a.finish(now_ms);
-        a.poll_timeout()
-    })
-    .ok()
-    .flatten()
-    .unwrap_or(u64::MAX)
+}
+
+/// One step of [`micrun_agent_poll`].
+enum Step {
+    /// A host request for a callback.
+    Hook(Hook),
+    /// This many bytes of console input for `on_input`.
+    Input(usize),
+    /// Done; the next poll is due at this time.
+    Done(u64),
 }
 
 /// Calls `on_exec` with `argv[]` over the arguments in `args` (each ends in
