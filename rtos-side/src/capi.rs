@@ -147,7 +147,10 @@ fn c_stats(cfg: &micrun_agent_config, uptime_ms: u64) -> Stats {
     }
 }
 
-type CAgent = Agent<CLink, 256, 1024, 512>;
+/// The frame size of the C ABI's agent (`Agent<_, FRAME, OUT, IN>`).
+const FRAME: usize = 256;
+
+type CAgent = Agent<CLink, FRAME, 1024, 512>;
 
 /// The one agent and the caller's config. Every field starts as zero bytes or
 /// uninitialised, so the whole slot (≈ 4.6 KB with the rings) lands in `.bss`
@@ -313,6 +316,7 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
     // An exec's arguments, copied out of the agent for `on_exec`.
     #[cfg(feature = "exec")]
     let (mut argv, mut argv_len) = ([0u8; MAX_ARGV], 0);
+    // The console input for `on_input`.
     let mut input = [0u8; 64];
     let mut first = true;
     // One step at a time, each callback called with the agent released, so
@@ -342,7 +346,8 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
             if n > 0 {
                 return Step::Input(n);
             }
-            a.finish(now_ms);
+            // The frames out, each encoded on the stack (one frame's room).
+            a.finish(now_ms, &mut [0u8; FRAME]);
             Step::Done(a.poll_timeout().unwrap_or(u64::MAX))
         });
         let step = match step {
