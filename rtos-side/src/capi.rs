@@ -313,9 +313,11 @@ pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
 /// `UINT64_MAX` when only new input or output needs one.
 #[no_mangle]
 pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
-    // An exec's arguments, copied out of the agent for `on_exec`.
+    // An exec's arguments for `on_exec`, where the agent keeps them: unchanged
+    // until the next request is taken (not during the callback, which must
+    // not call micrun_agent_poll or micrun_agent_feed).
     #[cfg(feature = "exec")]
-    let (mut argv, mut argv_len) = ([0u8; MAX_ARGV], 0);
+    let mut args: *const [u8] = &[];
     // The console input for `on_input`.
     let mut input = [0u8; 64];
     let mut first = true;
@@ -333,11 +335,7 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
                 match hook {
                     Hook::Stats => a.send_stats(c_stats(cfg, now_ms)),
                     #[cfg(feature = "exec")]
-                    Hook::Exec => {
-                        let raw = a.exec_args().as_bytes();
-                        argv_len = raw.len().min(MAX_ARGV);
-                        argv[..argv_len].copy_from_slice(&raw[..argv_len]);
-                    }
+                    Hook::Exec => args = a.exec_args().as_bytes(),
                     _ => {}
                 }
                 return Step::Hook(hook);
@@ -378,7 +376,8 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
             }
             #[cfg(feature = "exec")]
             Step::Hook(Hook::Exec) => {
-                if !call_on_exec(cfg, argv.get(..argv_len).unwrap_or_default()) {
+                // SAFETY: the agent's bytes, unchanged since the step (above).
+                if !unsafe { call_on_exec(cfg, args) } {
                     let _ = with_agent(|a, _| a.exec_exit(127));
                 }
             }
@@ -411,27 +410,36 @@ enum Step {
 
 /// Calls `on_exec` with `argv[]` over the arguments in `args` (each ends in
 /// its NUL), then NULL. `false` when there is no hook or it does not know the
-/// command.
+/// command. `args` is the agent's own storage: it is read through a reference
+/// only while `argv[]` is built, none is live during the callback (which may
+/// call back in).
+///
+/// # Safety
+/// `args` must be valid for reads and unchanged until this returns.
 #[cfg(feature = "exec")]
-fn call_on_exec(cfg: &micrun_agent_config, args: &[u8]) -> bool {
+unsafe fn call_on_exec(cfg: &micrun_agent_config, args: *const [u8]) -> bool {
     let Some(cb) = cfg.on_exec else {
         return false;
     };
     // Every argument has its NUL, so there are at most MAX_ARGV of them.
     let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
     let mut argc = 0;
-    let mut arg = args.as_ptr();
-    for (i, &b) in args.iter().enumerate() {
-        if b == 0 {
-            if let Some(p) = ptrs.get_mut(argc) {
-                *p = arg.cast();
+    {
+        // SAFETY: per the function's contract.
+        let args = unsafe { &*args };
+        let mut arg = args.as_ptr();
+        for (i, &b) in args.iter().enumerate() {
+            if b == 0 {
+                if let Some(p) = ptrs.get_mut(argc) {
+                    *p = arg.cast();
+                }
+                argc += 1;
+                arg = args.as_ptr().wrapping_add(i + 1);
             }
-            argc += 1;
-            arg = args.as_ptr().wrapping_add(i + 1);
         }
     }
-    // SAFETY: valid callback per the config contract; `ptrs` and `args`
-    // outlive the call; no reference into the agent is live.
+    // SAFETY: valid callback per the config contract; `ptrs` and the
+    // arguments outlive the call; no reference into the agent is live.
     unsafe { cb(cfg.ctx, argc as c_int, ptrs.as_ptr()) }
 }
 
