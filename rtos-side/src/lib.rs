@@ -525,31 +525,12 @@ mod no_exec_tests {
     use micrun_proto::msg::{Hello, PROTOCOL_VERSION};
     use micrun_proto::{HostMsg, RtosMsg};
 
-    /// A message link: one frame per read and per write.
-    #[derive(Default)]
-    struct Frames {
-        rx: Vec<Vec<u8>>,
-        tx: Vec<Vec<u8>>,
-    }
-
-    impl Link for Frames {
-        fn read(&mut self, buf: &mut [u8]) -> usize {
-            let Some(f) = self.rx.pop() else { return 0 };
-            buf[..f.len()].copy_from_slice(&f);
-            f.len()
-        }
-        fn write(&mut self, data: &[u8]) {
-            self.tx.push(data.to_vec());
-        }
-    }
-
-    struct NoApp;
-    impl App for NoApp {}
+    use crate::init_tests::{Messages, NoHooks};
 
     #[test]
     fn hello_ack_does_not_offer_exec() {
-        let mut agent: Agent<Frames> = Agent::with_link_kind(
-            Frames::default(),
+        let mut agent: Agent<Messages> = Agent::with_link_kind(
+            Messages::default(),
             AgentInfo {
                 os: "t",
                 board: "b",
@@ -566,8 +547,8 @@ mod no_exec_tests {
         });
         let n = msg.encode(&mut hello[HEADER_LEN..]).unwrap();
         let len = frame::seal(&mut hello, HEADER_LEN + n);
-        agent.link().rx.push(hello[..len].to_vec());
-        agent.poll(1, &mut NoApp);
+        agent.link().rx.push_back(hello[..len].to_vec());
+        agent.poll(1, &mut NoHooks);
         assert!(agent.is_connected());
         let acks: Vec<_> = agent
             .link()
@@ -749,15 +730,16 @@ mod init_tests {
         assert!(retransmits >= 3, "{retransmits} retransmissions");
     }
 
-    struct NoHooks;
+    /// An application without hooks.
+    pub(crate) struct NoHooks;
     impl App for NoHooks {}
 
     /// A message link (rpmsg-like): one message per read and per write; a
     /// read into a smaller buffer gets the message's start only.
     #[derive(Default)]
-    struct Messages {
-        rx: VecDeque<Vec<u8>>,
-        tx: Vec<Vec<u8>>,
+    pub(crate) struct Messages {
+        pub(crate) rx: VecDeque<Vec<u8>>,
+        pub(crate) tx: Vec<Vec<u8>>,
     }
 
     impl Link for Messages {
