@@ -247,7 +247,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Constructs the agent in `slot` (e.g. a static's `MaybeUninit`), the same
     /// agent as [`Agent::new`] but written field by field where it stays, not
     /// built on the stack and moved: `new` needs a stack temporary of the
-    /// agent's size (≈ 3.3 KB in the default configuration) and code to copy it.
+    /// agent's size (≈ 3.2 KB in the default configuration) and code to copy it.
     /// (The endpoint's own constructor still builds its rings on the stack:
     /// ≈ 2.3 KB, docs/footprint.md.) Whatever `slot` held is overwritten
     /// without being dropped.
