@@ -172,29 +172,32 @@ static SLOT: Slot = Slot {
     busy: Cell::new(false),
 };
 
-/// Marks the agent busy and returns its config, unless it is not initialised or
-/// already in use (re-entry from a callback). One copy for every entry point.
+/// Marks the agent busy and returns 0, unless it is not initialised or
+/// already in use (re-entry from a callback): then the error code. One copy
+/// for every entry point.
 #[inline(never)]
-fn enter() -> Result<*const micrun_agent_config, i32> {
-    let cfg = SLOT.cfg.get();
+fn enter() -> i32 {
     if SLOT.busy.get() {
-        return Err(MICRUN_AGENT_EBUSY);
+        return MICRUN_AGENT_EBUSY;
     }
-    if cfg.is_null() {
-        return Err(MICRUN_AGENT_ENOTINIT);
+    if SLOT.cfg.get().is_null() {
+        return MICRUN_AGENT_ENOTINIT;
     }
     SLOT.busy.set(true);
-    Ok(cfg)
+    MICRUN_AGENT_OK
 }
 
 /// Runs `f` on the agent unless it is not initialised or already in use
 /// (re-entry from a callback).
 fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Result<T, i32> {
-    let cfg = enter()?;
+    let e = enter();
+    if e != MICRUN_AGENT_OK {
+        return Err(e);
+    }
     // SAFETY: a non-null config means `micrun_agent_init` wrote the agent, and
     // the config is valid per its contract; single-threaded by contract, and
     // `busy` guarantees no other live reference into the slot exists during `f`.
-    let res = unsafe { f((*SLOT.agent.get()).assume_init_mut(), &*cfg) };
+    let res = unsafe { f((*SLOT.agent.get()).assume_init_mut(), &*SLOT.cfg.get()) };
     SLOT.busy.set(false);
     Ok(res)
 }
