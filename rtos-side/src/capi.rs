@@ -187,6 +187,18 @@ fn enter() -> i32 {
     MICRUN_AGENT_OK
 }
 
+/// Reads the agent with `f` unless it is not initialised or in use (a call
+/// from `tx` or `on_stats`); no other call can start meanwhile, so the agent
+/// is not marked busy.
+fn read_agent(f: impl FnOnce(&CAgent) -> bool) -> i32 {
+    if SLOT.busy.get() || SLOT.cfg.get().is_null() {
+        return 0;
+    }
+    // SAFETY: a non-null config means `micrun_agent_init` wrote the agent;
+    // not busy, so no mutable reference into the slot is live.
+    f(unsafe { (*SLOT.agent.get()).assume_init_ref() }) as i32
+}
+
 /// Runs `f` on the agent unless it is not initialised or already in use
 /// (re-entry from a callback).
 fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Result<T, i32> {
@@ -212,12 +224,12 @@ fn is_utf8(b: &[u8]) -> bool {
         if lead < 0x80 {
             continue;
         }
-        let (more, min) = match lead {
-            0xC2..=0xDF => (1, 0x80),
-            0xE0..=0xEF => (2, 0x800),
-            0xF0..=0xF4 => (3, 0x1_0000),
-            _ => return false,
-        };
+        // Continuation bytes: one per leading 1 bit after the first (a lone
+        // continuation byte has none, 0xF8 and above have four or more).
+        let more = (!lead).leading_zeros().wrapping_sub(1);
+        if !(1..=3).contains(&more) {
+            return false;
+        }
         // The lead byte's payload: 5, 4 or 3 bits.
         let mut cp = u32::from(lead) & (0x3F >> more);
         for _ in 0..more {
@@ -227,8 +239,10 @@ fn is_utf8(b: &[u8]) -> bool {
             }
             i += 1;
         }
-        // Overlong, beyond U+10FFFF, or a surrogate (U+D800..=U+DFFF).
-        if cp < min || cp > 0x10_FFFF || cp >> 11 == 0x1B {
+        // Overlong (under 8, 12 or 17 bits for 2, 3 or 4 bytes; this also
+        // refuses the leads 0xC0 and 0xC1), beyond U+10FFFF (the leads 0xF5 to
+        // 0xF7), or a surrogate (U+D800..=U+DFFF).
+        if cp >> ((9 * more + 5) / 2) == 0 || cp > 0x10_FFFF || cp >> 11 == 0x1B {
             return false;
         }
     }
@@ -252,6 +266,19 @@ fn static_str(p: *const c_char) -> &'static str {
     }
     // SAFETY: the contract requires a static NUL-terminated string.
     unsafe { c_text(p) }.unwrap_or("")
+}
+
+/// The `len` bytes at `data` (none for `len` 0, whatever `data` is), or
+/// `None` for a NULL `data` with a length. One copy for the entry points.
+///
+/// # Safety
+/// `data` must be valid for `len` bytes (or `len` 0).
+unsafe fn c_bytes<'a>(data: *const u8, len: usize) -> Option<&'a [u8]> {
+    if len == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: non-null here; valid for `len` bytes per the contract.
+    (!data.is_null()).then(|| unsafe { core::slice::from_raw_parts(data, len) })
 }
 
 /// Initialises (or re-initialises) the agent. Returns 0, or
@@ -296,14 +323,9 @@ pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i
 /// `data` must be valid for `len` bytes (or `len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
-    if data.is_null() && len != 0 {
+    // SAFETY: per the function's contract.
+    let Some(bytes) = (unsafe { c_bytes(data, len) }) else {
         return MICRUN_AGENT_EINVAL;
-    }
-    let bytes = if len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: checked non-null; valid for len per contract.
-        unsafe { core::slice::from_raw_parts(data, len) }
     };
     match with_agent(|a, _| a.feed(bytes)) {
         Ok(()) => MICRUN_AGENT_OK,
@@ -454,14 +476,10 @@ unsafe fn call_on_exec(cfg: &micrun_agent_config, args: *const [u8]) -> bool {
 /// `data` must be valid for `len` bytes (or `len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_write(stream: u8, data: *const u8, len: usize) -> isize {
-    if (data.is_null() && len != 0) || !(stream == MICRUN_STDOUT || stream == MICRUN_STDERR) {
+    // SAFETY: per the function's contract.
+    let bytes = unsafe { c_bytes(data, len) };
+    let (Some(bytes), MICRUN_STDOUT | MICRUN_STDERR) = (bytes, stream) else {
         return MICRUN_AGENT_EINVAL as isize;
-    }
-    let bytes = if len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: checked non-null; valid for len per contract.
-        unsafe { core::slice::from_raw_parts(data, len) }
     };
     match with_agent(|a, _| {
         if stream == MICRUN_STDOUT {
@@ -483,14 +501,9 @@ pub unsafe extern "C" fn micrun_agent_write(stream: u8, data: *const u8, len: us
 /// `data` must be valid for `len` bytes (or `len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_write_exec(data: *const u8, len: usize) -> isize {
-    if data.is_null() && len != 0 {
+    // SAFETY: per the function's contract.
+    let Some(bytes) = (unsafe { c_bytes(data, len) }) else {
         return MICRUN_AGENT_EINVAL as isize;
-    }
-    let bytes = if len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: checked non-null; valid for len per contract.
-        unsafe { core::slice::from_raw_parts(data, len) }
     };
     match with_agent(|a, _| {
         if a.exec_running() {
@@ -523,7 +536,7 @@ pub extern "C" fn micrun_agent_exec_exit(code: i32) -> i32 {
 /// 1 while an exec is running (started and not yet ended), else 0.
 #[no_mangle]
 pub extern "C" fn micrun_agent_exec_running() -> i32 {
-    with_agent(|a, _| a.exec_running() as i32).unwrap_or(0)
+    read_agent(|a| a.exec_running())
 }
 
 /// Reports the application's end with `code` and `reason` (`MICRUN_EXIT_*`).
@@ -546,7 +559,7 @@ pub extern "C" fn micrun_agent_exit(code: i32, reason: u8) -> i32 {
 /// off), else 0.
 #[no_mangle]
 pub extern "C" fn micrun_agent_exit_delivered() -> i32 {
-    with_agent(|a, _| a.exit_delivered() as i32).unwrap_or(0)
+    read_agent(|a| a.exit_delivered())
 }
 
 /// 1 while a host is connected, else 0.
@@ -601,6 +614,9 @@ mod tests {
     use super::*;
     use micrun_proto::{HostConfig, HostEndpoint, HostEvent, Stream};
 
+    /// The tests that use the one agent (`SLOT`) take turns.
+    static ONE_AGENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// What the C callbacks saw and sent (the `ctx` of the test's config).
     #[derive(Default)]
     struct Rec {
@@ -640,6 +656,7 @@ mod tests {
     /// firmware cover the rest of the C ABI.)
     #[test]
     fn poll_calls_hooks_in_order_and_sends_their_output() {
+        let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
         let ctx = Box::into_raw(Box::<Rec>::default());
         let cfg = Box::leak(Box::new(micrun_agent_config {
             ctx: ctx.cast(),
@@ -691,6 +708,64 @@ mod tests {
         let mut out = [0u8; 16];
         let n = host.read_console(Stream::Stdout, &mut out);
         assert_eq!(&out[..n], b"bye\n");
+    }
+
+    /// The entry points check their arguments: NULL data with a length, an
+    /// unknown stream, exit reason or log level, and text that is not UTF-8
+    /// are `MICRUN_AGENT_EINVAL`; NULL data with length 0 is no data.
+    #[test]
+    fn entry_points_check_their_arguments() {
+        let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
+        let ctx = Box::into_raw(Box::<Rec>::default());
+        let cfg = Box::leak(Box::new(micrun_agent_config {
+            ctx: ctx.cast(),
+            os: core::ptr::null(),
+            board: core::ptr::null(),
+            tx: Some(tx),
+            on_stop: None,
+            on_signal: None,
+            on_input: None,
+            on_resize: None,
+            on_stats: None,
+            on_exec: None,
+            on_exec_signal: None,
+        }));
+        // SAFETY (all calls): the config is leaked, so it outlives the agent;
+        // every pointer is NULL or valid for its length.
+        unsafe {
+            assert_eq!(micrun_agent_init(cfg), MICRUN_AGENT_OK);
+            let null = core::ptr::null::<u8>();
+            assert_eq!(micrun_agent_feed(null, 3), MICRUN_AGENT_EINVAL);
+            assert_eq!(micrun_agent_feed(null, 0), MICRUN_AGENT_OK);
+            assert_eq!(micrun_agent_feed(b"~".as_ptr(), 1), MICRUN_AGENT_OK);
+            let einval = MICRUN_AGENT_EINVAL as isize;
+            assert_eq!(micrun_agent_write(MICRUN_STDOUT, null, 2), einval);
+            assert_eq!(micrun_agent_write(MICRUN_STDERR, null, 0), 0);
+            assert_eq!(micrun_agent_write(MICRUN_STDOUT, b"ab".as_ptr(), 2), 2);
+            assert_eq!(micrun_agent_write(MICRUN_STDERR, b"c".as_ptr(), 1), 1);
+            for stream in [0, 3, 255] {
+                assert_eq!(micrun_agent_write(stream, b"ab".as_ptr(), 2), einval);
+            }
+            assert_eq!(micrun_agent_write_exec(null, 1), einval);
+            assert_eq!(
+                micrun_agent_write_exec(b"x".as_ptr(), 1),
+                MICRUN_AGENT_ESRCH as isize
+            );
+            assert_eq!(micrun_agent_exit(1, 4), MICRUN_AGENT_EINVAL);
+            assert_eq!(micrun_agent_log(5, c"x".as_ptr()), MICRUN_AGENT_EINVAL);
+            assert_eq!(micrun_agent_log(2, core::ptr::null()), MICRUN_AGENT_EINVAL);
+            let bad = [b'a', 0xC3, b'(', 0];
+            assert_eq!(
+                micrun_agent_log(2, bad.as_ptr().cast()),
+                MICRUN_AGENT_EINVAL
+            );
+            assert_eq!(micrun_agent_log(2, c"héllo".as_ptr()), MICRUN_AGENT_OK);
+            assert_eq!(micrun_agent_connected(), 0);
+            assert_eq!(micrun_agent_exit_delivered(), 0);
+            assert_eq!(micrun_agent_exec_running(), 0);
+            assert_eq!(micrun_agent_exit(3, MICRUN_EXIT_NORMAL), MICRUN_AGENT_OK);
+            assert_eq!(micrun_agent_exit_delivered(), 0, "no host has it");
+        }
     }
 
     /// The hand-written check agrees with `core::str::from_utf8` on every
