@@ -169,29 +169,44 @@ static SLOT: Slot = Slot {
     busy: Cell::new(false),
 };
 
-/// Marks the agent busy and returns its config, unless it is not initialised or
-/// already in use (re-entry from a callback). One copy for every entry point.
+/// Marks the agent busy and returns 0, unless it is not initialised or
+/// already in use (re-entry from a callback): then the error code. One copy
+/// for every entry point.
 #[inline(never)]
-fn enter() -> Result<*const micrun_agent_config, i32> {
-    let cfg = SLOT.cfg.get();
+fn enter() -> i32 {
     if SLOT.busy.get() {
-        return Err(MICRUN_AGENT_EBUSY);
+        return MICRUN_AGENT_EBUSY;
     }
-    if cfg.is_null() {
-        return Err(MICRUN_AGENT_ENOTINIT);
+    if SLOT.cfg.get().is_null() {
+        return MICRUN_AGENT_ENOTINIT;
     }
     SLOT.busy.set(true);
-    Ok(cfg)
+    MICRUN_AGENT_OK
+}
+
+/// Reads the agent with `f` unless it is not initialised or in use (a call
+/// from `tx` or `on_stats`); no other call can start meanwhile, so the agent
+/// is not marked busy.
+fn read_agent(f: impl FnOnce(&CAgent) -> bool) -> i32 {
+    if SLOT.busy.get() || SLOT.cfg.get().is_null() {
+        return 0;
+    }
+    // SAFETY: a non-null config means `micrun_agent_init` wrote the agent;
+    // not busy, so no mutable reference into the slot is live.
+    f(unsafe { (*SLOT.agent.get()).assume_init_ref() }) as i32
 }
 
 /// Runs `f` on the agent unless it is not initialised or already in use
 /// (re-entry from a callback).
 fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Result<T, i32> {
-    let cfg = enter()?;
+    let e = enter();
+    if e != MICRUN_AGENT_OK {
+        return Err(e);
+    }
     // SAFETY: a non-null config means `micrun_agent_init` wrote the agent, and
     // the config is valid per its contract; single-threaded by contract, and
     // `busy` guarantees no other live reference into the slot exists during `f`.
-    let res = unsafe { f((*SLOT.agent.get()).assume_init_mut(), &*cfg) };
+    let res = unsafe { f((*SLOT.agent.get()).assume_init_mut(), &*SLOT.cfg.get()) };
     SLOT.busy.set(false);
     Ok(res)
 }
@@ -206,12 +221,12 @@ fn is_utf8(b: &[u8]) -> bool {
         if lead < 0x80 {
             continue;
         }
-        let (more, min) = match lead {
-            0xC2..=0xDF => (1, 0x80),
-            0xE0..=0xEF => (2, 0x800),
-            0xF0..=0xF4 => (3, 0x1_0000),
-            _ => return false,
-        };
+        // Continuation bytes: one per leading 1 bit after the first (a lone
+        // continuation byte has none, 0xF8 and above have four or more).
+        let more = (!lead).leading_zeros().wrapping_sub(1);
+        if !(1..=3).contains(&more) {
+            return false;
+        }
         // The lead byte's payload: 5, 4 or 3 bits.
         let mut cp = u32::from(lead) & (0x3F >> more);
         for _ in 0..more {
@@ -221,8 +236,10 @@ fn is_utf8(b: &[u8]) -> bool {
             }
             i += 1;
         }
-        // Overlong, beyond U+10FFFF, or a surrogate (U+D800..=U+DFFF).
-        if cp < min || cp > 0x10_FFFF || cp >> 11 == 0x1B {
+        // Overlong (under 8, 12 or 17 bits for 2, 3 or 4 bytes; this also
+        // refuses the leads 0xC0 and 0xC1), beyond U+10FFFF (the leads 0xF5 to
+        // 0xF7), or a surrogate (U+D800..=U+DFFF).
+        if cp >> ((9 * more + 5) / 2) == 0 || cp > 0x10_FFFF || cp >> 11 == 0x1B {
             return false;
         }
     }
@@ -246,6 +263,19 @@ fn static_str(p: *const c_char) -> &'static str {
     }
     // SAFETY: the contract requires a static NUL-terminated string.
     unsafe { c_text(p) }.unwrap_or("")
+}
+
+/// The `len` bytes at `data` (none for `len` 0, whatever `data` is), or
+/// `None` for a NULL `data` with a length. One copy for the entry points.
+///
+/// # Safety
+/// `data` must be valid for `len` bytes (or `len` 0).
+unsafe fn c_bytes<'a>(data: *const u8, len: usize) -> Option<&'a [u8]> {
+    if len == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: non-null here; valid for `len` bytes per the contract.
+    (!data.is_null()).then(|| unsafe { core::slice::from_raw_parts(data, len) })
 }
 
 /// Initialises (or re-initialises) the agent. Returns 0, or
@@ -290,14 +320,9 @@ pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i
 /// `data` must be valid for `len` bytes (or `len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
-    if data.is_null() && len != 0 {
+    // SAFETY: per the function's contract.
+    let Some(bytes) = (unsafe { c_bytes(data, len) }) else {
         return MICRUN_AGENT_EINVAL;
-    }
-    let bytes = if len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: checked non-null; valid for len per contract.
-        unsafe { core::slice::from_raw_parts(data, len) }
     };
     match with_agent(|a, _| a.feed(bytes)) {
         Ok(()) => MICRUN_AGENT_OK,
@@ -310,108 +335,132 @@ pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
 /// `UINT64_MAX` when only new input or output needs one.
 #[no_mangle]
 pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
-    // The link's input came through micrun_agent_feed.
-    if with_agent(|a, _| a.run_timers(now_ms)).is_err() {
-        return u64::MAX;
-    }
-    // SAFETY: set by init (the call above succeeded) and valid per its contract.
-    let cfg = unsafe { &*SLOT.cfg.get() };
-    let ctx = cfg.ctx;
-    // An exec's arguments, copied out of the agent for `on_exec`.
+    // An exec's arguments for `on_exec`, where the agent keeps them: unchanged
+    // until the next request is taken (not during the callback, which must
+    // not call micrun_agent_poll or micrun_agent_feed).
     #[cfg(feature = "exec")]
-    let (mut argv, mut argv_len) = ([0u8; MAX_ARGV], 0);
-    // One event at a time, each hook called with the agent released, so that
-    // it may call back in; `on_stats` is answered inside (the agent busy).
-    while let Ok(Some(hook)) = with_agent(|a, cfg| {
-        let hook = a.next_hook();
-        match hook {
-            Some(Hook::Stats) => a.send_stats(c_stats(cfg, now_ms)),
-            #[cfg(feature = "exec")]
-            Some(Hook::Exec) => {
-                let raw = a.exec_args().as_bytes();
-                argv_len = raw.len().min(MAX_ARGV);
-                argv[..argv_len].copy_from_slice(&raw[..argv_len]);
+    let mut args: *const [u8] = &[];
+    // The console input for `on_input`.
+    let mut input = [0u8; 64];
+    let mut first = true;
+    // One step at a time, each callback called with the agent released, so
+    // that it may call back in: the timers (the link's input came through
+    // micrun_agent_feed), then the host's requests one by one (`on_stats` is
+    // answered inside, the agent busy), then the console input, then the
+    // frames that are due.
+    loop {
+        let step = with_agent(|a, cfg| {
+            if core::mem::take(&mut first) {
+                a.run_timers(now_ms);
             }
-            _ => {}
-        }
-        hook
-    }) {
+            if let Some(hook) = a.next_hook() {
+                match hook {
+                    Hook::Stats => a.send_stats(c_stats(cfg, now_ms)),
+                    #[cfg(feature = "exec")]
+                    Hook::Exec => args = a.exec_args().as_bytes(),
+                    _ => {}
+                }
+                return Step::Hook(hook);
+            }
+            let n = a.read_stdin(&mut input);
+            if n > 0 {
+                return Step::Input(n);
+            }
+            a.finish(now_ms);
+            Step::Done(a.poll_timeout().unwrap_or(u64::MAX))
+        });
+        let step = match step {
+            Ok(Step::Done(next)) => return next,
+            Ok(step) => step,
+            Err(_) => return u64::MAX,
+        };
+        // SAFETY: set by init (the call above succeeded) and valid per its contract.
+        let cfg = unsafe { &*SLOT.cfg.get() };
+        let ctx = cfg.ctx;
         // SAFETY (all callbacks below): valid per the config contract; no
         // reference into the agent is live, so they may call back in.
-        match hook {
-            Hook::Stop(grace_ms) => {
+        match step {
+            Step::Hook(Hook::Stop(grace_ms)) => {
                 if let Some(cb) = cfg.on_stop {
                     unsafe { cb(ctx, grace_ms) };
                 }
             }
-            Hook::Signal(signo) => {
+            Step::Hook(Hook::Signal(signo)) => {
                 if let Some(cb) = cfg.on_signal {
                     unsafe { cb(ctx, signo) };
                 }
             }
-            Hook::Resize(rows, cols) => {
+            Step::Hook(Hook::Resize(rows, cols)) => {
                 if let Some(cb) = cfg.on_resize {
                     unsafe { cb(ctx, rows, cols) };
                 }
             }
             #[cfg(feature = "exec")]
-            Hook::Exec => {
-                if !call_on_exec(cfg, argv.get(..argv_len).unwrap_or_default()) {
+            Step::Hook(Hook::Exec) => {
+                // SAFETY: the agent's bytes, unchanged since the step (above).
+                if !unsafe { call_on_exec(cfg, args) } {
                     let _ = with_agent(|a, _| a.exec_exit(127));
                 }
             }
             #[cfg(feature = "exec")]
-            Hook::ExecSignal(signo) => {
+            Step::Hook(Hook::ExecSignal(signo)) => {
                 if let Some(cb) = cfg.on_exec_signal {
                     unsafe { cb(ctx, signo) };
                 }
             }
-            Hook::Stats | Hook::Error(_) => {}
+            Step::Input(n) => {
+                if let Some(cb) = cfg.on_input {
+                    // SAFETY: as above; `input` is valid for `n` bytes.
+                    unsafe { cb(ctx, input.as_ptr(), n) };
+                }
+            }
+            Step::Hook(Hook::Stats | Hook::Error(_)) | Step::Done(_) => {}
         }
     }
-    let mut input = [0u8; 64];
-    loop {
-        let n = with_agent(|a, _| a.read_stdin(&mut input)).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        if let Some(cb) = cfg.on_input {
-            // SAFETY: as above; `input` is valid for `n` bytes.
-            unsafe { cb(ctx, input.as_ptr(), n) };
-        }
-    }
-    with_agent(|a, _| {
-        a.finish(now_ms);
-        a.poll_timeout()
-    })
-    .ok()
-    .flatten()
-    .unwrap_or(u64::MAX)
+}
+
+/// One step of [`micrun_agent_poll`].
+enum Step {
+    /// A host request for a callback.
+    Hook(Hook),
+    /// This many bytes of console input for `on_input`.
+    Input(usize),
+    /// Done; the next poll is due at this time.
+    Done(u64),
 }
 
 /// Calls `on_exec` with `argv[]` over the arguments in `args` (each ends in
 /// its NUL), then NULL. `false` when there is no hook or it does not know the
-/// command.
+/// command. `args` is the agent's own storage: it is read through a reference
+/// only while `argv[]` is built, none is live during the callback (which may
+/// call back in).
+///
+/// # Safety
+/// `args` must be valid for reads and unchanged until this returns.
 #[cfg(feature = "exec")]
-fn call_on_exec(cfg: &micrun_agent_config, args: &[u8]) -> bool {
+unsafe fn call_on_exec(cfg: &micrun_agent_config, args: *const [u8]) -> bool {
     let Some(cb) = cfg.on_exec else {
         return false;
     };
     // Every argument has its NUL, so there are at most MAX_ARGV of them.
     let mut ptrs = [core::ptr::null::<c_char>(); MAX_ARGV + 1];
     let mut argc = 0;
-    let mut arg = args.as_ptr();
-    for (i, &b) in args.iter().enumerate() {
-        if b == 0 {
-            if let Some(p) = ptrs.get_mut(argc) {
-                *p = arg.cast();
+    {
+        // SAFETY: per the function's contract.
+        let args = unsafe { &*args };
+        let mut arg = args.as_ptr();
+        for (i, &b) in args.iter().enumerate() {
+            if b == 0 {
+                if let Some(p) = ptrs.get_mut(argc) {
+                    *p = arg.cast();
+                }
+                argc += 1;
+                arg = args.as_ptr().wrapping_add(i + 1);
             }
-            argc += 1;
-            arg = args.as_ptr().wrapping_add(i + 1);
         }
     }
-    // SAFETY: valid callback per the config contract; `ptrs` and `args`
-    // outlive the call; no reference into the agent is live.
+    // SAFETY: valid callback per the config contract; `ptrs` and the
+    // arguments outlive the call; no reference into the agent is live.
     unsafe { cb(cfg.ctx, argc as c_int, ptrs.as_ptr()) }
 }
 
@@ -423,14 +472,10 @@ fn call_on_exec(cfg: &micrun_agent_config, args: &[u8]) -> bool {
 /// `data` must be valid for `len` bytes (or `len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_write(stream: u8, data: *const u8, len: usize) -> isize {
-    if (data.is_null() && len != 0) || !(stream == MICRUN_STDOUT || stream == MICRUN_STDERR) {
+    // SAFETY: per the function's contract.
+    let bytes = unsafe { c_bytes(data, len) };
+    let (Some(bytes), MICRUN_STDOUT | MICRUN_STDERR) = (bytes, stream) else {
         return MICRUN_AGENT_EINVAL as isize;
-    }
-    let bytes = if len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: checked non-null; valid for len per contract.
-        unsafe { core::slice::from_raw_parts(data, len) }
     };
     match with_agent(|a, _| {
         if stream == MICRUN_STDOUT {
@@ -452,14 +497,9 @@ pub unsafe extern "C" fn micrun_agent_write(stream: u8, data: *const u8, len: us
 /// `data` must be valid for `len` bytes (or `len` 0).
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_write_exec(data: *const u8, len: usize) -> isize {
-    if data.is_null() && len != 0 {
+    // SAFETY: per the function's contract.
+    let Some(bytes) = (unsafe { c_bytes(data, len) }) else {
         return MICRUN_AGENT_EINVAL as isize;
-    }
-    let bytes = if len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: checked non-null; valid for len per contract.
-        unsafe { core::slice::from_raw_parts(data, len) }
     };
     match with_agent(|a, _| {
         if a.exec_running() {
@@ -492,7 +532,7 @@ pub extern "C" fn micrun_agent_exec_exit(code: i32) -> i32 {
 /// 1 while an exec is running (started and not yet ended), else 0.
 #[no_mangle]
 pub extern "C" fn micrun_agent_exec_running() -> i32 {
-    with_agent(|a, _| a.exec_running() as i32).unwrap_or(0)
+    read_agent(|a| a.exec_running())
 }
 
 /// Reports the application's end with `code` and `reason` (`MICRUN_EXIT_*`).
@@ -515,7 +555,7 @@ pub extern "C" fn micrun_agent_exit(code: i32, reason: u8) -> i32 {
 /// off), else 0.
 #[no_mangle]
 pub extern "C" fn micrun_agent_exit_delivered() -> i32 {
-    with_agent(|a, _| a.exit_delivered() as i32).unwrap_or(0)
+    read_agent(|a| a.exit_delivered())
 }
 
 /// 1 while a host is connected, else 0.
@@ -570,6 +610,9 @@ mod tests {
     use super::*;
     use micrun_proto::{HostConfig, HostEndpoint, HostEvent, Stream};
 
+    /// The tests that use the one agent (`SLOT`) take turns.
+    static ONE_AGENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// What the C callbacks saw and sent (the `ctx` of the test's config).
     #[derive(Default)]
     struct Rec {
@@ -609,6 +652,7 @@ mod tests {
     /// firmware cover the rest of the C ABI.)
     #[test]
     fn poll_calls_hooks_in_order_and_sends_their_output() {
+        let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
         let ctx = Box::into_raw(Box::<Rec>::default());
         let cfg = Box::leak(Box::new(micrun_agent_config {
             ctx: ctx.cast(),
@@ -660,6 +704,64 @@ mod tests {
         let mut out = [0u8; 16];
         let n = host.read_console(Stream::Stdout, &mut out);
         assert_eq!(&out[..n], b"bye\n");
+    }
+
+    /// The entry points check their arguments: NULL data with a length, an
+    /// unknown stream, exit reason or log level, and text that is not UTF-8
+    /// are `MICRUN_AGENT_EINVAL`; NULL data with length 0 is no data.
+    #[test]
+    fn entry_points_check_their_arguments() {
+        let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
+        let ctx = Box::into_raw(Box::<Rec>::default());
+        let cfg = Box::leak(Box::new(micrun_agent_config {
+            ctx: ctx.cast(),
+            os: core::ptr::null(),
+            board: core::ptr::null(),
+            tx: Some(tx),
+            on_stop: None,
+            on_signal: None,
+            on_input: None,
+            on_resize: None,
+            on_stats: None,
+            on_exec: None,
+            on_exec_signal: None,
+        }));
+        // SAFETY (all calls): the config is leaked, so it outlives the agent;
+        // every pointer is NULL or valid for its length.
+        unsafe {
+            assert_eq!(micrun_agent_init(cfg), MICRUN_AGENT_OK);
+            let null = core::ptr::null::<u8>();
+            assert_eq!(micrun_agent_feed(null, 3), MICRUN_AGENT_EINVAL);
+            assert_eq!(micrun_agent_feed(null, 0), MICRUN_AGENT_OK);
+            assert_eq!(micrun_agent_feed(b"~".as_ptr(), 1), MICRUN_AGENT_OK);
+            let einval = MICRUN_AGENT_EINVAL as isize;
+            assert_eq!(micrun_agent_write(MICRUN_STDOUT, null, 2), einval);
+            assert_eq!(micrun_agent_write(MICRUN_STDERR, null, 0), 0);
+            assert_eq!(micrun_agent_write(MICRUN_STDOUT, b"ab".as_ptr(), 2), 2);
+            assert_eq!(micrun_agent_write(MICRUN_STDERR, b"c".as_ptr(), 1), 1);
+            for stream in [0, 3, 255] {
+                assert_eq!(micrun_agent_write(stream, b"ab".as_ptr(), 2), einval);
+            }
+            assert_eq!(micrun_agent_write_exec(null, 1), einval);
+            assert_eq!(
+                micrun_agent_write_exec(b"x".as_ptr(), 1),
+                MICRUN_AGENT_ESRCH as isize
+            );
+            assert_eq!(micrun_agent_exit(1, 4), MICRUN_AGENT_EINVAL);
+            assert_eq!(micrun_agent_log(5, c"x".as_ptr()), MICRUN_AGENT_EINVAL);
+            assert_eq!(micrun_agent_log(2, core::ptr::null()), MICRUN_AGENT_EINVAL);
+            let bad = [b'a', 0xC3, b'(', 0];
+            assert_eq!(
+                micrun_agent_log(2, bad.as_ptr().cast()),
+                MICRUN_AGENT_EINVAL
+            );
+            assert_eq!(micrun_agent_log(2, c"héllo".as_ptr()), MICRUN_AGENT_OK);
+            assert_eq!(micrun_agent_connected(), 0);
+            assert_eq!(micrun_agent_exit_delivered(), 0);
+            assert_eq!(micrun_agent_exec_running(), 0);
+            assert_eq!(micrun_agent_exit(3, MICRUN_EXIT_NORMAL), MICRUN_AGENT_OK);
+            assert_eq!(micrun_agent_exit_delivered(), 0, "no host has it");
+        }
     }
 
     /// The hand-written check agrees with `core::str::from_utf8` on every
