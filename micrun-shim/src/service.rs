@@ -651,9 +651,11 @@ impl Service {
                 )),
             ));
         }
+        // Never started: it ends here, so that a Wait on it returns.
+        exec.abandon();
         exec.close_stdio();
         lock(&task.execs).remove(exec_id);
-        let exit = exit.unwrap_or(ExitInfo {
+        let exit = exit.or(exec.status().1).unwrap_or(ExitInfo {
             code: 0,
             at: SystemTime::now(),
         });
@@ -675,7 +677,10 @@ impl Service {
                     log::warn!("{id}: no exit seen 10 s after destroy; releasing anyway");
                 }
                 i.close_stdio();
+                // The instance's end ended every exec it ran; one never
+                // started ends now, so that no Wait on it outlives the task.
                 for (_, e) in lock(&task.execs).drain() {
+                    e.abandon();
                     e.close_stdio();
                 }
             }

@@ -346,3 +346,45 @@ fn exec_with_a_stalled_reader_loses_nothing() {
     inst.kill(9).unwrap();
     inst.wait_timeout(Duration::from_secs(10)).unwrap();
 }
+
+/// An exec that can no longer run ends, so that a Wait on it returns:
+/// containerd sends Wait before Start, and a Wait that never returned held the
+/// shim's ttrpc server, and the shim, after Shutdown. Its Start fails because
+/// the instance has ended (126); one deleted before it started ends with 137.
+#[test]
+fn an_exec_that_cannot_run_releases_its_waiters() {
+    use micrun_shim::exec::{ExecProcess, NOT_RUN, START_FAILED};
+    let dir = TempDir::new("engine-exec-late");
+    let (inst, mut io) = setup(&dir, &[], &[]);
+    inst.start().unwrap();
+    io.read_until("> ", Duration::from_secs(10));
+    io.stdin.write_all(b"exit 5\r").unwrap();
+    assert_eq!(
+        inst.wait_timeout(Duration::from_secs(10)).map(|e| e.code),
+        Some(5)
+    );
+
+    let spec = br#"{"args":["hang"],"cwd":"/"}"#;
+    let waited = |exec: &Arc<ExecProcess>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let exec = exec.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(exec.wait().code);
+        });
+        rx
+    };
+    let late =
+        Arc::new(ExecProcess::new("engine-test", "late", spec, IoPaths::default(), false).unwrap());
+    let wait = waited(&late);
+    let err = late.start(&inst, "default", |_| {}).unwrap_err();
+    assert!(err.to_string().contains("stopped"), "{err}");
+    assert_eq!(wait.recv_timeout(Duration::from_secs(5)), Ok(START_FAILED));
+    assert_eq!(late.status().0, Status::Stopped);
+
+    let unstarted = Arc::new(
+        ExecProcess::new("engine-test", "never", spec, IoPaths::default(), false).unwrap(),
+    );
+    let wait = waited(&unstarted);
+    unstarted.abandon();
+    assert_eq!(wait.recv_timeout(Duration::from_secs(5)), Ok(NOT_RUN));
+}

@@ -321,7 +321,13 @@ fn serve(flags: &Flags) -> Result<(), String> {
     server_started();
     log::info!("{RUNTIME_ID} serving on {path}");
     exit.wait();
-    server.shutdown();
+    // Only the listener is stopped and joined. `Server::shutdown` would also
+    // join every connection's threads, which wait for their calls: one call
+    // that never returns (as a Wait on an exec that never ran did) kept the
+    // shim running after containerd's Shutdown, unlisted and unremovable.
+    // Shutdown comes once no task is left, so no call still matters; the
+    // process ends them by exiting, as a Go shim exits with its calls.
+    drop(server.stop_listen());
     let _ = std::fs::remove_file(&path);
     Ok(())
 }

@@ -126,7 +126,7 @@ pub(super) async fn run(ctx: LoopCtx, relay: Relay, cmds: async_channel::Receive
         io.drive_protocol();
         io.drive_detection();
         io.collect_console();
-        if io.check_end() {
+        if io.check_end(&cmds) {
             return;
         }
         for wake in io.wait(&cmds).await {
@@ -645,8 +645,9 @@ impl IoLoop {
 
     // ---- the end ------------------------------------------------------------------
 
-    /// True when the instance has ended (and was reported) or ended elsewhere.
-    fn check_end(&mut self) -> bool {
+    /// True when the instance has ended (and was reported) or ended elsewhere;
+    /// then no command is taken any more ([`refuse_commands`]).
+    fn check_end(&mut self, cmds: &async_channel::Receiver<Command>) -> bool {
         let process_exited = lock(&self.ctx.state.0).process_code.is_some();
         if process_exited && self.ending.process_gone.is_none() {
             self.ending.process_gone = Some(Instant::now());
@@ -670,11 +671,17 @@ impl IoLoop {
                     self.ctx.id
                 );
             }
+            refuse_commands(cmds, &mut self.execs);
             self.execs.end_all(137);
             finish(&self.ctx.state, &self.ctx.on_exit, &self.ctx.id);
             return true;
         }
-        lock(&self.ctx.state.0).exit.is_some()
+        let ended_elsewhere = lock(&self.ctx.state.0).exit.is_some();
+        if ended_elsewhere {
+            // Its execs end when `self` drops (`Execs`' drop).
+            refuse_commands(cmds, &mut self.execs);
+        }
+        ended_elsewhere
     }
 
     // ---- waiting ------------------------------------------------------------------
@@ -840,6 +847,22 @@ impl IoLoop {
     }
 }
 
+/// The loop ends: the channel closes, so a command sent from now on fails to
+/// send (`Instance::exec` then reports that the container has ended), and an
+/// exec queued since the loop last looked joins those that end with the
+/// instance. Without this, an exec handed over between the loop's last look
+/// and its end stayed in the channel, never ran and never ended: its Wait
+/// never returned, and the shim's ttrpc server waited for that handler at
+/// Shutdown.
+fn refuse_commands(cmds: &async_channel::Receiver<Command>, execs: &mut Execs) {
+    cmds.close();
+    while let Ok(cmd) = cmds.try_recv() {
+        if let Command::Exec(job) = cmd {
+            execs.submit(job);
+        }
+    }
+}
+
 /// The first of several futures to finish.
 async fn race_all<'a>(
     mut futs: Vec<Pin<Box<dyn std::future::Future<Output = Wake> + 'a>>>,
@@ -853,4 +876,42 @@ async fn race_all<'a>(
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::instance::ExecJob;
+
+    fn job(codes: &Arc<Mutex<Vec<u32>>>) -> ExecJob {
+        let codes = codes.clone();
+        ExecJob {
+            wire: 1,
+            name: "c/e".into(),
+            argv: b"hang\0".to_vec(),
+            stdout: None,
+            on_exit: Box::new(move |code| codes.lock().unwrap().push(code)),
+        }
+    }
+
+    /// An exec handed to a loop that is ending is never lost: one already in
+    /// the channel ends with the instance (137), a later one fails to send.
+    #[test]
+    fn an_ending_loop_ends_queued_execs_and_refuses_later_ones() {
+        let codes = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = async_channel::unbounded();
+        tx.try_send(Command::Check).unwrap();
+        tx.try_send(Command::Exec(job(&codes))).unwrap();
+        let mut execs = Execs::default();
+        refuse_commands(&rx, &mut execs);
+        assert!(tx.try_send(Command::Exec(job(&codes))).is_err());
+        assert!(
+            codes.lock().unwrap().is_empty(),
+            "ended before the instance"
+        );
+        execs.end_all(137);
+        assert_eq!(*codes.lock().unwrap(), [137]);
+    }
 }
