@@ -21,6 +21,8 @@
 //! | `shim_killed_while_flooding` | SIGKILL of the shim while the console floods | 137, the instance process gone |
 //! | `rtos_hangs_mid_flood` | `flood` then `hang` in the demo shell | peer lost: 137, reason in the log |
 //! | `rtos_panics_mid_exec` | `ctr task exec ... panic` (the demo application's exec hook panics) | the exec ends with 134 and `PANIC: requested by exec`, the task runs on (the next exec answers), SIGKILL → 137 |
+//! | `rtos_panics_while_an_exec_runs` | the console's `panic` (the simulator exits 101) while `ctr task exec ... hang` runs, 5 rounds | task 101, exec 137, the two deletes race; the shim gone, nothing left |
+//! | `exec_start_fails_while_waited` | an exec whose Start fails (its logger, `/bin/false`, ends) while containerd waits on it | `ctr task exec` fails naming the logger, the task runs on; after delete the shim is gone |
 //!
 //! Needs root, containerd, `qemu-system-aarch64` (as shim_e2e.rs).
 
