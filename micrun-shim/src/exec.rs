@@ -30,6 +30,12 @@ use micrun_proto::msg::MAX_ARGV;
 use crate::error::{quote, Error};
 use crate::instance::{lock, ExecJob, ExitInfo, Instance, IoPaths, Status};
 
+/// Exit status of an exec whose Start failed (the shell's "cannot execute").
+pub const START_FAILED: u32 = 126;
+/// Exit status of an exec deleted, or whose task was deleted, before it ran:
+/// ended with the container, as SIGKILL ends a container's processes.
+pub const NOT_RUN: u32 = 137;
+
 /// One exec of a task.
 pub struct ExecProcess {
     /// The container's id.
@@ -161,6 +167,12 @@ impl ExecProcess {
 
     /// Start: opens its stdio and hands it to the instance's I/O loop.
     /// `on_exit` is called once when it ends (to publish TaskExit).
+    ///
+    /// A Start that fails past the state check ends the exec with
+    /// [`START_FAILED`]: it will never run, and a Wait on it (containerd sends
+    /// Wait before Start) must return, as containerd's runc shim releases the
+    /// waiters of an exec whose start failed. A handler blocked in Wait would
+    /// otherwise hold the shim's ttrpc server, and the shim, after Shutdown.
     pub fn start(
         self: &Arc<Self>,
         inst: &Instance,
@@ -176,6 +188,18 @@ impl ExecProcess {
                 )),
             ));
         }
+        self.try_start(inst, namespace, on_exit).inspect_err(|_| {
+            self.close_stdio();
+            self.end(START_FAILED);
+        })
+    }
+
+    fn try_start(
+        self: &Arc<Self>,
+        inst: &Instance,
+        namespace: &str,
+        on_exit: impl Fn(&ExitInfo) + Send + 'static,
+    ) -> Result<(), Error> {
         inst.exec_ready()?;
         let name = format!("{}/{}", self.container, self.id);
         // Its output FIFO once its reader is there (see stdio::writer_once_read).
@@ -213,17 +237,9 @@ impl ExecProcess {
             }),
         };
         *lock(&self.state) = (Status::Running, None);
-        match inst.exec(job) {
-            Ok(wire) => {
-                *lock(&self.wire) = Some(wire);
-                Ok(())
-            }
-            Err(e) => {
-                *lock(&self.state) = (Status::Created, None);
-                self.close_stdio();
-                Err(e.into())
-            }
-        }
+        let wire = inst.exec(job)?;
+        *lock(&self.wire) = Some(wire);
+        Ok(())
     }
 
     /// Kill with this exec's id. Before Start it ends without running.
@@ -236,6 +252,12 @@ impl ExecProcess {
             }
             None => self.end(128 + u32::from(signo)),
         }
+    }
+
+    /// Delete of the exec or of its task: one that has not ended (it never
+    /// started) ends now with [`NOT_RUN`], so that a Wait on it returns.
+    pub fn abandon(&self) {
+        self.end(NOT_RUN);
     }
 
     /// Delete: what its stdio needed ends.

@@ -33,7 +33,9 @@
 //! way to slow the RTOS: it keeps up to [`RAW_BUFFER`] bytes and drops the rest,
 //! counting them in the log. The FIFOs are opened read-write so that a detached
 //! `ctr` neither blocks nor breaks the relay; output waits in the pipe for the next
-//! attach.
+//! attach. The end is reported (and the FIFOs closed) once what is in them has
+//! been read, at most [`UNREAD_WAIT`] after the end: a reader that opens late
+//! (ctr opens its FIFOs from a goroutine) still gets a short task's output.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -58,6 +60,7 @@ mod exec;
 mod io_loop;
 pub use exec::{ExecJob, KILL_GRACE};
 use io_loop::run;
+pub use io_loop::UNREAD_WAIT;
 
 /// Raw-mode output kept for a slow reader before bytes are dropped.
 pub const RAW_BUFFER: usize = 256 * 1024;

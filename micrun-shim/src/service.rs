@@ -267,8 +267,9 @@ impl Task {
     }
 }
 
-/// How long a shim whose Create failed, holding no task, waits for containerd's
-/// Shutdown before it exits by itself (see `Service::exit_if_still_empty`).
+/// How long a shim left without a task (its last Delete, or a failed Create)
+/// waits for containerd's Shutdown before it exits by itself (see
+/// `Service::exit_if_still_empty`).
 pub const ORPHAN_SHIM_EXIT: Duration = Duration::from_secs(5);
 
 /// The task service of one shim process.
@@ -290,11 +291,13 @@ enum ExecOrder {
 }
 
 impl Service {
-    /// After a failed Create: containerd shuts a shim without tasks down at once;
-    /// if it does not within [`ORPHAN_SHIM_EXIT`] (it was killed while the Create
-    /// ran and reconnected, or never came back), the shim exits by itself while
-    /// it still holds no task, so it is not left running unlisted and
-    /// unremovable (`ctr task rm` finds no task in it).
+    /// After a failed Create or the last Delete: containerd shuts a shim without
+    /// tasks down at once; if it does not within [`ORPHAN_SHIM_EXIT`] (it was
+    /// killed while the Create ran and reconnected, it was killed between the
+    /// Delete and the Shutdown, its Shutdown failed or timed out, or the client
+    /// sends none), the shim exits by itself while it still holds no task, so
+    /// it is not left running unlisted and unremovable (`ctr task rm` finds no
+    /// task in it), holding containerd's end of its log FIFO.
     fn exit_if_still_empty(&self) {
         if !lock(&self.tasks).is_empty() {
             return;
@@ -307,8 +310,8 @@ impl Service {
                 std::thread::sleep(ORPHAN_SHIM_EXIT);
                 if lock(&tasks).is_empty() {
                     log::info!(
-                        "no task and no Shutdown {ORPHAN_SHIM_EXIT:?} after a failed Create; \
-                         the shim exits"
+                        "no task and no Shutdown {ORPHAN_SHIM_EXIT:?} after a failed Create \
+                         or the last Delete; the shim exits"
                     );
                     exit.signal();
                 }
@@ -651,9 +654,11 @@ impl Service {
                 )),
             ));
         }
+        // Never started: it ends here, so that a Wait on it returns.
+        exec.abandon();
         exec.close_stdio();
         lock(&task.execs).remove(exec_id);
-        let exit = exit.unwrap_or(ExitInfo {
+        let exit = exit.or(exec.status().1).unwrap_or(ExitInfo {
             code: 0,
             at: SystemTime::now(),
         });
@@ -675,7 +680,10 @@ impl Service {
                     log::warn!("{id}: no exit seen 10 s after destroy; releasing anyway");
                 }
                 i.close_stdio();
+                // The instance's end ended every exec it ran; one never
+                // started ends now, so that no Wait on it outlives the task.
                 for (_, e) in lock(&task.execs).drain() {
+                    e.abandon();
                     e.close_stdio();
                 }
             }
@@ -696,6 +704,7 @@ impl Service {
             log::warn!("{id}: {p}");
         }
         lock(&self.tasks).remove(id);
+        self.exit_if_still_empty();
         let pid = task.pid();
         self.events.send(TaskDelete {
             container_id: id.to_string(),

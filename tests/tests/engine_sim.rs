@@ -346,3 +346,81 @@ fn exec_with_a_stalled_reader_loses_nothing() {
     inst.kill(9).unwrap();
     inst.wait_timeout(Duration::from_secs(10)).unwrap();
 }
+
+/// An exec that can no longer run ends, so that a Wait on it returns:
+/// containerd sends Wait before Start, and a Wait that never returned held the
+/// shim's ttrpc server, and the shim, after Shutdown. Its Start fails because
+/// the instance has ended (126); one deleted before it started ends with 137.
+#[test]
+fn an_exec_that_cannot_run_releases_its_waiters() {
+    use micrun_shim::exec::{ExecProcess, NOT_RUN, START_FAILED};
+    let dir = TempDir::new("engine-exec-late");
+    let (inst, mut io) = setup(&dir, &[], &[]);
+    inst.start().unwrap();
+    io.read_until("> ", Duration::from_secs(10));
+    io.stdin.write_all(b"exit 5\r").unwrap();
+    assert_eq!(
+        inst.wait_timeout(Duration::from_secs(10)).map(|e| e.code),
+        Some(5)
+    );
+
+    let spec = br#"{"args":["hang"],"cwd":"/"}"#;
+    let waited = |exec: &Arc<ExecProcess>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let exec = exec.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(exec.wait().code);
+        });
+        rx
+    };
+    let late =
+        Arc::new(ExecProcess::new("engine-test", "late", spec, IoPaths::default(), false).unwrap());
+    let wait = waited(&late);
+    let err = late.start(&inst, "default", |_| {}).unwrap_err();
+    assert!(err.to_string().contains("stopped"), "{err}");
+    assert_eq!(wait.recv_timeout(Duration::from_secs(5)), Ok(START_FAILED));
+    assert_eq!(late.status().0, Status::Stopped);
+
+    let unstarted = Arc::new(
+        ExecProcess::new("engine-test", "never", spec, IoPaths::default(), false).unwrap(),
+    );
+    let wait = waited(&unstarted);
+    unstarted.abandon();
+    assert_eq!(wait.recv_timeout(Duration::from_secs(5)), Ok(NOT_RUN));
+}
+
+/// Output the firmware wrote before it exited reaches a reader that opens the
+/// FIFO only after the firmware has gone (as ctr's reader, opened from a
+/// goroutine, can under load): the end is not reported while the output waits
+/// unread in the pipe, and the pipe is not closed, so the late reader takes
+/// all of it, then the exit comes. (The end used to be reported and the FIFO
+/// closed as soon as the bytes were in the pipe: a reader that opened later
+/// found nothing.)
+#[test]
+fn output_is_read_before_the_end_is_reported() {
+    use micrun_shim::instance::UNREAD_WAIT;
+    let dir = TempDir::new("engine-unread");
+    let (inst, mut io) = setup(&dir, &[], &["--input", "echo last words\rexit 0\r"]);
+    let pid = inst.pid().unwrap();
+    inst.start().unwrap();
+    // The firmware prints, exits and is reaped; nobody has read the FIFO yet.
+    let gone = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone() {
+        assert!(Instant::now() < deadline, "the firmware did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A third of the wait for a reader: the end is still not reported.
+    std::thread::sleep(UNREAD_WAIT / 3);
+    assert_eq!(
+        inst.exit(),
+        None,
+        "the end was reported with its output unread"
+    );
+    io.read_until("last words\r\n", Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&io.out).contains("micrun demo shell on sim"));
+    let e = inst
+        .wait_timeout(Duration::from_secs(5))
+        .expect("the end, once read");
+    assert_eq!(e.code, 0);
+}

@@ -22,6 +22,8 @@
 //! | `shim_killed_while_flooding` | SIGKILL of the shim while the console floods | 137, the instance process gone |
 //! | `rtos_hangs_mid_flood` | `flood` then `hang` in the demo shell | peer lost: 137, reason in the log |
 //! | `rtos_panics_mid_exec` | `ctr task exec ... panic` (the demo application's exec hook panics) | the exec ends with 134 and `PANIC: requested by exec`, the task runs on (the next exec answers), SIGKILL → 137 |
+//! | `rtos_panics_while_an_exec_runs` | the console's `panic` (the simulator exits 101) while `ctr task exec ... hang` runs, 5 rounds | task 101, exec 137, the two deletes race; the shim gone, nothing left |
+//! | `exec_start_fails_while_waited` | an exec whose Start fails (its logger, `/bin/false`, ends) while containerd waits on it | `ctr task exec` fails naming the logger, the task runs on; after delete the shim is gone |
 //!
 //! Needs root, containerd, `qemu-system-aarch64` (as shim_e2e.rs).
 
@@ -29,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use micrun_tests::containerd::{Namespace, TaskState};
+use micrun_tests::containerd::{Events, Namespace, TaskState};
 use micrun_tests::e2e::{pid_alive, unique_id, wait_until, Env, Ped, Session};
 use micrun_tests::micad::{Fault, Op, Request};
 use micrun_tests::scenarios::{
@@ -615,4 +617,93 @@ fn rtos_panics_mid_exec() {
     ns.kill(&id, "SIGKILL").unwrap();
     assert_eq!(exit_status(&env, &ns, &id), 137, "{}", env.diag(&id));
     remove_and_check(&env, &ns, &id, pid);
+}
+
+/// Waits for the `/tasks/exec-started` event of exec `exec_id` in task `id`.
+fn wait_exec_started(env: &Env, events: &Events<'_>, ns: &Namespace<'_>, id: &str, exec_id: &str) {
+    let started = events.wait_for(T_ACT, "/tasks/exec-started", |e| {
+        e.namespace == ns.name()
+            && e.topic == "/tasks/exec-started"
+            && e.container_id() == Some(id)
+            && e.payload["exec_id"].as_str() == Some(exec_id)
+    });
+    ok(env, id, started.map_err(|e| e.to_string()));
+}
+
+/// The RTOS itself panics (the console's `panic`: the simulator exits 101)
+/// while an exec runs (`hang`, which only a signal ends). The task ends with
+/// 101, the exec with 137; `ctr run --rm` deletes the task while `ctr task
+/// exec` deletes its exec, a few ms apart, in either order; afterwards the
+/// shim is gone and nothing is left. Several rounds: the deletes race.
+#[test]
+fn rtos_panics_while_an_exec_runs() {
+    let env = Env::start();
+    let ns = env.namespace("pmid");
+    let (img, ann) = image_and_args(Ped::Sim, false);
+    env.import(&ns, &img);
+    let events = env.cd.events().expect("ctr events");
+    for round in 0..5 {
+        let id = unique_id(&format!("pmid{round}"));
+        let mut s = env.run_session(&ns, &img, &id, &strs(&ann));
+        ok(&env, &id, s.expect(&banner(Ped::Sim), T_BOOT));
+        let pid = task_pid(&ns, &id);
+        let mut x = exec(&env, &ns, &id, "hung", &["hang"]);
+        wait_exec_started(&env, &events, &ns, &id, "hung");
+        s.send("panic\r");
+        let st = s.wait(T_ACT);
+        let what = format!("{}{}", s.describe(), env.diag(&id));
+        let st = st.unwrap_or_else(|| panic!("ctr run did not end after the panic: {what}"));
+        assert_eq!(Session::code(st), 101, "the task's status: {what}");
+        let xt = x.wait(T_ACT);
+        let what = format!("{}{}", x.describe(), env.diag(&id));
+        let xt = xt.unwrap_or_else(|| panic!("the exec did not end: {what}"));
+        assert_eq!(Session::code(xt), 137, "the exec's status: {what}");
+        assert_nothing_left(&env, &ns, &id);
+        assert!(pid == 0 || !pid_alive(pid), "instance {pid} left");
+    }
+    eprintln!("panic mid-exec: task 101, exec 137, shim gone, nothing left (5 rounds)");
+}
+
+/// An exec whose Start fails while containerd waits on it (containerd sends
+/// Wait before Start): its logger (`--log-uri binary:///bin/false`) ends
+/// instead of saying it is ready. `ctr task exec` fails naming the logger;
+/// once the task is deleted the shim is gone and nothing is left. (The Wait
+/// on the exec that never ran used to block for ever, and the shim, which
+/// waited for its ttrpc calls at Shutdown, stayed running.)
+#[test]
+fn exec_start_fails_while_waited() {
+    let env = Env::start();
+    let ns = env.namespace("xfail");
+    let (img, ann) = image_and_args(Ped::Sim, false);
+    env.import(&ns, &img);
+    let id = unique_id("xfail");
+    ok(&env, &id, env.run_detached(&ns, &img, &id, &strs(&ann)));
+    wait_state(&env, &ns, &id, TaskState::Running);
+    let pid = task_pid(&ns, &id);
+    let a = [
+        "task",
+        "exec",
+        "--exec-id",
+        "nolog",
+        "--log-uri",
+        "binary:///bin/false",
+        &id,
+        "hang",
+    ];
+    let mut x = Session::spawn(
+        env.ctr_command(ns.name(), &a),
+        "ctr task exec nolog".to_string(),
+    );
+    let st = x.wait(T_ACT);
+    let what = format!("{}{}", x.describe(), env.diag(&id));
+    let st = st.unwrap_or_else(|| panic!("ctr task exec did not end: {what}"));
+    assert!(!st.success(), "the exec started: {what}");
+    assert!(
+        x.stderr().contains("logger"),
+        "the error does not name the logger: {what}"
+    );
+    // The application runs on.
+    assert_eq!(state(&env, &ns, &id), Some(TaskState::Running), "{what}");
+    remove_and_check(&env, &ns, &id, pid);
+    eprintln!("{id}: exec start failed ({}); shim gone", x.stderr().trim());
 }

@@ -707,3 +707,51 @@ fn a_log_fifo_nobody_reads_yet_and_signal_zero() {
     assert!(text.contains(&format!("create {id}")), "{text}");
     drop(shim);
 }
+
+/// A shim whose last task is deleted exits by itself when no Shutdown follows
+/// (containerd killed between the two, a Shutdown that failed or timed out, a
+/// client that sends none), `ORPHAN_SHIM_EXIT` (5 s) after the Delete, and
+/// removes its socket. It used to stay running for ever, unlisted, holding
+/// containerd's end of its log FIFO.
+#[test]
+fn a_shim_left_without_tasks_exits_without_shutdown() {
+    use micrun_shim::service::ORPHAN_SHIM_EXIT;
+    use micrun_tests::e2e::{processes_mentioning, wait_until};
+    let dir = TempDir::new("isulad-noshut");
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": { "args": ["/firmware.elf"], "cwd": "/", "user": {"uid": 0, "gid": 0} },
+        "root": { "path": "rootfs" },
+        "annotations": { "org.openeuler.micrun.ped.pedestal": "sim" },
+    });
+    let bundle = sim_bundle(&dir.path().join("bundle"), &spec);
+    let cfg = dir.path().join("micrun.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\n[sim]\nenable = true\n",
+            dir.path().join("state")
+        ),
+    )
+    .unwrap();
+    let id = format!("noshut{}", std::process::id());
+    let shim = IsuladShim::start(&bundle, &cfg, &id);
+    let client = TaskClient::new(Client::connect(&shim.address).unwrap());
+    create_start(&client, &id, &bundle, || {});
+    let shims = || {
+        processes_mentioning(&id)
+            .into_iter()
+            .filter(|(_, args)| args.iter().any(|a| a.ends_with("containerd-shim-mica-v2")))
+            .count()
+    };
+    assert_eq!(shims(), 1, "the shim serving {id}");
+    assert_eq!(sigkill_wait_delete(&client, &id), (137, 137));
+    drop(client);
+    // No Shutdown: the shim goes by itself.
+    assert!(
+        wait_until(ORPHAN_SHIM_EXIT + Duration::from_secs(5), || shims() == 0),
+        "the shim still runs {:?} after its last Delete without Shutdown",
+        ORPHAN_SHIM_EXIT + Duration::from_secs(5)
+    );
+    assert!(!Path::new(&shim.socket).exists(), "its socket is left");
+}

@@ -33,6 +33,8 @@ const RUNTIME_ID: &str = "io.containerd.mica.v2";
 /// Annotation that groups the containers of a pod into one shim.
 const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 const TTRPC_ADDRESS: &str = "TTRPC_ADDRESS";
+/// How long the shim waits after Shutdown for its ttrpc connections to close.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 const USAGE: &str = "\
 Usage: containerd-shim-mica-v2 [flags] [start | delete]
@@ -321,7 +323,26 @@ fn serve(flags: &Flags) -> Result<(), String> {
     server_started();
     log::info!("{RUNTIME_ID} serving on {path}");
     exit.wait();
-    server.shutdown();
+    // `Server::shutdown` joins every connection's threads, which wait for their
+    // calls: one call that never returned (a Wait on an exec that never ran
+    // did) kept the shim running after containerd's Shutdown, unlisted and
+    // unremovable. Shutdown comes once no task is left, so no call still
+    // matters: the connections get SHUTDOWN_GRACE to close (the Shutdown reply
+    // goes out meanwhile), then the process ends what is left by exiting, as a
+    // Go shim exits with its calls.
+    let server = server.stop_listen();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    let _ = std::thread::Builder::new()
+        .name("disconnect".into())
+        .spawn(move || {
+            server.disconnect();
+            let _ = closed_tx.send(());
+        });
+    if closed_rx.recv_timeout(SHUTDOWN_GRACE).is_err() {
+        log::warn!(
+            "a task API call still runs {SHUTDOWN_GRACE:?} after Shutdown; exiting without it"
+        );
+    }
     let _ = std::fs::remove_file(&path);
     Ok(())
 }

@@ -52,6 +52,11 @@ use crate::pedestal::RxTranslate;
 const HOLD_QUIET: Duration = Duration::from_millis(50);
 /// Raw bytes waiting for the link before stdin is no longer read.
 const LINK_OUT_MAX: usize = 64 * 1024;
+/// How long the end of an instance waits for a reader to take the output it
+/// left in the FIFOs (see `IoLoop::output_read`).
+pub const UNREAD_WAIT: Duration = Duration::from_secs(1);
+/// How often the output left in the FIFOs is looked at meanwhile.
+const UNREAD_POLL: Duration = Duration::from_millis(5);
 
 /// Where `agent=auto` detection stands.
 enum Detect {
@@ -81,6 +86,9 @@ struct Ending {
     process_gone: Option<Instant>,
     /// `container.auto_close(_timeout)`.
     auto_close: Option<Instant>,
+    /// The instance ended with output in the FIFOs that no reader has taken
+    /// yet: the end is reported once it is read, or at this time.
+    unread_until: Option<Instant>,
 }
 
 /// The state of one instance's I/O loop.
@@ -126,7 +134,7 @@ pub(super) async fn run(ctx: LoopCtx, relay: Relay, cmds: async_channel::Receive
         io.drive_protocol();
         io.drive_detection();
         io.collect_console();
-        if io.check_end() {
+        if io.check_end(&cmds) {
             return;
         }
         for wake in io.wait(&cmds).await {
@@ -645,8 +653,9 @@ impl IoLoop {
 
     // ---- the end ------------------------------------------------------------------
 
-    /// True when the instance has ended (and was reported) or ended elsewhere.
-    fn check_end(&mut self) -> bool {
+    /// True when the instance has ended (and was reported) or ended elsewhere;
+    /// then no command is taken any more ([`refuse_commands`]).
+    fn check_end(&mut self, cmds: &async_channel::Receiver<Command>) -> bool {
         let process_exited = lock(&self.ctx.state.0).process_code.is_some();
         if process_exited && self.ending.process_gone.is_none() {
             self.ending.process_gone = Some(Instant::now());
@@ -659,7 +668,7 @@ impl IoLoop {
         // Normally the link closes when the partition ends; if something still
         // holds it open, the host process's exit is enough after a moment.
         let ended = self.link_eof && (!self.ctx.has_process || process_exited) || gone_a_while;
-        if ended && (output_flushed || gone_a_while) {
+        if ended && (output_flushed || gone_a_while) && self.output_read() {
             if !self.ctx.has_process {
                 unreported_end(&self.ctx);
             }
@@ -670,11 +679,50 @@ impl IoLoop {
                     self.ctx.id
                 );
             }
+            refuse_commands(cmds, &mut self.execs);
             self.execs.end_all(137);
             finish(&self.ctx.state, &self.ctx.on_exit, &self.ctx.id);
             return true;
         }
-        lock(&self.ctx.state.0).exit.is_some()
+        let ended_elsewhere = lock(&self.ctx.state.0).exit.is_some();
+        if ended_elsewhere {
+            // Its execs end when `self` drops (`Execs`' drop).
+            refuse_commands(cmds, &mut self.execs);
+        }
+        ended_elsewhere
+    }
+
+    /// Whether what the relay wrote to the output FIFOs has been read, so the
+    /// end may be reported and the FIFOs closed. The relay writes into the
+    /// pipe whether or not a reader has it open (it holds the FIFO read-write);
+    /// closing it frees what no reader took. A client opens its reader before
+    /// Create, but a short-lived task can end before that open has happened
+    /// (ctr opens it from a goroutine): its whole output was lost while the
+    /// exit was reported as usual. So the end waits until the pipes are empty,
+    /// at most [`UNREAD_WAIT`] (a detached task's output that nobody reads).
+    fn output_read(&mut self) -> bool {
+        let unread = unread(&self.relay.stdout) + unread(&self.relay.stderr);
+        if unread == 0 {
+            if let Some(until) = self.ending.unread_until {
+                log::info!(
+                    "{}: the output left in the FIFOs at the end was read {:?} after the end",
+                    self.ctx.id,
+                    UNREAD_WAIT.saturating_sub(until.saturating_duration_since(Instant::now()))
+                );
+            }
+            return true;
+        }
+        let now = Instant::now();
+        let until = *self.ending.unread_until.get_or_insert(now + UNREAD_WAIT);
+        if now < until {
+            return false;
+        }
+        log::info!(
+            "{}: {unread} bytes of output were not read within {UNREAD_WAIT:?} of the end \
+             (no reader on the FIFO); they are dropped",
+            self.ctx.id
+        );
+        true
     }
 
     // ---- waiting ------------------------------------------------------------------
@@ -717,6 +765,10 @@ impl IoLoop {
         }
         if let Some(t) = e.process_gone {
             at(t + Duration::from_millis(2100));
+        }
+        if e.unread_until.is_some() {
+            // Nothing signals that a reader took the bytes: look again soon.
+            at(Instant::now() + UNREAD_POLL);
         }
         deadline
     }
@@ -840,6 +892,36 @@ impl IoLoop {
     }
 }
 
+/// The loop ends: the channel closes, so a command sent from now on fails to
+/// send (`Instance::exec` then reports that the container has ended), and an
+/// exec queued since the loop last looked joins those that end with the
+/// instance. Without this, an exec handed over between the loop's last look
+/// and its end stayed in the channel, never ran and never ended: its Wait
+/// never returned, and the shim's ttrpc server waited for that handler at
+/// Shutdown.
+fn refuse_commands(cmds: &async_channel::Receiver<Command>, execs: &mut Execs) {
+    cmds.close();
+    while let Ok(cmd) = cmds.try_recv() {
+        if let Command::Exec(job) = cmd {
+            execs.submit(job);
+        }
+    }
+}
+
+/// Bytes waiting in the pipe behind `fifo` (`FIONREAD`); 0 for none or on error.
+fn unread(fifo: &Option<smol::Async<std::fs::File>>) -> usize {
+    use std::os::fd::AsRawFd;
+    let Some(f) = fifo else { return 0 };
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, to `n`.
+    let r = unsafe { nix::libc::ioctl(f.get_ref().as_raw_fd(), nix::libc::FIONREAD, &mut n) };
+    if r == 0 {
+        n.max(0) as usize
+    } else {
+        0
+    }
+}
+
 /// The first of several futures to finish.
 async fn race_all<'a>(
     mut futs: Vec<Pin<Box<dyn std::future::Future<Output = Wake> + 'a>>>,
@@ -853,4 +935,42 @@ async fn race_all<'a>(
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::instance::ExecJob;
+
+    fn job(codes: &Arc<Mutex<Vec<u32>>>) -> ExecJob {
+        let codes = codes.clone();
+        ExecJob {
+            wire: 1,
+            name: "c/e".into(),
+            argv: b"hang\0".to_vec(),
+            stdout: None,
+            on_exit: Box::new(move |code| codes.lock().unwrap().push(code)),
+        }
+    }
+
+    /// An exec handed to a loop that is ending is never lost: one already in
+    /// the channel ends with the instance (137), a later one fails to send.
+    #[test]
+    fn an_ending_loop_ends_queued_execs_and_refuses_later_ones() {
+        let codes = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = async_channel::unbounded();
+        tx.try_send(Command::Check).unwrap();
+        tx.try_send(Command::Exec(job(&codes))).unwrap();
+        let mut execs = Execs::default();
+        refuse_commands(&rx, &mut execs);
+        assert!(tx.try_send(Command::Exec(job(&codes))).is_err());
+        assert!(
+            codes.lock().unwrap().is_empty(),
+            "ended before the instance"
+        );
+        execs.end_all(137);
+        assert_eq!(*codes.lock().unwrap(), [137]);
+    }
 }

@@ -60,6 +60,55 @@ struct Phase {
     after: Daemon,
     left: Vec<String>,
     took: Duration,
+    /// The shim's log lines of this phase's containers about output left
+    /// unread in their FIFOs at the end (see `late_readers`).
+    unread: Unread,
+}
+
+/// Containers whose end waited for a late reader of their output (the shim
+/// logs "… was read N after the end"), the longest wait, and those whose
+/// output nobody read ("… were not read within").
+#[derive(Default)]
+struct Unread {
+    waited: usize,
+    longest: String,
+    dropped: usize,
+}
+
+/// What the shim logged about output left unread at the end, for containers
+/// whose id starts with `prefix`.
+fn late_readers(env: &Env, prefix: &str) -> Unread {
+    let log = env.cd.log_tail(usize::MAX);
+    let mut u = Unread::default();
+    let mut longest = Duration::ZERO;
+    for line in log.lines().filter(|l| l.contains(prefix)) {
+        if line.contains("were not read within") {
+            u.dropped += 1;
+        } else if let Some(rest) = line.split("at the end was read ").nth(1) {
+            u.waited += 1;
+            let took = rest.split(" after").next().unwrap_or("");
+            let ms: f64 = took
+                .strip_suffix("ms")
+                .and_then(|v| v.parse().ok())
+                .or_else(|| {
+                    took.strip_suffix("µs")
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .map(|v| v / 1000.0)
+                })
+                .or_else(|| {
+                    took.strip_suffix('s')
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .map(|v| v * 1000.0)
+                })
+                .unwrap_or(0.0);
+            let d = Duration::from_secs_f64(ms / 1000.0);
+            if d > longest {
+                longest = d;
+                u.longest = format!("{:.0} ms", ms);
+            }
+        }
+    }
+    u
 }
 
 /// Files under `dir` (recursively) for which `pick` holds.
@@ -159,6 +208,13 @@ fn cycles(env: &Env, p: Ped, n: usize) -> Phase {
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
+            // What to look at: ctr's output and the shim's lines about it.
+            eprintln!(
+                "soak: {id} failed: {}\nstdout: {stdout:?}\nstderr: {:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                env.log_lines(&id, 40)
+            );
             let _ = ns.delete(&id);
         }
         if (i + 1) % 100 == 0 {
@@ -180,6 +236,7 @@ fn cycles(env: &Env, p: Ped, n: usize) -> Phase {
         after: daemon(env),
         left,
         took,
+        unread: late_readers(env, &format!("soak-{p}-")),
     }
 }
 
@@ -234,6 +291,7 @@ fn parallel(env: &Arc<Env>, n: usize) -> Phase {
         after: daemon(env),
         left,
         took,
+        unread: late_readers(env, "soak-par-"),
     }
 }
 
@@ -265,6 +323,24 @@ fn table(phases: &[Phase], command: &str) -> String {
             p.took.as_secs_f64()
         );
     }
+    s += "\nOutput left unread in the FIFOs when a container ended (the end waits for it, at most 1 s): ";
+    let notes: Vec<String> = phases
+        .iter()
+        .map(|p| {
+            let u = &p.unread;
+            let longest = if u.waited > 0 {
+                format!(" (longest wait {})", u.longest)
+            } else {
+                String::new()
+            };
+            format!(
+                "{}: read late in {}{longest}, dropped unread in {}",
+                p.name, u.waited, u.dropped
+            )
+        })
+        .collect();
+    s += &notes.join("; ");
+    s += ".\n";
     for p in phases.iter().filter(|p| !p.failures.is_empty()) {
         s += &format!(
             "\n{} failures (first 3): {:?}\n",
