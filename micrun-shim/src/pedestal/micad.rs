@@ -1358,6 +1358,18 @@ mod tests {
         ));
     }
 
+    /// Found by the `micad` fuzz target: `decode` reads any name that is on the
+    /// wire (micad's side of the socket), while `encode` refuses names micad
+    /// cannot use, so a decoded message need not encode again.
+    #[test]
+    fn decode_reads_names_that_encode_refuses() {
+        let mut buf = sample().encode().unwrap();
+        buf[..4].copy_from_slice(b"a/b\0");
+        let msg = CreateMsg::decode(&buf).unwrap();
+        assert_eq!(msg.name, "a/b");
+        assert!(matches!(msg.encode(), Err(MicadError::InvalidName { .. })));
+    }
+
     #[test]
     fn decode_refuses_what_micad_would_misread() {
         let good = sample().encode().unwrap();

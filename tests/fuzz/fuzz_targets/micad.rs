@@ -3,16 +3,16 @@
 //! arbitrary instance name), the create message (`CreateMsg::decode`), and the
 //! console's newline restoration (`NewlineRestorer`) over arbitrary chunks.
 //! Input: `chunk n id[n] reply...`. Checked: no panic; errors render; a decoded create message encodes and decodes
-//! to itself; restoring micad's translation gives the firmware's bytes back, however
+//! to itself, unless its name is one micrun never sends (encode refuses only that); restoring micad's translation gives the firmware's bytes back, however
 //! the output is cut.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use micrun_shim::pedestal::micad::{
-    micad_translate_newlines, CreateMsg, NewlineRestorer, Reply, Status, CREATE_MSG_LEN,
+    micad_translate_newlines, CreateMsg, MicadError, NewlineRestorer, Reply, Status, CREATE_MSG_LEN,
 };
 
-fn status(parsed: Result<Status, micrun_shim::pedestal::micad::MicadError>, id: &str) {
+fn status(parsed: Result<Status, MicadError>, id: &str) {
     match parsed {
         Ok(s) => {
             let _ = s.is_of(id);
@@ -47,10 +47,13 @@ fuzz_target!(|data: &[u8]| {
 
     if bytes.len() >= CREATE_MSG_LEN {
         match CreateMsg::decode(&bytes[..CREATE_MSG_LEN]) {
-            Ok(msg) => {
-                let again = msg.encode().expect("a decoded create message encodes");
-                assert_eq!(CreateMsg::decode(&again).expect("decodes"), msg);
-            }
+            // decode reads any name on the wire; encode refuses the names micad
+            // cannot use (a '/', "..", ...): the only reason it may refuse.
+            Ok(msg) => match msg.encode() {
+                Ok(again) => assert_eq!(CreateMsg::decode(&again).expect("decodes"), msg),
+                Err(MicadError::InvalidName { .. }) => {}
+                Err(e) => panic!("a decoded create message does not encode: {e}"),
+            },
             Err(e) => drop(e.to_string()),
         }
     }
