@@ -12,7 +12,7 @@
 # under tests/fuzz/artifacts/<target>/ (rerun it: the target's binary with the file
 # as argument, or `cargo +nightly fuzz run --fuzz-dir tests/fuzz <target> <file>`).
 # --no-asan: build without AddressSanitizer but with debug assertions and overflow
-# checks (into tests/fuzz/target/no-asan), several times the executions a second; for the
+# checks (into tests/fuzz/target/no-asan), more executions a second; for the
 # targets whose code is safe Rust, where ASan has nothing to find (not ffi_codec).
 # Needs the nightly toolchain and cargo-fuzz (.ci/setup installs both).
 set -euo pipefail
