@@ -16,8 +16,8 @@ use super::session::{bump, Counters, Ms, Role, SeqVerdict, Session, Slot, Timing
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    encode_console_out_head, encode_log, features, Announce, CodecError, ExitReason, HelloAck,
-    HostMsg, LogLevel, RtosMsg, Stats, Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
+    encode_console_out_head, encode_log, features, CodecError, ExitReason, HostMsg, LogLevel,
+    Stats, Stream, Version, Writer, ANNOUNCE_MAGIC, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
 };
 
 /// RTOS endpoint settings. Times in milliseconds.
@@ -183,27 +183,40 @@ impl Role for RtosRole {
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
     const RX: &'static [Stream] = &[Stream::Stdin];
 
+    /// Written field by field (the wire bytes of [`RtosMsg::encode`], test
+    /// `rtos_encoders_match_rtos_msg`), not through an `RtosMsg` built for it:
+    /// the agent links no encoder arms it never sends.
     fn encode_ctrl(c: &RtosCtrl, extra: &Extra, buf: &mut [u8]) -> Result<usize, CodecError> {
-        match c {
-            RtosCtrl::Ready => RtosMsg::Ready,
-            RtosCtrl::Stats => RtosMsg::Stats(extra.stats.unpack()),
-            RtosCtrl::Exited(code, reason) => RtosMsg::Exited {
-                code: *code,
-                reason: *reason,
-            },
+        let mut w = Writer::new(buf);
+        match *c {
+            RtosCtrl::Ready => w.u8(1),
+            RtosCtrl::Stats => {
+                let s = extra.stats.unpack();
+                w.u8(5);
+                w.varint64(s.uptime_ms);
+                w.varint(u32::from(s.cpu_load_permille));
+                w.varint(s.mem_used_kib);
+                w.varint(s.mem_total_kib);
+            }
+            RtosCtrl::Exited(code, reason) => {
+                w.u8(6);
+                w.i32(code);
+                w.u8(reason as u8);
+            }
             // Pushed from a `&str` cut at a character boundary: valid UTF-8,
             // written without validating it again (that would link a 256-byte
             // table and the validator into every agent).
-            RtosCtrl::Log(level) => return encode_log(*level, &extra.bytes, buf),
-            RtosCtrl::ExecExited(code) => RtosMsg::ExecExited {
+            RtosCtrl::Log(level) => return encode_log(level, &extra.bytes, buf),
+            RtosCtrl::ExecExited(code) => {
+                w.u8(9);
                 #[cfg(feature = "rtos-exec")]
-                exec: extra.exec,
+                w.varint(extra.exec);
                 #[cfg(not(feature = "rtos-exec"))]
-                exec: 0,
-                code: *code,
-            },
+                w.u8(0);
+                w.i32(code);
+            }
         }
-        .encode(buf)
+        w.done()
     }
 
     fn encode_data_head(stream: Stream, len: usize, buf: &mut [u8]) -> Result<usize, CodecError> {
@@ -211,7 +224,11 @@ impl Role for RtosRole {
     }
 
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError> {
-        RtosMsg::Credit { stream, bytes }.encode(buf)
+        let mut w = Writer::new(buf);
+        w.u8(4);
+        w.stream(stream);
+        w.varint(bytes);
+        w.done()
     }
 
     fn after_output(c: &RtosCtrl) -> bool {
@@ -621,32 +638,38 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         room: usize,
         ours: u16,
     ) -> Option<(usize, Slot)> {
-        let msg = if self.hello_ack_due {
+        // Written field by field like `RtosRole::encode_ctrl`.
+        let mut w = Writer::new(raw.get_mut(HEADER_LEN..)?);
+        if self.hello_ack_due {
             self.hello_ack_due = false;
-            RtosMsg::HelloAck(HelloAck {
-                version: PROTOCOL_VERSION,
-                features: self.cfg.features,
-                max_frame: ours,
-                session: self.session_id,
-                agent_version: self.cfg.agent_version,
-                os: self.cfg.os,
-                board: self.cfg.board,
-            })
+            // HelloAck (0); the names were clipped to `MAX_NAME` by `new`.
+            w.u8(0);
+            w.version(PROTOCOL_VERSION);
+            w.varint(self.cfg.features);
+            w.varint(u32::from(ours));
+            w.varint(self.session_id);
+            w.bytes(self.cfg.agent_version.as_bytes());
+            w.bytes(self.cfg.os.as_bytes());
+            w.bytes(self.cfg.board.as_bytes());
         } else if self.announce_due && self.announcing() {
             self.announce_due = false;
-            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, ours))
+            w.u8(8);
+            for b in ANNOUNCE_MAGIC {
+                w.u8(b);
+            }
+            w.version(PROTOCOL_VERSION);
+            w.varint(u32::from(ours));
         } else if self.state != RtosState::Connected {
             return None;
         } else if self.pong_due {
             self.pong_due = false;
-            RtosMsg::Pong {
-                nonce: self.pong_nonce,
-                uptime_ms: now_ms,
-            }
+            w.u8(2);
+            w.varint(self.pong_nonce);
+            w.varint64(now_ms);
         } else {
             return self.session.next_frame_head(raw, room, now_ms);
-        };
-        let n = msg.encode(raw.get_mut(HEADER_LEN..)?).ok()?;
+        }
+        let n = w.done().ok()?;
         Some((self.session.head_unsequenced(raw, n), Slot::Ctrl))
     }
 
@@ -860,5 +883,108 @@ mod tests {
         }
         assert!(core::mem::size_of::<RtosCtrl>() <= 8);
         assert_eq!(core::mem::size_of::<PackedStats>(), 20);
+    }
+
+    /// The RTOS side writes its messages field by field; the bytes are those
+    /// of `RtosMsg::encode` for every message it sends.
+    #[test]
+    fn rtos_encoders_match_rtos_msg() {
+        use crate::msg::{Announce, HelloAck, RtosMsg};
+        fn enc(m: RtosMsg<'_>) -> std::vec::Vec<u8> {
+            let mut b = [0u8; 256];
+            let n = m.encode(&mut b).unwrap();
+            b[..n].to_vec()
+        }
+        fn ctrl(c: RtosCtrl, extra: &Extra) -> std::vec::Vec<u8> {
+            let mut b = [0u8; 256];
+            let n = RtosRole::encode_ctrl(&c, extra, &mut b).unwrap();
+            b[..n].to_vec()
+        }
+        let mut extra = Extra::default();
+        extra.bytes.extend_from_slice("héllo".as_bytes()).unwrap();
+        #[cfg(feature = "rtos-exec")]
+        {
+            extra.exec = 300;
+        }
+        let exec = if cfg!(feature = "rtos-exec") { 300 } else { 0 };
+        for uptime_ms in [0, 127, 1 << 40, u64::MAX] {
+            let stats = Stats {
+                uptime_ms,
+                cpu_load_permille: 999,
+                mem_used_kib: u32::MAX,
+                mem_total_kib: 200,
+            };
+            extra.stats = PackedStats::pack(stats);
+            assert_eq!(ctrl(RtosCtrl::Stats, &extra), enc(RtosMsg::Stats(stats)));
+        }
+        assert_eq!(ctrl(RtosCtrl::Ready, &extra), enc(RtosMsg::Ready));
+        for code in [0, -1, 3, i32::MIN, i32::MAX] {
+            for reason in [ExitReason::Normal, ExitReason::Panic, ExitReason::Watchdog] {
+                assert_eq!(
+                    ctrl(RtosCtrl::Exited(code, reason), &extra),
+                    enc(RtosMsg::Exited { code, reason })
+                );
+            }
+            assert_eq!(
+                ctrl(RtosCtrl::ExecExited(code), &extra),
+                enc(RtosMsg::ExecExited { exec, code })
+            );
+        }
+        assert_eq!(
+            ctrl(RtosCtrl::Log(LogLevel::Warn), &extra),
+            enc(RtosMsg::Log {
+                level: LogLevel::Warn,
+                text: "héllo"
+            })
+        );
+        for bytes in [0, 1, 300, u32::MAX] {
+            let mut b = [0u8; 16];
+            let n = RtosRole::encode_credit(Stream::Stdin, bytes, &mut b).unwrap();
+            let stream = Stream::Stdin;
+            assert_eq!(b[..n], enc(RtosMsg::Credit { stream, bytes })[..]);
+        }
+
+        // The unsequenced messages, from the endpoint's own state.
+        let mut ep: RtosEndpoint = RtosEndpoint::new(RtosConfig {
+            agent_version: "0.1.0",
+            os: "zephyr",
+            board: "an386-ℝℝℝℝℝℝℝℝℝ",
+            features: 0x1234_5678,
+            ..RtosConfig::default()
+        });
+        let ours = RtosEndpoint::<128, 1024, 512, 4>::MAX_FRAME as u16;
+        let head = |ep: &mut RtosEndpoint, now: u64| {
+            let mut raw = [0u8; MIN_FRAME];
+            let room = usize::from(ep.core.max_frame);
+            let (n, _) = ep.core.next_head(now, &mut raw, room, ours).unwrap();
+            raw[HEADER_LEN..n].to_vec()
+        };
+        assert_eq!(
+            head(&mut ep, 0),
+            enc(RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, ours)))
+        );
+        ep.core.hello_ack_due = true;
+        ep.core.session_id = 0xdead_beef;
+        assert_eq!(
+            head(&mut ep, 0),
+            enc(RtosMsg::HelloAck(HelloAck {
+                version: PROTOCOL_VERSION,
+                features: 0x1234_5678,
+                max_frame: ours,
+                session: 0xdead_beef,
+                agent_version: "0.1.0",
+                os: "zephyr",
+                board: clip("an386-ℝℝℝℝℝℝℝℝℝ"),
+            }))
+        );
+        ep.core.state = RtosState::Connected;
+        for (nonce, uptime_ms) in [(0, 0), (7, 1 << 33), (u32::MAX, u64::MAX)] {
+            ep.core.pong_due = true;
+            ep.core.pong_nonce = nonce;
+            assert_eq!(
+                head(&mut ep, uptime_ms),
+                enc(RtosMsg::Pong { nonce, uptime_ms })
+            );
+        }
     }
 }
