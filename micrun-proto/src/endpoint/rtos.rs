@@ -12,7 +12,9 @@ const _: () = assert!(
     "exec arguments share the log line's storage"
 );
 
-use super::session::{bump, Counters, Ms, Role, SeqVerdict, Session, Slot, Timing};
+use super::session::{
+    bump, Counters, Deadline, Ms, Role, SeqVerdict, Session, Slot, Timing, Wrap, MAX_WAIT_MS,
+};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
@@ -38,11 +40,12 @@ pub struct RtosConfig {
     /// so that a listening host detects the agent (protocol 1.1); the interval
     /// doubles with each unanswered announcement up to [`ANNOUNCE_MAX_MS`] (or
     /// stays, if it is longer already). 0: never (only a host that sends `Hello`
-    /// unasked can then connect).
+    /// unasked can then connect). At most 2³¹ − 1 ms (≈ 24.8 days; clamped):
+    /// the endpoint keeps its deadlines as wrapping 32-bit milliseconds.
     pub announce_interval_ms: u32,
     /// A connected agent that has received no valid frame for this long announces
     /// itself again (its host may have gone and a new one may be listening); the
-    /// session itself stays. 0: never.
+    /// session itself stays. 0: never. At most 2³¹ − 1 ms (clamped, as above).
     pub host_silence_ms: u32,
 }
 
@@ -177,6 +180,7 @@ pub(crate) struct Extra {
 impl Role for RtosRole {
     type Ctrl = RtosCtrl;
     type Extra = Extra;
+    type At = Wrap;
     #[cfg(feature = "rtos-exec")]
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
     #[cfg(not(feature = "rtos-exec"))]
@@ -302,7 +306,11 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     announce_due: bool,
     /// Announcing: when the next `Announce` is due. Connected: when the host
     /// will have been silent for `host_silence_ms` (one timer serves both).
-    announce_at: Ms,
+    announce_at: Wrap,
+    /// The latest time the endpoint was given (`handle_input`,
+    /// `handle_timeout`, `poll_transmit`): the 32-bit deadlines are read as
+    /// `u64` times near it ([`RtosEndpoint::poll_timeout`]).
+    now: Ms,
     /// Connected, but the host has been silent for `host_silence_ms`.
     host_silent: bool,
     /// Announcements sent since the host was last heard (the back-off).
@@ -371,8 +379,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
             agent_version: clip(cfg.agent_version),
             os: clip(cfg.os),
             board: clip(cfg.board),
-            announce_interval_ms: cfg.announce_interval_ms,
-            host_silence_ms: cfg.host_silence_ms,
+            announce_interval_ms: cfg.announce_interval_ms.min(MAX_WAIT_MS),
+            host_silence_ms: cfg.host_silence_ms.min(MAX_WAIT_MS),
         };
         Self {
             deframer: Deframer::new(),
@@ -388,7 +396,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 pong_due: false,
                 pong_nonce: 0,
                 announce_due: cfg.announce_interval_ms > 0,
-                announce_at: Ms(0),
+                announce_at: Wrap(0),
+                now: Ms(0),
                 host_silent: false,
                 announced: 0,
                 argv: Argv::Free,
@@ -406,6 +415,12 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 
     pub fn counters(&self) -> Counters {
         self.core.session.counters
+    }
+
+    /// The latest time given to [`RtosEndpoint::handle_input`],
+    /// [`RtosEndpoint::handle_timeout`] or a `poll_transmit` (0 before).
+    pub fn now_ms(&self) -> u64 {
+        self.core.now.0
     }
 
     // ---- application API --------------------------------------------------------
@@ -522,6 +537,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// must be exactly one message. Bytes beyond a frame's bound are dropped and
     /// counted.
     pub fn handle_input(&mut self, now_ms: u64, data: &[u8]) {
+        self.core.now = Ms(now_ms);
         match self.core.link {
             LinkKind::Message => {
                 if data.len() > Self::MAX_FRAME {
@@ -549,14 +565,19 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         let c = &self.core;
-        let mut t = c.session.poll_timeout().filter(|_| self.is_connected());
+        let now = c.now.0;
+        let mut t = c
+            .session
+            .poll_timeout()
+            .filter(|_| self.is_connected())
+            .map(|at| at.to_u64(now));
         let mut take = |x: u64| t = Some(t.map_or(x, |t| t.min(x)));
         // Once the host is known to be silent, the silence timer has done its work:
         // without announcements to send it would stay due (and a firmware that sleeps
         // until this time would spin) until the host is heard again.
         let silence_timer = self.is_connected() && c.cfg.host_silence_ms > 0 && !c.host_silent;
         if c.announcing() || silence_timer {
-            take(c.announce_at.0);
+            take(c.announce_at.to_u64(now));
         }
         t
     }
@@ -566,18 +587,19 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// before [`RtosEndpoint::poll_timeout`] says changes nothing.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let c = &mut self.core;
+        c.now = Ms(now_ms);
         if c.state == RtosState::Connected {
             c.session.handle_timeout(now_ms);
-            if c.cfg.host_silence_ms > 0 && now_ms >= c.announce_at.0 {
+            if c.cfg.host_silence_ms > 0 && c.announce_at.reached(now_ms) {
                 c.host_silent = true;
             }
         }
-        if c.announcing() && now_ms >= c.announce_at.0 {
+        if c.announcing() && c.announce_at.reached(now_ms) {
             c.announce_due = true;
             let base = c.cfg.announce_interval_ms;
             let wait = (base << c.announced.min(10)).min(ANNOUNCE_MAX_MS.max(base));
             c.announced = c.announced.saturating_add(1);
-            c.announce_at = Ms(now_ms + u64::from(wait));
+            c.announce_at = Wrap::after(now_ms, wait);
         }
     }
 
@@ -638,6 +660,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         room: usize,
         ours: u16,
     ) -> Option<(usize, Slot)> {
+        self.now = Ms(now_ms);
         // Written field by field like `RtosRole::encode_ctrl`.
         let mut w = Writer::new(raw.get_mut(HEADER_LEN..)?);
         if self.hello_ack_due {
@@ -684,7 +707,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         if self.state == RtosState::Connected {
             self.host_silent = false;
             self.announced = 0;
-            self.announce_at = Ms(now + u64::from(self.cfg.host_silence_ms));
+            self.announce_at = Wrap::after(now, self.cfg.host_silence_ms);
         }
     }
 
