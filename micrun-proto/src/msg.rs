@@ -295,17 +295,17 @@ fn check_str(s: &str, max: usize) -> Result<(), CodecError> {
 /// Writing past the end is not checked at every step: the position keeps
 /// counting, nothing more is stored, and [`Writer::done`] reports the overflow
 /// once. One test at the end instead of one per byte keeps the encoders small.
-struct Writer<'b> {
+pub(crate) struct Writer<'b> {
     buf: &'b mut [u8],
     pos: usize,
 }
 
 impl<'b> Writer<'b> {
-    fn new(buf: &'b mut [u8]) -> Self {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
         Writer { buf, pos: 0 }
     }
 
-    fn u8(&mut self, b: u8) {
+    pub(crate) fn u8(&mut self, b: u8) {
         if let Some(slot) = self.buf.get_mut(self.pos) {
             *slot = b;
         }
@@ -315,7 +315,7 @@ impl<'b> Writer<'b> {
     /// Not inlined: a message has several varints, and one call each is
     /// smaller than the loop each time (about 200 bytes on a Cortex-M).
     #[inline(never)]
-    fn varint(&mut self, mut v: u32) {
+    pub(crate) fn varint(&mut self, mut v: u32) {
         while v >= 0x80 {
             self.u8(v as u8 | 0x80);
             v >>= 7;
@@ -325,7 +325,7 @@ impl<'b> Writer<'b> {
 
     /// 64-bit values are rare (uptime only); split so 32-bit targets keep the
     /// common path in 32-bit arithmetic.
-    fn varint64(&mut self, mut v: u64) {
+    pub(crate) fn varint64(&mut self, mut v: u64) {
         while v > u64::from(u32::MAX) {
             self.u8(v as u8 | 0x80);
             v >>= 7;
@@ -333,11 +333,11 @@ impl<'b> Writer<'b> {
         self.varint(v as u32)
     }
 
-    fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.varint(((v << 1) ^ (v >> 31)) as u32)
     }
 
-    fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.varint(b.len() as u32);
         let end = self.pos.saturating_add(b.len());
         if let Some(dst) = self.buf.get_mut(self.pos..end) {
@@ -346,23 +346,23 @@ impl<'b> Writer<'b> {
         self.pos = end;
     }
 
-    fn version(&mut self, v: Version) {
+    pub(crate) fn version(&mut self, v: Version) {
         self.u8(v.major);
         self.u8(v.minor)
     }
 
-    fn stream(&mut self, s: Stream) {
+    pub(crate) fn stream(&mut self, s: Stream) {
         self.u8(s as u8)
     }
 
     /// The fields of [`RtosMsg::Log`] (shared with [`encode_log`]).
-    fn log(&mut self, level: LogLevel, text: &[u8]) {
+    pub(crate) fn log(&mut self, level: LogLevel, text: &[u8]) {
         self.u8(level as u8);
         self.bytes(text)
     }
 
     /// The payload's length, or [`CodecError::BufferTooSmall`] if it did not fit.
-    fn done(self) -> Result<usize, CodecError> {
+    pub(crate) fn done(self) -> Result<usize, CodecError> {
         if self.pos <= self.buf.len() {
             Ok(self.pos)
         } else {

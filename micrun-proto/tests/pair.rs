@@ -214,7 +214,20 @@ fn full_session_with(seed: u64, impair: Impair, host_cfg: HostConfig) {
 }
 
 fn full_session_opts(seed: u64, impair: Impair, host_cfg: HostConfig, rtos_pieces: bool) {
+    full_session_from(seed, impair, host_cfg, rtos_pieces, 0);
+}
+
+/// A full session whose clock starts at `start` ms on both sides.
+fn full_session_from(
+    seed: u64,
+    impair: Impair,
+    host_cfg: HostConfig,
+    rtos_pieces: bool,
+    start: u64,
+) {
     let mut p = Pair::new(seed, impair, host_cfg);
+    p.now = start;
+    p.host = HostEndpoint::new(host_cfg, start);
     p.rtos_pieces = rtos_pieces;
     p.connect();
     let first = p
@@ -393,6 +406,66 @@ fn lossy_link_sessions() {
     for seed in 1..=12 {
         full_session(seed * 7919, LOSSY);
     }
+}
+
+/// The RTOS endpoint keeps its deadlines (retransmission, announcements, host
+/// silence) as wrapping 32-bit milliseconds: sessions over a lossy link whose
+/// clock crosses a multiple of 2³² ms (≈ 49.7 days of uptime) retransmit,
+/// announce and report their deadlines (`poll_timeout`, which `step` obeys)
+/// as before.
+#[test]
+fn sessions_across_the_32_bit_clock_wrap() {
+    let wrap = 1u64 << 32;
+    for (seed, start) in [(3, wrap - 40), (5, wrap - 2_500), (11, 7 * wrap - 9_000)] {
+        full_session_from(seed * 4001, LOSSY, HostConfig::default(), seed == 5, start);
+    }
+    // The host goes silent just before the wrap; the agent announces again
+    // after `host_silence_ms`, past it.
+    let mut p = Pair::new(19, CLEAN, HostConfig::default());
+    p.now = wrap - 3_000;
+    p.host = HostEndpoint::new(HostConfig::default(), p.now);
+    p.connect();
+    let gone = p.now;
+    let silence = u64::from(RtosConfig::default().host_silence_ms);
+    assert!(gone + silence > wrap, "the silence ends after the wrap");
+    p.host = HostEndpoint::new(
+        HostConfig {
+            session: 99,
+            ..LISTEN
+        },
+        gone,
+    );
+    p.to_host.bytes.clear();
+    p.run_until(8_000, |p| p.host.is_connected());
+    assert!(p.now - gone >= silence && p.now - gone <= silence + 1_500);
+    let t = p.rtos.poll_timeout().unwrap();
+    assert!(
+        t > p.now && t <= p.now + silence,
+        "deadline {t} at {}",
+        p.now
+    );
+}
+
+/// Intervals beyond 2³¹ − 1 ms are clamped to it (the longest wait a wrapping
+/// 32-bit deadline expresses), not read as already past.
+#[test]
+fn very_long_intervals_are_clamped_not_wrapped() {
+    let mut p = Pair::new(29, CLEAN, HostConfig::default());
+    p.rtos = RtosEndpoint::new(RtosConfig {
+        host_silence_ms: u32::MAX,
+        ..RtosConfig::default()
+    });
+    p.connect();
+    // Once everything is acknowledged, the silence timer is the only one.
+    let heard = p.now;
+    p.run_until(1_000, |p| p.now >= heard + 500);
+    let t = p.rtos.poll_timeout().unwrap();
+    assert!(t >= heard + u64::from(i32::MAX as u32), "deadline {t}");
+    // A host that stops talking is not taken for silent (no `Announce`).
+    p.rtos_events.clear();
+    p.rtos.handle_timeout(p.now + 10_000);
+    let mut buf = [0u8; 260];
+    assert_eq!(p.rtos.poll_transmit(p.now + 10_000, &mut buf), None);
 }
 
 /// The same sessions with the RTOS side sending through `poll_transmit_to`

@@ -173,19 +173,12 @@ pub struct Agent<
     const W: usize = 4,
 > {
     link: L,
+    /// It also keeps the time of the last poll (for [`Agent::feed`]).
     ep: RtosEndpoint<FRAME, OUT, IN, W>,
-    /// The time of the last poll (for [`Agent::feed`]).
-    now: Ms,
     exit: ExitState,
     #[cfg(feature = "exec")]
     exec: ExecState,
 }
-
-/// A time in milliseconds, stored 4-aligned (a `u64` is 8-aligned on 32-bit
-/// targets and would pad the agent).
-#[derive(Debug, Clone, Copy)]
-#[repr(C, packed(4))]
-struct Ms(u64);
 
 /// An event for the application's hooks, one step of [`Agent::poll`] (the C
 /// ABI calls its callbacks between the steps, the agent released).
@@ -228,7 +221,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Agent")
             .field("endpoint", &self.ep)
-            .field("now", &{ self.now.0 })
+            .field("now", &self.ep.now_ms())
             .field("exit", &self.exit)
             .field("exec", &self.exec_running())
             .finish_non_exhaustive()
@@ -243,7 +236,6 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
         Self {
             link,
             ep: RtosEndpoint::new(Self::endpoint_config(info)),
-            now: Ms(0),
             exit: ExitState::Running,
             #[cfg(feature = "exec")]
             exec: ExecState::Idle,
@@ -267,7 +259,6 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
         unsafe {
             addr_of_mut!((*p).link).write(link);
             addr_of_mut!((*p).ep).write(RtosEndpoint::new(Self::endpoint_config(info)));
-            addr_of_mut!((*p).now).write(Ms(0));
             addr_of_mut!((*p).exit).write(ExitState::Running);
             #[cfg(feature = "exec")]
             addr_of_mut!((*p).exec).write(ExecState::Idle);
@@ -389,7 +380,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Bytes received some other way (an rpmsg callback, a UART interrupt
     /// buffer) instead of through [`Link::read`].
     pub fn feed(&mut self, data: &[u8]) {
-        self.ep.handle_input(self.now.0, data);
+        self.ep.handle_input(self.ep.now_ms(), data);
     }
 
     /// When [`Agent::poll`] next has timed work, in the caller's milliseconds.
@@ -442,8 +433,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// without asking `poll_timeout` first (which the Rust probe then does
     /// not link: −172 B; `polls_before_a_deadline_send_nothing`).
     pub(crate) fn run_timers(&mut self, now_ms: u64) {
-        self.now = Ms(now_ms);
-        // Each timer checks its own deadline: no need to ask `poll_timeout` first.
+        // The endpoint keeps `now_ms` for `feed`. Each timer checks its own deadline: no need to ask `poll_timeout` first.
         self.ep.handle_timeout(now_ms);
     }
 

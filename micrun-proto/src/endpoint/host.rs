@@ -4,7 +4,7 @@
 
 use heapless::{Deque, String, Vec};
 
-use super::session::{bump, Counters, Role, SeqVerdict, Session, Timing};
+use super::session::{bump, Counters, Ms, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
@@ -144,6 +144,7 @@ pub(crate) enum HostCtrl {
 impl Role for HostRole {
     type Ctrl = HostCtrl;
     type Extra = Vec<u8, MAX_ARGV>;
+    type At = Ms;
     const TX: &'static [Stream] = &[Stream::Stdin];
     const RX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
 
@@ -601,7 +602,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             HostState::Connected => {
                 take(Some(self.next_ping));
                 take(Some(self.last_rx + u64::from(self.cfg.peer_timeout_ms)));
-                take(self.session.poll_timeout());
+                take(self.session.poll_timeout().map(|at| at.0));
             }
             HostState::Closed => {}
         }

@@ -12,12 +12,14 @@ const _: () = assert!(
     "exec arguments share the log line's storage"
 );
 
-use super::session::{bump, Counters, Ms, Role, SeqVerdict, Session, Slot, Timing};
+use super::session::{
+    bump, Counters, Deadline, Ms, Role, SeqVerdict, Session, Slot, Timing, Wrap, MAX_WAIT_MS,
+};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    encode_console_out_head, encode_log, features, Announce, CodecError, ExitReason, HelloAck,
-    HostMsg, LogLevel, RtosMsg, Stats, Stream, Version, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
+    encode_console_out_head, encode_log, features, CodecError, ExitReason, HostMsg, LogLevel,
+    Stats, Stream, Version, Writer, ANNOUNCE_MAGIC, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
 };
 
 /// RTOS endpoint settings. Times in milliseconds.
@@ -38,11 +40,12 @@ pub struct RtosConfig {
     /// so that a listening host detects the agent (protocol 1.1); the interval
     /// doubles with each unanswered announcement up to [`ANNOUNCE_MAX_MS`] (or
     /// stays, if it is longer already). 0: never (only a host that sends `Hello`
-    /// unasked can then connect).
+    /// unasked can then connect). At most 2³¹ − 1 ms (≈ 24.8 days; clamped):
+    /// the endpoint keeps its deadlines as wrapping 32-bit milliseconds.
     pub announce_interval_ms: u32,
     /// A connected agent that has received no valid frame for this long announces
     /// itself again (its host may have gone and a new one may be listening); the
-    /// session itself stays. 0: never.
+    /// session itself stays. 0: never. At most 2³¹ − 1 ms (clamped, as above).
     pub host_silence_ms: u32,
 }
 
@@ -177,33 +180,47 @@ pub(crate) struct Extra {
 impl Role for RtosRole {
     type Ctrl = RtosCtrl;
     type Extra = Extra;
+    type At = Wrap;
     #[cfg(feature = "rtos-exec")]
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
     #[cfg(not(feature = "rtos-exec"))]
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
     const RX: &'static [Stream] = &[Stream::Stdin];
 
+    /// Written field by field (the wire bytes of [`RtosMsg::encode`], test
+    /// `rtos_encoders_match_rtos_msg`), not through an `RtosMsg` built for it:
+    /// the agent links no encoder arms it never sends.
     fn encode_ctrl(c: &RtosCtrl, extra: &Extra, buf: &mut [u8]) -> Result<usize, CodecError> {
-        match c {
-            RtosCtrl::Ready => RtosMsg::Ready,
-            RtosCtrl::Stats => RtosMsg::Stats(extra.stats.unpack()),
-            RtosCtrl::Exited(code, reason) => RtosMsg::Exited {
-                code: *code,
-                reason: *reason,
-            },
+        let mut w = Writer::new(buf);
+        match *c {
+            RtosCtrl::Ready => w.u8(1),
+            RtosCtrl::Stats => {
+                let s = extra.stats.unpack();
+                w.u8(5);
+                w.varint64(s.uptime_ms);
+                w.varint(u32::from(s.cpu_load_permille));
+                w.varint(s.mem_used_kib);
+                w.varint(s.mem_total_kib);
+            }
+            RtosCtrl::Exited(code, reason) => {
+                w.u8(6);
+                w.i32(code);
+                w.u8(reason as u8);
+            }
             // Pushed from a `&str` cut at a character boundary: valid UTF-8,
             // written without validating it again (that would link a 256-byte
             // table and the validator into every agent).
-            RtosCtrl::Log(level) => return encode_log(*level, &extra.bytes, buf),
-            RtosCtrl::ExecExited(code) => RtosMsg::ExecExited {
+            RtosCtrl::Log(level) => return encode_log(level, &extra.bytes, buf),
+            RtosCtrl::ExecExited(code) => {
+                w.u8(9);
                 #[cfg(feature = "rtos-exec")]
-                exec: extra.exec,
+                w.varint(extra.exec);
                 #[cfg(not(feature = "rtos-exec"))]
-                exec: 0,
-                code: *code,
-            },
+                w.u8(0);
+                w.i32(code);
+            }
         }
-        .encode(buf)
+        w.done()
     }
 
     fn encode_data_head(stream: Stream, len: usize, buf: &mut [u8]) -> Result<usize, CodecError> {
@@ -211,7 +228,11 @@ impl Role for RtosRole {
     }
 
     fn encode_credit(stream: Stream, bytes: u32, buf: &mut [u8]) -> Result<usize, CodecError> {
-        RtosMsg::Credit { stream, bytes }.encode(buf)
+        let mut w = Writer::new(buf);
+        w.u8(4);
+        w.stream(stream);
+        w.varint(bytes);
+        w.done()
     }
 
     fn after_output(c: &RtosCtrl) -> bool {
@@ -285,7 +306,11 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     announce_due: bool,
     /// Announcing: when the next `Announce` is due. Connected: when the host
     /// will have been silent for `host_silence_ms` (one timer serves both).
-    announce_at: Ms,
+    announce_at: Wrap,
+    /// The latest time the endpoint was given (`handle_input`,
+    /// `handle_timeout`, `poll_transmit`): the 32-bit deadlines are read as
+    /// `u64` times near it ([`RtosEndpoint::poll_timeout`]).
+    now: Ms,
     /// Connected, but the host has been silent for `host_silence_ms`.
     host_silent: bool,
     /// Announcements sent since the host was last heard (the back-off).
@@ -354,8 +379,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
             agent_version: clip(cfg.agent_version),
             os: clip(cfg.os),
             board: clip(cfg.board),
-            announce_interval_ms: cfg.announce_interval_ms,
-            host_silence_ms: cfg.host_silence_ms,
+            announce_interval_ms: cfg.announce_interval_ms.min(MAX_WAIT_MS),
+            host_silence_ms: cfg.host_silence_ms.min(MAX_WAIT_MS),
         };
         Self {
             deframer: Deframer::new(),
@@ -371,7 +396,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
                 pong_due: false,
                 pong_nonce: 0,
                 announce_due: cfg.announce_interval_ms > 0,
-                announce_at: Ms(0),
+                announce_at: Wrap(0),
+                now: Ms(0),
                 host_silent: false,
                 announced: 0,
                 argv: Argv::Free,
@@ -389,6 +415,12 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 
     pub fn counters(&self) -> Counters {
         self.core.session.counters
+    }
+
+    /// The latest time given to [`RtosEndpoint::handle_input`],
+    /// [`RtosEndpoint::handle_timeout`] or a `poll_transmit` (0 before).
+    pub fn now_ms(&self) -> u64 {
+        self.core.now.0
     }
 
     // ---- application API --------------------------------------------------------
@@ -505,6 +537,7 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// must be exactly one message. Bytes beyond a frame's bound are dropped and
     /// counted.
     pub fn handle_input(&mut self, now_ms: u64, data: &[u8]) {
+        self.core.now = Ms(now_ms);
         match self.core.link {
             LinkKind::Message => {
                 if data.len() > Self::MAX_FRAME {
@@ -532,14 +565,19 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         let c = &self.core;
-        let mut t = c.session.poll_timeout().filter(|_| self.is_connected());
+        let now = c.now.0;
+        let mut t = c
+            .session
+            .poll_timeout()
+            .filter(|_| self.is_connected())
+            .map(|at| at.to_u64(now));
         let mut take = |x: u64| t = Some(t.map_or(x, |t| t.min(x)));
         // Once the host is known to be silent, the silence timer has done its work:
         // without announcements to send it would stay due (and a firmware that sleeps
         // until this time would spin) until the host is heard again.
         let silence_timer = self.is_connected() && c.cfg.host_silence_ms > 0 && !c.host_silent;
         if c.announcing() || silence_timer {
-            take(c.announce_at.0);
+            take(c.announce_at.to_u64(now));
         }
         t
     }
@@ -549,18 +587,19 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// before [`RtosEndpoint::poll_timeout`] says changes nothing.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let c = &mut self.core;
+        c.now = Ms(now_ms);
         if c.state == RtosState::Connected {
             c.session.handle_timeout(now_ms);
-            if c.cfg.host_silence_ms > 0 && now_ms >= c.announce_at.0 {
+            if c.cfg.host_silence_ms > 0 && c.announce_at.reached(now_ms) {
                 c.host_silent = true;
             }
         }
-        if c.announcing() && now_ms >= c.announce_at.0 {
+        if c.announcing() && c.announce_at.reached(now_ms) {
             c.announce_due = true;
             let base = c.cfg.announce_interval_ms;
             let wait = (base << c.announced.min(10)).min(ANNOUNCE_MAX_MS.max(base));
             c.announced = c.announced.saturating_add(1);
-            c.announce_at = Ms(now_ms + u64::from(wait));
+            c.announce_at = Wrap::after(now_ms, wait);
         }
     }
 
@@ -621,32 +660,39 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         room: usize,
         ours: u16,
     ) -> Option<(usize, Slot)> {
-        let msg = if self.hello_ack_due {
+        self.now = Ms(now_ms);
+        // Written field by field like `RtosRole::encode_ctrl`.
+        let mut w = Writer::new(raw.get_mut(HEADER_LEN..)?);
+        if self.hello_ack_due {
             self.hello_ack_due = false;
-            RtosMsg::HelloAck(HelloAck {
-                version: PROTOCOL_VERSION,
-                features: self.cfg.features,
-                max_frame: ours,
-                session: self.session_id,
-                agent_version: self.cfg.agent_version,
-                os: self.cfg.os,
-                board: self.cfg.board,
-            })
+            // HelloAck (0); the names were clipped to `MAX_NAME` by `new`.
+            w.u8(0);
+            w.version(PROTOCOL_VERSION);
+            w.varint(self.cfg.features);
+            w.varint(u32::from(ours));
+            w.varint(self.session_id);
+            w.bytes(self.cfg.agent_version.as_bytes());
+            w.bytes(self.cfg.os.as_bytes());
+            w.bytes(self.cfg.board.as_bytes());
         } else if self.announce_due && self.announcing() {
             self.announce_due = false;
-            RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, ours))
+            w.u8(8);
+            for b in ANNOUNCE_MAGIC {
+                w.u8(b);
+            }
+            w.version(PROTOCOL_VERSION);
+            w.varint(u32::from(ours));
         } else if self.state != RtosState::Connected {
             return None;
         } else if self.pong_due {
             self.pong_due = false;
-            RtosMsg::Pong {
-                nonce: self.pong_nonce,
-                uptime_ms: now_ms,
-            }
+            w.u8(2);
+            w.varint(self.pong_nonce);
+            w.varint64(now_ms);
         } else {
             return self.session.next_frame_head(raw, room, now_ms);
-        };
-        let n = msg.encode(raw.get_mut(HEADER_LEN..)?).ok()?;
+        }
+        let n = w.done().ok()?;
         Some((self.session.head_unsequenced(raw, n), Slot::Ctrl))
     }
 
@@ -661,7 +707,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         if self.state == RtosState::Connected {
             self.host_silent = false;
             self.announced = 0;
-            self.announce_at = Ms(now + u64::from(self.cfg.host_silence_ms));
+            self.announce_at = Wrap::after(now, self.cfg.host_silence_ms);
         }
     }
 
@@ -860,5 +906,108 @@ mod tests {
         }
         assert!(core::mem::size_of::<RtosCtrl>() <= 8);
         assert_eq!(core::mem::size_of::<PackedStats>(), 20);
+    }
+
+    /// The RTOS side writes its messages field by field; the bytes are those
+    /// of `RtosMsg::encode` for every message it sends.
+    #[test]
+    fn rtos_encoders_match_rtos_msg() {
+        use crate::msg::{Announce, HelloAck, RtosMsg};
+        fn enc(m: RtosMsg<'_>) -> std::vec::Vec<u8> {
+            let mut b = [0u8; 256];
+            let n = m.encode(&mut b).unwrap();
+            b[..n].to_vec()
+        }
+        fn ctrl(c: RtosCtrl, extra: &Extra) -> std::vec::Vec<u8> {
+            let mut b = [0u8; 256];
+            let n = RtosRole::encode_ctrl(&c, extra, &mut b).unwrap();
+            b[..n].to_vec()
+        }
+        let mut extra = Extra::default();
+        extra.bytes.extend_from_slice("héllo".as_bytes()).unwrap();
+        #[cfg(feature = "rtos-exec")]
+        {
+            extra.exec = 300;
+        }
+        let exec = if cfg!(feature = "rtos-exec") { 300 } else { 0 };
+        for uptime_ms in [0, 127, 1 << 40, u64::MAX] {
+            let stats = Stats {
+                uptime_ms,
+                cpu_load_permille: 999,
+                mem_used_kib: u32::MAX,
+                mem_total_kib: 200,
+            };
+            extra.stats = PackedStats::pack(stats);
+            assert_eq!(ctrl(RtosCtrl::Stats, &extra), enc(RtosMsg::Stats(stats)));
+        }
+        assert_eq!(ctrl(RtosCtrl::Ready, &extra), enc(RtosMsg::Ready));
+        for code in [0, -1, 3, i32::MIN, i32::MAX] {
+            for reason in [ExitReason::Normal, ExitReason::Panic, ExitReason::Watchdog] {
+                assert_eq!(
+                    ctrl(RtosCtrl::Exited(code, reason), &extra),
+                    enc(RtosMsg::Exited { code, reason })
+                );
+            }
+            assert_eq!(
+                ctrl(RtosCtrl::ExecExited(code), &extra),
+                enc(RtosMsg::ExecExited { exec, code })
+            );
+        }
+        assert_eq!(
+            ctrl(RtosCtrl::Log(LogLevel::Warn), &extra),
+            enc(RtosMsg::Log {
+                level: LogLevel::Warn,
+                text: "héllo"
+            })
+        );
+        for bytes in [0, 1, 300, u32::MAX] {
+            let mut b = [0u8; 16];
+            let n = RtosRole::encode_credit(Stream::Stdin, bytes, &mut b).unwrap();
+            let stream = Stream::Stdin;
+            assert_eq!(b[..n], enc(RtosMsg::Credit { stream, bytes })[..]);
+        }
+
+        // The unsequenced messages, from the endpoint's own state.
+        let mut ep: RtosEndpoint = RtosEndpoint::new(RtosConfig {
+            agent_version: "0.1.0",
+            os: "zephyr",
+            board: "an386-ℝℝℝℝℝℝℝℝℝ",
+            features: 0x1234_5678,
+            ..RtosConfig::default()
+        });
+        let ours = RtosEndpoint::<128, 1024, 512, 4>::MAX_FRAME as u16;
+        let head = |ep: &mut RtosEndpoint, now: u64| {
+            let mut raw = [0u8; MIN_FRAME];
+            let room = usize::from(ep.core.max_frame);
+            let (n, _) = ep.core.next_head(now, &mut raw, room, ours).unwrap();
+            raw[HEADER_LEN..n].to_vec()
+        };
+        assert_eq!(
+            head(&mut ep, 0),
+            enc(RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, ours)))
+        );
+        ep.core.hello_ack_due = true;
+        ep.core.session_id = 0xdead_beef;
+        assert_eq!(
+            head(&mut ep, 0),
+            enc(RtosMsg::HelloAck(HelloAck {
+                version: PROTOCOL_VERSION,
+                features: 0x1234_5678,
+                max_frame: ours,
+                session: 0xdead_beef,
+                agent_version: "0.1.0",
+                os: "zephyr",
+                board: clip("an386-ℝℝℝℝℝℝℝℝℝ"),
+            }))
+        );
+        ep.core.state = RtosState::Connected;
+        for (nonce, uptime_ms) in [(0, 0), (7, 1 << 33), (u32::MAX, u64::MAX)] {
+            ep.core.pong_due = true;
+            ep.core.pong_nonce = nonce;
+            assert_eq!(
+                head(&mut ep, uptime_ms),
+                enc(RtosMsg::Pong { nonce, uptime_ms })
+            );
+        }
     }
 }

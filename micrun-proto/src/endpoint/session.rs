@@ -20,6 +20,8 @@ pub(crate) trait Role {
     /// Side storage that control messages may refer to (the RTOS keeps the text of
     /// its one pending log line here instead of in every queue entry).
     type Extra: Default + core::fmt::Debug;
+    /// How this side stores a deadline.
+    type At: Deadline;
     /// Streams this side sends, by index.
     const TX: &'static [Stream];
     /// Streams this side receives, by index.
@@ -44,8 +46,54 @@ pub(crate) trait Role {
 #[repr(C, packed(4))]
 pub(crate) struct Ms(pub u64);
 
-/// `retransmit_at` when nothing is in flight.
-const NEVER: u64 = u64::MAX;
+/// A stored deadline, from the callers' `u64` milliseconds.
+pub(crate) trait Deadline: Copy + core::fmt::Debug {
+    /// `ms` after `now`.
+    fn after(now: u64, ms: u32) -> Self;
+    /// Whether `now` is at or past it.
+    fn reached(self, now: u64) -> bool;
+}
+
+impl Deadline for Ms {
+    fn after(now: u64, ms: u32) -> Self {
+        Ms(now + u64::from(ms))
+    }
+    fn reached(self, now: u64) -> bool {
+        now >= self.0
+    }
+}
+
+/// A deadline as the low 32 bits of the millisecond clock, compared with
+/// wrapping arithmetic: one word instead of two, in RAM and in every
+/// computation on a 32-bit RTOS. Exact while the deadline is less than
+/// 2³¹ ms (≈ 24.8 days) from the time it is compared with: every interval
+/// is at most [`MAX_WAIT_MS`], and the clock moves on with every poll.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wrap(pub u32);
+
+/// The longest wait a [`Wrap`] deadline can express.
+pub(crate) const MAX_WAIT_MS: u32 = i32::MAX as u32;
+
+impl Wrap {
+    /// Milliseconds from `now` to the deadline; negative once it is past.
+    fn from(self, now: u64) -> i32 {
+        self.0.wrapping_sub(now as u32) as i32
+    }
+
+    /// The deadline on the caller's `u64` clock, near `now`.
+    pub(crate) fn to_u64(self, now: u64) -> u64 {
+        now.wrapping_add_signed(i64::from(self.from(now)))
+    }
+}
+
+impl Deadline for Wrap {
+    fn after(now: u64, ms: u32) -> Self {
+        Wrap((now as u32).wrapping_add(ms))
+    }
+    fn reached(self, now: u64) -> bool {
+        self.from(now) <= 0
+    }
+}
 
 /// Bytes a console message adds around its data: variant, stream, length varint.
 pub(crate) const DATA_MSG_OVERHEAD: usize = 4;
@@ -164,9 +212,9 @@ pub(crate) struct Session<
     rx_expected: u8,
     ack_pending: bool,
     rto_ms: u16,
-    /// When the oldest frame in flight is due again; [`NEVER`] when none is in
-    /// flight (not an `Option<u64>`: that is 16 bytes on 32-bit targets).
-    retransmit_at: Ms,
+    /// When the oldest frame in flight is due again; meaningless when none
+    /// is in flight (set when the first slot is taken, not an `Option`).
+    retransmit_at: R::At,
     timing: Timing,
     next_tx_stream: u8,
     pub counters: Counters,
@@ -201,7 +249,7 @@ impl<
             rx_expected: 0,
             ack_pending: false,
             rto_ms: timing.rto_initial_ms,
-            retransmit_at: Ms(NEVER),
+            retransmit_at: R::At::after(0, 0),
             timing,
             next_tx_stream: 0,
             counters: Counters::default(),
@@ -218,7 +266,6 @@ impl<
         self.rx_expected = 0;
         self.ack_pending = false;
         self.rto_ms = self.timing.rto_initial_ms;
-        self.retransmit_at = Ms(NEVER);
         for s in &mut self.tx {
             s.sent = s.ring.tail();
             s.credit = 0;
@@ -310,11 +357,7 @@ impl<
         self.una = ack;
         self.replay = self.replay.saturating_sub(n as u8);
         self.rto_ms = self.timing.rto_initial_ms;
-        self.retransmit_at = Ms(if self.slots.is_empty() {
-            NEVER
-        } else {
-            now + u64::from(self.rto_ms)
-        });
+        self.arm(now);
     }
 
     pub(crate) fn check_seq(&mut self, seq: u8) -> SeqVerdict {
@@ -369,17 +412,21 @@ impl<
 
     // ---- timers -----------------------------------------------------------------
 
-    pub(crate) fn poll_timeout(&self) -> Option<u64> {
-        let at = self.retransmit_at.0;
-        (at != NEVER).then_some(at)
+    /// The retransmission deadline, while a frame is in flight.
+    pub(crate) fn poll_timeout(&self) -> Option<R::At> {
+        (!self.slots.is_empty()).then_some(self.retransmit_at)
+    }
+
+    /// Starts the retransmission timer at `now` (one timeout).
+    fn arm(&mut self, now: u64) {
+        self.retransmit_at = R::At::after(now, u32::from(self.rto_ms));
     }
 
     pub(crate) fn handle_timeout(&mut self, now: u64) {
-        let at = self.retransmit_at.0;
-        if at != NEVER && now >= at && !self.slots.is_empty() {
+        if !self.slots.is_empty() && self.retransmit_at.reached(now) {
             self.replay = 0;
             self.rto_ms = (self.rto_ms.saturating_mul(2)).min(self.timing.rto_max_ms);
-            self.retransmit_at = Ms(now + u64::from(self.rto_ms));
+            self.arm(now);
             bump(&mut self.counters.retransmits);
         }
     }
@@ -496,7 +543,7 @@ impl<
             let body = &mut buf[HEADER_LEN..body_end];
             if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
                 self.replay += 1;
-                return Some((self.finish(buf, Some(seq), n, now), slot));
+                return Some((self.finish(buf, Some(seq), n), slot));
             }
             // Cannot happen for slots we built ourselves; drop the round rather than spin.
             self.replay = self.slots.len() as u8;
@@ -509,10 +556,14 @@ impl<
                 let body = &mut buf[HEADER_LEN..body_end];
                 if let Ok(n) = self.encode_slot(slot, ctrl_index, body) {
                     self.commit_new(slot);
+                    // The timer runs while a frame is in flight: from the first.
+                    if self.slots.len() == 1 {
+                        self.arm(now);
+                    }
                     // `seq` of a new slot is una + (slots before it); replay == slots.len() here.
                     let seq = self.una.wrapping_add((self.slots.len() - 1) as u8);
                     self.replay = self.slots.len() as u8;
-                    return Some((self.finish(buf, Some(seq), n, now), slot));
+                    return Some((self.finish(buf, Some(seq), n), slot));
                 }
                 // A control message that does not fit the negotiated frame can never be
                 // sent: drop it so it does not block the queue.
@@ -524,7 +575,7 @@ impl<
 
         // 3. A pure acknowledgement.
         if self.ack_pending {
-            return Some((self.finish(buf, None, 0, now), Slot::Ctrl));
+            return Some((self.finish(buf, None, 0), Slot::Ctrl));
         }
         None
     }
@@ -591,10 +642,10 @@ impl<
         let _ = self.slots.push_back(slot);
     }
 
-    /// Header, ack bookkeeping and the retransmit timer for a frame whose
+    /// Header and ack bookkeeping for a frame whose
     /// payload (head) of `n` bytes is already at `buf[HEADER_LEN..]`; returns
     /// the length before the CRC.
-    fn finish(&mut self, buf: &mut [u8], seq: Option<u8>, n: usize, now: u64) -> usize {
+    fn finish(&mut self, buf: &mut [u8], seq: Option<u8>, n: usize) -> usize {
         frame::write_header(
             buf,
             Header {
@@ -603,23 +654,20 @@ impl<
             },
         );
         self.ack_pending = false;
-        if seq.is_some() && self.retransmit_at.0 == NEVER {
-            self.retransmit_at = Ms(now + u64::from(self.rto_ms));
-        }
         HEADER_LEN + n
     }
 
     /// Seals an unsequenced frame (payload of `n` bytes already at
     /// `buf[HEADER_LEN..]`); it still carries the current acknowledgement.
     pub(crate) fn seal_unsequenced(&mut self, buf: &mut [u8], n: usize) -> usize {
-        let len = self.finish(buf, None, n, 0);
+        let len = self.finish(buf, None, n);
         frame::seal(buf, len)
     }
 
     /// Like [`Session::seal_unsequenced`] without the CRC: returns the length
     /// of the frame before it.
     pub(crate) fn head_unsequenced(&mut self, buf: &mut [u8], n: usize) -> usize {
-        self.finish(buf, None, n, 0)
+        self.finish(buf, None, n)
     }
 }
 
