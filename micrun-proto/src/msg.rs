@@ -376,22 +376,22 @@ impl<'b> Writer<'b> {
 /// Like [`Writer`], errors are sticky: a read past the end or a value out of
 /// range marks the payload bad and yields a zero value, and [`Reader::finish`]
 /// refuses the message once, instead of a test after every field.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     bad: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, bad: false }
     }
 
-    fn fail(&mut self) {
+    pub(crate) fn fail(&mut self) {
         self.bad = true;
         self.buf = &[];
     }
 
-    fn u8(&mut self) -> u8 {
+    pub(crate) fn u8(&mut self) -> u8 {
         match self.buf.split_first() {
             Some((&b, rest)) => {
                 self.buf = rest;
@@ -407,7 +407,7 @@ impl<'a> Reader<'a> {
     /// A varint of at most `bits` (≤ 32) bits, accepting what postcard accepts:
     /// at most ceil(bits/7) bytes, the last one within the type's range.
     #[inline(never)]
-    fn varint(&mut self, bits: u32) -> u32 {
+    pub(crate) fn varint(&mut self, bits: u32) -> u32 {
         let max_bytes = bits.div_ceil(7);
         let mut out = 0u32;
         for i in 0..max_bytes {
@@ -424,16 +424,16 @@ impl<'a> Reader<'a> {
         0
     }
 
-    fn u16(&mut self) -> u16 {
+    pub(crate) fn u16(&mut self) -> u16 {
         self.varint(16) as u16
     }
 
-    fn u32(&mut self) -> u32 {
+    pub(crate) fn u32(&mut self) -> u32 {
         self.varint(32)
     }
 
     /// A u64 varint: at most 10 bytes, the last one 0 or 1.
-    fn u64(&mut self) -> u64 {
+    pub(crate) fn u64(&mut self) -> u64 {
         let mut out = 0u64;
         for i in 0..10 {
             let b = self.u8();
@@ -449,12 +449,12 @@ impl<'a> Reader<'a> {
         0
     }
 
-    fn i32(&mut self) -> i32 {
+    pub(crate) fn i32(&mut self) -> i32 {
         let n = self.u32();
         (n >> 1) as i32 ^ -((n & 1) as i32)
     }
 
-    fn bytes(&mut self) -> &'a [u8] {
+    pub(crate) fn bytes(&mut self) -> &'a [u8] {
         let len = self.u32() as usize;
         match self.buf.split_at_checked(len) {
             Some((b, rest)) => {
@@ -468,7 +468,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn str(&mut self, max: usize) -> &'a str {
+    pub(crate) fn str(&mut self, max: usize) -> &'a str {
         let b = self.bytes();
         match core::str::from_utf8(b) {
             Ok(s) if b.len() <= max => s,
@@ -480,7 +480,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An argument vector: at most [`MAX_ARGV`] bytes, empty or ending in NUL.
-    fn argv(&mut self) -> &'a [u8] {
+    pub(crate) fn argv(&mut self) -> &'a [u8] {
         let b = self.bytes();
         if !argv_ok(b) {
             self.fail();
@@ -489,7 +489,7 @@ impl<'a> Reader<'a> {
         b
     }
 
-    fn version(&mut self) -> Version {
+    pub(crate) fn version(&mut self) -> Version {
         Version {
             major: self.u8(),
             minor: self.u8(),
@@ -497,11 +497,11 @@ impl<'a> Reader<'a> {
     }
 
     /// An enum index (a varint u32).
-    fn index(&mut self) -> u32 {
+    pub(crate) fn index(&mut self) -> u32 {
         self.u32()
     }
 
-    fn stream(&mut self) -> Stream {
+    pub(crate) fn stream(&mut self) -> Stream {
         match self.index() {
             0 => Stream::Stdin,
             1 => Stream::Stdout,
@@ -514,7 +514,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn stats(&mut self) -> Stats {
+    pub(crate) fn stats(&mut self) -> Stats {
         Stats {
             uptime_ms: self.u64(),
             cpu_load_permille: self.u16(),
@@ -524,7 +524,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole payload must have been one message, every field valid.
-    fn finish<T>(self, v: T) -> Result<T, CodecError> {
+    pub(crate) fn finish<T>(self, v: T) -> Result<T, CodecError> {
         if self.bad || !self.buf.is_empty() {
             Err(CodecError::Malformed)
         } else {
