@@ -408,16 +408,23 @@ impl<'a> Reader<'a> {
     /// at most ceil(bits/7) bytes, the last one within the type's range.
     #[inline(never)]
     pub(crate) fn varint(&mut self, bits: u32) -> u32 {
-        let max_bytes = bits.div_ceil(7);
         let mut out = 0u32;
-        for i in 0..max_bytes {
+        // Bit position of this byte's 7 bits: below `bits`, so at most
+        // ceil(bits/7) bytes.
+        let mut shift = 0;
+        loop {
             let b = self.u8();
-            out |= u32::from(b & 0x7F) << (7 * i);
+            out |= u32::from(b & 0x7F) << shift;
             if b & 0x80 == 0 {
-                if i == max_bytes - 1 && u32::from(b) >> (bits - 7 * i) != 0 {
+                // The last possible byte may not carry bits beyond the type.
+                if shift + 7 > bits && u32::from(b) >> (bits - shift) != 0 {
                     break;
                 }
                 return out;
+            }
+            shift += 7;
+            if shift >= bits {
+                break;
             }
         }
         self.fail();
@@ -933,6 +940,38 @@ mod tests {
             let ours = HostMsg::decode(bytes).ok();
             let theirs = postcard::from_bytes::<HostMsg<'_>>(bytes).ok();
             assert_eq!(ours, theirs, "{bytes:?}");
+        }
+    }
+
+    /// Every varint of up to five bytes drawn from the edge values, as a
+    /// `u32` (`Stop`, `Ping`) and as `u16`s (`Resize`), decodes as postcard
+    /// decodes it, or is refused as postcard refuses it.
+    #[test]
+    fn varints_decode_as_postcard_does() {
+        const EDGES: [u8; 10] = [0x00, 0x01, 0x03, 0x04, 0x0f, 0x10, 0x7f, 0x80, 0x81, 0xff];
+        let mut seq = Vec::new();
+        for len in 1..=5u32 {
+            for mut n in 0..10usize.pow(len) {
+                seq.clear();
+                for _ in 0..len {
+                    seq.push(EDGES[n % 10]);
+                    n /= 10;
+                }
+                for kind in [1u8, 2, 5] {
+                    for tail in [&[][..], &[0][..], &[1, 2][..]] {
+                        let mut p = vec![kind];
+                        p.extend_from_slice(&seq);
+                        p.extend_from_slice(tail);
+                        let ours = HostMsg::decode(&p).ok();
+                        // postcard leaves trailing bytes; ours refuses them.
+                        let theirs = postcard::take_from_bytes::<HostMsg<'_>>(&p)
+                            .ok()
+                            .filter(|(_, rest)| rest.is_empty())
+                            .map(|(m, _)| m);
+                        assert_eq!(ours, theirs, "{p:02x?}");
+                    }
+                }
+            }
         }
     }
 
