@@ -346,6 +346,15 @@ impl<'b> Writer<'b> {
         self.pos = end;
     }
 
+    /// `b` as it is, without a length.
+    pub(crate) fn raw(&mut self, b: &[u8]) {
+        let end = self.pos.saturating_add(b.len());
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(b);
+        }
+        self.pos = end;
+    }
+
     pub(crate) fn version(&mut self, v: Version) {
         self.u8(v.major);
         self.u8(v.minor)

@@ -794,9 +794,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         } else if self.announce_due && self.announcing() {
             self.announce_due = false;
             w.u8(8);
-            for b in ANNOUNCE_MAGIC {
-                w.u8(b);
-            }
+            w.raw(&ANNOUNCE_MAGIC);
             w.version(PROTOCOL_VERSION);
             w.varint(u32::from(ours));
         } else if self.state != RtosState::Connected {
