@@ -759,9 +759,13 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         else {
             return false;
         };
+        // `get`, not indexing: no panic path (`n` is within `head`).
+        let Some(head) = head.get(..n) else {
+            return false;
+        };
         let data = self.core.session.slot_data(slot);
-        let crc = frame::crc16_update(frame::crc16(&head[..n]), data).to_le_bytes();
-        frame::cobs_encode_to(&[&head[..n], data, &crc], out);
+        let crc = frame::crc16_update(frame::crc16(head), data).to_le_bytes();
+        frame::cobs_encode_to(&[head, data, &crc], out);
         true
     }
 }
