@@ -52,6 +52,18 @@ impl<T, const N: usize> Queue<T, N> {
         Ok(())
     }
 
+    /// Appends `item`; when the queue is full the oldest item goes first.
+    pub(crate) fn push_back_overwrite(&mut self, item: T) {
+        if self.is_full() {
+            // The oldest slot becomes the newest: it is overwritten below.
+            self.head = self.at(1) as u8;
+            self.len -= 1;
+        }
+        let at = self.at(self.len());
+        self.buf[at] = Some(item);
+        self.len += 1;
+    }
+
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         if self.is_empty() {
             return None;
@@ -105,8 +117,8 @@ mod tests {
     use super::Queue;
     use std::collections::VecDeque;
 
-    /// Against `VecDeque` over a long pseudo-random run of pushes, pops,
-    /// removals, clears and lookups, with every wrap-around position of the head.
+    /// Against `VecDeque` over a long pseudo-random run of pushes (also
+    /// over the oldest item), pops, removals, clears and lookups, with every wrap-around position of the head.
     #[test]
     fn behaves_like_vecdeque() {
         let mut q: Queue<u32, 3> = Queue::new();
@@ -127,6 +139,13 @@ mod tests {
                     }
                 }
                 3..=4 => assert_eq!(q.pop_front(), model.pop_front()),
+                5 if x % 3 == 0 => {
+                    q.push_back_overwrite(n);
+                    if model.len() == 3 {
+                        model.pop_front();
+                    }
+                    model.push_back(n);
+                }
                 5 => {
                     let i = (x >> 8) as usize % 4;
                     q.remove(i);

@@ -842,11 +842,11 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         self.argv == Argv::Free && !self.session.ctrl_queued(|c| matches!(c, RtosCtrl::Log(_)))
     }
 
+    /// Queues an event, dropping the oldest when full. Not inlined: one copy
+    /// for its four callers.
+    #[inline(never)]
     fn push_event(&mut self, e: RtosEvent) {
-        if self.events.is_full() {
-            self.events.pop_front();
-        }
-        let _ = self.events.push_back(e);
+        self.events.push_back_overwrite(e);
     }
 
     fn handle_frame(&mut self, now: u64, raw: &[u8]) {
