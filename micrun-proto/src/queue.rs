@@ -52,12 +52,20 @@ impl<T, const N: usize> Queue<T, N> {
         Ok(())
     }
 
+    /// Drops the oldest item, if any, leaving it in its slot (unreachable
+    /// until reused: no write to the slot).
+    pub(crate) fn drop_front(&mut self) {
+        if !self.is_empty() {
+            self.head = self.at(1) as u8;
+            self.len -= 1;
+        }
+    }
+
     /// Appends `item`; when the queue is full the oldest item goes first.
     pub(crate) fn push_back_overwrite(&mut self, item: T) {
         if self.is_full() {
             // The oldest slot becomes the newest: it is overwritten below.
-            self.head = self.at(1) as u8;
-            self.len -= 1;
+            self.drop_front();
         }
         let at = self.at(self.len());
         self.buf[at] = Some(item);
@@ -118,7 +126,7 @@ mod tests {
     use std::collections::VecDeque;
 
     /// Against `VecDeque` over a long pseudo-random run of pushes (also
-    /// over the oldest item), pops, removals, clears and lookups, with every wrap-around position of the head.
+    /// over the oldest item), pops and drops, removals, clears and lookups, with every wrap-around position of the head.
     #[test]
     fn behaves_like_vecdeque() {
         let mut q: Queue<u32, 3> = Queue::new();
@@ -137,6 +145,10 @@ mod tests {
                     } else {
                         assert_eq!(r, Err(n));
                     }
+                }
+                3 if x % 3 == 0 => {
+                    q.drop_front();
+                    model.pop_front();
                 }
                 3..=4 => assert_eq!(q.pop_front(), model.pop_front()),
                 5 if x % 3 == 0 => {

@@ -343,9 +343,7 @@ impl<
         }
         for _ in 0..n {
             match self.slots.pop_front() {
-                Some(Slot::Ctrl) => {
-                    self.ctrl.pop_front();
-                }
+                Some(Slot::Ctrl) => self.ctrl.drop_front(),
                 Some(Slot::Data { stream, len, .. }) => {
                     if let Some(s) = self.tx.get_mut(usize::from(stream)) {
                         s.ring.consume(usize::from(len));
