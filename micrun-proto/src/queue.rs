@@ -1,23 +1,33 @@
 //! A fixed-capacity FIFO with `u8` indices for the endpoints' short queues
 //! (events, control messages, frames in flight): on a 32-bit MCU smaller in RAM
 //! (2 bytes of bookkeeping, not `heapless::Deque`'s 9–12) and in code.
+//! Items are small `Copy` values kept in a plain array (no `Option` per slot):
+//! a slot outside the queue holds a filler or an old item, never read.
 
 /// Up to `N` (≤ 255) items, oldest first.
 #[derive(Clone)]
 pub(crate) struct Queue<T, const N: usize> {
-    buf: [Option<T>; N],
+    /// Slots outside the `len` items from `head` hold old items or fillers.
+    buf: [T; N],
     head: u8,
     len: u8,
 }
 
-impl<T, const N: usize> Queue<T, N> {
+/// An item of a [`Queue`]: a small `Copy` value with a filler for the unused
+/// slots (never read; of zero bytes, so that a new queue is cleared with the
+/// memory around it).
+pub(crate) trait Item: Copy {
+    const FILL: Self;
+}
+
+impl<T: Item, const N: usize> Queue<T, N> {
     const CAPACITY_FITS: () = assert!(N > 0 && N <= 255);
 
     pub(crate) fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CAPACITY_FITS;
         Self {
-            buf: core::array::from_fn(|_| None),
+            buf: [T::FILL; N],
             head: 0,
             len: 0,
         }
@@ -47,7 +57,7 @@ impl<T, const N: usize> Queue<T, N> {
             return Err(item);
         }
         let at = self.at(self.len());
-        self.buf[at] = Some(item);
+        self.buf[at] = item;
         self.len += 1;
         Ok(())
     }
@@ -68,7 +78,7 @@ impl<T, const N: usize> Queue<T, N> {
             self.drop_front();
         }
         let at = self.at(self.len());
-        self.buf[at] = Some(item);
+        self.buf[at] = item;
         self.len += 1;
     }
 
@@ -76,10 +86,10 @@ impl<T, const N: usize> Queue<T, N> {
         if self.is_empty() {
             return None;
         }
-        let item = self.buf[self.at(0)].take();
+        let item = self.buf[self.at(0)];
         self.head = self.at(1) as u8;
         self.len -= 1;
-        item
+        Some(item)
     }
 
     /// The `i`-th item, oldest first.
@@ -87,7 +97,7 @@ impl<T, const N: usize> Queue<T, N> {
         if i >= self.len() {
             return None;
         }
-        self.buf[self.at(i)].as_ref()
+        Some(&self.buf[self.at(i)])
     }
 
     /// Removes the `i`-th item (the later ones move up), if there is one.
@@ -96,11 +106,8 @@ impl<T, const N: usize> Queue<T, N> {
             return;
         }
         for k in i + 1..self.len() {
-            let item = self.buf[self.at(k)].take();
-            self.buf[self.at(k - 1)] = item;
+            self.buf[self.at(k - 1)] = self.buf[self.at(k)];
         }
-        let last = self.at(self.len() - 1);
-        self.buf[last] = None;
         self.len -= 1;
     }
 
@@ -112,7 +119,7 @@ impl<T, const N: usize> Queue<T, N> {
     }
 }
 
-impl<T: core::fmt::Debug, const N: usize> core::fmt::Debug for Queue<T, N> {
+impl<T: Item + core::fmt::Debug, const N: usize> core::fmt::Debug for Queue<T, N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_list()
             .entries((0..self.len()).filter_map(|i| self.get(i)))
@@ -122,7 +129,11 @@ impl<T: core::fmt::Debug, const N: usize> core::fmt::Debug for Queue<T, N> {
 
 #[cfg(test)]
 mod tests {
-    use super::Queue;
+    use super::{Item, Queue};
+
+    impl Item for u32 {
+        const FILL: u32 = 0;
+    }
     use std::collections::VecDeque;
 
     /// Against `VecDeque` over a long pseudo-random run of pushes (also

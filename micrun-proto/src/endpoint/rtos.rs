@@ -5,7 +5,7 @@
 
 use heapless::Vec;
 
-use crate::queue::Queue;
+use crate::queue::{Item, Queue};
 
 const _: () = assert!(
     MAX_ARGV <= MAX_LOG,
@@ -117,7 +117,7 @@ pub enum RtosState {
 pub(crate) struct RtosRole;
 
 /// RTOS→host control messages waiting for delivery.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum RtosCtrl {
     Ready,
     /// The values are in the session's extra storage (the latest report; a
@@ -128,6 +128,17 @@ pub(crate) enum RtosCtrl {
     Log(LogLevel),
     /// The current exec (its number is in the extra storage) ended with this code.
     ExecExited(i32),
+}
+
+impl Item for RtosCtrl {
+    const FILL: RtosCtrl = RtosCtrl::Ready;
+}
+
+impl Item for RtosEvent {
+    const FILL: RtosEvent = RtosEvent::Connected {
+        version: Version { major: 0, minor: 0 },
+        features: 0,
+    };
 }
 
 /// [`Stats`] as kept for sending: aligned to 4 instead of 8 (the `u64` uptime).
