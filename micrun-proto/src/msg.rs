@@ -346,6 +346,15 @@ impl<'b> Writer<'b> {
         self.pos = end;
     }
 
+    /// `b` as it is, without a length.
+    pub(crate) fn raw(&mut self, b: &[u8]) {
+        let end = self.pos.saturating_add(b.len());
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(b);
+        }
+        self.pos = end;
+    }
+
     pub(crate) fn version(&mut self, v: Version) {
         self.u8(v.major);
         self.u8(v.minor)
@@ -376,22 +385,22 @@ impl<'b> Writer<'b> {
 /// Like [`Writer`], errors are sticky: a read past the end or a value out of
 /// range marks the payload bad and yields a zero value, and [`Reader::finish`]
 /// refuses the message once, instead of a test after every field.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     bad: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, bad: false }
     }
 
-    fn fail(&mut self) {
+    pub(crate) fn fail(&mut self) {
         self.bad = true;
         self.buf = &[];
     }
 
-    fn u8(&mut self) -> u8 {
+    pub(crate) fn u8(&mut self) -> u8 {
         match self.buf.split_first() {
             Some((&b, rest)) => {
                 self.buf = rest;
@@ -407,33 +416,40 @@ impl<'a> Reader<'a> {
     /// A varint of at most `bits` (≤ 32) bits, accepting what postcard accepts:
     /// at most ceil(bits/7) bytes, the last one within the type's range.
     #[inline(never)]
-    fn varint(&mut self, bits: u32) -> u32 {
-        let max_bytes = bits.div_ceil(7);
+    pub(crate) fn varint(&mut self, bits: u32) -> u32 {
         let mut out = 0u32;
-        for i in 0..max_bytes {
+        // Bit position of this byte's 7 bits: below `bits`, so at most
+        // ceil(bits/7) bytes.
+        let mut shift = 0;
+        loop {
             let b = self.u8();
-            out |= u32::from(b & 0x7F) << (7 * i);
+            out |= u32::from(b & 0x7F) << shift;
             if b & 0x80 == 0 {
-                if i == max_bytes - 1 && u32::from(b) >> (bits - 7 * i) != 0 {
+                // The last possible byte may not carry bits beyond the type.
+                if shift + 7 > bits && u32::from(b) >> (bits - shift) != 0 {
                     break;
                 }
                 return out;
+            }
+            shift += 7;
+            if shift >= bits {
+                break;
             }
         }
         self.fail();
         0
     }
 
-    fn u16(&mut self) -> u16 {
+    pub(crate) fn u16(&mut self) -> u16 {
         self.varint(16) as u16
     }
 
-    fn u32(&mut self) -> u32 {
+    pub(crate) fn u32(&mut self) -> u32 {
         self.varint(32)
     }
 
     /// A u64 varint: at most 10 bytes, the last one 0 or 1.
-    fn u64(&mut self) -> u64 {
+    pub(crate) fn u64(&mut self) -> u64 {
         let mut out = 0u64;
         for i in 0..10 {
             let b = self.u8();
@@ -449,12 +465,12 @@ impl<'a> Reader<'a> {
         0
     }
 
-    fn i32(&mut self) -> i32 {
+    pub(crate) fn i32(&mut self) -> i32 {
         let n = self.u32();
         (n >> 1) as i32 ^ -((n & 1) as i32)
     }
 
-    fn bytes(&mut self) -> &'a [u8] {
+    pub(crate) fn bytes(&mut self) -> &'a [u8] {
         let len = self.u32() as usize;
         match self.buf.split_at_checked(len) {
             Some((b, rest)) => {
@@ -468,7 +484,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn str(&mut self, max: usize) -> &'a str {
+    pub(crate) fn str(&mut self, max: usize) -> &'a str {
         let b = self.bytes();
         match core::str::from_utf8(b) {
             Ok(s) if b.len() <= max => s,
@@ -480,7 +496,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An argument vector: at most [`MAX_ARGV`] bytes, empty or ending in NUL.
-    fn argv(&mut self) -> &'a [u8] {
+    pub(crate) fn argv(&mut self) -> &'a [u8] {
         let b = self.bytes();
         if !argv_ok(b) {
             self.fail();
@@ -489,7 +505,7 @@ impl<'a> Reader<'a> {
         b
     }
 
-    fn version(&mut self) -> Version {
+    pub(crate) fn version(&mut self) -> Version {
         Version {
             major: self.u8(),
             minor: self.u8(),
@@ -497,11 +513,11 @@ impl<'a> Reader<'a> {
     }
 
     /// An enum index (a varint u32).
-    fn index(&mut self) -> u32 {
+    pub(crate) fn index(&mut self) -> u32 {
         self.u32()
     }
 
-    fn stream(&mut self) -> Stream {
+    pub(crate) fn stream(&mut self) -> Stream {
         match self.index() {
             0 => Stream::Stdin,
             1 => Stream::Stdout,
@@ -514,7 +530,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn stats(&mut self) -> Stats {
+    pub(crate) fn stats(&mut self) -> Stats {
         Stats {
             uptime_ms: self.u64(),
             cpu_load_permille: self.u16(),
@@ -524,7 +540,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole payload must have been one message, every field valid.
-    fn finish<T>(self, v: T) -> Result<T, CodecError> {
+    pub(crate) fn finish<T>(self, v: T) -> Result<T, CodecError> {
         if self.bad || !self.buf.is_empty() {
             Err(CodecError::Malformed)
         } else {
@@ -933,6 +949,38 @@ mod tests {
             let ours = HostMsg::decode(bytes).ok();
             let theirs = postcard::from_bytes::<HostMsg<'_>>(bytes).ok();
             assert_eq!(ours, theirs, "{bytes:?}");
+        }
+    }
+
+    /// Every varint of up to five bytes drawn from the edge values, as a
+    /// `u32` (`Stop`, `Ping`) and as `u16`s (`Resize`), decodes as postcard
+    /// decodes it, or is refused as postcard refuses it.
+    #[test]
+    fn varints_decode_as_postcard_does() {
+        const EDGES: [u8; 10] = [0x00, 0x01, 0x03, 0x04, 0x0f, 0x10, 0x7f, 0x80, 0x81, 0xff];
+        let mut seq = Vec::new();
+        for len in 1..=5u32 {
+            for mut n in 0..10usize.pow(len) {
+                seq.clear();
+                for _ in 0..len {
+                    seq.push(EDGES[n % 10]);
+                    n /= 10;
+                }
+                for kind in [1u8, 2, 5] {
+                    for tail in [&[][..], &[0][..], &[1, 2][..]] {
+                        let mut p = vec![kind];
+                        p.extend_from_slice(&seq);
+                        p.extend_from_slice(tail);
+                        let ours = HostMsg::decode(&p).ok();
+                        // postcard leaves trailing bytes; ours refuses them.
+                        let theirs = postcard::take_from_bytes::<HostMsg<'_>>(&p)
+                            .ok()
+                            .filter(|(_, rest)| rest.is_empty())
+                            .map(|(m, _)| m);
+                        assert_eq!(ours, theirs, "{p:02x?}");
+                    }
+                }
+            }
         }
     }
 

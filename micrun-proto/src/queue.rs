@@ -1,23 +1,33 @@
 //! A fixed-capacity FIFO with `u8` indices for the endpoints' short queues
 //! (events, control messages, frames in flight): on a 32-bit MCU smaller in RAM
 //! (2 bytes of bookkeeping, not `heapless::Deque`'s 9–12) and in code.
+//! Items are small `Copy` values kept in a plain array (no `Option` per slot):
+//! a slot outside the queue holds a filler or an old item, never read.
 
 /// Up to `N` (≤ 255) items, oldest first.
 #[derive(Clone)]
 pub(crate) struct Queue<T, const N: usize> {
-    buf: [Option<T>; N],
+    /// Slots outside the `len` items from `head` hold old items or fillers.
+    buf: [T; N],
     head: u8,
     len: u8,
 }
 
-impl<T, const N: usize> Queue<T, N> {
+/// An item of a [`Queue`]: a small `Copy` value with a filler for the unused
+/// slots (never read; of zero bytes, so that a new queue is cleared with the
+/// memory around it).
+pub(crate) trait Item: Copy {
+    const FILL: Self;
+}
+
+impl<T: Item, const N: usize> Queue<T, N> {
     const CAPACITY_FITS: () = assert!(N > 0 && N <= 255);
 
     pub(crate) fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CAPACITY_FITS;
         Self {
-            buf: core::array::from_fn(|_| None),
+            buf: [T::FILL; N],
             head: 0,
             len: 0,
         }
@@ -47,19 +57,39 @@ impl<T, const N: usize> Queue<T, N> {
             return Err(item);
         }
         let at = self.at(self.len());
-        self.buf[at] = Some(item);
+        self.buf[at] = item;
         self.len += 1;
         Ok(())
+    }
+
+    /// Drops the oldest item, if any, leaving it in its slot (unreachable
+    /// until reused: no write to the slot).
+    pub(crate) fn drop_front(&mut self) {
+        if !self.is_empty() {
+            self.head = self.at(1) as u8;
+            self.len -= 1;
+        }
+    }
+
+    /// Appends `item`; when the queue is full the oldest item goes first.
+    pub(crate) fn push_back_overwrite(&mut self, item: T) {
+        if self.is_full() {
+            // The oldest slot becomes the newest: it is overwritten below.
+            self.drop_front();
+        }
+        let at = self.at(self.len());
+        self.buf[at] = item;
+        self.len += 1;
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         if self.is_empty() {
             return None;
         }
-        let item = self.buf[self.at(0)].take();
+        let item = self.buf[self.at(0)];
         self.head = self.at(1) as u8;
         self.len -= 1;
-        item
+        Some(item)
     }
 
     /// The `i`-th item, oldest first.
@@ -67,7 +97,7 @@ impl<T, const N: usize> Queue<T, N> {
         if i >= self.len() {
             return None;
         }
-        self.buf[self.at(i)].as_ref()
+        Some(&self.buf[self.at(i)])
     }
 
     /// Removes the `i`-th item (the later ones move up), if there is one.
@@ -76,20 +106,20 @@ impl<T, const N: usize> Queue<T, N> {
             return;
         }
         for k in i + 1..self.len() {
-            let item = self.buf[self.at(k)].take();
-            self.buf[self.at(k - 1)] = item;
+            self.buf[self.at(k - 1)] = self.buf[self.at(k)];
         }
-        let last = self.at(self.len() - 1);
-        self.buf[last] = None;
         self.len -= 1;
     }
 
+    /// Empties the queue. The old items stay in their slots (unreachable)
+    /// until new ones replace them: two stores instead of a loop.
     pub(crate) fn clear(&mut self) {
-        while self.pop_front().is_some() {}
+        self.head = 0;
+        self.len = 0;
     }
 }
 
-impl<T: core::fmt::Debug, const N: usize> core::fmt::Debug for Queue<T, N> {
+impl<T: Item + core::fmt::Debug, const N: usize> core::fmt::Debug for Queue<T, N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_list()
             .entries((0..self.len()).filter_map(|i| self.get(i)))
@@ -99,11 +129,15 @@ impl<T: core::fmt::Debug, const N: usize> core::fmt::Debug for Queue<T, N> {
 
 #[cfg(test)]
 mod tests {
-    use super::Queue;
+    use super::{Item, Queue};
+
+    impl Item for u32 {
+        const FILL: u32 = 0;
+    }
     use std::collections::VecDeque;
 
-    /// Against `VecDeque` over a long pseudo-random run of pushes, pops,
-    /// removals, clears and lookups, with every wrap-around position of the head.
+    /// Against `VecDeque` over a long pseudo-random run of pushes (also
+    /// over the oldest item), pops and drops, removals, clears and lookups, with every wrap-around position of the head.
     #[test]
     fn behaves_like_vecdeque() {
         let mut q: Queue<u32, 3> = Queue::new();
@@ -123,7 +157,18 @@ mod tests {
                         assert_eq!(r, Err(n));
                     }
                 }
+                3 if x % 3 == 0 => {
+                    q.drop_front();
+                    model.pop_front();
+                }
                 3..=4 => assert_eq!(q.pop_front(), model.pop_front()),
+                5 if x % 3 == 0 => {
+                    q.push_back_overwrite(n);
+                    if model.len() == 3 {
+                        model.pop_front();
+                    }
+                    model.push_back(n);
+                }
                 5 => {
                     let i = (x >> 8) as usize % 4;
                     q.remove(i);

@@ -141,6 +141,10 @@ pub(crate) enum HostCtrl {
     ExecSignal(u32, u8),
 }
 
+impl crate::queue::Item for HostCtrl {
+    const FILL: HostCtrl = HostCtrl::Stop(0);
+}
+
 impl Role for HostRole {
     type Ctrl = HostCtrl;
     type Extra = Vec<u8, MAX_ARGV>;

@@ -5,7 +5,7 @@
 
 use heapless::Vec;
 
-use crate::queue::Queue;
+use crate::queue::{Item, Queue};
 
 const _: () = assert!(
     MAX_ARGV <= MAX_LOG,
@@ -18,7 +18,7 @@ use super::session::{
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    encode_console_out_head, encode_log, features, CodecError, ExitReason, HostMsg, LogLevel,
+    encode_console_out_head, encode_log, features, CodecError, ExitReason, Hello, LogLevel, Reader,
     Stats, Stream, Version, Writer, ANNOUNCE_MAGIC, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
 };
 
@@ -117,7 +117,7 @@ pub enum RtosState {
 pub(crate) struct RtosRole;
 
 /// RTOS→host control messages waiting for delivery.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum RtosCtrl {
     Ready,
     /// The values are in the session's extra storage (the latest report; a
@@ -128,6 +128,17 @@ pub(crate) enum RtosCtrl {
     Log(LogLevel),
     /// The current exec (its number is in the extra storage) ended with this code.
     ExecExited(i32),
+}
+
+impl Item for RtosCtrl {
+    const FILL: RtosCtrl = RtosCtrl::Ready;
+}
+
+impl Item for RtosEvent {
+    const FILL: RtosEvent = RtosEvent::Connected {
+        version: Version { major: 0, minor: 0 },
+        features: 0,
+    };
 }
 
 /// [`Stats`] as kept for sending: aligned to 4 instead of 8 (the `u64` uptime).
@@ -317,6 +328,123 @@ struct Core<const OUT: usize, const IN: usize, const W: usize> {
     announced: u8,
     /// Whether the session's extra storage holds that exec's arguments.
     argv: Argv,
+}
+
+/// A host message as the RTOS side decodes it: its kind (the variant index of
+/// [`crate::msg::HostMsg`], [`kind`]), its numbers in wire order and its one
+/// byte string (`ConsoleIn`'s data, `ExecStart`'s arguments). One loop over a
+/// table of each kind's fields reads them all, instead of a decoder arm per
+/// kind building a `HostMsg` for the endpoint to match again. It accepts and
+/// refuses exactly the payloads `HostMsg::decode` does, with the same values
+/// (test `rtos_decoder_matches_host_msg`).
+#[derive(Debug, Clone, Copy)]
+struct Rx<'a> {
+    kind: u32,
+    num: [u32; 5],
+    data: &'a [u8],
+}
+
+/// The kinds of host message, as on the wire.
+mod kind {
+    pub const HELLO: u32 = 0;
+    pub const PING: u32 = 1;
+    pub const STOP: u32 = 2;
+    pub const SIGNAL: u32 = 3;
+    pub const CONSOLE_IN: u32 = 4;
+    pub const RESIZE: u32 = 5;
+    pub const CREDIT: u32 = 6;
+    pub const STATS_REQUEST: u32 = 7;
+    pub const EXEC_START: u32 = 8;
+    #[cfg_attr(not(feature = "rtos-exec"), allow(dead_code))]
+    pub const EXEC_SIGNAL: u32 = 9;
+}
+
+/// Field codes of [`FIELDS`], 3 bits each.
+const F_BYTE: u16 = 1; // one raw byte (`u8`)
+const F_U16: u16 = 2; // a varint of at most 16 bits
+const F_U32: u16 = 3; // a varint of at most 32 bits
+const F_STREAM: u16 = 4; // a stream's index (0..=3)
+const F_BYTES: u16 = 5; // a length-prefixed byte string
+const F_ARGV: u16 = 6; // an argument vector (`MAX_ARGV`, NUL-terminated)
+
+/// The fields of `list`, first in the lowest bits.
+const fn fields(list: &[u16]) -> u16 {
+    let mut v = 0;
+    let mut i = list.len();
+    while i > 0 {
+        i -= 1;
+        v = v << 3 | list[i];
+    }
+    v
+}
+
+/// Each kind's fields in wire order (the `HostMsg` variants' fields).
+const FIELDS: [u16; 10] = [
+    // Hello: version (major, minor), features, max_frame, session
+    fields(&[F_BYTE, F_BYTE, F_U32, F_U16, F_U32]),
+    fields(&[F_U32]),           // Ping: nonce
+    fields(&[F_U32]),           // Stop: grace_ms
+    fields(&[F_BYTE]),          // Signal: signo
+    fields(&[F_BYTES]),         // ConsoleIn: data
+    fields(&[F_U16, F_U16]),    // Resize: rows, cols
+    fields(&[F_STREAM, F_U32]), // Credit: stream, bytes
+    fields(&[]),                // StatsRequest
+    fields(&[F_U32, F_ARGV]),   // ExecStart: exec, argv
+    fields(&[F_U32, F_BYTE]),   // ExecSignal: exec, signo
+];
+
+impl<'a> Rx<'a> {
+    /// Parses a payload (the whole slice is one message) with the reader of
+    /// `HostMsg::decode`.
+    fn decode(buf: &'a [u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(buf);
+        let kind = r.index();
+        let Some(&list) = FIELDS.get(kind as usize) else {
+            return Err(CodecError::Malformed);
+        };
+        let mut m = Rx {
+            kind,
+            num: [0; 5],
+            data: &[],
+        };
+        let mut list = list;
+        let mut i = 0;
+        while list != 0 {
+            let v = match list & 7 {
+                F_BYTE => u32::from(r.u8()),
+                F_U16 => u32::from(r.u16()),
+                F_U32 => r.u32(),
+                F_STREAM => r.stream() as u32,
+                F_BYTES => {
+                    m.data = r.bytes();
+                    0
+                }
+                _ => {
+                    m.data = r.argv();
+                    0
+                }
+            };
+            if let Some(n) = m.num.get_mut(i) {
+                *n = v;
+            }
+            i += 1;
+            list >>= 3;
+        }
+        r.finish(m)
+    }
+
+    fn hello(&self) -> Hello {
+        let n = self.num;
+        Hello {
+            version: Version {
+                major: n[0] as u8,
+                minor: n[1] as u8,
+            },
+            features: n[2],
+            max_frame: n[3] as u16,
+            session: n[4],
+        }
+    }
 }
 
 /// Where the arguments of the last `ExecStart` are.
@@ -642,9 +770,13 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         else {
             return false;
         };
+        // `get`, not indexing: no panic path (`n` is within `head`).
+        let Some(head) = head.get(..n) else {
+            return false;
+        };
         let data = self.core.session.slot_data(slot);
-        let crc = frame::crc16_update(frame::crc16(&head[..n]), data).to_le_bytes();
-        frame::cobs_encode_to(&[&head[..n], data, &crc], out);
+        let crc = frame::crc16_update(frame::crc16(head), data).to_le_bytes();
+        frame::cobs_encode_to(&[head, data, &crc], out);
         true
     }
 }
@@ -677,9 +809,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         } else if self.announce_due && self.announcing() {
             self.announce_due = false;
             w.u8(8);
-            for b in ANNOUNCE_MAGIC {
-                w.u8(b);
-            }
+            w.raw(&ANNOUNCE_MAGIC);
             w.version(PROTOCOL_VERSION);
             w.varint(u32::from(ours));
         } else if self.state != RtosState::Connected {
@@ -713,9 +843,9 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
 
     /// Whether an in-order `msg` can be taken now: an `ExecStart` needs the
     /// extra storage, which a log line in flight or unread arguments hold.
-    fn can_take(&self, msg: &HostMsg<'_>, seq: u8) -> bool {
+    fn can_take(&self, msg: &Rx<'_>, seq: u8) -> bool {
         if !cfg!(feature = "rtos-exec")
-            || !matches!(msg, HostMsg::ExecStart { .. })
+            || msg.kind != kind::EXEC_START
             || !self.session.expects(seq)
         {
             return true;
@@ -723,11 +853,11 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         self.argv == Argv::Free && !self.session.ctrl_queued(|c| matches!(c, RtosCtrl::Log(_)))
     }
 
+    /// Queues an event, dropping the oldest when full. Not inlined: one copy
+    /// for its four callers.
+    #[inline(never)]
     fn push_event(&mut self, e: RtosEvent) {
-        if self.events.is_full() {
-            self.events.pop_front();
-        }
-        let _ = self.events.push_back(e);
+        self.events.push_back_overwrite(e);
     }
 
     fn handle_frame(&mut self, now: u64, raw: &[u8]) {
@@ -738,7 +868,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         let msg = if payload.is_empty() {
             None
         } else {
-            match HostMsg::decode(payload) {
+            match Rx::decode(payload) {
                 Ok(m) => Some(m),
                 Err(_) => {
                     bump(&mut self.session.counters.unknown_messages);
@@ -753,8 +883,8 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
                 }
             }
         };
-        if let Some(HostMsg::Hello(hello)) = msg {
-            self.on_hello(&hello);
+        if let Some(m) = msg.filter(|m| m.kind == kind::HELLO) {
+            self.on_hello(&m.hello());
             return self.host_heard(now);
         }
         if self.state != RtosState::Connected {
@@ -765,13 +895,14 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         self.session.on_ack(header.ack, now);
         let Some(msg) = msg else { return };
         match header.seq {
-            None => match msg {
-                HostMsg::Ping { nonce } => {
+            None => {
+                if msg.kind == kind::PING {
                     self.pong_due = true;
-                    self.pong_nonce = nonce;
+                    self.pong_nonce = msg.num[0];
+                } else {
+                    bump(&mut self.session.counters.unexpected);
                 }
-                _ => bump(&mut self.session.counters.unexpected),
-            },
+            }
             Some(seq) => {
                 // Hold back while the application has not taken its events (or
                 // an exec's arguments cannot be stored yet): the host will send
@@ -788,44 +919,53 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         }
     }
 
-    fn deliver(&mut self, msg: HostMsg<'_>) {
-        let event = match msg {
-            HostMsg::Stop { grace_ms } => RtosEvent::StopRequested { grace_ms },
-            HostMsg::Signal { signo } => RtosEvent::Signal { signo },
-            HostMsg::Resize { rows, cols } => RtosEvent::Resize { rows, cols },
-            HostMsg::StatsRequest => RtosEvent::StatsRequested,
-            HostMsg::ConsoleIn { data } => {
+    fn deliver(&mut self, msg: Rx<'_>) {
+        let n = msg.num;
+        let event = match msg.kind {
+            kind::STOP => RtosEvent::StopRequested { grace_ms: n[0] },
+            kind::SIGNAL => RtosEvent::Signal { signo: n[0] as u8 },
+            kind::RESIZE => RtosEvent::Resize {
+                rows: n[0] as u16,
+                cols: n[1] as u16,
+            },
+            kind::STATS_REQUEST => RtosEvent::StatsRequested,
+            kind::CONSOLE_IN => {
                 let was_empty = self.session.readable(Stream::Stdin) == 0;
-                self.session.ingest(Stream::Stdin, data);
+                self.session.ingest(Stream::Stdin, msg.data);
                 if !(was_empty && self.session.readable(Stream::Stdin) > 0) {
                     return;
                 }
                 RtosEvent::Readable
             }
-            HostMsg::Credit { stream, bytes } => {
-                self.session.add_credit(stream, bytes);
+            kind::CREDIT => {
+                let stream = match n[0] {
+                    0 => Stream::Stdin,
+                    1 => Stream::Stdout,
+                    2 => Stream::Stderr,
+                    _ => Stream::Exec,
+                };
+                self.session.add_credit(stream, n[1]);
                 return;
             }
             #[cfg(feature = "rtos-exec")]
-            HostMsg::ExecStart { exec, argv } => {
+            kind::EXEC_START => {
                 let extra = &mut self.session.extra;
                 extra.bytes.clear();
                 // Bounded by the decoder (`MAX_ARGV` = the storage's size).
-                let _ = extra.bytes.extend_from_slice(argv);
-                extra.exec = exec;
+                let _ = extra.bytes.extend_from_slice(msg.data);
+                extra.exec = n[0];
                 self.argv = Argv::Queued;
-                RtosEvent::Exec { exec }
+                RtosEvent::Exec { exec: n[0] }
             }
             #[cfg(feature = "rtos-exec")]
-            HostMsg::ExecSignal { exec, signo } => RtosEvent::ExecSignal { exec, signo },
-            // Without exec the agent does not advertise `features::EXEC`, so a
-            // host sends neither.
-            #[cfg(not(feature = "rtos-exec"))]
-            HostMsg::ExecStart { .. } | HostMsg::ExecSignal { .. } => {
-                bump(&mut self.session.counters.unexpected);
-                return;
-            }
-            HostMsg::Hello(_) | HostMsg::Ping { .. } => {
+            kind::EXEC_SIGNAL => RtosEvent::ExecSignal {
+                exec: n[0],
+                signo: n[1] as u8,
+            },
+            // `Hello` and `Ping` travel unsequenced; without exec the agent
+            // does not advertise `features::EXEC`, so a host sends no exec
+            // message.
+            _ => {
                 bump(&mut self.session.counters.unexpected);
                 return;
             }
@@ -835,7 +975,7 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
 
     /// Not inlined into `handle_frame` (smaller on a Cortex-M).
     #[inline(never)]
-    fn on_hello(&mut self, hello: &crate::msg::Hello) {
+    fn on_hello(&mut self, hello: &Hello) {
         // Always answer, so the host learns our version even when we cannot talk.
         self.hello_ack_due = true;
         if self.state == RtosState::Connected && hello.session == self.session_id {
@@ -883,6 +1023,128 @@ mod tests {
         // 'ℝ' is three bytes: 8 fill 24; "a" first leaves room for 7.
         assert_eq!(clip("aℝℝℝℝℝℝℝℝ"), "aℝℝℝℝℝℝℝ");
         assert_eq!(clip("€€€€€€€€€"), "€€€€€€€€");
+    }
+
+    /// The RTOS side's decoder accepts exactly what `HostMsg::decode` does and
+    /// reads the same values: every kind with edge values, each of those
+    /// payloads cut short, lengthened and with every byte changed, every
+    /// payload of up to two bytes and many random ones.
+    #[test]
+    fn rtos_decoder_matches_host_msg() {
+        use crate::msg::HostMsg;
+        type View = (u32, std::vec::Vec<u32>, std::vec::Vec<u8>);
+        fn want(m: &HostMsg<'_>) -> View {
+            let (kind, num, data): (u32, &[u32], &[u8]) = match *m {
+                HostMsg::Hello(h) => (
+                    0,
+                    &[
+                        u32::from(h.version.major),
+                        u32::from(h.version.minor),
+                        h.features,
+                        u32::from(h.max_frame),
+                        h.session,
+                    ],
+                    &[],
+                ),
+                HostMsg::Ping { nonce } => (1, &[nonce], &[]),
+                HostMsg::Stop { grace_ms } => (2, &[grace_ms], &[]),
+                HostMsg::Signal { signo } => (3, &[u32::from(signo)], &[]),
+                HostMsg::ConsoleIn { data } => (4, &[0], data),
+                HostMsg::Resize { rows, cols } => (5, &[u32::from(rows), u32::from(cols)], &[]),
+                HostMsg::Credit { stream, bytes } => (6, &[stream as u32, bytes], &[]),
+                HostMsg::StatsRequest => (7, &[], &[]),
+                HostMsg::ExecStart { exec, argv } => (8, &[exec, 0], argv),
+                HostMsg::ExecSignal { exec, signo } => (9, &[exec, u32::from(signo)], &[]),
+            };
+            let mut n = num.to_vec();
+            n.resize(5, 0);
+            (kind, n, data.to_vec())
+        }
+        fn check(p: &[u8]) {
+            let got = Rx::decode(p)
+                .ok()
+                .map(|m| (m.kind, m.num.to_vec(), m.data.to_vec()));
+            let expected = HostMsg::decode(p).ok().map(|m| want(&m));
+            assert_eq!(got, expected, "payload {p:02x?}");
+        }
+        let hello = crate::msg::Hello {
+            version: Version { major: 1, minor: 2 },
+            features: u32::MAX,
+            max_frame: u16::MAX,
+            session: 0x8000_0001,
+        };
+        let msgs = [
+            HostMsg::Hello(hello),
+            HostMsg::Ping { nonce: 0 },
+            HostMsg::Ping { nonce: u32::MAX },
+            HostMsg::Stop { grace_ms: 300 },
+            HostMsg::Signal { signo: 255 },
+            HostMsg::ConsoleIn { data: b"" },
+            HostMsg::ConsoleIn { data: b"ls -l\n" },
+            HostMsg::Resize {
+                rows: 24,
+                cols: u16::MAX,
+            },
+            HostMsg::Credit {
+                stream: Stream::Stdout,
+                bytes: 1024,
+            },
+            HostMsg::Credit {
+                stream: Stream::Exec,
+                bytes: u32::MAX,
+            },
+            HostMsg::StatsRequest,
+            HostMsg::ExecStart { exec: 7, argv: b"" },
+            HostMsg::ExecStart {
+                exec: 1 << 20,
+                argv: b"ls\0-l\0",
+            },
+            HostMsg::ExecSignal { exec: 7, signo: 9 },
+        ];
+        let mut payloads = std::vec::Vec::new();
+        for m in &msgs {
+            let mut b = [0u8; 256];
+            let n = m.encode(&mut b).unwrap();
+            payloads.push(b[..n].to_vec());
+        }
+        for p in &payloads {
+            check(p);
+            for cut in 0..p.len() {
+                check(&p[..cut]);
+            }
+            for extra in [0u8, 1, 0x80] {
+                let mut q = p.clone();
+                q.push(extra);
+                check(&q);
+            }
+            for i in 0..p.len() {
+                for v in [0u8, 1, 3, 4, 9, 10, 0x7f, 0x80, 0xff] {
+                    let mut q = p.clone();
+                    q[i] = v;
+                    check(&q);
+                }
+            }
+        }
+        check(&[]);
+        for a in 0..=255u8 {
+            check(&[a]);
+            for b in 0..=255u8 {
+                check(&[a, b]);
+            }
+        }
+        // Random payloads whose first byte is a kind or just past the kinds.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 12) as usize;
+            let mut q: std::vec::Vec<u8> = (0..len).map(|i| (x >> (8 * (i % 8))) as u8).collect();
+            if let Some(k) = q.first_mut() {
+                *k %= 11;
+            }
+            check(&q);
+        }
     }
 
     /// Kept stats keep every bit, in 20 bytes aligned to 4.

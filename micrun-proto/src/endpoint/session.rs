@@ -7,7 +7,7 @@
 //! a range of a console ring, a credit grant), so a retransmission replays exactly
 //! the bytes first sent without keeping a copy of the frame.
 
-use crate::queue::Queue;
+use crate::queue::{Item, Queue};
 
 use crate::frame::{self, Header, HEADER_LEN, OVERHEAD};
 use crate::msg::{CodecError, Stream};
@@ -16,7 +16,7 @@ use crate::ring::Ring;
 /// Encodes one side's messages; implemented by the host and RTOS roles.
 pub(crate) trait Role {
     /// A queued control message (owned, small).
-    type Ctrl: Clone + core::fmt::Debug;
+    type Ctrl: Item + core::fmt::Debug;
     /// Side storage that control messages may refer to (the RTOS keeps the text of
     /// its one pending log line here instead of in every queue entry).
     type Extra: Default + core::fmt::Debug;
@@ -103,6 +103,10 @@ pub(crate) enum Slot {
     Ctrl,
     Data { stream: u8, start: u32, len: u16 },
     Credit { stream: u8, bytes: u32 },
+}
+
+impl Item for Slot {
+    const FILL: Slot = Slot::Ctrl;
 }
 
 #[derive(Debug)]
@@ -343,9 +347,7 @@ impl<
         }
         for _ in 0..n {
             match self.slots.pop_front() {
-                Some(Slot::Ctrl) => {
-                    self.ctrl.pop_front();
-                }
+                Some(Slot::Ctrl) => self.ctrl.drop_front(),
                 Some(Slot::Data { stream, len, .. }) => {
                     if let Some(s) = self.tx.get_mut(usize::from(stream)) {
                         s.ring.consume(usize::from(len));
