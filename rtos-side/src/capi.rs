@@ -116,6 +116,7 @@ impl Link for CLink {
     fn read(&mut self, _: &mut [u8]) -> usize {
         0 // input arrives through micrun_agent_feed
     }
+    #[inline(never)]
     fn write(&mut self, data: &[u8]) {
         // SAFETY: the agent only runs after `micrun_agent_init` stored a config
         // that stays valid (the init contract); `data` is valid for its length.
