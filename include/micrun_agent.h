@@ -105,9 +105,17 @@ int32_t micrun_agent_init(const struct micrun_agent_config *cfg);
 int32_t micrun_agent_feed(const uint8_t *data, size_t len);
 
 // Does all pending work at `now_ms` (monotonic, e.g. since boot) and calls the
-// callbacks. Returns when the agent next needs a poll (absolute ms), or
-// `UINT64_MAX` when only new input or output needs one.
-uint64_t micrun_agent_poll(uint64_t now_ms);
+// callbacks. When the agent next needs a poll: `micrun_agent_poll_timeout`
+// (an application that polls periodically does not ask, and does not link
+// that computation). Does nothing before `micrun_agent_init` or from inside
+// `tx` or `on_stats`.
+void micrun_agent_poll(uint64_t now_ms);
+
+// When the agent next needs a poll (absolute ms, in the clock of
+// `micrun_agent_poll`), or `UINT64_MAX` when only new input or output needs
+// one (also before `micrun_agent_init` and from inside `tx` or `on_stats`).
+// Ask after `micrun_agent_poll`, e.g. to sleep until then.
+uint64_t micrun_agent_poll_timeout(void);
 
 // Queues console output on `stream` (`MICRUN_STDOUT` or `MICRUN_STDERR`).
 // Returns the number of bytes accepted (less than `len` when the ring is full:

@@ -3,7 +3,8 @@
 //! One agent per partition, held in static storage (no allocator): the RTOS calls
 //! [`micrun_agent_init`] once with its callbacks, hands received link bytes to
 //! [`micrun_agent_feed`], calls [`micrun_agent_poll`] from its main loop or a timer
-//! (at the latest at the time it returns), and writes console output with
+//! (periodically, or at the latest at the time [`micrun_agent_poll_timeout`]
+//! returns after it), and writes console output with
 //! [`micrun_agent_write`]. An application with commands sets `on_exec`: the host
 //! then runs them (`kubectl exec`, exec probes, `ctr task exec`; protocol 1.2),
 //! and the application writes their output with [`micrun_agent_write_exec`] and
@@ -116,6 +117,7 @@ impl Link for CLink {
     fn read(&mut self, _: &mut [u8]) -> usize {
         0 // input arrives through micrun_agent_feed
     }
+    #[inline(never)]
     fn write(&mut self, data: &[u8]) {
         // SAFETY: the agent only runs after `micrun_agent_init` stored a config
         // that stays valid (the init contract); `data` is valid for its length.
@@ -331,10 +333,12 @@ pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
 }
 
 /// Does all pending work at `now_ms` (monotonic, e.g. since boot) and calls the
-/// callbacks. Returns when the agent next needs a poll (absolute ms), or
-/// `UINT64_MAX` when only new input or output needs one.
+/// callbacks. When the agent next needs a poll: `micrun_agent_poll_timeout`
+/// (an application that polls periodically does not ask, and does not link
+/// that computation). Does nothing before `micrun_agent_init` or from inside
+/// `tx` or `on_stats`.
 #[no_mangle]
-pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
+pub extern "C" fn micrun_agent_poll(now_ms: u64) {
     // An exec's arguments for `on_exec`, where the agent keeps them: unchanged
     // until the next request is taken (not during the callback, which must
     // not call micrun_agent_poll or micrun_agent_feed).
@@ -367,12 +371,11 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
                 return Step::Input(n);
             }
             a.finish(now_ms);
-            Step::Done(a.poll_timeout().unwrap_or(u64::MAX))
+            Step::Done
         });
         let step = match step {
-            Ok(Step::Done(next)) => return next,
+            Ok(Step::Done) | Err(_) => return,
             Ok(step) => step,
-            Err(_) => return u64::MAX,
         };
         // SAFETY: set by init (the call above succeeded) and valid per its contract.
         let cfg = unsafe { &*SLOT.cfg.get() };
@@ -414,7 +417,7 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) -> u64 {
                     unsafe { cb(ctx, input.as_ptr(), n) };
                 }
             }
-            Step::Hook(Hook::Stats | Hook::Error(_)) | Step::Done(_) => {}
+            Step::Hook(Hook::Stats | Hook::Error(_)) | Step::Done => {}
         }
     }
 }
@@ -425,8 +428,20 @@ enum Step {
     Hook(Hook),
     /// This many bytes of console input for `on_input`.
     Input(usize),
-    /// Done; the next poll is due at this time.
-    Done(u64),
+    /// Done: the reports queued and the frames that are due written.
+    Done,
+}
+
+/// When the agent next needs a poll (absolute ms, in the clock of
+/// `micrun_agent_poll`), or `UINT64_MAX` when only new input or output needs
+/// one (also before `micrun_agent_init` and from inside `tx` or `on_stats`).
+/// Ask after `micrun_agent_poll`, e.g. to sleep until then.
+#[no_mangle]
+pub extern "C" fn micrun_agent_poll_timeout() -> u64 {
+    with_agent(|a, _| a.poll_timeout())
+        .ok()
+        .flatten()
+        .unwrap_or(u64::MAX)
 }
 
 /// Calls `on_exec` with `argv[]` over the arguments in `args` (each ends in
@@ -690,6 +705,11 @@ mod tests {
             assert!(t < 100, "no handshake");
         }
         round(&mut host, t);
+        // The deadline the poll used to return: the agent's, a time after
+        // this poll (connected, the host-silence timer runs).
+        let next = micrun_agent_poll_timeout();
+        assert_eq!(Ok(Some(next)), with_agent(|a, _| a.poll_timeout()));
+        assert!(next > t && next != u64::MAX, "{next}");
         host.send_signal(10).unwrap();
         host.send_resize(24, 80).unwrap();
         host.send_stop(500).unwrap();

@@ -16,7 +16,8 @@
  *     128 + signo; anything else is unknown (127).
  *
  * Exit codes 90-104 are the program's own failures (see the returns below),
- * among them the agent's ENOTINIT before init and EBUSY inside on_stats.
+ * among them the agent's ENOTINIT before init and EBUSY inside on_stats
+ * (where micrun_agent_poll_timeout answers UINT64_MAX).
  *
  * Run by tests/tests/c_agent.rs against micrun-proto's host endpoint.
  */
@@ -195,7 +196,8 @@ static void on_stats(void *ctx, struct micrun_stats *out) {
     struct app *app = ctx;
     /* on_stats runs inside the agent: calling back in is refused. */
     if (micrun_agent_write(MICRUN_STDOUT, (const uint8_t *)"x", 1) != MICRUN_AGENT_EBUSY ||
-        micrun_agent_log(2, "x") != MICRUN_AGENT_EBUSY)
+        micrun_agent_log(2, "x") != MICRUN_AGENT_EBUSY ||
+        micrun_agent_poll_timeout() != UINT64_MAX)
         app->reentered = 1;
     out->cpu_load_permille = 123;
     out->mem_used_kib = 456;
@@ -219,7 +221,8 @@ int main(int argc, char **argv) {
     /* Before init every call says so (or does nothing). */
     if (micrun_agent_write(MICRUN_STDOUT, (const uint8_t *)"x", 1) != MICRUN_AGENT_ENOTINIT) return 101;
     if (micrun_agent_feed((const uint8_t *)"x", 1) != MICRUN_AGENT_ENOTINIT) return 102;
-    if (micrun_agent_poll(0) != UINT64_MAX || micrun_agent_connected()) return 103;
+    micrun_agent_poll(0);
+    if (micrun_agent_poll_timeout() != UINT64_MAX || micrun_agent_connected()) return 103;
     if (micrun_agent_init(NULL) != MICRUN_AGENT_EINVAL) return 92;
     if (micrun_agent_init(&cfg) != MICRUN_AGENT_OK) return 93;
     /* No exec runs yet. */
@@ -229,7 +232,8 @@ int main(int argc, char **argv) {
 
     int greeted = 0, reported = 0, code = 0;
     for (;;) {
-        uint64_t next = micrun_agent_poll(now_ms());
+        micrun_agent_poll(now_ms());
+        uint64_t next = micrun_agent_poll_timeout();
         if (app.reentered) return 104;
         if (!greeted && micrun_agent_connected()) {
             say("hello from a C agent\r\n");

@@ -11,7 +11,8 @@
  *     main loop hands it to micrun_agent_feed();
  *   - a millisecond clock: SysTick at 1 kHz (the board's 25 MHz CPU clock);
  *   - a poll call: micrun_agent_poll(now) from the main loop, which sleeps (WFI)
- *     until the next interrupt when there is nothing to do.
+ *     until the next interrupt when there is nothing to do before the time
+ *     micrun_agent_poll_timeout() gives.
  *
  * The application: a line shell on the console (help, echo, uptime, stats,
  * exit N), the same commands as execs, stats from the clock and the linker's
@@ -322,7 +323,8 @@ int main(void) {
             rx_tail = (rx_tail + 1) % sizeof rx_ring;
             micrun_agent_feed(&b, 1);
         }
-        uint64_t next = micrun_agent_poll(now_ms());
+        micrun_agent_poll(now_ms());
+        uint64_t next = micrun_agent_poll_timeout();
         if (!greeted && micrun_agent_connected()) {
             say("micrun C application on mps2-an386 (Cortex-M4)\r\nm4> ");
             greeted = true;

@@ -121,7 +121,6 @@ int main(void) {
 
 /* The probe application: a variable of main, reached through the callbacks' ctx. */
 struct app {
-    bool stop;
     int exec_argc; /* > 0: an exec runs with this many arguments */
     uint8_t exec_signo;
 };
@@ -131,9 +130,11 @@ static void tx(void *ctx, const uint8_t *data, size_t len) {
     uart_write(data, len);
 }
 
+/* The stop hook: the application ends at once with 143 (128 + SIGTERM). */
 static void on_stop(void *ctx, uint32_t grace_ms) {
+    (void)ctx;
     (void)grace_ms;
-    ((struct app *)ctx)->stop = true;
+    micrun_agent_exit(143, MICRUN_EXIT_NORMAL);
 }
 
 /* Whether data[0..len] holds `byte` (a loop, not memchr: the same C library
@@ -220,10 +221,6 @@ int main(void) {
             }
         }
 #endif
-        if (app.stop) {
-            app.stop = false;
-            micrun_agent_exit(143, MICRUN_EXIT_NORMAL);
-        }
         if (micrun_agent_exit_delivered()) {
             /* A real firmware powers off here; the probe idles. */
             for (;;) {
