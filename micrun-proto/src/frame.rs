@@ -317,6 +317,25 @@ impl<const N: usize> Deframer<N> {
         }
     }
 
+    /// A new deframer written where it stays (see `crate::init`): the same
+    /// as [`Deframer::new`] (a `const fn`, so a field list of its own; test
+    /// `init_over_garbage_is_new` compares the two byte for byte).
+    #[allow(unsafe_code)]
+    pub(crate) fn init(slot: &mut core::mem::MaybeUninit<Self>) {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::FITS;
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of a deframer (from the `&mut`);
+        // each field is written through a raw pointer. Zero bytes are a valid
+        // `[u8; N]` (as `new`'s buffer).
+        unsafe {
+            core::ptr::addr_of_mut!((*p).buf).write_bytes(0, 1);
+            core::ptr::addr_of_mut!((*p).len).write(0);
+            core::ptr::addr_of_mut!((*p).codes).write(0);
+            core::ptr::addr_of_mut!((*p).left).write(0);
+        }
+    }
+
     /// Feeds bytes until one frame is complete. Returns how many bytes of `input`
     /// were consumed and, if a delimiter was reached, the outcome for that frame.
     /// Call [`Deframer::frame`] after `Some(Ok(len))` to read the frame.
@@ -392,6 +411,35 @@ impl<const N: usize> Deframer<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Deframer::init` over garbage leaves the very bytes `Deframer::new`
+    /// makes: a field `init` forgets would keep the garbage (the type has no
+    /// padding at these sizes, so every byte is a field's).
+    #[test]
+    #[allow(unsafe_code)]
+    fn init_over_garbage_is_new() {
+        fn bytes<T>(v: &T) -> &[u8] {
+            // SAFETY: a `Deframer` of these sizes has no padding: all of
+            // its bytes are initialised.
+            unsafe {
+                core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>())
+            }
+        }
+        fn check<const N: usize>() {
+            assert_eq!(core::mem::size_of::<Deframer<N>>(), N + 4);
+            for garbage in [0xA5, 0x5A, 0xFF] {
+                let mut slot = core::mem::MaybeUninit::<Deframer<N>>::uninit();
+                // SAFETY: bytes into the slot's own memory.
+                unsafe { slot.as_mut_ptr().write_bytes(garbage, 1) };
+                Deframer::init(&mut slot);
+                // SAFETY: `init` wrote every field.
+                let d = unsafe { slot.assume_init_ref() };
+                assert_eq!(bytes(d), bytes(&Deframer::<N>::new()));
+            }
+        }
+        check::<128>();
+        check::<256>();
+    }
 
     #[test]
     fn crc_table_and_bitwise_agree() {

@@ -4,6 +4,9 @@
 //! Items are small `Copy` values kept in a plain array (no `Option` per slot):
 //! a slot outside the queue holds a filler or an old item, never read.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 /// Up to `N` (≤ 255) items, oldest first.
 #[derive(Clone)]
 pub(crate) struct Queue<T, const N: usize> {
@@ -23,13 +26,30 @@ pub(crate) trait Item: Copy {
 impl<T: Item, const N: usize> Queue<T, N> {
     const CAPACITY_FITS: () = assert!(N > 0 && N <= 255);
 
+    #[cfg(test)]
+    #[allow(unsafe_code)]
     pub(crate) fn new() -> Self {
+        // SAFETY: `init` writes every field.
+        unsafe { crate::init::new(Self::init) }
+    }
+
+    /// An empty queue written where it stays (see [`crate::init`]): the
+    /// slots one by one, never a whole array on the stack.
+    #[allow(unsafe_code)]
+    pub(crate) fn init(slot: &mut MaybeUninit<Self>) {
         #[allow(clippy::let_unit_value)]
         let () = Self::CAPACITY_FITS;
-        Self {
-            buf: [T::FILL; N],
-            head: 0,
-            len: 0,
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of a queue (from the `&mut`); each
+        // field, and each of the `N` slots of the array, is written through a
+        // raw pointer in bounds of it.
+        unsafe {
+            let buf = addr_of_mut!((*p).buf).cast::<T>();
+            for i in 0..N {
+                buf.add(i).write(T::FILL);
+            }
+            addr_of_mut!((*p).head).write(0);
+            addr_of_mut!((*p).len).write(0);
         }
     }
 

@@ -5,6 +5,9 @@
 //! The sender keeps unacknowledged console bytes here until the peer acknowledges
 //! them, so retransmission needs no second buffer.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 #[derive(Debug)]
 pub(crate) struct Ring<const N: usize> {
     buf: [u8; N],
@@ -20,13 +23,19 @@ impl<const N: usize> Ring<N> {
         "ring capacity must be a power of two"
     );
 
-    pub(crate) const fn new() -> Self {
+    /// An empty ring written where it stays (see [`crate::init`]).
+    #[allow(unsafe_code)]
+    pub(crate) fn init(slot: &mut MaybeUninit<Self>) {
         #[allow(clippy::let_unit_value)]
         let () = Self::POWER_OF_TWO;
-        Self {
-            buf: [0; N],
-            tail: 0,
-            head: 0,
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of a ring (from the `&mut`); each
+        // field is written through a raw pointer. Zero bytes are a valid
+        // `[u8; N]` (the buffer's contents outside `tail..head` are never read).
+        unsafe {
+            addr_of_mut!((*p).buf).write_bytes(0, 1);
+            addr_of_mut!((*p).tail).write(0);
+            addr_of_mut!((*p).head).write(0);
         }
     }
 

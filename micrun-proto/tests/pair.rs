@@ -1,12 +1,14 @@
 //! A host and an RTOS endpoint wired together over a simulated link that splits,
 //! drops and corrupts bytes, stepped deterministically with a fake clock.
 
+use std::mem::MaybeUninit;
+
 use micrun_proto::endpoint::{transmit_buf_len, HostState, RtosState};
 use micrun_proto::frame::{self, MAX_FRAME};
 use micrun_proto::msg::{Hello, HelloAck, Version};
 use micrun_proto::{
-    ExitReason, HostConfig, HostEndpoint, HostEvent, HostMsg, LinkKind, LogLevel, ProtocolError,
-    RtosConfig, RtosEndpoint, RtosEvent, RtosMsg, Stats, Stream,
+    Counters, ExitReason, HostConfig, HostEndpoint, HostEvent, HostMsg, LinkKind, LogLevel,
+    ProtocolError, RtosConfig, RtosEndpoint, RtosEvent, RtosMsg, Stats, Stream,
 };
 
 /// xorshift64*: deterministic, seedable, no dependencies.
@@ -83,11 +85,37 @@ impl Pipe {
     }
 }
 
+type Rtos = RtosEndpoint<256, 1024, 512>;
+
+/// An RTOS endpoint built by `RtosEndpoint::init` in memory first filled
+/// with `garbage`, left where it was built.
+#[allow(unsafe_code)]
+fn rtos_in_place(cfg: RtosConfig, garbage: u8) -> Box<Rtos> {
+    let mut slot = Box::new(MaybeUninit::<Rtos>::uninit());
+    // SAFETY: bytes into the slot's own memory.
+    unsafe { slot.as_mut_ptr().write_bytes(garbage, 1) };
+    RtosEndpoint::init(&mut slot, cfg);
+    // SAFETY: `init` initialised the endpoint.
+    unsafe { slot.assume_init() }
+}
+
+/// The agent's settings in these tests.
+fn rtos_config(features: u32) -> RtosConfig {
+    RtosConfig {
+        agent_version: "0.1.0",
+        os: "testos",
+        board: "pair",
+        features,
+        ..RtosConfig::default()
+    }
+}
+
 struct Pair {
     now: u64,
     rng: Rng,
     host: HostEndpoint<1024, 4096>,
-    rtos: RtosEndpoint<256, 1024, 512>,
+    /// Boxed: where `RtosEndpoint::init` built it, for `rtos_in_place`.
+    rtos: Box<Rtos>,
     to_rtos: Pipe,
     to_host: Pipe,
     host_events: Vec<HostEvent>,
@@ -99,6 +127,8 @@ struct Pair {
     rtos_pieces: bool,
     /// When the host first wrote to the link, and how many events it had then.
     first_host_tx: Option<(u64, usize)>,
+    /// FNV-1a over every byte the RTOS endpoint transmitted.
+    rtos_tx_hash: u64,
 }
 
 impl Pair {
@@ -111,13 +141,7 @@ impl Pair {
             now: 0,
             rng: Rng(seed | 1),
             host: HostEndpoint::new(host_cfg, 0),
-            rtos: RtosEndpoint::new(RtosConfig {
-                agent_version: "0.1.0",
-                os: "testos",
-                board: "pair",
-                features,
-                ..RtosConfig::default()
-            }),
+            rtos: Box::new(RtosEndpoint::new(rtos_config(features))),
             to_rtos: Pipe {
                 bytes: Default::default(),
                 impair,
@@ -131,6 +155,7 @@ impl Pair {
             rtos_hung: false,
             rtos_pieces: false,
             first_host_tx: None,
+            rtos_tx_hash: 0xCBF2_9CE4_8422_2325,
         }
     }
 
@@ -170,11 +195,13 @@ impl Pair {
                     .poll_transmit_to(now, &mut |p| frame.extend_from_slice(p))
                 {
                     assert_eq!(frame.last(), Some(&0), "frames end with the delimiter");
+                    self.rtos_tx_hash = fnv(self.rtos_tx_hash, &frame);
                     self.to_host.send(&mut self.rng, &frame);
                     frame.clear();
                 }
             } else {
                 while let Some(n) = self.rtos.poll_transmit(now, &mut rbuf) {
+                    self.rtos_tx_hash = fnv(self.rtos_tx_hash, &rbuf[..n]);
                     self.to_host.send(&mut self.rng, &rbuf[..n]);
                 }
             }
@@ -198,6 +225,13 @@ impl Pair {
     fn connect(&mut self) {
         self.run_until(5_000, |p| p.host.is_connected() && p.rtos.is_connected());
     }
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+    }
+    h
 }
 
 fn flood_byte(i: usize) -> u8 {
@@ -225,7 +259,27 @@ fn full_session_from(
     rtos_pieces: bool,
     start: u64,
 ) {
+    full_session_run(seed, impair, host_cfg, rtos_pieces, start, None);
+}
+
+/// What a session did: both sides' events and counters, and the RTOS
+/// side's transmitted bytes (hashed).
+type Trace = (Vec<HostEvent>, Vec<RtosEvent>, Counters, Counters, u64, u64);
+
+/// [`full_session_from`], with the RTOS endpoint built in place over this
+/// garbage if given.
+fn full_session_run(
+    seed: u64,
+    impair: Impair,
+    host_cfg: HostConfig,
+    rtos_pieces: bool,
+    start: u64,
+    in_place_over: Option<u8>,
+) -> Trace {
     let mut p = Pair::new(seed, impair, host_cfg);
+    if let Some(garbage) = in_place_over {
+        p.rtos = rtos_in_place(rtos_config(micrun_proto::features::ALL), garbage);
+    }
     p.now = start;
     p.host = HostEndpoint::new(host_cfg, start);
     p.rtos_pieces = rtos_pieces;
@@ -394,6 +448,36 @@ fn full_session_from(
             "the lossy link exercised the CRC"
         );
     }
+    (
+        p.host_events,
+        p.rtos_events,
+        p.host.counters(),
+        p.rtos.counters(),
+        p.rtos_tx_hash,
+        p.now,
+    )
+}
+
+/// An endpoint `RtosEndpoint::init` builds in memory full of garbage behaves
+/// exactly as one `RtosEndpoint::new` makes: over a clean and lossy links,
+/// the same events on both sides, the same counters and the same bytes sent,
+/// step by step (a field `init` left unwritten would hold the garbage).
+#[test]
+fn endpoint_built_in_place_behaves_like_new() {
+    for (seed, impair, pieces) in [(1, CLEAN, false), (7919, LOSSY, false), (31, LOSSY, true)] {
+        let by_value = full_session_run(seed, impair, HostConfig::default(), pieces, 0, None);
+        for garbage in [0xA5, 0xFF, 0x00] {
+            let in_place = full_session_run(
+                seed,
+                impair,
+                HostConfig::default(),
+                pieces,
+                0,
+                Some(garbage),
+            );
+            assert!(by_value == in_place, "seed {seed}, garbage {garbage:#x}");
+        }
+    }
 }
 
 #[test]
@@ -451,7 +535,7 @@ fn sessions_across_the_32_bit_clock_wrap() {
 #[test]
 fn very_long_intervals_are_clamped_not_wrapped() {
     let mut p = Pair::new(29, CLEAN, HostConfig::default());
-    p.rtos = RtosEndpoint::new(RtosConfig {
+    *p.rtos = RtosEndpoint::new(RtosConfig {
         host_silence_ms: u32::MAX,
         ..RtosConfig::default()
     });
@@ -616,7 +700,7 @@ fn agent_reboot_is_a_new_session() {
     p.connect();
     // The partition reboots: a fresh agent on the same link. The host notices the
     // silence... or, here, opens a new session explicitly.
-    p.rtos = RtosEndpoint::new(RtosConfig::default());
+    *p.rtos = RtosEndpoint::new(RtosConfig::default());
     p.host.reconnect(p.now, 2);
     p.connect();
     assert_eq!(p.rtos.write(Stream::Stdout, b"again"), 5);

@@ -313,6 +313,8 @@ def measure(label, fname, cfg, agent_symbol=AGENT_SYMBOL):
              ram_ex=ram - rings)
     main = next((s for s in elf.symbols if s["raw"] == "fw_main"), None)
     m["main_frame"] = prologue_frame(elf, main) if main and elf.machine == 40 else None
+    init = next((s for s in elf.symbols if s["raw"] == "micrun_agent_init"), None)
+    m["init_frame"] = prologue_frame(elf, init) if init and elf.machine == 40 else None
     if cfg:
         agent = [s for s in elf.symbols if demangle(s["raw"]) == agent_symbol]
         if len(agent) != 1:
@@ -437,6 +439,9 @@ for m in results[1:] + [rv_agent, c_agent, c_exec]:
 for m in results:
     if m["main_frame"] is not None:
         print(f"stack frame of fw_main, {m['label']}: {m['main_frame']} B (stack, not static RAM)")
+for m in (c_agent, c_exec):
+    if m["init_frame"] is not None:
+        print(f"stack frame of micrun_agent_init, {m['label']}: {m['init_frame']} B (stack, not static RAM)")
 print()
 
 

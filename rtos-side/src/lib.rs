@@ -246,19 +246,23 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// agent as [`Agent::new`] but written field by field where it stays, not
     /// built on the stack and moved: `new` needs a stack temporary of the
     /// agent's size (≈ 3.2 KB in the default configuration) and code to copy it.
-    /// (The endpoint's own constructor still builds its rings on the stack:
-    /// ≈ 2.3 KB, docs/footprint.md.) Whatever `slot` held is overwritten
-    /// without being dropped.
+    /// The endpoint is built in place too ([`RtosEndpoint::init`]), so the
+    /// stack this takes does not grow with the rings (docs/footprint.md,
+    /// round 6). Whatever `slot` held is overwritten without being dropped.
     #[allow(unsafe_code)]
     pub fn init(slot: &mut MaybeUninit<Self>, link: L, info: AgentInfo) -> &mut Self {
         let p = slot.as_mut_ptr();
         // SAFETY: `p` is valid for writes of a whole agent (it comes from a
         // `&mut MaybeUninit<Self>`); each field is written once through a raw
-        // pointer (no reference to uninitialised memory is made), and once all
-        // of them are, the agent is initialised.
+        // pointer, the endpoint through a `&mut MaybeUninit` of its own place
+        // (same layout; no reference to an uninitialised endpoint is made),
+        // and once all of them are, the agent is initialised.
         unsafe {
             addr_of_mut!((*p).link).write(link);
-            addr_of_mut!((*p).ep).write(RtosEndpoint::new(Self::endpoint_config(info)));
+            RtosEndpoint::init(
+                &mut *addr_of_mut!((*p).ep).cast::<MaybeUninit<RtosEndpoint<FRAME, OUT, IN, W>>>(),
+                Self::endpoint_config(info),
+            );
             addr_of_mut!((*p).exit).write(ExitState::Running);
             #[cfg(feature = "exec")]
             addr_of_mut!((*p).exec).write(ExecState::Idle);
@@ -814,19 +818,22 @@ mod init_tests {
             expected.2
         );
 
-        // A slot full of garbage: `init` must write every field of the agent.
-        let mut slot = Box::new(MaybeUninit::<TestAgent>::uninit());
-        // SAFETY: writes bytes into the slot's own memory, which is uninit anyway.
-        unsafe {
-            slot.as_mut_ptr()
-                .cast::<u8>()
-                .write_bytes(0xA5, core::mem::size_of::<TestAgent>());
-        }
-        let in_place = Agent::init(&mut slot, Pipe::default(), info());
-        assert_eq!(session(in_place), expected);
+        // A slot full of garbage: `init` must write every field of the agent,
+        // the endpoint's included (`RtosEndpoint::init`).
+        for garbage in [0xA5, 0x00, 0xFF] {
+            let mut slot = Box::new(MaybeUninit::<TestAgent>::uninit());
+            // SAFETY: writes bytes into the slot's own memory, which is uninit anyway.
+            unsafe {
+                slot.as_mut_ptr()
+                    .cast::<u8>()
+                    .write_bytes(garbage, core::mem::size_of::<TestAgent>());
+            }
+            let in_place = Agent::init(&mut slot, Pipe::default(), info());
+            assert_eq!(session(in_place), expected, "garbage {garbage:#x}");
 
-        // Initialising again resets a used agent.
-        let again = Agent::init(&mut slot, Pipe::default(), info());
-        assert_eq!(session(again), expected);
+            // Initialising again resets a used agent.
+            let again = Agent::init(&mut slot, Pipe::default(), info());
+            assert_eq!(session(again), expected, "again, garbage {garbage:#x}");
+        }
     }
 }

@@ -3,7 +3,12 @@
 //! to the host and console input from it, hands the host's exec requests to the
 //! application and carries their output back, and reports the application's life.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use heapless::Vec;
+
+use crate::init::field;
 
 use crate::queue::{Item, Queue};
 
@@ -114,6 +119,7 @@ pub enum RtosState {
     Connected,
 }
 
+#[derive(Debug)]
 pub(crate) struct RtosRole;
 
 /// RTOS→host control messages waiting for delivery.
@@ -191,6 +197,20 @@ pub(crate) struct Extra {
 impl Role for RtosRole {
     type Ctrl = RtosCtrl;
     type Extra = Extra;
+
+    #[allow(unsafe_code)]
+    fn init_extra(slot: &mut MaybeUninit<Extra>) {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of an `Extra` (from the `&mut`);
+        // each field is written through a raw pointer (an empty `Vec` is its
+        // length: its buffer needs no initialising).
+        unsafe {
+            addr_of_mut!((*p).bytes).write(Vec::new());
+            addr_of_mut!((*p).stats).write(PackedStats::default());
+            #[cfg(feature = "rtos-exec")]
+            addr_of_mut!((*p).exec).write(0);
+        }
+    }
     type At = Wrap;
     #[cfg(feature = "rtos-exec")]
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
@@ -298,7 +318,10 @@ pub struct RtosEndpoint<
 }
 
 /// Everything but the receive buffer, so a frame borrowed from the buffer can be
-/// dispatched without copying it.
+/// dispatched without copying it. (`Debug` for the test that `init` writes
+/// every field: derived, it lists them all; unused, it costs the agent no
+/// code.)
+#[derive(Debug)]
 struct Core<const OUT: usize, const IN: usize, const W: usize> {
     cfg: Setup,
     /// Beside the setup, not in it: a byte there would pad it by three.
@@ -495,41 +518,41 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         FRAME - FRAME / 254 - 1
     };
 
+    /// A new endpoint, built by value: the host tests, the simulator and
+    /// whoever has the stack for it. An agent on a microcontroller builds
+    /// it where it stays with [`RtosEndpoint::init`] (this is that, moved).
+    #[allow(unsafe_code)]
     pub fn new(cfg: RtosConfig) -> Self {
+        // SAFETY: `init` writes every field.
+        unsafe {
+            crate::init::new(|slot| {
+                Self::init(slot, cfg);
+            })
+        }
+    }
+
+    /// Constructs the endpoint in `slot` (e.g. a field of a static's
+    /// `MaybeUninit`), the same endpoint as [`RtosEndpoint::new`], written
+    /// field by field where it stays: no ring or queue is ever a stack
+    /// temporary, so the stack this takes does not grow with the rings
+    /// (`new` builds the value on the stack and moves it). Whatever `slot`
+    /// held is overwritten without being dropped (nothing in an endpoint
+    /// needs dropping).
+    #[allow(unsafe_code)]
+    pub fn init(slot: &mut MaybeUninit<Self>, cfg: RtosConfig) -> &mut Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::FRAME_OK;
         #[allow(clippy::let_unit_value)]
         let () = Self::WINDOW_OK;
-        let timing = Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms);
-        let link = cfg.link;
-        let cfg = Setup {
-            features: cfg.features,
-            agent_version: clip(cfg.agent_version),
-            os: clip(cfg.os),
-            board: clip(cfg.board),
-            announce_interval_ms: cfg.announce_interval_ms.min(MAX_WAIT_MS),
-            host_silence_ms: cfg.host_silence_ms.min(MAX_WAIT_MS),
-        };
-        Self {
-            deframer: Deframer::new(),
-            core: Core {
-                cfg,
-                link,
-                state: RtosState::Waiting,
-                session: Session::new(timing),
-                events: Queue::new(),
-                session_id: 0,
-                max_frame: Self::MAX_FRAME as u16,
-                hello_ack_due: false,
-                pong_due: false,
-                pong_nonce: 0,
-                announce_due: cfg.announce_interval_ms > 0,
-                announce_at: Wrap(0),
-                now: Ms(0),
-                host_silent: false,
-                announced: 0,
-                argv: Argv::Free,
-            },
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of an endpoint (from the `&mut`);
+        // its two fields are disjoint places, each handed (`field`) to its
+        // own initialiser for that call only; once both are written, the
+        // endpoint is initialised.
+        unsafe {
+            Deframer::init(field(addr_of_mut!((*p).deframer)));
+            Core::init(field(addr_of_mut!((*p).core)), cfg, Self::MAX_FRAME as u16);
+            slot.assume_init_mut()
         }
     }
 
@@ -782,6 +805,44 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 }
 
 impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
+    /// Writes the endpoint's state for `cfg` where it stays (see
+    /// `crate::init`).
+    #[allow(unsafe_code)]
+    fn init(slot: &mut MaybeUninit<Self>, cfg: RtosConfig, max_frame: u16) {
+        let timing = Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms);
+        let setup = Setup {
+            features: cfg.features,
+            agent_version: clip(cfg.agent_version),
+            os: clip(cfg.os),
+            board: clip(cfg.board),
+            announce_interval_ms: cfg.announce_interval_ms.min(MAX_WAIT_MS),
+            host_silence_ms: cfg.host_silence_ms.min(MAX_WAIT_MS),
+        };
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of a `Core` (from the `&mut`). Each
+        // field is written once through a raw pointer; the session and the
+        // event queue are disjoint places, each handed (`field`) to its own
+        // initialiser for that call only.
+        unsafe {
+            addr_of_mut!((*p).cfg).write(setup);
+            addr_of_mut!((*p).link).write(cfg.link);
+            addr_of_mut!((*p).state).write(RtosState::Waiting);
+            Session::init(field(addr_of_mut!((*p).session)), timing);
+            Queue::init(field(addr_of_mut!((*p).events)));
+            addr_of_mut!((*p).session_id).write(0);
+            addr_of_mut!((*p).max_frame).write(max_frame);
+            addr_of_mut!((*p).hello_ack_due).write(false);
+            addr_of_mut!((*p).pong_due).write(false);
+            addr_of_mut!((*p).pong_nonce).write(0);
+            addr_of_mut!((*p).announce_due).write(setup.announce_interval_ms > 0);
+            addr_of_mut!((*p).announce_at).write(Wrap(0));
+            addr_of_mut!((*p).now).write(Ms(0));
+            addr_of_mut!((*p).host_silent).write(false);
+            addr_of_mut!((*p).announced).write(0);
+            addr_of_mut!((*p).argv).write(Argv::Free);
+        }
+    }
+
     /// The head of the next frame in `raw` (see `Session::next_frame_head`):
     /// the unsequenced messages first, through one encode path, then the
     /// session's frames. `ours` is the largest frame we accept.
@@ -1009,6 +1070,41 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `RtosEndpoint::init` over memory full of garbage makes the endpoint
+    /// `new` makes, field for field: the derived `Debug` of its parts lists
+    /// every field (a field added to the endpoint is in it without touching
+    /// this test), and one that `init` left unwritten would show the garbage
+    /// (or, under Miri, make `new`, which is `init` on uninitialised memory,
+    /// fail). Also over a used endpoint, as an agent re-initialises itself.
+    #[test]
+    #[allow(unsafe_code)]
+    fn init_over_garbage_is_new() {
+        type Ep = RtosEndpoint<130, 64, 32, 3>;
+        let cfg = RtosConfig {
+            agent_version: "1.2.3",
+            os: "os",
+            board: "a board with a name longer than the wire allows for it",
+            rto_initial_ms: 70_000,
+            announce_interval_ms: u32::MAX,
+            ..RtosConfig::default()
+        };
+        let show = |ep: &Ep| format!("{:?} {:?}", ep.deframer, ep.core);
+        let expected = show(&Ep::new(cfg));
+        for garbage in [0x00, 0xA5, 0xFF] {
+            let mut slot = Box::new(MaybeUninit::<Ep>::uninit());
+            // SAFETY: bytes into the slot's own memory.
+            unsafe { slot.as_mut_ptr().write_bytes(garbage, 1) };
+            let ep = RtosEndpoint::init(&mut slot, cfg);
+            assert_eq!(show(ep), expected, "garbage {garbage:#x}");
+            // Used, then built again where it is.
+            ep.write(Stream::Stdout, b"hello");
+            ep.handle_input(5, &[1, 2, 3, 0, 9, 9]);
+            assert!(ep.send_ready());
+            let ep = RtosEndpoint::init(&mut slot, cfg);
+            assert_eq!(show(ep), expected, "again over garbage {garbage:#x}");
+        }
+    }
 
     /// Names are cut to `MAX_NAME` bytes at a character boundary.
     #[test]

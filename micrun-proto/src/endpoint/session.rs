@@ -7,6 +7,10 @@
 //! a range of a console ring, a credit grant), so a retransmission replays exactly
 //! the bytes first sent without keeping a copy of the frame.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
+use crate::init::field;
 use crate::queue::{Item, Queue};
 
 use crate::frame::{self, Header, HEADER_LEN, OVERHEAD};
@@ -22,6 +26,10 @@ pub(crate) trait Role {
     type Extra: Default + core::fmt::Debug;
     /// How this side stores a deadline.
     type At: Deadline;
+    /// Writes a new `Extra` (its `default()`) where it stays.
+    fn init_extra(slot: &mut MaybeUninit<Self::Extra>) {
+        slot.write(Self::Extra::default());
+    }
     /// Streams this side sends, by index.
     const TX: &'static [Stream];
     /// Streams this side receives, by index.
@@ -234,29 +242,48 @@ impl<
         const W: usize,
     > Session<R, NTX, TXN, NRX, RXN, Q, W>
 {
+    #[allow(unsafe_code)]
     pub(crate) fn new(timing: Timing) -> Self {
-        Self {
-            tx: core::array::from_fn(|_| TxStream {
-                ring: Ring::new(),
-                sent: 0,
-                credit: 0,
-            }),
-            rx: core::array::from_fn(|_| RxStream {
-                ring: Ring::new(),
-                granted: 0,
-            }),
-            ctrl: Queue::new(),
-            extra: R::Extra::default(),
-            slots: Queue::new(),
-            una: 0,
-            replay: 0,
-            rx_expected: 0,
-            ack_pending: false,
-            rto_ms: timing.rto_initial_ms,
-            retransmit_at: R::At::after(0, 0),
-            timing,
-            next_tx_stream: 0,
-            counters: Counters::default(),
+        // SAFETY: `init` writes every field.
+        unsafe { crate::init::new(|slot| Self::init(slot, timing)) }
+    }
+
+    /// A new session written where it stays (see `crate::init`): its rings
+    /// and queues by their own in-place initialisers.
+    #[allow(unsafe_code)]
+    pub(crate) fn init(slot: &mut MaybeUninit<Self>, timing: Timing) {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` is valid for writes of a session (from the `&mut`).
+        // Each field is written once through a raw pointer, the streams of
+        // the two arrays one by one (indices below the arrays' lengths); the
+        // parts handed to their initialisers (`field`) are disjoint fields,
+        // each borrowed only for its initialiser's call.
+        unsafe {
+            let tx = addr_of_mut!((*p).tx).cast::<TxStream<TXN>>();
+            for i in 0..NTX {
+                let s = tx.add(i);
+                Ring::init(field(addr_of_mut!((*s).ring)));
+                addr_of_mut!((*s).sent).write(0);
+                addr_of_mut!((*s).credit).write(0);
+            }
+            let rx = addr_of_mut!((*p).rx).cast::<RxStream<RXN>>();
+            for i in 0..NRX {
+                let s = rx.add(i);
+                Ring::init(field(addr_of_mut!((*s).ring)));
+                addr_of_mut!((*s).granted).write(0);
+            }
+            Queue::init(field(addr_of_mut!((*p).ctrl)));
+            R::init_extra(field(addr_of_mut!((*p).extra)));
+            Queue::init(field(addr_of_mut!((*p).slots)));
+            addr_of_mut!((*p).una).write(0);
+            addr_of_mut!((*p).replay).write(0);
+            addr_of_mut!((*p).rx_expected).write(0);
+            addr_of_mut!((*p).ack_pending).write(false);
+            addr_of_mut!((*p).rto_ms).write(timing.rto_initial_ms);
+            addr_of_mut!((*p).retransmit_at).write(R::At::after(0, 0));
+            addr_of_mut!((*p).timing).write(timing);
+            addr_of_mut!((*p).next_tx_stream).write(0);
+            addr_of_mut!((*p).counters).write(Counters::default());
         }
     }
 
