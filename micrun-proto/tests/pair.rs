@@ -956,6 +956,7 @@ fn message_links_carry_one_frame_per_message() {
 /// arguments arrive intact, a signal reaches the agent, 16 KiB of output cross a
 /// 1 KiB ring under credit (on the exec stream only), and `ExecExited` comes
 /// after the last byte.
+#[cfg(feature = "rtos-exec")]
 fn exec_round_trip(seed: u64, impair: Impair) {
     let mut p = Pair::new(seed, impair, HostConfig::default());
     p.connect();
@@ -1043,6 +1044,7 @@ fn exec_round_trip(seed: u64, impair: Impair) {
     });
 }
 
+#[cfg(feature = "rtos-exec")]
 impl Pair {
     /// `step`, but the agent's events are polled one by one and the arguments
     /// of an `Exec` are copied while they are valid (until the next poll).
@@ -1105,11 +1107,13 @@ impl Pair {
 }
 
 #[test]
+#[cfg(feature = "rtos-exec")]
 fn exec_round_trip_on_a_clean_link() {
     exec_round_trip(5, CLEAN);
 }
 
 #[test]
+#[cfg(feature = "rtos-exec")]
 fn exec_round_trips_on_lossy_links() {
     for seed in 1..=8 {
         exec_round_trip(seed * 6007, LOSSY);
@@ -1121,6 +1125,7 @@ fn exec_round_trips_on_lossy_links() {
 /// line is queued, and while the previous exec's arguments are unread. The log
 /// text and the arguments both arrive intact.
 #[test]
+#[cfg(feature = "rtos-exec")]
 fn exec_start_waits_for_the_log_line_and_unread_arguments() {
     let cfg = HostConfig {
         peer_timeout_ms: 60_000,
