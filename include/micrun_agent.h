@@ -65,7 +65,8 @@ typedef struct micrun_agent_config {
   void (*on_signal)(void *ctx, uint8_t signo);
   // Console input from the host.
   void (*on_input)(void *ctx, const uint8_t *data, size_t len);
-  // The host terminal changed size.
+  // The container's terminal: its size, or 0x0 (unknown) at the handshake
+  // before the client gave one. Only a container with a terminal gets it.
   void (*on_resize)(void *ctx, uint16_t rows, uint16_t cols);
   // Fill `out` (pre-filled with the uptime) with resource usage.
   void (*on_stats)(void *ctx, struct micrun_stats *out);

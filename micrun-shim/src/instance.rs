@@ -326,6 +326,7 @@ impl Instance {
             has_process: lock(&self.partition).pid().is_some(),
             partition: self.partition.clone(),
             auto_close: self.spec.annotations.auto_close,
+            terminal: self.spec.terminal,
         };
         std::thread::Builder::new()
             .name(format!("io-{}", self.spec.id))
@@ -679,6 +680,9 @@ struct LoopCtx {
     partition: Arc<Mutex<Box<dyn Partition>>>,
     /// `container.auto_close(_timeout)`: stop the instance this long after Start.
     auto_close: Option<Duration>,
+    /// The OCI `process.terminal`: the agent is told of a terminal at each
+    /// handshake (see `IoLoop::term_size`).
+    terminal: bool,
 }
 
 /// The open ends of the relay.

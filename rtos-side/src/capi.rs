@@ -89,7 +89,8 @@ pub struct micrun_agent_config {
     pub on_signal: Option<unsafe extern "C" fn(ctx: *mut c_void, signo: u8)>,
     /// Console input from the host.
     pub on_input: Option<unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize)>,
-    /// The host terminal changed size.
+    /// The container's terminal: its size, or 0x0 (unknown) at the handshake
+    /// before the client gave one. Only a container with a terminal gets it.
     pub on_resize: Option<unsafe extern "C" fn(ctx: *mut c_void, rows: u16, cols: u16)>,
     /// Fill `out` (pre-filled with the uptime) with resource usage.
     pub on_stats: Option<unsafe extern "C" fn(ctx: *mut c_void, out: *mut micrun_stats)>,

@@ -71,7 +71,8 @@ pub trait App {
     fn signal(&mut self, signo: u8) {
         let _ = signo;
     }
-    /// The host terminal changed size.
+    /// The container's terminal: its size, or 0x0 (unknown) at the handshake
+    /// before the client gave one. Only a container with a terminal gets it.
     fn resize(&mut self, rows: u16, cols: u16) {
         let _ = (rows, cols);
     }

@@ -12,7 +12,7 @@ use micrun_shim::config::Config;
 use micrun_shim::instance::{Instance, IoPaths, Mode, Status};
 use micrun_tests::{sim_binary, TempDir};
 
-fn bundle(dir: &Path, annotations: &[(&str, &str)], args: &[&str]) -> PathBuf {
+fn bundle(dir: &Path, annotations: &[(&str, &str)], args: &[&str], terminal: bool) -> PathBuf {
     let b = dir.join("bundle");
     fs::create_dir_all(b.join("rootfs")).unwrap();
     fs::copy(sim_binary(), b.join("rootfs/firmware.elf")).unwrap();
@@ -25,7 +25,7 @@ fn bundle(dir: &Path, annotations: &[(&str, &str)], args: &[&str]) -> PathBuf {
     argv.extend(args.iter().map(|s| s.to_string()));
     let spec = serde_json::json!({
         "ociVersion": "1.0.2",
-        "process": { "args": argv, "cwd": "/", "user": {"uid": 0, "gid": 0}, "terminal": false },
+        "process": { "args": argv, "cwd": "/", "user": {"uid": 0, "gid": 0}, "terminal": terminal },
         "root": { "path": "rootfs" },
         "annotations": ann,
     });
@@ -92,7 +92,17 @@ fn setup_with(
     args: &[&str],
     lifecycle: &str,
 ) -> (Arc<Instance>, Io) {
-    let b = bundle(dir.path(), annotations, args);
+    setup_opts(dir, annotations, args, lifecycle, false)
+}
+
+fn setup_opts(
+    dir: &TempDir,
+    annotations: &[(&str, &str)],
+    args: &[&str],
+    lifecycle: &str,
+    terminal: bool,
+) -> (Arc<Instance>, Io) {
+    let b = bundle(dir.path(), annotations, args, terminal);
     let config = Config::from_str(
         &format!("[sim]\nenable = true\n[lifecycle]\nhandshake_wait = \"1s\"\n{lifecycle}"),
         Path::new("test.toml"),
@@ -143,6 +153,47 @@ fn agent_mode_console_and_exit_code() {
     let e = inst.wait_timeout(Duration::from_secs(10)).expect("exit");
     assert_eq!(e.code, 3);
     assert_eq!(inst.status(), Status::Stopped);
+}
+
+/// A container with a terminal (`process.terminal`): the agent hears of its
+/// terminal at the handshake (a size of 0x0, unknown, as a new pty has), so
+/// what is typed at once is echoed as on a terminal, before any client resize
+/// (`ctr run -t` sends its first one after Start: typed quickly, the first line
+/// had no echo).
+#[test]
+fn a_terminal_is_told_at_the_handshake() {
+    let t = Duration::from_secs(10);
+    let dir = TempDir::new("engine-tty");
+    let (inst, mut io) = setup_opts(&dir, &[], &[], "", true);
+    inst.start().unwrap();
+    io.read_until("micrun demo shell on sim (linux)\r\n> ", t);
+    assert_eq!(inst.mode(), Mode::Agent);
+    io.stdin.write_all(b"echo typed\r").unwrap();
+    // The typed line echoed, then the command's output; the 0x0 size itself is
+    // not shown.
+    io.read_until("> echo typed\r\ntyped\r\n> ", t);
+    // A client's resize still arrives.
+    inst.resize(24, 80);
+    io.read_until("resize 24x80\r\n", t);
+    io.stdin.write_all(b"exit 4\r").unwrap();
+    let e = inst.wait_timeout(t).expect("exit");
+    assert_eq!(e.code, 4);
+}
+
+/// Without a terminal the agent hears of none: typed bytes are not echoed.
+#[test]
+fn no_terminal_no_echo() {
+    let t = Duration::from_secs(10);
+    let dir = TempDir::new("engine-notty");
+    let (inst, mut io) = setup(&dir, &[], &[]);
+    inst.start().unwrap();
+    io.read_until("micrun demo shell on sim (linux)\r\n> ", t);
+    let mark = io.out.len();
+    io.stdin.write_all(b"echo plain\r").unwrap();
+    io.read_until("plain\r\n> ", t);
+    assert_eq!(String::from_utf8_lossy(&io.out[mark..]), "plain\r\n> ");
+    io.stdin.write_all(b"exit 0\r").unwrap();
+    assert_eq!(inst.wait_timeout(t).expect("exit").code, 0);
 }
 
 #[test]

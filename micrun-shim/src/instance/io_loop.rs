@@ -105,9 +105,14 @@ struct IoLoop {
     link_out: Vec<u8>,
     /// Console input typed while listening, for the agent once connected.
     replay: Vec<u8>,
-    /// A terminal size that came before the agent connected (`ctr run -t` and
-    /// `kubectl attach -t` send one at once), delivered at the handshake.
-    pending_size: Option<(u16, u16)>,
+    /// The size of the container's terminal as last reported (`ResizePty`),
+    /// `None` without a terminal. A terminal container starts at 0x0, "a
+    /// terminal of unknown size", as a new pty does: the agent hears of its
+    /// terminal at the handshake, before any typed byte, not only once the
+    /// client's first resize arrives (`ctr run -t` sends it after Start, so a
+    /// firmware that echoes on a terminal would miss the echo of what is typed
+    /// at once). Sent at every handshake, so an agent that restarted has it too.
+    term_size: Option<(u16, u16)>,
     link_eof: bool,
     stdin_open: bool,
     /// CloseIO: take what is still in the FIFO, then stop reading it.
@@ -166,6 +171,7 @@ impl IoLoop {
             _ => Mode::Unknown,
         };
         set_mode(&ctx, mode);
+        let term_size = ctx.terminal.then_some((0, 0));
         let detect = if listen {
             Detect::Listening {
                 filter: Box::default(),
@@ -195,7 +201,7 @@ impl IoLoop {
             stderr: Out::default(),
             link_out: Vec::new(),
             replay: Vec::new(),
-            pending_size: None,
+            term_size,
             link_eof: false,
             stdin_closing: false,
             paused: false,
@@ -216,10 +222,9 @@ impl IoLoop {
     fn set_mode(&mut self, mode: Mode) {
         if mode == Mode::Raw {
             self.replay.clear();
-            self.pending_size = None;
         }
         if mode == Mode::Agent {
-            if let Some((rows, cols)) = self.pending_size.take() {
+            if let Some((rows, cols)) = self.term_size {
                 let _ = self.ep.send_resize(rows, cols);
             }
         }
@@ -613,13 +618,12 @@ impl IoLoop {
             Command::Signal(s) => {
                 let _ = self.ep.send_signal(s);
             }
-            Command::Resize(r, c) => match self.mode {
-                Mode::Agent => {
+            Command::Resize(r, c) => {
+                self.term_size = Some((r, c));
+                if self.mode == Mode::Agent {
                     let _ = self.ep.send_resize(r, c);
                 }
-                Mode::Unknown => self.pending_size = Some((r, c)),
-                Mode::Raw => {}
-            },
+            }
             Command::Stats(tx) => {
                 if self.ep.request_stats().is_ok() {
                     self.stats_waiters.push(tx);
