@@ -642,9 +642,9 @@ pub fn tty(env: &Env, p: Ped) {
     let mut s = Session::spawn(script_command(&cmd), format!("script: ctr run -t {id}"));
     let at = ok(env, &id, s.expect(&banner(p), T_BOOT));
     s.send("echo tty\r");
-    // ctr puts its terminal in raw mode and sends the terminal's size, so the
-    // shell echoes what is typed (as a shell on a terminal does), then the
-    // command's output. The outer pty (script's) may turn "\n" into "\r\n",
+    // ctr puts its terminal in raw mode, and micrun tells the agent of the
+    // terminal at the handshake, so the shell echoes what is typed (as a shell
+    // on a terminal does), then the command's output. The outer pty (script's) may turn "\n" into "\r\n",
     // hence only "\r" after each.
     let typed = ok(env, &id, s.expect_from(at, "> echo tty\r", T_ACT));
     ok(env, &id, s.expect_from(typed, "\ntty\r", T_ACT));
