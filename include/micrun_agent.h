@@ -54,8 +54,10 @@ typedef struct micrun_agent_config {
   // Passed back as the first argument of every callback.
   void *ctx;
   // RTOS name (static, NUL-terminated UTF-8, at most 24 bytes used), or NULL.
+  // Not checked here: the host shows invalid UTF-8 sequences as U+FFFD.
   const char *os;
-  // Board name (static, NUL-terminated UTF-8, at most 24 bytes used), or NULL.
+  // Board name (static, NUL-terminated UTF-8, at most 24 bytes used), or NULL
+  // (as `os`).
   const char *board;
   // Writes bytes to the link; must take all of them (block if needed).
   void (*tx)(void *ctx, const uint8_t *data, size_t len);
@@ -152,8 +154,10 @@ int32_t micrun_agent_exit_delivered(void);
 // 1 while a host is connected, else 0.
 int32_t micrun_agent_connected(void);
 
-// Sends a log line (NUL-terminated UTF-8, cut to 80 bytes) at `level`
-// (0 error … 4 trace).
+// Sends a log line (NUL-terminated UTF-8, cut to 80 bytes, not inside a
+// character) at `level` (0 error … 4 trace). The text is not checked here:
+// the host shows invalid UTF-8 sequences as U+FFFD. `MICRUN_AGENT_EAGAIN`
+// while the previous line is not yet acknowledged or the queue is full.
 //
 // # Safety
 // `text` must be a valid NUL-terminated string.

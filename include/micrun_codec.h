@@ -163,7 +163,7 @@ typedef enum micrun_status {
   // needed; nothing useful was written.
   MICRUN_ERR_BUFFER_TOO_SHORT = -3,
   // A payload is not exactly one valid message: empty, unknown kind, truncated,
-  // trailing bytes, a value beyond its type or bound, or text that is not UTF-8.
+  // trailing bytes, or a value beyond its type or bound.
   MICRUN_ERR_MALFORMED = -4,
   // A frame is shorter than header + CRC (5 bytes).
   MICRUN_ERR_FRAME_SHORT = -5,
@@ -205,8 +205,10 @@ typedef struct micrun_hello {
   uint32_t session;
 } micrun_hello;
 
-// A byte string or text: `len` bytes at `ptr`. Text is UTF-8 and not
-// NUL-terminated. `ptr` may be NULL when `len` is 0.
+// A byte string or text: `len` bytes at `ptr`. Text is UTF-8 by contract and
+// not NUL-terminated; text decoded from an agent is not checked (the agent
+// sends what its firmware gave it): show it with invalid sequences replaced
+// (U+FFFD). `ptr` may be NULL when `len` is 0.
 typedef struct micrun_bytes {
   const uint8_t *ptr;
   size_t len;
@@ -409,8 +411,8 @@ enum micrun_status micrun_rtos_msg_encode(const struct micrun_rtos_msg *msg,
                                           size_t *out_len);
 
 // Decodes an RTOS → host payload; as micrun_host_msg_decode. `data`, `text` and
-// the HelloAck names point into `payload`; text is checked to be UTF-8 within
-// its bound.
+// the HelloAck names point into `payload`; text is checked to be within its
+// bound, not for UTF-8 (see `micrun_bytes`).
 //
 // # Safety
 // As micrun_host_msg_decode, for a `micrun_rtos_msg`.

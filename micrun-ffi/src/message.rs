@@ -103,8 +103,10 @@ const _: () = {
     assert!(MICRUN_FEATURE_EXEC == micrun_proto::features::EXEC);
 };
 
-/// A byte string or text: `len` bytes at `ptr`. Text is UTF-8 and not
-/// NUL-terminated. `ptr` may be NULL when `len` is 0.
+/// A byte string or text: `len` bytes at `ptr`. Text is UTF-8 by contract and
+/// not NUL-terminated; text decoded from an agent is not checked (the agent
+/// sends what its firmware gave it): show it with invalid sequences replaced
+/// (U+FFFD). `ptr` may be NULL when `len` is 0.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct micrun_bytes {
@@ -589,9 +591,11 @@ unsafe fn rtos_from_c<'a>(p: NonNull<micrun_rtos_msg>) -> Result<RtosMsg<'a>, Fa
                         MICRUN_MAX_NAME,
                         "msg->hello_ack.agent_version",
                     )?
-                },
-                os: unsafe { text_from_c(a.os, MICRUN_MAX_NAME, "msg->hello_ack.os")? },
-                board: unsafe { text_from_c(a.board, MICRUN_MAX_NAME, "msg->hello_ack.board")? },
+                }
+                .as_bytes(),
+                os: unsafe { text_from_c(a.os, MICRUN_MAX_NAME, "msg->hello_ack.os")? }.as_bytes(),
+                board: unsafe { text_from_c(a.board, MICRUN_MAX_NAME, "msg->hello_ack.board")? }
+                    .as_bytes(),
             })
         }
         MICRUN_RTOS_READY => RtosMsg::Ready,
@@ -655,7 +659,10 @@ unsafe fn rtos_from_c<'a>(p: NonNull<micrun_rtos_msg>) -> Result<RtosMsg<'a>, Fa
             let text = field!(p, text);
             // SAFETY: forwarded contract.
             let text = unsafe { text_from_c(text, MICRUN_MAX_LOG, "msg->text")? };
-            RtosMsg::Log { level, text }
+            RtosMsg::Log {
+                level,
+                text: text.as_bytes(),
+            }
         }
         MICRUN_RTOS_EXEC_EXITED => RtosMsg::ExecExited {
             exec: field!(p, exec),
@@ -681,9 +688,9 @@ pub fn rtos_to_c(m: &RtosMsg<'_>) -> micrun_rtos_msg {
                 features: a.features,
                 max_frame: a.max_frame,
                 session: a.session,
-                agent_version: micrun_bytes::of(a.agent_version.as_bytes()),
-                os: micrun_bytes::of(a.os.as_bytes()),
-                board: micrun_bytes::of(a.board.as_bytes()),
+                agent_version: micrun_bytes::of(a.agent_version),
+                os: micrun_bytes::of(a.os),
+                board: micrun_bytes::of(a.board),
             };
         }
         RtosMsg::Ready => c.kind = MICRUN_RTOS_READY,
@@ -730,7 +737,7 @@ pub fn rtos_to_c(m: &RtosMsg<'_>) -> micrun_rtos_msg {
                 LogLevel::Debug => MICRUN_LOG_DEBUG,
                 LogLevel::Trace => MICRUN_LOG_TRACE,
             };
-            c.text = micrun_bytes::of(text.as_bytes());
+            c.text = micrun_bytes::of(text);
         }
         RtosMsg::Announce(a) => {
             c.kind = MICRUN_RTOS_ANNOUNCE;
@@ -849,7 +856,7 @@ fn malformed(direction: &str, kinds: &[&str], payload: &[u8]) -> Failed {
     match kinds.get(kind as usize) {
         Some(name) => fail!(
             MICRUN_ERR_MALFORMED,
-            "malformed {direction} {name} ({} bytes): truncated, trailing bytes, a value out of range, or text too long or not UTF-8",
+            "malformed {direction} {name} ({} bytes): truncated, trailing bytes, a value out of range, or text too long",
             payload.len()
         ),
         None => fail!(
@@ -939,17 +946,9 @@ pub unsafe extern "C" fn micrun_rtos_msg_encode(
         // SAFETY: the contract on msg.
         let m = unsafe { rtos_from_c(args::input(msg, "msg")?)? };
         match m {
-            RtosMsg::HelloAck(a) => check_apart(
-                &[
-                    a.agent_version.as_bytes(),
-                    a.os.as_bytes(),
-                    a.board.as_bytes(),
-                ],
-                buf,
-                cap,
-            )?,
+            RtosMsg::HelloAck(a) => check_apart(&[a.agent_version, a.os, a.board], buf, cap)?,
             RtosMsg::ConsoleOut { data, .. } => check_apart(&[data], buf, cap)?,
-            RtosMsg::Log { text, .. } => check_apart(&[text.as_bytes()], buf, cap)?,
+            RtosMsg::Log { text, .. } => check_apart(&[text], buf, cap)?,
             _ => {}
         }
         // SAFETY: the contract on buf; no input slice overlaps it.
@@ -959,8 +958,8 @@ pub unsafe extern "C" fn micrun_rtos_msg_encode(
 }
 
 /// Decodes an RTOS → host payload; as micrun_host_msg_decode. `data`, `text` and
-/// the HelloAck names point into `payload`; text is checked to be UTF-8 within
-/// its bound.
+/// the HelloAck names point into `payload`; text is checked to be within its
+/// bound, not for UTF-8 (see `micrun_bytes`).
 ///
 /// # Safety
 /// As micrun_host_msg_decode, for a `micrun_rtos_msg`.
@@ -1052,9 +1051,9 @@ mod tests {
                 features: 5,
                 max_frame: 254,
                 session: 1,
-                agent_version: "0.1.0",
-                os: "zephyr",
-                board: "qemu-virt",
+                agent_version: b"0.1.0",
+                os: b"zephyr",
+                board: b"qemu-virt",
             }),
             RtosMsg::Ready,
             RtosMsg::Pong {
@@ -1081,7 +1080,7 @@ mod tests {
             },
             RtosMsg::Log {
                 level: LogLevel::Trace,
-                text: "ok",
+                text: b"ok",
             },
             RtosMsg::ConsoleOut {
                 stream: Stream::Exec,
@@ -1199,7 +1198,7 @@ mod tests {
             );
             let mut log = rtos_to_c(&RtosMsg::Log {
                 level: LogLevel::Info,
-                text: "x",
+                text: b"x",
             });
             let long = [b'a'; 81];
             log.text = micrun_bytes::of(&long);

@@ -30,7 +30,7 @@ pub enum micrun_status {
     /// needed; nothing useful was written.
     MICRUN_ERR_BUFFER_TOO_SHORT = -3,
     /// A payload is not exactly one valid message: empty, unknown kind, truncated,
-    /// trailing bytes, a value beyond its type or bound, or text that is not UTF-8.
+    /// trailing bytes, or a value beyond its type or bound.
     MICRUN_ERR_MALFORMED = -4,
     /// A frame is shorter than header + CRC (5 bytes).
     MICRUN_ERR_FRAME_SHORT = -5,

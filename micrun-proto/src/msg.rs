@@ -1,10 +1,15 @@
 //! Messages exchanged between the host (micrun-shim, libmicrun) and the RTOS agent.
 //!
-//! Wire types borrow their variable-length data (`&[u8]`, `&str`) so that neither
+//! Wire types borrow their variable-length data (`&[u8]`) so that neither
 //! side copies console data through an intermediate buffer: the sender serializes
 //! straight from its ring buffer, the receiver deserializes straight from its frame
 //! buffer. Every variable-length field has a hard bound ([`MAX_NAME`], [`MAX_LOG`],
 //! and the negotiated frame size for console data) that decoders enforce.
+//!
+//! Text from the agent (names, log lines) is UTF-8 by contract but arrives as
+//! bytes: the agent does not check what a C firmware hands it (the check cost
+//! ≈ 190 B of its flash, docs/footprint.md), the receiver does, once, where it
+//! shows the text: [`push_lossy`] replaces each invalid sequence with U+FFFD.
 //!
 //! Payloads use postcard's wire format: the variant index as a varint, then the
 //! fields in order (`u8` as one byte, other integers as LEB128 varints, `i32`
@@ -25,6 +30,26 @@ pub const MAX_LOG: usize = 80;
 /// Longest argument vector of a [`HostMsg::ExecStart`], in bytes (every argument
 /// followed by a NUL). An `ExecStart` then fits the smallest frame.
 pub const MAX_ARGV: usize = 80;
+
+/// Appends `text` (UTF-8 by contract, from the peer) to `out`, each invalid
+/// sequence as U+FFFD (as `String::from_utf8_lossy` does), as much as fits:
+/// `out` ends at a character boundary. The host keeps the agent's names and
+/// log lines this way.
+pub fn push_lossy<const N: usize>(out: &mut heapless::String<N>, text: &[u8]) {
+    for chunk in text.utf8_chunks() {
+        let mut parts = [chunk.valid(), ""];
+        if !chunk.invalid().is_empty() {
+            parts[1] = "\u{FFFD}";
+        }
+        for part in parts {
+            for c in part.chars() {
+                if out.push(c).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
 
 /// Protocol version. Peers interoperate when the major versions are equal; the
 /// session then uses the lower minor version.
@@ -112,9 +137,12 @@ pub struct HelloAck<'a> {
     pub max_frame: u16,
     /// Echo of [`Hello::session`].
     pub session: u32,
-    pub agent_version: &'a str,
-    pub os: &'a str,
-    pub board: &'a str,
+    /// The agent's version, RTOS and board names: UTF-8 by contract, at most
+    /// [`MAX_NAME`] bytes each. Not checked by the agent (a C firmware's bytes
+    /// go out as they are): show them with [`push_lossy`].
+    pub agent_version: &'a [u8],
+    pub os: &'a [u8],
+    pub board: &'a [u8],
 }
 
 /// The agent is here, RTOS → host, unsequenced: sent while no host has opened a
@@ -217,8 +245,10 @@ pub enum RtosMsg<'a> {
     Stats(Stats),
     /// 6: the application ended; sent after all its console output.
     Exited { code: i32, reason: ExitReason },
-    /// 7: a diagnostic line from the agent or the application.
-    Log { level: LogLevel, text: &'a str },
+    /// 7: a diagnostic line from the agent or the application: UTF-8 by
+    /// contract, at most [`MAX_LOG`] bytes, not checked by the agent (show it
+    /// with [`push_lossy`]).
+    Log { level: LogLevel, text: &'a [u8] },
     /// 8: the agent is here and waits for a `Hello` (protocol 1.1). Unsequenced.
     Announce(Announce),
     /// 9: exec `exec` ended with `code`; sent after all its [`Stream::Exec`]
@@ -282,7 +312,7 @@ pub(crate) fn encode_console_in_head(len: usize, buf: &mut [u8]) -> Result<usize
     w.done()
 }
 
-fn check_str(s: &str, max: usize) -> Result<(), CodecError> {
+fn check_len(s: &[u8], max: usize) -> Result<(), CodecError> {
     if s.len() > max {
         Err(CodecError::Malformed)
     } else {
@@ -484,15 +514,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn str(&mut self, max: usize) -> &'a str {
+    /// Text of at most `max` bytes, as sent (see [`push_lossy`]).
+    pub(crate) fn text(&mut self, max: usize) -> &'a [u8] {
         let b = self.bytes();
-        match core::str::from_utf8(b) {
-            Ok(s) if b.len() <= max => s,
-            _ => {
-                self.fail();
-                ""
-            }
+        if b.len() > max {
+            self.fail();
+            return &[];
         }
+        b
     }
 
     /// An argument vector: at most [`MAX_ARGV`] bytes, empty or ending in NUL.
@@ -668,11 +697,11 @@ impl<'a> RtosMsg<'a> {
         // Bounds first: nothing is written for a message that cannot be sent.
         match *self {
             RtosMsg::HelloAck(a) => {
-                check_str(a.agent_version, MAX_NAME)?;
-                check_str(a.os, MAX_NAME)?;
-                check_str(a.board, MAX_NAME)?;
+                check_len(a.agent_version, MAX_NAME)?;
+                check_len(a.os, MAX_NAME)?;
+                check_len(a.board, MAX_NAME)?;
             }
-            RtosMsg::Log { text, .. } => check_str(text, MAX_LOG)?,
+            RtosMsg::Log { text, .. } => check_len(text, MAX_LOG)?,
             _ => {}
         }
         w.u8(index);
@@ -682,12 +711,12 @@ impl<'a> RtosMsg<'a> {
                 w.varint(a.features);
                 w.varint(u32::from(a.max_frame));
                 w.varint(a.session);
-                w.bytes(a.agent_version.as_bytes());
-                w.bytes(a.os.as_bytes());
-                w.bytes(a.board.as_bytes());
+                w.bytes(a.agent_version);
+                w.bytes(a.os);
+                w.bytes(a.board);
             }
             RtosMsg::Ready => {}
-            RtosMsg::Log { level, text } => w.log(level, text.as_bytes()),
+            RtosMsg::Log { level, text } => w.log(level, text),
             RtosMsg::Pong { nonce, uptime_ms } => {
                 w.varint(nonce);
                 w.varint64(uptime_ms);
@@ -735,9 +764,9 @@ impl<'a> RtosMsg<'a> {
                 features: r.u32(),
                 max_frame: r.u16(),
                 session: r.u32(),
-                agent_version: r.str(MAX_NAME),
-                os: r.str(MAX_NAME),
-                board: r.str(MAX_NAME),
+                agent_version: r.text(MAX_NAME),
+                os: r.text(MAX_NAME),
+                board: r.text(MAX_NAME),
             }),
             1 => RtosMsg::Ready,
             2 => RtosMsg::Pong {
@@ -772,7 +801,7 @@ impl<'a> RtosMsg<'a> {
                     4 => LogLevel::Trace,
                     _ => return Err(CodecError::Malformed),
                 },
-                text: r.str(MAX_LOG),
+                text: r.text(MAX_LOG),
             },
             8 => {
                 let mut magic = [0u8; 4];
@@ -809,6 +838,35 @@ impl<'a> RtosMsg<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `push_lossy` gives `String::from_utf8_lossy`'s text, or the longest
+    /// prefix of it (whole characters) that fits.
+    #[test]
+    fn push_lossy_is_from_utf8_lossy_cut_to_fit() {
+        let cases: [&[u8]; 7] = [
+            b"",
+            b"plain",
+            "h\u{e9}llo \u{1D11E}".as_bytes(),
+            b"25\xB0C",
+            b"\xE2\x82",
+            b"\xF0\x9D\x84 x \xC0\xAF \xED\xA0\x80",
+            b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF",
+        ];
+        for text in cases {
+            let want = std::string::String::from_utf8_lossy(text);
+            let mut full = heapless::String::<64>::new();
+            push_lossy(&mut full, text);
+            assert_eq!(full.as_str(), want, "{text:x?}");
+            let mut short = heapless::String::<8>::new();
+            push_lossy(&mut short, text);
+            assert!(want.starts_with(short.as_str()), "{text:x?}");
+            let next = want[short.len()..].chars().next();
+            assert!(
+                next.is_none_or(|c| short.len() + c.len_utf8() > 8),
+                "{text:x?}"
+            );
+        }
+    }
 
     /// The hand-written codec and postcard agree on every message kind.
     #[test]
@@ -867,9 +925,9 @@ mod tests {
                 features: 5,
                 max_frame: 254,
                 session: 1,
-                agent_version: "0.1.0",
-                os: "zephyr",
-                board: "qemu-virt",
+                agent_version: b"0.1.0",
+                os: b"zephyr",
+                board: b"qemu-virt",
             }),
             RtosMsg::Ready,
             RtosMsg::Pong {
@@ -896,7 +954,7 @@ mod tests {
             },
             RtosMsg::Log {
                 level: LogLevel::Trace,
-                text: "ok",
+                text: b"ok",
             },
             RtosMsg::Announce(Announce::new(PROTOCOL_VERSION, 496)),
             RtosMsg::ConsoleOut {

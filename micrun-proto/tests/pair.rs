@@ -102,9 +102,9 @@ fn rtos_in_place(cfg: RtosConfig, garbage: u8) -> Box<Rtos> {
 /// The agent's settings in these tests.
 fn rtos_config(features: u32) -> RtosConfig {
     RtosConfig {
-        agent_version: "0.1.0",
-        os: "testos",
-        board: "pair",
+        agent_version: b"0.1.0",
+        os: b"testos",
+        board: b"pair",
         features,
         ..RtosConfig::default()
     }
@@ -304,7 +304,7 @@ fn full_session_run(
 
     // Control messages both ways.
     assert!(p.rtos.send_ready());
-    assert!(p.rtos.send_log(LogLevel::Info, "booted"));
+    assert!(p.rtos.send_log(LogLevel::Info, b"booted"));
     p.host.send_resize(24, 80).unwrap();
     p.host.send_signal(10).unwrap();
     p.host.request_stats().unwrap();
@@ -760,9 +760,9 @@ fn future_major_version_is_an_error_on_both_sides() {
         features: 0,
         max_frame: 496,
         session: 7,
-        agent_version: "9",
-        os: "x",
-        board: "y",
+        agent_version: b"9",
+        os: b"x",
+        board: b"y",
     })
     .encode(&mut payload)
     .unwrap();
@@ -838,9 +838,9 @@ fn connected_host(session: u32) -> HostEndpoint<1024, 4096> {
         features: 0,
         max_frame: 496,
         session,
-        agent_version: "x",
-        os: "x",
-        board: "x",
+        agent_version: b"x",
+        os: b"x",
+        board: b"x",
     })
     .encode(&mut payload)
     .unwrap();
@@ -1138,7 +1138,7 @@ fn exec_start_waits_for_the_log_line_and_unread_arguments() {
     p.host_events.clear();
 
     // A log line is queued (not even sent yet) when the ExecStart arrives.
-    assert!(p.rtos.send_log(LogLevel::Warn, "a line in flight"));
+    assert!(p.rtos.send_log(LogLevel::Warn, b"a line in flight"));
     p.host.send_exec_start(5, b"run\0").unwrap();
     p.host_to_rtos();
     assert_eq!(p.rtos.poll_event(), None, "held back behind the log line");
@@ -1154,7 +1154,7 @@ fn exec_start_waits_for_the_log_line_and_unread_arguments() {
 
     // Now it is taken. While its arguments are unread, no log line fits.
     assert_eq!(p.rtos.exec_argv(), b"run\0");
-    assert!(!p.rtos.send_log(LogLevel::Info, "no room"));
+    assert!(!p.rtos.send_log(LogLevel::Info, b"no room"));
     // A second start (the host allows it once the first is acknowledged) waits
     // until the application has moved past the first one's event.
     p.rtos_to_host();
@@ -1169,7 +1169,47 @@ fn exec_start_waits_for_the_log_line_and_unread_arguments() {
     assert_eq!(p.rtos.poll_event(), Some(RtosEvent::Exec { exec: 6 }));
     assert_eq!(p.rtos.exec_argv(), b"two\0");
     assert_eq!(p.rtos.poll_event(), None);
-    assert!(p.rtos.send_log(LogLevel::Info, "room again"));
+    assert!(p.rtos.send_log(LogLevel::Info, b"room again"));
+}
+
+/// Text the agent was handed that is not UTF-8 (a C firmware's bytes: the
+/// agent does not check them) reaches the host with each invalid sequence as
+/// U+FFFD, in the names and in log lines; the session goes on.
+#[test]
+fn text_that_is_not_utf8_is_shown_with_replacements() {
+    let mut p = Pair::new(31, CLEAN, HostConfig::default());
+    *p.rtos = RtosEndpoint::new(RtosConfig {
+        os: b"zeph\xFFyr",
+        board: b"an\xC3(386",
+        ..rtos_config(micrun_proto::features::ALL)
+    });
+    p.connect();
+    let peer = p.host_events.iter().find_map(|e| match e {
+        HostEvent::Connected(peer) => Some(peer.clone()),
+        _ => None,
+    });
+    let peer = peer.expect("connected");
+    assert_eq!(
+        (peer.os.as_str(), peer.board.as_str()),
+        ("zeph\u{FFFD}yr", "an\u{FFFD}(386")
+    );
+
+    // A lone continuation byte, a cut sequence at the end, and valid text after.
+    assert!(p
+        .rtos
+        .send_log(LogLevel::Warn, b"25\xB0C \xE2\x82 ok \xE2\x82"));
+    p.run_until(1000, |p| {
+        p.host_events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Log { .. }))
+    });
+    let text = p.host_events.iter().find_map(|e| match e {
+        HostEvent::Log { text, .. } => Some(text.clone()),
+        _ => None,
+    });
+    assert_eq!(text.unwrap().as_str(), "25\u{FFFD}C \u{FFFD} ok \u{FFFD}");
+    let c = p.host.counters();
+    assert_eq!((c.malformed_frames, c.unknown_messages), (0, 0), "{c:?}");
 }
 
 /// An agent without `features::EXEC` (a 1.0/1.1 agent, or one built without

@@ -113,9 +113,9 @@ impl RtosOwned {
                 features: *features,
                 max_frame: *max_frame,
                 session: *session,
-                agent_version,
-                os,
-                board,
+                agent_version: agent_version.as_bytes(),
+                os: os.as_bytes(),
+                board: board.as_bytes(),
             }),
             RtosOwned::Ready => RtosMsg::Ready,
             RtosOwned::Pong(nonce, uptime_ms) => RtosMsg::Pong {
@@ -137,7 +137,7 @@ impl RtosOwned {
             },
             RtosOwned::Log(level, text) => RtosMsg::Log {
                 level: *level,
-                text,
+                text: text.as_bytes(),
             },
             RtosOwned::ExecExited(exec, code) => RtosMsg::ExecExited {
                 exec: *exec,
@@ -426,9 +426,9 @@ fn exec_host() -> HostEndpoint<64, 256> {
         features: micrun_proto::features::ALL,
         max_frame: MAX_FRAME as u16,
         session: 1,
-        agent_version: "",
-        os: "",
-        board: "",
+        agent_version: b"",
+        os: b"",
+        board: b"",
     });
     host.handle_input(
         0,
@@ -884,9 +884,9 @@ impl RtosRig {
         Self {
             ep: RtosEndpoint::new(RtosConfig {
                 link,
-                agent_version: "0.1.0-props",
-                os: "proptest",
-                board: "a-board-name-longer-than-24-bytes",
+                agent_version: b"0.1.0-props",
+                os: b"proptest",
+                board: b"a-board-name-longer-than-24-bytes",
                 ..RtosConfig::default()
             }),
             link,
@@ -981,7 +981,7 @@ impl RtosRig {
                         2 => self.ep.send_exited(i32::from(*k) - 128, ExitReason::Normal),
                         3 => self
                             .ep
-                            .send_log(LogLevel::Info, &"é".repeat(usize::from(*k))),
+                            .send_log(LogLevel::Info, "é".repeat(usize::from(*k)).as_bytes()),
                         4 => self.ep.send_exec_exited(i32::from(*k)),
                         _ => self.ep.can_send(1),
                     };

@@ -285,9 +285,9 @@ fn cases() -> Vec<Case> {
                 features: v1_features,
                 max_frame: 253,
                 session: 1,
-                agent_version: "0.1.0",
-                os: "uniproton",
-                board: "qemu-virt",
+                agent_version: b"0.1.0",
+                os: b"uniproton",
+                board: b"qemu-virt",
             }),
         ),
         r(
@@ -299,9 +299,9 @@ fn cases() -> Vec<Case> {
                 features: features::ALL,
                 max_frame: 253,
                 session: 2,
-                agent_version: "0.3.0",
-                os: "zephyr",
-                board: "qemu-virt",
+                agent_version: b"0.3.0",
+                os: b"zephyr",
+                board: b"qemu-virt",
             }),
         ),
         r(
@@ -313,9 +313,9 @@ fn cases() -> Vec<Case> {
                 features: 0,
                 max_frame: 96,
                 session: 0,
-                agent_version: "",
-                os: "",
-                board: "",
+                agent_version: b"",
+                os: b"",
+                board: b"",
             }),
         ),
         r(
@@ -330,9 +330,9 @@ fn cases() -> Vec<Case> {
                 features: u32::MAX,
                 max_frame: u16::MAX,
                 session: u32::MAX,
-                agent_version: name24,
-                os: name24,
-                board: name24,
+                agent_version: name24.as_bytes(),
+                os: name24.as_bytes(),
+                board: name24.as_bytes(),
             }),
         ),
         r("ready", Some(0), 0, RtosMsg::Ready),
@@ -472,7 +472,7 @@ fn cases() -> Vec<Case> {
             0,
             RtosMsg::Log {
                 level: LogLevel::Error,
-                text: "oops",
+                text: b"oops",
             },
         ),
         r(
@@ -481,7 +481,7 @@ fn cases() -> Vec<Case> {
             0,
             RtosMsg::Log {
                 level: LogLevel::Warn,
-                text: "low memory",
+                text: b"low memory",
             },
         ),
         r(
@@ -490,7 +490,7 @@ fn cases() -> Vec<Case> {
             0,
             RtosMsg::Log {
                 level: LogLevel::Info,
-                text: "booted",
+                text: b"booted",
             },
         ),
         r(
@@ -499,7 +499,7 @@ fn cases() -> Vec<Case> {
             0,
             RtosMsg::Log {
                 level: LogLevel::Debug,
-                text: "tick",
+                text: b"tick",
             },
         ),
         r(
@@ -508,7 +508,7 @@ fn cases() -> Vec<Case> {
             0,
             RtosMsg::Log {
                 level: LogLevel::Trace,
-                text: "",
+                text: b"",
             },
         ),
         r(
@@ -517,7 +517,7 @@ fn cases() -> Vec<Case> {
             0,
             RtosMsg::Log {
                 level: LogLevel::Info,
-                text: text80,
+                text: text80.as_bytes(),
             },
         ),
         r(
@@ -526,7 +526,7 @@ fn cases() -> Vec<Case> {
             0,
             RtosMsg::Log {
                 level: LogLevel::Warn,
-                text: "température ≥ 90°C",
+                text: "température ≥ 90°C".as_bytes(),
             },
         ),
         r(

@@ -36,7 +36,7 @@ use core::mem::MaybeUninit;
 #[cfg(feature = "exec")]
 use micrun_proto::msg::MAX_ARGV;
 
-use crate::{Agent, AgentInfo, ExitReason, Hook, Link, LogLevel, Stats};
+use crate::{Agent, ExitReason, Hook, Link, LogLevel, Stats};
 
 /// Success.
 pub const MICRUN_AGENT_OK: i32 = 0;
@@ -78,8 +78,10 @@ pub struct micrun_agent_config {
     /// Passed back as the first argument of every callback.
     pub ctx: *mut c_void,
     /// RTOS name (static, NUL-terminated UTF-8, at most 24 bytes used), or NULL.
+    /// Not checked here: the host shows invalid UTF-8 sequences as U+FFFD.
     pub os: *const c_char,
-    /// Board name (static, NUL-terminated UTF-8, at most 24 bytes used), or NULL.
+    /// Board name (static, NUL-terminated UTF-8, at most 24 bytes used), or NULL
+    /// (as `os`).
     pub board: *const c_char,
     /// Writes bytes to the link; must take all of them (block if needed).
     pub tx: Option<unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize)>,
@@ -214,58 +216,15 @@ fn with_agent<T>(f: impl FnOnce(&mut CAgent, &micrun_agent_config) -> T) -> Resu
     Ok(res)
 }
 
-/// Whether `b` is well-formed UTF-8 (RFC 3629: no overlong forms, no
-/// surrogates, nothing above U+10FFFF). Written out because
-/// `core::str::from_utf8` links a validator and a 256-byte table (≈ 370 B).
-fn is_utf8(b: &[u8]) -> bool {
-    let mut i = 0;
-    while let Some(&lead) = b.get(i) {
-        i += 1;
-        if lead < 0x80 {
-            continue;
-        }
-        // Continuation bytes: one per leading 1 bit after the first (a lone
-        // continuation byte has none, 0xF8 and above have four or more).
-        let more = (!lead).leading_zeros().wrapping_sub(1);
-        if !(1..=3).contains(&more) {
-            return false;
-        }
-        // The lead byte's payload: 5, 4 or 3 bits.
-        let mut cp = u32::from(lead) & (0x3F >> more);
-        for _ in 0..more {
-            match b.get(i) {
-                Some(&c) if c & 0xC0 == 0x80 => cp = cp << 6 | u32::from(c & 0x3F),
-                _ => return false,
-            }
-            i += 1;
-        }
-        // Overlong (under 8, 12 or 17 bits for 2, 3 or 4 bytes; this also
-        // refuses the leads 0xC0 and 0xC1), beyond U+10FFFF (the leads 0xF5 to
-        // 0xF7), or a surrogate (U+D800..=U+DFFF).
-        if cp >> ((9 * more + 5) / 2) == 0 || cp > 0x10_FFFF || cp >> 11 == 0x1B {
-            return false;
-        }
-    }
-    true
-}
-
-/// The UTF-8 text of a NUL-terminated string, or `None` when it is not UTF-8.
+/// The bytes of a NUL-terminated string (`None` for NULL). Not checked for
+/// UTF-8: the host replaces invalid sequences where it shows the text, so the
+/// agent does not link a validator (≈ 190 B, docs/footprint.md).
 ///
 /// # Safety
-/// `p` must be a valid NUL-terminated string that lives for `'a`.
-unsafe fn c_text<'a>(p: *const c_char) -> Option<&'a str> {
-    // SAFETY: per the function's contract.
-    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
-    // SAFETY: checked to be well-formed UTF-8 just before.
-    is_utf8(bytes).then(|| unsafe { core::str::from_utf8_unchecked(bytes) })
-}
-
-fn static_str(p: *const c_char) -> &'static str {
-    if p.is_null() {
-        return "";
-    }
-    // SAFETY: the contract requires a static NUL-terminated string.
-    unsafe { c_text(p) }.unwrap_or("")
+/// `p` must be NULL or a valid NUL-terminated string that lives for `'a`.
+unsafe fn c_text<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    // SAFETY: non-null here; NUL-terminated per the function's contract.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
 /// The `len` bytes at `data` (none for `len` 0, whatever `data` is), or
@@ -304,14 +263,17 @@ pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i
     if c.tx.is_none() {
         return MICRUN_AGENT_EINVAL;
     }
-    let info = AgentInfo {
-        os: static_str(c.os),
-        board: static_str(c.board),
-    };
+    // SAFETY: NULL or static NUL-terminated strings per the contract.
+    let (os, board) = unsafe { (c_text(c.os), c_text(c.board)) };
     // SAFETY: not busy, single-threaded: no reference into the slot is live.
     // The agent has no drop glue, so overwriting an earlier one is fine.
     unsafe {
-        Agent::init(&mut *SLOT.agent.get(), CLink, info);
+        Agent::init_named(
+            &mut *SLOT.agent.get(),
+            CLink,
+            os.unwrap_or_default(),
+            board.unwrap_or_default(),
+        );
     }
     SLOT.cfg.set(cfg);
     MICRUN_AGENT_OK
@@ -580,16 +542,15 @@ pub extern "C" fn micrun_agent_connected() -> i32 {
     with_agent(|a, _| a.is_connected() as i32).unwrap_or(0)
 }
 
-/// Sends a log line (NUL-terminated UTF-8, cut to 80 bytes) at `level`
-/// (0 error … 4 trace).
+/// Sends a log line (NUL-terminated UTF-8, cut to 80 bytes, not inside a
+/// character) at `level` (0 error … 4 trace). The text is not checked here:
+/// the host shows invalid UTF-8 sequences as U+FFFD. `MICRUN_AGENT_EAGAIN`
+/// while the previous line is not yet acknowledged or the queue is full.
 ///
 /// # Safety
 /// `text` must be a valid NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_log(level: u8, text: *const c_char) -> i32 {
-    if text.is_null() {
-        return MICRUN_AGENT_EINVAL;
-    }
     let level = match level {
         0 => LogLevel::Error,
         1 => LogLevel::Warn,
@@ -598,12 +559,11 @@ pub unsafe extern "C" fn micrun_agent_log(level: u8, text: *const c_char) -> i32
         4 => LogLevel::Trace,
         _ => return MICRUN_AGENT_EINVAL,
     };
-    // SAFETY: checked non-null; NUL-terminated per contract, and only used
-    // during this call.
+    // SAFETY: NULL or NUL-terminated per contract, and only used during this call.
     let Some(text) = (unsafe { c_text(text) }) else {
         return MICRUN_AGENT_EINVAL;
     };
-    match with_agent(|a, _| a.log(level, text)) {
+    match with_agent(|a, _| a.log_bytes(level, text)) {
         Ok(true) => MICRUN_AGENT_OK,
         Ok(false) => MICRUN_AGENT_EAGAIN,
         Err(e) => e,
@@ -725,11 +685,25 @@ mod tests {
         let mut out = [0u8; 16];
         let n = host.read_console(Stream::Stdout, &mut out);
         assert_eq!(&out[..n], b"bye\n");
+
+        // A log line that is not UTF-8 is sent as it is; the host shows each
+        // invalid sequence as U+FFFD.
+        let bad = [b'2', b'5', 0xB0, b'C', 0];
+        // SAFETY: a NUL-terminated string.
+        assert_eq!(unsafe { micrun_agent_log(2, bad.as_ptr().cast()) }, 0);
+        let events = round(&mut host, t + 2);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, HostEvent::Log { text, .. } if text == "25\u{FFFD}C")),
+            "{events:?}"
+        );
     }
 
     /// The entry points check their arguments: NULL data with a length, an
-    /// unknown stream, exit reason or log level, and text that is not UTF-8
-    /// are `MICRUN_AGENT_EINVAL`; NULL data with length 0 is no data.
+    /// unknown stream, exit reason or log level are `MICRUN_AGENT_EINVAL`;
+    /// NULL data with length 0 is no data; text that is not UTF-8 is taken
+    /// (the host replaces it: `poll_calls_hooks_in_order_and_sends_their_output`).
     #[test]
     fn entry_points_check_their_arguments() {
         let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
@@ -772,55 +746,14 @@ mod tests {
             assert_eq!(micrun_agent_log(5, c"x".as_ptr()), MICRUN_AGENT_EINVAL);
             assert_eq!(micrun_agent_log(2, core::ptr::null()), MICRUN_AGENT_EINVAL);
             let bad = [b'a', 0xC3, b'(', 0];
-            assert_eq!(
-                micrun_agent_log(2, bad.as_ptr().cast()),
-                MICRUN_AGENT_EINVAL
-            );
-            assert_eq!(micrun_agent_log(2, c"héllo".as_ptr()), MICRUN_AGENT_OK);
+            assert_eq!(micrun_agent_log(2, bad.as_ptr().cast()), MICRUN_AGENT_OK);
+            // One line at a time: the first is not acknowledged yet.
+            assert_eq!(micrun_agent_log(2, c"héllo".as_ptr()), MICRUN_AGENT_EAGAIN);
             assert_eq!(micrun_agent_connected(), 0);
             assert_eq!(micrun_agent_exit_delivered(), 0);
             assert_eq!(micrun_agent_exec_running(), 0);
             assert_eq!(micrun_agent_exit(3, MICRUN_EXIT_NORMAL), MICRUN_AGENT_OK);
             assert_eq!(micrun_agent_exit_delivered(), 0, "no host has it");
-        }
-    }
-
-    /// The hand-written check agrees with `core::str::from_utf8` on every
-    /// one- and two-byte string, on edge cases of the longer forms, and on a
-    /// pseudo-random sample of longer strings.
-    #[test]
-    fn is_utf8_agrees_with_core() {
-        let check = |b: &[u8]| {
-            assert_eq!(is_utf8(b), core::str::from_utf8(b).is_ok(), "{b:02x?}");
-        };
-        for a in 0..=255u8 {
-            check(&[a]);
-            for b in 0..=255u8 {
-                check(&[a, b]);
-            }
-        }
-        for lead in [0xE0u8, 0xED, 0xEF, 0xF0, 0xF4, 0xF5] {
-            for b in 0x70..=0xCFu8 {
-                for c in [0x7Fu8, 0x80, 0xBF, 0xC0] {
-                    check(&[lead, b, c]);
-                    check(&[lead, b, c, 0x80]);
-                    check(&[b'x', lead, b, c, 0xBF, b'y']);
-                }
-            }
-        }
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 9) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| (x >> (i * 7)) as u8 | if i % 3 == 0 { 0x80 } else { 0 })
-                .collect();
-            check(&bytes);
-        }
-        for s in ["", "bare-metal", "héllo", "日本", "𝄞 clef", "\u{10FFFF}"] {
-            check(s.as_bytes());
         }
     }
 }

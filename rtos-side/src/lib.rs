@@ -236,7 +236,10 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     pub fn new(link: L, info: AgentInfo) -> Self {
         Self {
             link,
-            ep: RtosEndpoint::new(Self::endpoint_config(info)),
+            ep: RtosEndpoint::new(Self::endpoint_config(
+                info.os.as_bytes(),
+                info.board.as_bytes(),
+            )),
             exit: ExitState::Running,
             #[cfg(feature = "exec")]
             exec: ExecState::Idle,
@@ -250,8 +253,19 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// The endpoint is built in place too ([`RtosEndpoint::init`]), so the
     /// stack this takes does not grow with the rings (docs/footprint.md,
     /// round 6). Whatever `slot` held is overwritten without being dropped.
-    #[allow(unsafe_code)]
     pub fn init(slot: &mut MaybeUninit<Self>, link: L, info: AgentInfo) -> &mut Self {
+        Self::init_named(slot, link, info.os.as_bytes(), info.board.as_bytes())
+    }
+
+    /// [`Agent::init`] with the names as bytes (UTF-8 by contract, not
+    /// checked: the host replaces invalid sequences), for the C ABI.
+    #[allow(unsafe_code)]
+    pub(crate) fn init_named<'s>(
+        slot: &'s mut MaybeUninit<Self>,
+        link: L,
+        os: &'static [u8],
+        board: &'static [u8],
+    ) -> &'s mut Self {
         let p = slot.as_mut_ptr();
         // SAFETY: `p` is valid for writes of a whole agent (it comes from a
         // `&mut MaybeUninit<Self>`); each field is written once through a raw
@@ -262,7 +276,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
             addr_of_mut!((*p).link).write(link);
             RtosEndpoint::init(
                 &mut *addr_of_mut!((*p).ep).cast::<MaybeUninit<RtosEndpoint<FRAME, OUT, IN, W>>>(),
-                Self::endpoint_config(info),
+                Self::endpoint_config(os, board),
             );
             addr_of_mut!((*p).exit).write(ExitState::Running);
             #[cfg(feature = "exec")]
@@ -271,13 +285,13 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
         }
     }
 
-    /// The endpoint's settings for an agent described by `info`.
-    fn endpoint_config(info: AgentInfo) -> RtosConfig {
+    /// The endpoint's settings for an agent on `os` and `board`.
+    fn endpoint_config(os: &'static [u8], board: &'static [u8]) -> RtosConfig {
         RtosConfig {
             link: L::KIND,
-            agent_version: AGENT_VERSION,
-            os: info.os,
-            board: info.board,
+            agent_version: AGENT_VERSION.as_bytes(),
+            os,
+            board,
             // Also when micrun-proto has exec for another crate of the build.
             features: if cfg!(feature = "exec") {
                 features::ALL
@@ -365,6 +379,13 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
 
     /// Sends a diagnostic line; `false` if the control queue is full right now.
     pub fn log(&mut self, level: LogLevel, text: &str) -> bool {
+        self.ep.send_log(level, text.as_bytes())
+    }
+
+    /// [`Agent::log`] with bytes from C (UTF-8 by contract, not checked: the
+    /// host replaces invalid sequences).
+    #[cfg(feature = "capi")]
+    pub(crate) fn log_bytes(&mut self, level: LogLevel, text: &[u8]) -> bool {
         self.ep.send_log(level, text)
     }
 

@@ -8,8 +8,8 @@ use super::session::{bump, Counters, Ms, Role, SeqVerdict, Session, Timing};
 use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
-    argv_ok, encode_console_in_head, features, CodecError, ExitReason, Hello, HostMsg, LogLevel,
-    RtosMsg, Stats, Stream, Version, MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
+    argv_ok, encode_console_in_head, features, push_lossy, CodecError, ExitReason, Hello, HostMsg,
+    LogLevel, RtosMsg, Stats, Stream, Version, MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
 };
 
 /// Host endpoint settings. Times in milliseconds.
@@ -68,6 +68,8 @@ pub struct PeerInfo {
     pub features: u32,
     /// Frame size the session uses (the smaller of the two).
     pub max_frame: u16,
+    /// The agent's names, each invalid UTF-8 sequence as U+FFFD
+    /// ([`crate::msg::push_lossy`]).
     pub agent_version: String<MAX_NAME>,
     pub os: String<MAX_NAME>,
     pub board: String<MAX_NAME>,
@@ -96,6 +98,8 @@ pub enum HostEvent {
         code: i32,
         reason: ExitReason,
     },
+    /// A log line: the agent's text with each invalid UTF-8 sequence as
+    /// U+FFFD ([`crate::msg::push_lossy`]), as much as fits.
     Log {
         level: LogLevel,
         text: String<MAX_LOG>,
@@ -502,7 +506,7 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             RtosMsg::ExecExited { exec, code } => HostEvent::ExecExited { exec, code },
             RtosMsg::Log { level, text } => {
                 let mut t = String::new();
-                let _ = t.push_str(text);
+                push_lossy(&mut t, text);
                 HostEvent::Log { level, text: t }
             }
             RtosMsg::ConsoleOut { stream, data } => {
@@ -575,9 +579,9 @@ impl<const IN: usize, const OUT: usize> HostEndpoint<IN, OUT> {
             board: String::new(),
         };
         // Bounds were checked by the decoder.
-        let _ = info.agent_version.push_str(ack.agent_version);
-        let _ = info.os.push_str(ack.os);
-        let _ = info.board.push_str(ack.board);
+        push_lossy(&mut info.agent_version, ack.agent_version);
+        push_lossy(&mut info.os, ack.os);
+        push_lossy(&mut info.board, ack.board);
         self.session.restart();
         self.state = HostState::Connected;
         self.handshake_deadline = None;

@@ -24,7 +24,7 @@ use super::{count_frame_error, raw_layout, to_wire, LinkKind, ProtocolError};
 use crate::frame::{self, Deframer, HEADER_LEN, MAX_FRAME, MIN_FRAME};
 use crate::msg::{
     encode_console_out_head, encode_log, features, CodecError, ExitReason, Hello, LogLevel, Reader,
-    Stats, Stream, Version, Writer, ANNOUNCE_MAGIC, MAX_ARGV, MAX_LOG, PROTOCOL_VERSION,
+    Stats, Stream, Version, Writer, ANNOUNCE_MAGIC, MAX_ARGV, MAX_LOG, MAX_NAME, PROTOCOL_VERSION,
 };
 
 /// RTOS endpoint settings. Times in milliseconds.
@@ -38,9 +38,9 @@ pub struct RtosConfig {
     pub rto_max_ms: u32,
     /// Reported in `HelloAck`; at most [`crate::msg::MAX_NAME`] bytes each
     /// (longer values are cut at a character boundary).
-    pub agent_version: &'static str,
-    pub os: &'static str,
-    pub board: &'static str,
+    pub agent_version: &'static [u8],
+    pub os: &'static [u8],
+    pub board: &'static [u8],
     /// While no host has opened a session, `Announce` goes out at this interval,
     /// so that a listening host detects the agent (protocol 1.1); the interval
     /// doubles with each unanswered announcement up to [`ANNOUNCE_MAX_MS`] (or
@@ -65,9 +65,9 @@ impl Default for RtosConfig {
             },
             rto_initial_ms: 100,
             rto_max_ms: 2000,
-            agent_version: "",
-            os: "",
-            board: "",
+            agent_version: b"",
+            os: b"",
+            board: b"",
             announce_interval_ms: 200,
             host_silence_ms: 5000,
         }
@@ -287,9 +287,9 @@ pub const ANNOUNCE_MAX_MS: u32 = 1000;
 #[derive(Debug, Clone, Copy)]
 struct Setup {
     features: u32,
-    agent_version: &'static str,
-    os: &'static str,
-    board: &'static str,
+    agent_version: &'static [u8],
+    os: &'static [u8],
+    board: &'static [u8],
     announce_interval_ms: u32,
     host_silence_ms: u32,
 }
@@ -494,15 +494,16 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize> core
     }
 }
 
-fn clip(s: &'static str) -> &'static str {
-    let mut end = s.len().min(crate::msg::MAX_NAME);
-    // `get` is `None` inside a character; at 0 it is `Some("")`: no panic path.
-    loop {
-        if let Some(c) = s.get(..end) {
-            return c;
-        }
+/// `text` cut to at most `max` bytes, not inside a UTF-8 character: the cut
+/// backs off over continuation bytes, so it never makes valid text invalid
+/// (text that is not UTF-8 is cut the same way; the host replaces it). One
+/// copy for the names and the log line.
+fn clip(text: &[u8], max: usize) -> &[u8] {
+    let mut end = text.len().min(max);
+    while end > 0 && text.get(end).is_some_and(|&b| b & 0xC0 == 0x80) {
         end -= 1;
     }
+    text.get(..end).unwrap_or(&[])
 }
 
 impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
@@ -624,10 +625,12 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         self.core.session.queue_ctrl(RtosCtrl::Exited(code, reason))
     }
 
-    /// Sends a diagnostic line (cut to [`MAX_LOG`] bytes). `false` when the queue
-    /// is full, the previous line is not yet acknowledged, or an exec's arguments
-    /// wait in the same storage (one at a time keeps the RAM cost at one line).
-    pub fn send_log(&mut self, level: LogLevel, text: &str) -> bool {
+    /// Sends a diagnostic line (UTF-8 by contract, not checked here: the host
+    /// replaces invalid sequences; cut to [`MAX_LOG`] bytes, not inside a
+    /// character). `false` when the queue is full, the previous line is not
+    /// yet acknowledged, or an exec's arguments wait in the same storage (one
+    /// at a time keeps the RAM cost at one line).
+    pub fn send_log(&mut self, level: LogLevel, text: &[u8]) -> bool {
         if self.core.argv != Argv::Free {
             return false;
         }
@@ -635,12 +638,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         if s.ctrl_free() == 0 || s.ctrl_queued(|c| matches!(c, RtosCtrl::Log(_))) {
             return false;
         }
-        let mut end = text.len().min(MAX_LOG);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
         s.extra.bytes.clear();
-        let _ = s.extra.bytes.extend_from_slice(&text.as_bytes()[..end]);
+        let _ = s.extra.bytes.extend_from_slice(clip(text, MAX_LOG));
         s.queue_ctrl(RtosCtrl::Log(level))
     }
 
@@ -812,9 +811,9 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         let timing = Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms);
         let setup = Setup {
             features: cfg.features,
-            agent_version: clip(cfg.agent_version),
-            os: clip(cfg.os),
-            board: clip(cfg.board),
+            agent_version: clip(cfg.agent_version, MAX_NAME),
+            os: clip(cfg.os, MAX_NAME),
+            board: clip(cfg.board, MAX_NAME),
             announce_interval_ms: cfg.announce_interval_ms.min(MAX_WAIT_MS),
             host_silence_ms: cfg.host_silence_ms.min(MAX_WAIT_MS),
         };
@@ -864,9 +863,9 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             w.varint(self.cfg.features);
             w.varint(u32::from(ours));
             w.varint(self.session_id);
-            w.bytes(self.cfg.agent_version.as_bytes());
-            w.bytes(self.cfg.os.as_bytes());
-            w.bytes(self.cfg.board.as_bytes());
+            w.bytes(self.cfg.agent_version);
+            w.bytes(self.cfg.os);
+            w.bytes(self.cfg.board);
         } else if self.announce_due && self.announcing() {
             self.announce_due = false;
             w.u8(8);
@@ -1082,9 +1081,9 @@ mod tests {
     fn init_over_garbage_is_new() {
         type Ep = RtosEndpoint<130, 64, 32, 3>;
         let cfg = RtosConfig {
-            agent_version: "1.2.3",
-            os: "os",
-            board: "a board with a name longer than the wire allows for it",
+            agent_version: b"1.2.3",
+            os: b"os",
+            board: b"a board with a name longer than the wire allows for it",
             rto_initial_ms: 70_000,
             announce_interval_ms: u32::MAX,
             ..RtosConfig::default()
@@ -1106,19 +1105,31 @@ mod tests {
         }
     }
 
-    /// Names are cut to `MAX_NAME` bytes at a character boundary.
+    /// Names and log lines are cut to their bound at a character boundary;
+    /// bytes that are not UTF-8 are cut by the same rule, never panicking.
     #[test]
-    fn names_are_clipped_at_a_character_boundary() {
-        assert_eq!(clip(""), "");
-        assert_eq!(clip("qemu-virt"), "qemu-virt");
+    fn text_is_clipped_at_a_character_boundary() {
+        let clip = |s: &'static str| clip(s.as_bytes(), MAX_NAME);
+        assert_eq!(clip(""), b"");
+        assert_eq!(clip("qemu-virt"), b"qemu-virt");
         let exact = "abcdefghijklmnopqrstuvwx";
-        assert_eq!(clip(exact), exact);
-        assert_eq!(clip("abcdefghijklmnopqrstuvwxyz"), exact);
+        assert_eq!(clip(exact), exact.as_bytes());
+        assert_eq!(clip("abcdefghijklmnopqrstuvwxyz"), exact.as_bytes());
         // 'é' is two bytes: 12 of them fill 24 bytes, a 13th does not fit.
-        assert_eq!(clip("éééééééééééééé"), "éééééééééééé");
+        assert_eq!(clip("éééééééééééééé"), "éééééééééééé".as_bytes());
         // 'ℝ' is three bytes: 8 fill 24; "a" first leaves room for 7.
-        assert_eq!(clip("aℝℝℝℝℝℝℝℝ"), "aℝℝℝℝℝℝℝ");
-        assert_eq!(clip("€€€€€€€€€"), "€€€€€€€€");
+        assert_eq!(clip("aℝℝℝℝℝℝℝℝ"), "aℝℝℝℝℝℝℝ".as_bytes());
+        assert_eq!(clip("€€€€€€€€€"), "€€€€€€€€".as_bytes());
+        // Every valid text stays valid whatever the bound.
+        let text = "aé€𝄞 x";
+        for max in 0..=text.len() + 1 {
+            let cut = super::clip(text.as_bytes(), max);
+            assert!(cut.len() <= max && text.as_bytes().starts_with(cut));
+            assert!(core::str::from_utf8(cut).is_ok(), "{max}");
+        }
+        // Not UTF-8: continuation bytes only are cut to nothing, the rest to the bound.
+        assert_eq!(super::clip(&[0x80; 30], MAX_NAME), b"");
+        assert_eq!(super::clip(&[0xFF; 30], MAX_NAME), &[0xFF; 24]);
     }
 
     /// The RTOS side's decoder accepts exactly what `HostMsg::decode` does and
@@ -1315,7 +1326,7 @@ mod tests {
             ctrl(RtosCtrl::Log(LogLevel::Warn), &extra),
             enc(RtosMsg::Log {
                 level: LogLevel::Warn,
-                text: "héllo"
+                text: "héllo".as_bytes()
             })
         );
         for bytes in [0, 1, 300, u32::MAX] {
@@ -1327,9 +1338,9 @@ mod tests {
 
         // The unsequenced messages, from the endpoint's own state.
         let mut ep: RtosEndpoint = RtosEndpoint::new(RtosConfig {
-            agent_version: "0.1.0",
-            os: "zephyr",
-            board: "an386-ℝℝℝℝℝℝℝℝℝ",
+            agent_version: b"0.1.0",
+            os: b"zephyr",
+            board: "an386-ℝℝℝℝℝℝℝℝℝ".as_bytes(),
             features: 0x1234_5678,
             ..RtosConfig::default()
         });
@@ -1353,9 +1364,9 @@ mod tests {
                 features: 0x1234_5678,
                 max_frame: ours,
                 session: 0xdead_beef,
-                agent_version: "0.1.0",
-                os: "zephyr",
-                board: clip("an386-ℝℝℝℝℝℝℝℝℝ"),
+                agent_version: b"0.1.0",
+                os: b"zephyr",
+                board: clip("an386-ℝℝℝℝℝℝℝℝℝ".as_bytes(), MAX_NAME),
             }))
         );
         ep.core.state = RtosState::Connected;

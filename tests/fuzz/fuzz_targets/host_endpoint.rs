@@ -142,7 +142,7 @@ fuzz_target!(|input: Input| {
     );
     let mut agent = RtosEndpoint::<256, 512, 256>::new(RtosConfig {
         link,
-        agent_version: "fuzz",
+        agent_version: b"fuzz",
         ..RtosConfig::default()
     });
     // Closed, with every event up to the close read.
@@ -247,7 +247,7 @@ fuzz_target!(|input: Input| {
                     0 => agent.send_ready(),
                     1 => agent.send_stats(Stats::default()),
                     2 => agent.send_exited(code, ExitReason::Normal),
-                    3 => agent.send_log(LogLevel::Info, "a log line"),
+                    3 => agent.send_log(LogLevel::Info, b"a log line"),
                     _ => agent.send_exec_exited(code),
                 };
             }

@@ -52,7 +52,7 @@ enum Op {
     Ready,
     Stats(u64, u16, u32, u32),
     Exited(i32, u8),
-    Log(u8, String),
+    Log(u8, Vec<u8>),
     ExecExited(i32),
     /// The host's application sends something.
     HostSend(u8, u32, Vec<u8>),
@@ -101,7 +101,7 @@ fuzz_target!(|input: Input| {
     let mut rtos = Rtos::new(RtosConfig {
         link,
         announce_interval_ms: if input.announce { 200 } else { 0 },
-        agent_version: "fuzz",
+        agent_version: b"fuzz",
         ..RtosConfig::default()
     });
     let mut host: HostEndpoint<256, 512> = HostEndpoint::new(
