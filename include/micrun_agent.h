@@ -65,7 +65,7 @@ typedef struct micrun_agent_config {
   void (*on_stop)(void *ctx, uint32_t grace_ms);
   // A forwarded POSIX signal number.
   void (*on_signal)(void *ctx, uint8_t signo);
-  // Console input from the host.
+  // Console input from the host (valid during the call only).
   void (*on_input)(void *ctx, const uint8_t *data, size_t len);
   // The container's terminal: its size, or 0x0 (unknown) at the handshake
   // before the client gave one. Only a container with a terminal gets it.
@@ -111,7 +111,7 @@ int32_t micrun_agent_feed(const uint8_t *data, size_t len);
 // callbacks. When the agent next needs a poll: `micrun_agent_poll_timeout`
 // (an application that polls periodically does not ask, and does not link
 // that computation). Does nothing before `micrun_agent_init` or from inside
-// `tx` or `on_stats`.
+// a callback.
 void micrun_agent_poll(uint64_t now_ms);
 
 // When the agent next needs a poll (absolute ms, in the clock of

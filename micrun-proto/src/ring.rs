@@ -82,6 +82,16 @@ impl<const N: usize> Ring<N> {
         self.tail = self.tail.wrapping_add(n as u32);
     }
 
+    /// Takes the held bytes that lie contiguous from the front, in place: up
+    /// to the end of the buffer (the rest, after the wrap, on the next call).
+    /// They stay where they are until the next `push` may overwrite them.
+    pub(crate) fn take(&mut self) -> &[u8] {
+        let start = self.tail as usize % N;
+        let n = self.len().min(N - start);
+        self.tail = self.tail.wrapping_add(n as u32);
+        self.buf.get(start..start + n).unwrap_or(&[])
+    }
+
     /// Moves bytes from the front into `out`; returns the count.
     pub(crate) fn pop(&mut self, out: &mut [u8]) -> usize {
         let mut done = 0;
@@ -96,5 +106,31 @@ impl<const N: usize> Ring<N> {
             self.consume(n);
         }
         done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ring;
+
+    /// `take` gives the held bytes in order, the part before the wrap first,
+    /// and frees their room.
+    #[test]
+    #[allow(unsafe_code)]
+    fn take_gives_the_front_in_place() {
+        // SAFETY: `Ring::init` writes every field.
+        let mut r: Ring<8> = unsafe { crate::init::new(Ring::init) };
+        assert_eq!(r.take(), b"");
+        assert_eq!(r.push(b"abcdef"), 6);
+        assert_eq!(r.take(), b"abcdef");
+        assert_eq!((r.len(), r.free()), (0, 8));
+        assert_eq!(r.push(b"ghijk"), 5); // 2 before the wrap, 3 after
+        assert_eq!(r.take(), b"gh");
+        assert_eq!(r.take(), b"ijk");
+        assert_eq!(r.take(), b"");
+        assert_eq!(r.push(b"12345678x"), 8);
+        let mut all = r.take().to_vec();
+        all.extend_from_slice(r.take());
+        assert_eq!(all, b"12345678");
     }
 }

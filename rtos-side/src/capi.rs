@@ -23,9 +23,14 @@
 //! `micrun_agent_poll` takes the host's requests one at a time and calls each
 //! one's callback with the agent released, in the order the host sent them
 //! (then `on_input` with the console input), so callbacks other than `tx` and
-//! `on_stats` may call `micrun_agent_write` / `micrun_agent_exit`, and what they
-//! write goes out in the same poll; `tx` and `on_stats` must not call back into
-//! the agent (such calls fail with [`MICRUN_AGENT_EBUSY`] or do nothing).
+//! `on_stats` may call `micrun_agent_write` / `micrun_agent_exit` /
+//! `micrun_agent_log` (and the exec calls), and what they write goes out in
+//! the same poll; `tx` and `on_stats` must not call back into the agent (such
+//! calls fail with [`MICRUN_AGENT_EBUSY`] or do nothing). No callback may call
+//! `micrun_agent_poll`, `micrun_agent_feed` or `micrun_agent_init` (refused
+//! the same way): the console input and the exec arguments a callback gets
+//! are the agent's own storage, handed over without a copy, and stay as they
+//! are until the callback returns.
 #![allow(unsafe_code)]
 #![allow(non_camel_case_types)]
 
@@ -89,7 +94,7 @@ pub struct micrun_agent_config {
     pub on_stop: Option<unsafe extern "C" fn(ctx: *mut c_void, grace_ms: u32)>,
     /// A forwarded POSIX signal number.
     pub on_signal: Option<unsafe extern "C" fn(ctx: *mut c_void, signo: u8)>,
-    /// Console input from the host.
+    /// Console input from the host (valid during the call only).
     pub on_input: Option<unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize)>,
     /// The container's terminal: its size, or 0x0 (unknown) at the handshake
     /// before the client gave one. Only a container with a terminal gets it.
@@ -163,6 +168,9 @@ struct Slot {
     cfg: Cell<*const micrun_agent_config>,
     /// Inside an agent call: a callback calling back in is refused.
     busy: Cell<bool>,
+    /// Inside `micrun_agent_poll`, its callbacks included: `feed`, `poll` and
+    /// `init` are refused, so what a callback was handed in place stays.
+    polling: Cell<bool>,
 }
 
 // SAFETY: the C contract is single-threaded use; `busy` rejects re-entry.
@@ -172,6 +180,7 @@ static SLOT: Slot = Slot {
     agent: UnsafeCell::new(MaybeUninit::uninit()),
     cfg: Cell::new(core::ptr::null()),
     busy: Cell::new(false),
+    polling: Cell::new(false),
 };
 
 /// Marks the agent busy and returns 0, unless it is not initialised or
@@ -251,7 +260,7 @@ unsafe fn c_bytes<'a>(data: *const u8, len: usize) -> Option<&'a [u8]> {
 /// `cfg` must point to a valid config that outlives the agent; its strings must be static.
 #[no_mangle]
 pub unsafe extern "C" fn micrun_agent_init(cfg: *const micrun_agent_config) -> i32 {
-    if cfg.is_null() || SLOT.busy.get() {
+    if cfg.is_null() || SLOT.busy.get() || SLOT.polling.get() {
         return if cfg.is_null() {
             MICRUN_AGENT_EINVAL
         } else {
@@ -289,6 +298,9 @@ pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
     let Some(bytes) = (unsafe { c_bytes(data, len) }) else {
         return MICRUN_AGENT_EINVAL;
     };
+    if SLOT.polling.get() {
+        return MICRUN_AGENT_EBUSY;
+    }
     match with_agent(|a, _| a.feed(bytes)) {
         Ok(()) => MICRUN_AGENT_OK,
         Err(e) => e,
@@ -299,16 +311,18 @@ pub unsafe extern "C" fn micrun_agent_feed(data: *const u8, len: usize) -> i32 {
 /// callbacks. When the agent next needs a poll: `micrun_agent_poll_timeout`
 /// (an application that polls periodically does not ask, and does not link
 /// that computation). Does nothing before `micrun_agent_init` or from inside
-/// `tx` or `on_stats`.
+/// a callback.
 #[no_mangle]
 pub extern "C" fn micrun_agent_poll(now_ms: u64) {
-    // An exec's arguments for `on_exec`, where the agent keeps them: unchanged
-    // until the next request is taken (not during the callback, which must
-    // not call micrun_agent_poll or micrun_agent_feed).
+    if SLOT.polling.replace(true) {
+        return; // from a callback of this poll
+    }
+    // An exec's arguments for `on_exec` and the console input for
+    // `on_input`, where the agent keeps them: unchanged until the next
+    // request is taken, and no new input can arrive meanwhile (`polling`).
     #[cfg(feature = "exec")]
     let mut args: *const [u8] = &[];
-    // The console input for `on_input`.
-    let mut input = [0u8; 64];
+    let mut input: *const [u8] = &[];
     let mut first = true;
     // One step at a time, each callback called with the agent released, so
     // that it may call back in: the timers (the link's input came through
@@ -329,15 +343,15 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) {
                 }
                 return Step::Hook(hook);
             }
-            let n = a.read_stdin(&mut input);
-            if n > 0 {
-                return Step::Input(n);
+            input = a.take_stdin();
+            if !input.is_empty() {
+                return Step::Input;
             }
             a.finish(now_ms);
             Step::Done
         });
         let step = match step {
-            Ok(Step::Done) | Err(_) => return,
+            Ok(Step::Done) | Err(_) => break,
             Ok(step) => step,
         };
         // SAFETY: set by init (the call above succeeded) and valid per its contract.
@@ -374,23 +388,25 @@ pub extern "C" fn micrun_agent_poll(now_ms: u64) {
                     unsafe { cb(ctx, signo) };
                 }
             }
-            Step::Input(n) => {
+            Step::Input => {
                 if let Some(cb) = cfg.on_input {
-                    // SAFETY: as above; `input` is valid for `n` bytes.
-                    unsafe { cb(ctx, input.as_ptr(), n) };
+                    // SAFETY: as above; `input` is the agent's bytes, unchanged
+                    // since the step (no feed while polling).
+                    unsafe { cb(ctx, input.cast(), input.len()) };
                 }
             }
             Step::Hook(Hook::Stats | Hook::Error(_)) | Step::Done => {}
         }
     }
+    SLOT.polling.set(false);
 }
 
 /// One step of [`micrun_agent_poll`].
 enum Step {
     /// A host request for a callback.
     Hook(Hook),
-    /// This many bytes of console input for `on_input`.
-    Input(usize),
+    /// Console input for `on_input`.
+    Input,
     /// Done: the reports queued and the frames that are due written.
     Done,
 }
@@ -621,6 +637,17 @@ mod tests {
         let n = unsafe { micrun_agent_write(MICRUN_STDOUT, b"bye\n".as_ptr(), 4) };
         unsafe { rec(ctx).calls.push(format!("write {n}")) };
     }
+    /// Tries to feed and poll from inside the poll (both refused), then
+    /// records the input it was handed: unchanged by those attempts.
+    unsafe extern "C" fn on_input(ctx: *mut c_void, data: *const u8, len: usize) {
+        // SAFETY: 2 valid bytes; `data` is valid for `len` bytes during the call.
+        unsafe {
+            let fed = micrun_agent_feed([2u8, 0].as_ptr(), 2);
+            micrun_agent_poll(0);
+            let input = String::from_utf8_lossy(core::slice::from_raw_parts(data, len));
+            rec(ctx).calls.push(format!("input {input} (feed {fed})"));
+        }
+    }
 
     /// `micrun_agent_poll` calls the hooks one per host request, in the order
     /// the host sent them, with the agent released; what a hook writes goes
@@ -637,7 +664,7 @@ mod tests {
             tx: Some(tx),
             on_stop: Some(on_stop),
             on_signal: Some(on_signal),
-            on_input: None,
+            on_input: Some(on_input),
             on_resize: Some(on_resize),
             on_stats: None,
             on_exec: None,
@@ -649,6 +676,7 @@ mod tests {
         let mut buf = [0u8; 600];
         // One round: the host's frames to the agent, one poll, its frames back.
         let mut round = |host: &mut HostEndpoint, t: u64| {
+            host.handle_timeout(t);
             while let Some(n) = host.poll_transmit(t, &mut buf) {
                 // SAFETY: `n` valid bytes.
                 assert_eq!(unsafe { micrun_agent_feed(buf.as_ptr(), n) }, 0);
@@ -673,11 +701,22 @@ mod tests {
         assert!(next > t && next != u64::MAX, "{next}");
         host.send_signal(10).unwrap();
         host.send_resize(24, 80).unwrap();
+        assert_eq!(host.write_stdin(b"ls -l\n"), 6);
         host.send_stop(500).unwrap();
-        let events = round(&mut host, t + 1);
+        let mut events = round(&mut host, t + 1);
+        // The input came after three requests, which filled the agent's event
+        // queue: held back, it comes again with the host's retransmission.
+        events.extend(round(&mut host, t + 1000));
         // SAFETY: no agent call is running.
         let calls = unsafe { &(*ctx).calls };
-        assert_eq!(calls, &["signal 10", "resize 24x80", "stop 500", "write 4"]);
+        // The requests in order, then the input (handed over in place: a feed
+        // or poll from its callback is refused and changes nothing).
+        let ebusy = MICRUN_AGENT_EBUSY;
+        let input = format!("input ls -l\n (feed {ebusy})");
+        assert_eq!(
+            calls,
+            &["signal 10", "resize 24x80", "stop 500", "write 4", &input]
+        );
         assert!(
             events.contains(&HostEvent::Readable(Stream::Stdout)),
             "{events:?}"

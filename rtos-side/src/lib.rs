@@ -377,6 +377,12 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
         self.ep.read_stdin(buf)
     }
 
+    /// Console input in place (see [`RtosEndpoint::take_stdin`]), for the C ABI.
+    #[cfg(feature = "capi")]
+    pub(crate) fn take_stdin(&mut self) -> &[u8] {
+        self.ep.take_stdin()
+    }
+
     /// Sends a diagnostic line; `false` if the control queue is full right now.
     pub fn log(&mut self, level: LogLevel, text: &str) -> bool {
         self.ep.send_log(level, text.as_bytes())

@@ -592,6 +592,15 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         self.core.session.read(Stream::Stdin, out)
     }
 
+    /// Takes console input in place, without a copy: the bytes that lie
+    /// contiguous in the input ring (when the input wraps around the ring's
+    /// end, the rest comes with the next call). Like [`RtosEndpoint::read_stdin`]
+    /// it returns credit to the host; the slice borrows the endpoint, so no
+    /// new input can overwrite it while it is read.
+    pub fn take_stdin(&mut self) -> &[u8] {
+        self.core.session.take(Stream::Stdin)
+    }
+
     /// Console input bytes waiting.
     pub fn stdin_len(&self) -> usize {
         self.core.session.readable(Stream::Stdin)

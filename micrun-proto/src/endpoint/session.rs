@@ -339,6 +339,14 @@ impl<
         }
     }
 
+    /// `stream`'s received bytes that lie contiguous, in place (see `Ring::take`).
+    pub(crate) fn take(&mut self, stream: Stream) -> &[u8] {
+        match Self::rx_index(stream) {
+            Some(i) => self.rx[i].ring.take(),
+            None => &[],
+        }
+    }
+
     pub(crate) fn readable(&self, stream: Stream) -> usize {
         Self::rx_index(stream).map_or(0, |i| self.rx[i].ring.len())
     }
