@@ -317,23 +317,14 @@ impl<const N: usize> Deframer<N> {
         }
     }
 
-    /// A new deframer written where it stays (see `crate::init`): the same
-    /// as [`Deframer::new`] (a `const fn`, so a field list of its own; test
-    /// `init_over_garbage_is_new` compares the two byte for byte).
-    #[allow(unsafe_code)]
-    pub(crate) fn init(slot: &mut core::mem::MaybeUninit<Self>) {
+    /// A new deframer where it stays, over zero bytes (see `crate::init`):
+    /// zero bytes are [`Deframer::new`]'s value (a `const fn`, so a field
+    /// list of its own; test `zeroed_init_is_new` compares the two byte for
+    /// byte), so nothing is written; this checks the size.
+    pub(crate) fn init_zeroed(slot: &mut core::mem::MaybeUninit<Self>) {
         #[allow(clippy::let_unit_value)]
         let () = Self::FITS;
-        let p = slot.as_mut_ptr();
-        // SAFETY: `p` is valid for writes of a deframer (from the `&mut`);
-        // each field is written through a raw pointer. Zero bytes are a valid
-        // `[u8; N]` (as `new`'s buffer).
-        unsafe {
-            core::ptr::addr_of_mut!((*p).buf).write_bytes(0, 1);
-            core::ptr::addr_of_mut!((*p).len).write(0);
-            core::ptr::addr_of_mut!((*p).codes).write(0);
-            core::ptr::addr_of_mut!((*p).left).write(0);
-        }
+        let _ = slot;
     }
 
     /// Feeds bytes until one frame is complete. Returns how many bytes of `input`
@@ -412,12 +403,13 @@ impl<const N: usize> Deframer<N> {
 mod tests {
     use super::*;
 
-    /// `Deframer::init` over garbage leaves the very bytes `Deframer::new`
-    /// makes: a field `init` forgets would keep the garbage (the type has no
+    /// `Deframer::init_zeroed` over zero bytes leaves the very bytes
+    /// `Deframer::new` makes (written out field by field): a field whose
+    /// initial value were not zero bytes would differ (the type has no
     /// padding at these sizes, so every byte is a field's).
     #[test]
     #[allow(unsafe_code)]
-    fn init_over_garbage_is_new() {
+    fn zeroed_init_is_new() {
         fn bytes<T>(v: &T) -> &[u8] {
             // SAFETY: a `Deframer` of these sizes has no padding: all of
             // its bytes are initialised.
@@ -427,15 +419,11 @@ mod tests {
         }
         fn check<const N: usize>() {
             assert_eq!(core::mem::size_of::<Deframer<N>>(), N + 4);
-            for garbage in [0xA5, 0x5A, 0xFF] {
-                let mut slot = core::mem::MaybeUninit::<Deframer<N>>::uninit();
-                // SAFETY: bytes into the slot's own memory.
-                unsafe { slot.as_mut_ptr().write_bytes(garbage, 1) };
-                Deframer::init(&mut slot);
-                // SAFETY: `init` wrote every field.
-                let d = unsafe { slot.assume_init_ref() };
-                assert_eq!(bytes(d), bytes(&Deframer::<N>::new()));
-            }
+            let mut slot = core::mem::MaybeUninit::<Deframer<N>>::zeroed();
+            Deframer::init_zeroed(&mut slot);
+            // SAFETY: zero bytes are a deframer (integers and a byte array).
+            let d = unsafe { slot.assume_init_ref() };
+            assert_eq!(bytes(d), bytes(&Deframer::<N>::new()));
         }
         check::<128>();
         check::<256>();

@@ -17,8 +17,8 @@ pub(crate) struct Queue<T, const N: usize> {
 }
 
 /// An item of a [`Queue`]: a small `Copy` value with a filler for the unused
-/// slots (never read; of zero bytes, so that a new queue is cleared with the
-/// memory around it).
+/// slots (never read; written into a new queue's slots, as the zero bytes
+/// around it are not an item for every type).
 pub(crate) trait Item: Copy {
     const FILL: Self;
 }
@@ -29,27 +29,32 @@ impl<T: Item, const N: usize> Queue<T, N> {
     #[cfg(test)]
     #[allow(unsafe_code)]
     pub(crate) fn new() -> Self {
-        // SAFETY: `init` writes every field.
-        unsafe { crate::init::new(Self::init) }
+        // SAFETY: `init::new` hands over zero bytes, which `init_zeroed`
+        // turns into an empty queue.
+        unsafe { crate::init::new(|slot| Self::init_zeroed(slot)) }
     }
 
-    /// An empty queue written where it stays (see [`crate::init`]): the
-    /// slots one by one, never a whole array on the stack.
+    /// An empty queue where it stays, over zero bytes (see [`crate::init`]):
+    /// the slots written one by one with the filler (an item's zero bytes
+    /// need not be a valid item), never a whole array on the stack; `head`
+    /// and `len` are 0 already.
+    ///
+    /// # Safety
+    /// `slot` holds zero bytes.
     #[allow(unsafe_code)]
-    pub(crate) fn init(slot: &mut MaybeUninit<Self>) {
+    pub(crate) unsafe fn init_zeroed(slot: &mut MaybeUninit<Self>) {
         #[allow(clippy::let_unit_value)]
         let () = Self::CAPACITY_FITS;
         let p = slot.as_mut_ptr();
         // SAFETY: `p` is valid for writes of a queue (from the `&mut`); each
-        // field, and each of the `N` slots of the array, is written through a
-        // raw pointer in bounds of it.
+        // of the `N` slots of the array is written through a raw pointer in
+        // bounds of it; `head` and `len` are `u8`s of zero bytes (the
+        // caller's guarantee): 0, an empty queue.
         unsafe {
             let buf = addr_of_mut!((*p).buf).cast::<T>();
             for i in 0..N {
                 buf.add(i).write(T::FILL);
             }
-            addr_of_mut!((*p).head).write(0);
-            addr_of_mut!((*p).len).write(0);
         }
     }
 

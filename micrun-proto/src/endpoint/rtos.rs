@@ -538,7 +538,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// temporary, so the stack this takes does not grow with the rings
     /// (`new` builds the value on the stack and moves it). Whatever `slot`
     /// held is overwritten without being dropped (nothing in an endpoint
-    /// needs dropping).
+    /// needs dropping): first cleared as a whole, then the fields that do
+    /// not start as zero bytes are written (see `crate::init`).
     #[allow(unsafe_code)]
     pub fn init(slot: &mut MaybeUninit<Self>, cfg: RtosConfig) -> &mut Self {
         #[allow(clippy::let_unit_value)]
@@ -546,13 +547,14 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
         #[allow(clippy::let_unit_value)]
         let () = Self::WINDOW_OK;
         let p = slot.as_mut_ptr();
-        // SAFETY: `p` is valid for writes of an endpoint (from the `&mut`);
-        // its two fields are disjoint places, each handed (`field`) to its
-        // own initialiser for that call only; once both are written, the
-        // endpoint is initialised.
+        // SAFETY: `p` is valid for writes of an endpoint (from the `&mut`):
+        // all its bytes are cleared, then its two fields, disjoint places of
+        // zero bytes, are each handed (`field`) to their own initialiser for
+        // that call only; once both are done, the endpoint is initialised.
         unsafe {
-            Deframer::init(field(addr_of_mut!((*p).deframer)));
-            Core::init(field(addr_of_mut!((*p).core)), cfg, Self::MAX_FRAME as u16);
+            p.write_bytes(0, 1);
+            Deframer::init_zeroed(field(addr_of_mut!((*p).deframer)));
+            Core::init_zeroed(field(addr_of_mut!((*p).core)), cfg, Self::MAX_FRAME as u16);
             slot.assume_init_mut()
         }
     }
@@ -813,10 +815,15 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
 }
 
 impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
-    /// Writes the endpoint's state for `cfg` where it stays (see
-    /// `crate::init`).
+    /// Writes the endpoint's state for `cfg` where it stays, over zero bytes
+    /// (see `crate::init`): the settings, the enums and the non-zero values;
+    /// the rest (the session's rings and positions, the flags, the session
+    /// id, the timers at 0, the counters) is zero bytes already.
+    ///
+    /// # Safety
+    /// `slot` holds zero bytes.
     #[allow(unsafe_code)]
-    fn init(slot: &mut MaybeUninit<Self>, cfg: RtosConfig, max_frame: u16) {
+    unsafe fn init_zeroed(slot: &mut MaybeUninit<Self>, cfg: RtosConfig, max_frame: u16) {
         let timing = Timing::new(cfg.rto_initial_ms, cfg.rto_max_ms);
         let setup = Setup {
             features: cfg.features,
@@ -827,26 +834,22 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             host_silence_ms: cfg.host_silence_ms.min(MAX_WAIT_MS),
         };
         let p = slot.as_mut_ptr();
-        // SAFETY: `p` is valid for writes of a `Core` (from the `&mut`). Each
-        // field is written once through a raw pointer; the session and the
-        // event queue are disjoint places, each handed (`field`) to its own
-        // initialiser for that call only.
+        // SAFETY: `p` is valid for writes of a `Core` (from the `&mut`) and
+        // its bytes are zero (the caller's guarantee), which the fields not
+        // written here are validly and initially: `session_id`, `pong_nonce`
+        // and `announced` 0, `hello_ack_due`, `pong_due` and `host_silent`
+        // false, `announce_at` and `now` at 0 ms. Each other field is written
+        // once through a raw pointer (the enums whatever their layout); the
+        // session and the event queue are disjoint places of zero bytes, each
+        // handed (`field`) to its own initialiser for that call only.
         unsafe {
             addr_of_mut!((*p).cfg).write(setup);
             addr_of_mut!((*p).link).write(cfg.link);
             addr_of_mut!((*p).state).write(RtosState::Waiting);
-            Session::init(field(addr_of_mut!((*p).session)), timing);
-            Queue::init(field(addr_of_mut!((*p).events)));
-            addr_of_mut!((*p).session_id).write(0);
+            Session::init_zeroed(field(addr_of_mut!((*p).session)), timing);
+            Queue::init_zeroed(field(addr_of_mut!((*p).events)));
             addr_of_mut!((*p).max_frame).write(max_frame);
-            addr_of_mut!((*p).hello_ack_due).write(false);
-            addr_of_mut!((*p).pong_due).write(false);
-            addr_of_mut!((*p).pong_nonce).write(0);
             addr_of_mut!((*p).announce_due).write(setup.announce_interval_ms > 0);
-            addr_of_mut!((*p).announce_at).write(Wrap(0));
-            addr_of_mut!((*p).now).write(Ms(0));
-            addr_of_mut!((*p).host_silent).write(false);
-            addr_of_mut!((*p).announced).write(0);
             addr_of_mut!((*p).argv).write(Argv::Free);
         }
     }

@@ -244,46 +244,44 @@ impl<
 {
     #[allow(unsafe_code)]
     pub(crate) fn new(timing: Timing) -> Self {
-        // SAFETY: `init` writes every field.
-        unsafe { crate::init::new(|slot| Self::init(slot, timing)) }
+        // SAFETY: `init::new` hands over zero bytes, which `init_zeroed`
+        // turns into a session.
+        unsafe { crate::init::new(|slot| Self::init_zeroed(slot, timing)) }
     }
 
-    /// A new session written where it stays (see `crate::init`): its rings
-    /// and queues by their own in-place initialisers.
+    /// A new session where it stays, over zero bytes (see `crate::init`):
+    /// its queues and the role's storage by their own initialisers, the
+    /// timing; the rest is zero bytes already: the rings (empty), the
+    /// streams' positions and credits, the sequence numbers, the flags and
+    /// the counters (all integers and `bool`s, 0 and `false` at the start).
+    ///
+    /// # Safety
+    /// `slot` holds zero bytes.
     #[allow(unsafe_code)]
-    pub(crate) fn init(slot: &mut MaybeUninit<Self>, timing: Timing) {
+    pub(crate) unsafe fn init_zeroed(slot: &mut MaybeUninit<Self>, timing: Timing) {
         let p = slot.as_mut_ptr();
-        // SAFETY: `p` is valid for writes of a session (from the `&mut`).
-        // Each field is written once through a raw pointer, the streams of
-        // the two arrays one by one (indices below the arrays' lengths); the
-        // parts handed to their initialisers (`field`) are disjoint fields,
-        // each borrowed only for its initialiser's call.
+        // SAFETY: `p` is valid for writes of a session (from the `&mut`) and
+        // its bytes are zero (the caller's guarantee), which the fields left
+        // here are validly (integers, `bool`s, byte arrays and structs of
+        // them). The parts handed to their initialisers (`field`) are
+        // disjoint fields of zero bytes, each borrowed only for its
+        // initialiser's call; the streams of the two arrays one by one
+        // (indices below the arrays' lengths).
         unsafe {
             let tx = addr_of_mut!((*p).tx).cast::<TxStream<TXN>>();
             for i in 0..NTX {
-                let s = tx.add(i);
-                Ring::init(field(addr_of_mut!((*s).ring)));
-                addr_of_mut!((*s).sent).write(0);
-                addr_of_mut!((*s).credit).write(0);
+                Ring::init_zeroed(field(addr_of_mut!((*tx.add(i)).ring)));
             }
             let rx = addr_of_mut!((*p).rx).cast::<RxStream<RXN>>();
             for i in 0..NRX {
-                let s = rx.add(i);
-                Ring::init(field(addr_of_mut!((*s).ring)));
-                addr_of_mut!((*s).granted).write(0);
+                Ring::init_zeroed(field(addr_of_mut!((*rx.add(i)).ring)));
             }
-            Queue::init(field(addr_of_mut!((*p).ctrl)));
+            Queue::init_zeroed(field(addr_of_mut!((*p).ctrl)));
             R::init_extra(field(addr_of_mut!((*p).extra)));
-            Queue::init(field(addr_of_mut!((*p).slots)));
-            addr_of_mut!((*p).una).write(0);
-            addr_of_mut!((*p).replay).write(0);
-            addr_of_mut!((*p).rx_expected).write(0);
-            addr_of_mut!((*p).ack_pending).write(false);
+            Queue::init_zeroed(field(addr_of_mut!((*p).slots)));
             addr_of_mut!((*p).rto_ms).write(timing.rto_initial_ms);
             addr_of_mut!((*p).retransmit_at).write(R::At::after(0, 0));
             addr_of_mut!((*p).timing).write(timing);
-            addr_of_mut!((*p).next_tx_stream).write(0);
-            addr_of_mut!((*p).counters).write(Counters::default());
         }
     }
 
