@@ -49,7 +49,7 @@ pub use micrun_proto::{ExitReason, LinkKind, LogLevel, ProtocolError, Stats, Str
 /// The link to the host.
 pub trait Link {
     /// A byte stream (UART, tty, pipe: frames are COBS-encoded, and `write`
-    /// gets each in pieces), or a message link ([`LinkKind::Message`]: every
+    /// gets each whole, delimiter included), or a message link ([`LinkKind::Message`]: every
     /// `read` returns exactly one message and every `write` sends one, e.g. an
     /// rpmsg endpoint). Fixed per link type, so only its code is linked.
     const KIND: LinkKind = LinkKind::Stream;
@@ -159,9 +159,9 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The agent.
 ///
 /// - `FRAME`: the receive buffer, one encoded frame (≥ 128; 496 the maximum
-///   useful); it bounds the frame size both ways. Frames go out without a
-///   buffer of their own on a stream link, from a `FRAME`-byte one on the
-///   stack of [`Agent::poll`] on a message link;
+///   useful); it bounds the frame size both ways. Frames go out from a
+///   `FRAME`-byte buffer on the stack of [`Agent::poll`], COBS-encoded in it
+///   on a stream link (so they are at most `FRAME` bytes on the wire);
 /// - `OUT`: stdout, stderr and exec output rings each (power of two);
 /// - `IN`: the console input ring (power of two);
 /// - `W`: frames in flight before an acknowledgement (see
@@ -528,17 +528,18 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
         self.flush(now_ms);
     }
 
-    /// Writes every frame that is due.
+    /// Writes every frame that is due, each whole from a `FRAME`-byte
+    /// buffer (on a stream link COBS-encoded in place, at most `FRAME` bytes
+    /// with its delimiter; every control message fits: `FRAME` ≥ 128). One
+    /// buffer and one encoder in place are less code than encoding the frame
+    /// to the link in pieces (`RtosEndpoint::poll_transmit_to`: −128 B on the
+    /// C path, −78 B on the Rust probe, docs/footprint.md round 7), and the
+    /// stack of the poll is no larger: that path built the frame's head in a
+    /// buffer of its own.
     fn flush(&mut self, now_ms: u64) {
-        let link = &mut self.link;
-        match L::KIND {
-            LinkKind::Stream => while self.ep.poll_transmit_to(now_ms, &mut |p| link.write(p)) {},
-            LinkKind::Message => {
-                let mut tx = [0u8; FRAME];
-                while let Some(n) = self.ep.poll_transmit(now_ms, &mut tx) {
-                    link.write(&tx[..n]);
-                }
-            }
+        let mut tx = [0u8; FRAME];
+        while let Some(n) = self.ep.poll_transmit(now_ms, &mut tx) {
+            self.link.write(tx.get(..n).unwrap_or_default());
         }
     }
 }
