@@ -412,7 +412,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// Bytes received some other way (an rpmsg callback, a UART interrupt
     /// buffer) instead of through [`Link::read`].
     pub fn feed(&mut self, data: &[u8]) {
-        self.ep.handle_input(self.ep.now_ms(), data);
+        self.ep.handle_input_on(L::KIND, self.ep.now_ms(), data);
     }
 
     /// When [`Agent::poll`] next has timed work, in the caller's milliseconds.
@@ -433,7 +433,8 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
             if n == 0 {
                 break;
             }
-            self.ep.handle_input(now_ms, &buf[..n.min(FRAME)]);
+            self.ep
+                .handle_input_on(L::KIND, now_ms, &buf[..n.min(FRAME)]);
         }
         self.run_timers(now_ms);
         while let Some(hook) = self.next_hook() {
@@ -538,7 +539,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// buffer of its own.
     fn flush(&mut self, now_ms: u64) {
         let mut tx = [0u8; FRAME];
-        while let Some(n) = self.ep.poll_transmit(now_ms, &mut tx) {
+        while let Some(n) = self.ep.poll_transmit_on(L::KIND, now_ms, &mut tx) {
             self.link.write(tx.get(..n).unwrap_or_default());
         }
     }

@@ -698,8 +698,17 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// must be exactly one message. Bytes beyond a frame's bound are dropped and
     /// counted.
     pub fn handle_input(&mut self, now_ms: u64, data: &[u8]) {
+        self.handle_input_on(self.core.link, now_ms, data);
+    }
+
+    /// [`RtosEndpoint::handle_input`] on a link of kind `link`, which must be
+    /// [`RtosConfig::link`]: an agent whose link kind is fixed when it is built
+    /// passes it as a constant, and the other kind's code is not linked
+    /// (docs/footprint.md, round 7).
+    pub fn handle_input_on(&mut self, link: LinkKind, now_ms: u64, data: &[u8]) {
+        debug_assert!(link == self.core.link, "the link kind of RtosConfig");
         self.core.now = Ms(now_ms);
-        match self.core.link {
+        match link {
             LinkKind::Message => {
                 if data.len() > Self::MAX_FRAME {
                     bump(&mut self.core.session.counters.oversized_frames);
@@ -770,7 +779,19 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// (at least 128) only makes console chunks smaller.
     #[must_use]
     pub fn poll_transmit(&mut self, now_ms: u64, buf: &mut [u8]) -> Option<usize> {
-        let link = self.core.link;
+        self.poll_transmit_on(self.core.link, now_ms, buf)
+    }
+
+    /// [`RtosEndpoint::poll_transmit`] on a link of kind `link`, which must be
+    /// [`RtosConfig::link`] (as [`RtosEndpoint::handle_input_on`]).
+    #[must_use]
+    pub fn poll_transmit_on(
+        &mut self,
+        link: LinkKind,
+        now_ms: u64,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        debug_assert!(link == self.core.link, "the link kind of RtosConfig");
         let (offset, room) = raw_layout(link, buf.len(), usize::from(self.core.max_frame));
         if room < MIN_FRAME {
             return None;
