@@ -156,7 +156,7 @@ typedef enum micrun_status {
   // A required pointer is NULL (or a data pointer is NULL with a non-zero length).
   MICRUN_ERR_NULL = -1,
   // An argument is out of range: an unknown message kind, stream, exit reason or
-  // log level; text beyond its bound or not UTF-8; reserved frame flags; an
+  // log level; text beyond its bound; reserved frame flags; an
   // uninitialised framer; overlapping buffers where that is not allowed.
   MICRUN_ERR_INVALID_ARG = -2,
   // The output buffer is too small. The function's `out_len` holds the size
@@ -400,8 +400,9 @@ enum micrun_status micrun_host_msg_decode(const uint8_t *payload,
                                           struct micrun_host_msg *out);
 
 // Encodes an RTOS → host message; as micrun_host_msg_encode. Text fields must be
-// UTF-8 within their bounds (MICRUN_MAX_NAME, MICRUN_MAX_LOG), else
-// MICRUN_ERR_INVALID_ARG.
+// within their bounds (MICRUN_MAX_NAME, MICRUN_MAX_LOG), else
+// MICRUN_ERR_INVALID_ARG; they are UTF-8 by contract, not checked (see
+// `micrun_bytes`).
 //
 // # Safety
 // As micrun_host_msg_encode, for a `micrun_rtos_msg`.

@@ -23,7 +23,7 @@ pub enum micrun_status {
     /// A required pointer is NULL (or a data pointer is NULL with a non-zero length).
     MICRUN_ERR_NULL = -1,
     /// An argument is out of range: an unknown message kind, stream, exit reason or
-    /// log level; text beyond its bound or not UTF-8; reserved frame flags; an
+    /// log level; text beyond its bound; reserved frame flags; an
     /// uninitialised framer; overlapping buffers where that is not allowed.
     MICRUN_ERR_INVALID_ARG = -2,
     /// The output buffer is too small. The function's `out_len` holds the size
