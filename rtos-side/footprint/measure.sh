@@ -125,7 +125,7 @@ out, write_docs, attribute, docs_path = sys.argv[1], sys.argv[2] == "1", sys.arg
 # Rust probe's budget is the target; the C path's is its size today plus one 64-byte
 # step (its flash moves in 64 B steps: newlib's strlen after the agent's code is
 # 64-byte aligned), so that any growth fails. docs/footprint.md says what is left.
-BUDGETS = {"Rust probe": (6144, 512), "C path": (6424, 512)}
+BUDGETS = {"Rust probe": (6144, 512), "C path": (6144, 512)}
 AGENT_SYMBOL = "MICRUN_AGENT"
 C_AGENT_SYMBOL = "micrun_rtos::capi::SLOT"
 

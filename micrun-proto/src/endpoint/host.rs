@@ -155,6 +155,7 @@ impl Role for HostRole {
     type At = Ms;
     const TX: &'static [Stream] = &[Stream::Stdin];
     const RX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr, Stream::Exec];
+    const TX_FIRST: Stream = Stream::Stdin;
 
     fn encode_ctrl(
         c: &HostCtrl,

@@ -217,6 +217,7 @@ impl Role for RtosRole {
     #[cfg(not(feature = "rtos-exec"))]
     const TX: &'static [Stream] = &[Stream::Stdout, Stream::Stderr];
     const RX: &'static [Stream] = &[Stream::Stdin];
+    const TX_FIRST: Stream = Stream::Stdout;
 
     /// Written field by field (the wire bytes of [`RtosMsg::encode`], test
     /// `rtos_encoders_match_rtos_msg`), not through an `RtosMsg` built for it:
@@ -497,7 +498,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize> core
 /// `text` cut to at most `max` bytes, not inside a UTF-8 character: the cut
 /// backs off over continuation bytes, so it never makes valid text invalid
 /// (text that is not UTF-8 is cut the same way; the host replaces it). One
-/// copy for the names and the log line.
+/// copy, not inlined, for the names and the log line.
+#[inline(never)]
 fn clip(text: &[u8], max: usize) -> &[u8] {
     let mut end = text.len().min(max);
     while end > 0 && text.get(end).is_some_and(|&b| b & 0xC0 == 0x80) {
@@ -642,7 +644,8 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// yet acknowledged, or an exec's arguments wait in the same storage (one
     /// at a time keeps the RAM cost at one line).
     pub fn send_log(&mut self, level: LogLevel, text: &[u8]) -> bool {
-        if self.core.argv != Argv::Free {
+        // Without exec the arguments never hold the storage.
+        if cfg!(feature = "rtos-exec") && self.core.argv != Argv::Free {
             return false;
         }
         let s = &mut self.core.session;
@@ -704,7 +707,9 @@ impl<const FRAME: usize, const OUT: usize, const IN: usize, const W: usize>
     /// [`RtosEndpoint::handle_input`] on a link of kind `link`, which must be
     /// [`RtosConfig::link`]: an agent whose link kind is fixed when it is built
     /// passes it as a constant, and the other kind's code is not linked
-    /// (docs/footprint.md, round 7).
+    /// (docs/footprint.md, round 7). Not inlined into the poll: smaller on a
+    /// Cortex-M (the same round).
+    #[inline(never)]
     pub fn handle_input_on(&mut self, link: LinkKind, now_ms: u64, data: &[u8]) {
         debug_assert!(link == self.core.link, "the link kind of RtosConfig");
         self.core.now = Ms(now_ms);
@@ -925,7 +930,9 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
             && (self.state != RtosState::Connected || self.host_silent)
     }
 
-    /// A valid frame from the host of our session: it is not silent.
+    /// A valid frame from the host of our session: it is not silent. Not
+    /// inlined: one copy for `handle_frame`'s two callers of it.
+    #[inline(never)]
     fn host_heard(&mut self, now: u64) {
         if self.state == RtosState::Connected {
             self.host_silent = false;
@@ -1066,8 +1073,10 @@ impl<const OUT: usize, const IN: usize, const W: usize> Core<OUT, IN, W> {
         self.push_event(event);
     }
 
-    /// Not inlined into `handle_frame` (smaller on a Cortex-M).
-    #[inline(never)]
+    /// Inlined into `handle_frame`, its one caller: smaller on a Cortex-M
+    /// since the receive path is a function of its own (docs/footprint.md,
+    /// round 7).
+    #[inline(always)]
     fn on_hello(&mut self, hello: &Hello) {
         // Always answer, so the host learns our version even when we cannot talk.
         self.hello_ack_due = true;

@@ -30,8 +30,11 @@ pub(crate) trait Role {
     fn init_extra(slot: &mut MaybeUninit<Self::Extra>) {
         slot.write(Self::Extra::default());
     }
-    /// Streams this side sends, by index.
+    /// Streams this side sends, by index: consecutive wire values from
+    /// `TX_FIRST` (test `stream_indices`), so a stream's index is a
+    /// subtraction, not a search.
     const TX: &'static [Stream];
+    const TX_FIRST: Stream;
     /// Streams this side receives, by index.
     const RX: &'static [Stream];
     fn encode_ctrl(
@@ -305,7 +308,8 @@ impl<
     }
 
     fn tx_index(stream: Stream) -> Option<usize> {
-        R::TX.iter().position(|&s| s == stream)
+        let i = (stream as usize).wrapping_sub(R::TX_FIRST as usize);
+        (i < R::TX.len()).then_some(i)
     }
 
     fn rx_index(stream: Stream) -> Option<usize> {
@@ -679,7 +683,8 @@ impl<
 
     /// Header and ack bookkeeping for a frame whose
     /// payload (head) of `n` bytes is already at `buf[HEADER_LEN..]`; returns
-    /// the length before the CRC.
+    /// the length before the CRC. Not inlined: one copy for its callers.
+    #[inline(never)]
     fn finish(&mut self, buf: &mut [u8], seq: Option<u8>, n: usize) -> usize {
         frame::write_header(
             buf,
@@ -708,7 +713,25 @@ impl<
 
 #[cfg(test)]
 mod tests {
-    use super::Timing;
+    use super::{Role, Timing};
+    use crate::Stream;
+
+    /// Each role's sent streams are consecutive wire values from `TX_FIRST`,
+    /// which `tx_index` relies on; a stream it does not send has no index.
+    #[test]
+    fn stream_indices() {
+        fn check<R: Role>() {
+            for (i, &s) in R::TX.iter().enumerate() {
+                assert_eq!(s as usize, R::TX_FIRST as usize + i, "{s:?}");
+            }
+            for s in [Stream::Stdin, Stream::Stdout, Stream::Stderr, Stream::Exec] {
+                let i = (s as usize).wrapping_sub(R::TX_FIRST as usize);
+                assert_eq!(i < R::TX.len(), R::TX.contains(&s), "{s:?}");
+            }
+        }
+        check::<crate::endpoint::rtos::RtosRole>();
+        check::<crate::endpoint::host::HostRole>();
+    }
 
     /// The configured timeouts become 1..=65535 ms, the maximum at least the
     /// initial one.
