@@ -318,6 +318,8 @@ impl<
 
     // ---- application side -------------------------------------------------------
 
+    /// Not inlined: one copy for the application's writes to every stream.
+    #[inline(never)]
     pub(crate) fn write(&mut self, stream: Stream, data: &[u8]) -> usize {
         match Self::tx_index(stream) {
             Some(i) => self.tx[i].ring.push(data),
