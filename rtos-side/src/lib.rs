@@ -534,7 +534,7 @@ impl<L: Link, const FRAME: usize, const OUT: usize, const IN: usize, const W: us
     /// with its delimiter; every control message fits: `FRAME` ≥ 128). One
     /// buffer and one encoder in place are less code than encoding the frame
     /// to the link in pieces (`RtosEndpoint::poll_transmit_to`: −128 B on the
-    /// C path, −78 B on the Rust probe, docs/footprint.md round 7), and the
+    /// C path, −100 B on the Rust probe, docs/footprint.md round 7), and the
     /// stack of the poll is no larger: that path built the frame's head in a
     /// buffer of its own.
     fn flush(&mut self, now_ms: u64) {
